@@ -1,0 +1,537 @@
+//! The private PostgreSQL cluster: what Apotheca runs when no database is configured, and
+//! what the tests run on. It owns the cluster's folders, its generated superuser password, its
+//! start (idempotent, waits until connections are accepted) and stop. It uses the system's
+//! `initdb`/`pg_ctl`/`postgres`, listens on a Unix socket in its own folder (TCP on 127.0.0.1
+//! only when asked) with scram-sha-256 password auth, and when run as root runs PostgreSQL as
+//! an unprivileged user, since PostgreSQL refuses to run as root.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::{Gid, Uid, User};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::settings::PrivateDbSettings;
+
+/// The database Apotheca keeps its data in, inside the private cluster.
+pub const DATABASE: &str = "apotheca";
+/// The cluster's superuser.
+pub const SUPERUSER: &str = "postgres";
+/// Where Debian (and the PGDG packages) install the server binaries.
+const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
+/// A Unix socket path must fit in `sockaddr_un.sun_path` (108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevDbError {
+    #[error("the PostgreSQL server programs (initdb, pg_ctl, postgres) were not found under {DEBIAN_PG_ROOT}/*/bin{0}; install them with `apt-get install postgresql`, or configure a database with --database-url / DATABASE_URL")]
+    BinariesMissing(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{tool} failed ({status}): {output}")]
+    Tool {
+        tool: String,
+        status: String,
+        output: String,
+    },
+    #[error("PostgreSQL refuses to run as root, so it runs as OS user {0:?}, which does not exist; create it or set [private_db] os_user")]
+    NoOsUser(String),
+    #[error("PostgreSQL runs as OS user {user:?} (it refuses root) and cannot reach {path}: {dir} is not searchable by that user; set [private_db] data_dir and run_dir (APOTHECA_PRIVATE_DB__DATA_DIR, APOTHECA_PRIVATE_DB__RUN_DIR) to a place it can reach, or `chmod o+x {dir}`")]
+    NotReachable {
+        user: String,
+        path: String,
+        dir: String,
+    },
+    #[error("{0} exists but is not a PostgreSQL data folder (no PG_VERSION) and is not empty; refusing to touch it")]
+    NotACluster(PathBuf),
+    #[error("the socket path {0} is longer than {MAX_SOCKET_PATH} bytes; set [private_db] run_dir to a shorter path")]
+    SocketPathTooLong(String),
+    #[error("the cluster at {0} has no password file {1}; it was not created by Apotheca (remove the folder to start afresh)")]
+    NoPassword(PathBuf, PathBuf),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("the launcher task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevDbError {
+    let what = what.into();
+    move |source| DevDbError::Io { what, source }
+}
+
+/// What `start` found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// `initdb` ran: the cluster is new.
+    pub initialised: bool,
+    /// It was already running; nothing was started.
+    pub already_running: bool,
+}
+
+/// The OS identity PostgreSQL runs as when we are root.
+#[derive(Debug, Clone)]
+struct RunAs {
+    name: String,
+    uid: Uid,
+    gid: Gid,
+}
+
+/// A private cluster described by `[private_db]`. Creating one touches nothing on disk.
+#[derive(Debug, Clone)]
+pub struct PrivateCluster {
+    data_dir: PathBuf,
+    run_dir: PathBuf,
+    port: u16,
+    settings: PrivateDbSettings,
+    bin_dir: PathBuf,
+    run_as: Option<RunAs>,
+}
+
+impl PrivateCluster {
+    pub fn new(settings: &PrivateDbSettings) -> Result<Self, DevDbError> {
+        let cwd = std::env::current_dir().map_err(io("reading the working folder"))?;
+        let data_dir = cwd.join(&settings.data_dir);
+        let run_dir = cwd.join(&settings.run_dir);
+        let port = settings.tcp_port.unwrap_or(5432);
+        let socket = run_dir.join(format!(".s.PGSQL.{port}"));
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(DevDbError::SocketPathTooLong(socket.display().to_string()));
+        }
+        let bin_dir = find_bin_dir(settings.bin_dir.as_deref())?;
+        let run_as = if Uid::effective().is_root() {
+            let user = User::from_name(&settings.os_user)
+                .ok()
+                .flatten()
+                .ok_or_else(|| DevDbError::NoOsUser(settings.os_user.clone()))?;
+            Some(RunAs {
+                name: user.name,
+                uid: user.uid,
+                gid: user.gid,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            data_dir,
+            run_dir,
+            port,
+            settings: settings.clone(),
+            bin_dir,
+            run_as,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The folder holding the Unix socket (what libpq calls the host).
+    pub fn socket_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.run_dir.join("postgres.log")
+    }
+
+    fn password_file(&self) -> PathBuf {
+        self.run_dir.join("superuser.password")
+    }
+
+    /// A server program of the installed PostgreSQL (psql, pg_dump, ...).
+    pub fn bin(&self, tool: &str) -> PathBuf {
+        self.bin_dir.join(tool)
+    }
+
+    /// The superuser's URL for `database`, over the Unix socket.
+    pub fn url_for(&self, database: &str) -> Result<String, DevDbError> {
+        let password = self.password()?;
+        Ok(socket_url(
+            SUPERUSER,
+            &password,
+            &self.run_dir,
+            self.port,
+            database,
+        ))
+    }
+
+    /// The superuser's URL for Apotheca's database.
+    pub fn admin_url(&self) -> Result<String, DevDbError> {
+        self.url_for(DATABASE)
+    }
+
+    pub fn password(&self) -> Result<String, DevDbError> {
+        let path = self.password_file();
+        match fs::read_to_string(&path) {
+            Ok(p) => Ok(p.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(DevDbError::NoPassword(self.data_dir.clone(), path))
+            }
+            Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Whether the server of this data folder is running.
+    pub fn is_running(&self) -> bool {
+        self.data_dir.join("PG_VERSION").is_file()
+            && self
+                .pg_command("pg_ctl")
+                .arg("status")
+                .arg("-D")
+                .arg(&self.data_dir)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+    }
+
+    /// Creates the cluster if needed, starts it unless running, waits until it accepts
+    /// connections and makes sure Apotheca's database exists. Safe to call from several
+    /// processes at once: they serialise on a lock file.
+    pub async fn start(&self) -> Result<Started, DevDbError> {
+        let this = self.clone();
+        let (lock, started) = tokio::task::spawn_blocking(move || this.start_blocking()).await??;
+        self.ensure_database().await?;
+        drop(lock);
+        Ok(started)
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended). Returns whether it was running.
+    pub async fn stop(&self) -> Result<bool, DevDbError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if !this.is_running() {
+                return Ok(false);
+            }
+            let out = this
+                .pg_command("pg_ctl")
+                .args(["stop", "-m", "fast", "-w", "-t", "60", "-D"])
+                .arg(&this.data_dir)
+                .output()
+                .map_err(io("running pg_ctl stop"))?;
+            check("pg_ctl stop", &out)?;
+            Ok(true)
+        })
+        .await?
+    }
+
+    fn start_blocking(&self) -> Result<(Flock<File>, Started), DevDbError> {
+        self.make_dirs()?;
+        let lock = self.lock()?;
+        let mut started = Started {
+            initialised: false,
+            already_running: false,
+        };
+        if !self.data_dir.join("PG_VERSION").is_file() {
+            self.initdb()?;
+            started.initialised = true;
+        }
+        self.write_conf()?;
+        if self.is_running() {
+            started.already_running = true;
+            return Ok((lock, started));
+        }
+        let out = self
+            .pg_command("pg_ctl")
+            .args(["start", "-w", "-t", "60", "-s", "-D"])
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.log_file())
+            .output()
+            .map_err(io("running pg_ctl start"))?;
+        if !out.status.success() {
+            let tail = fs::read_to_string(self.log_file()).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(8).collect();
+            let mut msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            msg.push_str("\nserver log (last lines):\n");
+            msg.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            return Err(DevDbError::Tool {
+                tool: "pg_ctl start".into(),
+                status: out.status.to_string(),
+                output: msg,
+            });
+        }
+        Ok((lock, started))
+    }
+
+    fn make_dirs(&self) -> Result<(), DevDbError> {
+        for dir in [&self.data_dir, &self.run_dir] {
+            if let Some(run_as) = &self.run_as {
+                check_reachable(dir, run_as)?;
+            }
+            fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+            if let Some(run_as) = &self.run_as {
+                nix::unistd::chown(dir.as_path(), Some(run_as.uid), Some(run_as.gid)).map_err(
+                    |e| io(format!("handing {} to {}", dir.display(), run_as.name))(e.into()),
+                )?;
+            }
+        }
+        fs::set_permissions(&self.data_dir, fs::Permissions::from_mode(0o700))
+            .map_err(io("restricting the data folder"))?;
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<Flock<File>, DevDbError> {
+        let path = self.run_dir.join("launcher.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(format!("opening {}", path.display())))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io(format!("locking {}", path.display()))(e.into()))
+    }
+
+    fn initdb(&self) -> Result<(), DevDbError> {
+        let not_empty = fs::read_dir(&self.data_dir)
+            .map_err(io("reading the data folder"))?
+            .next()
+            .is_some();
+        if not_empty {
+            return Err(DevDbError::NotACluster(self.data_dir.clone()));
+        }
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        // Kept for us (0600, our user) and handed to initdb through a file only it can read.
+        write_private(&self.password_file(), &password, None)?;
+        let pwfile = self.run_dir.join("initdb.pw");
+        write_private(&pwfile, &password, self.run_as.as_ref())?;
+        let mut cmd = self.pg_command("initdb");
+        cmd.arg("-D")
+            .arg(&self.data_dir)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        if self.settings.unsafe_fast {
+            cmd.arg("--no-sync");
+        }
+        let out = cmd.output().map_err(io("running initdb"));
+        let _ = fs::remove_file(&pwfile);
+        check("initdb", &out?)?;
+        let conf = self.data_dir.join("postgresql.conf");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .map_err(io(format!("opening {}", conf.display())))?;
+        writeln!(f, "\n# Written by Apotheca at every start from [private_db].\ninclude_if_exists 'apotheca.conf'")
+            .map_err(io("extending postgresql.conf"))?;
+        Ok(())
+    }
+
+    fn write_conf(&self) -> Result<(), DevDbError> {
+        let s = &self.settings;
+        let listen = if s.tcp_port.is_some() {
+            "127.0.0.1"
+        } else {
+            ""
+        };
+        let mut conf = format!(
+            "listen_addresses = '{listen}'\nport = {}\nunix_socket_directories = '{}'\n\
+             max_connections = {}\nshared_buffers = '{}'\npassword_encryption = 'scram-sha-256'\n",
+            self.port,
+            self.run_dir.display().to_string().replace('\'', "''"),
+            s.max_connections,
+            s.shared_buffers.replace('\'', "''"),
+        );
+        if s.unsafe_fast {
+            conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        }
+        let path = self.data_dir.join("apotheca.conf");
+        fs::write(&path, conf).map_err(io(format!("writing {}", path.display())))?;
+        if let Some(run_as) = &self.run_as {
+            nix::unistd::chown(path.as_path(), Some(run_as.uid), Some(run_as.gid))
+                .map_err(|e| io("handing apotheca.conf over")(e.into()))?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_database(&self) -> Result<(), DevDbError> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.url_for("postgres")?, tokio_postgres::NoTls).await?;
+        let conn = tokio::spawn(conn);
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
+            .await?
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "CREATE DATABASE {}",
+                    crate::names::quote_ident(DATABASE)
+                ))
+                .await?;
+        }
+        drop(client);
+        let _ = conn.await;
+        Ok(())
+    }
+
+    /// A server program, run as the cluster's OS user when we are root.
+    pub fn pg_command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(self.bin(tool));
+        if let Some(run_as) = &self.run_as {
+            cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
+        }
+        // Don't let a stray PGDATA/PGHOST from the caller's shell steer the tools.
+        for var in [
+            "PGDATA",
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGPASSWORD",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+}
+
+/// A libpq-style URL for a Unix-socket connection (understood by tokio-postgres and psql).
+pub fn socket_url(
+    user: &str,
+    password: &str,
+    socket_dir: &Path,
+    port: u16,
+    database: &str,
+) -> String {
+    format!(
+        "postgresql://{}:{}@/{}?host={}&port={port}",
+        percent_encode(user),
+        percent_encode(password),
+        percent_encode(database),
+        percent_encode(&socket_dir.display().to_string()),
+    )
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` that has the server programs.
+fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, DevDbError> {
+    let has_tools = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|t| dir.join(t).is_file())
+    };
+    if let Some(dir) = configured {
+        return if has_tools(dir) {
+            Ok(dir.to_path_buf())
+        } else {
+            Err(DevDbError::BinariesMissing(format!(
+                " nor in {}",
+                dir.display()
+            )))
+        };
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = fs::read_dir(DEBIAN_PG_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_tools(&bin).then_some((version, bin))
+        })
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or_else(|| DevDbError::BinariesMissing(String::new()))
+}
+
+/// Every folder above `path` must be searchable by the cluster's OS user.
+fn check_reachable(path: &Path, run_as: &RunAs) -> Result<(), DevDbError> {
+    for dir in path.ancestors().skip(1) {
+        let Ok(meta) = fs::metadata(dir) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let searchable = mode & 0o001 != 0
+            || (meta.uid() == run_as.uid.as_raw() && mode & 0o100 != 0)
+            || (meta.gid() == run_as.gid.as_raw() && mode & 0o010 != 0);
+        if !searchable {
+            return Err(DevDbError::NotReachable {
+                user: run_as.name.clone(),
+                path: path.display().to_string(),
+                dir: dir.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, content: &str, owner: Option<&RunAs>) -> Result<(), DevDbError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("writing {}", path.display())))?;
+    f.write_all(content.as_bytes())
+        .map_err(io(format!("writing {}", path.display())))?;
+    if let Some(run_as) = owner {
+        nix::unistd::chown(path, Some(run_as.uid), Some(run_as.gid))
+            .map_err(|e| io(format!("handing {} over", path.display()))(e.into()))?;
+    }
+    Ok(())
+}
+
+fn check(tool: &str, out: &Output) -> Result<(), DevDbError> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut output = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    if output.is_empty() {
+        output = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    }
+    Err(DevDbError::Tool {
+        tool: tool.to_owned(),
+        status: out.status.to_string(),
+        output,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_encoded() {
+        let url = socket_url("postgres", "a b", Path::new("/tmp/x y"), 5432, "apotheca");
+        assert_eq!(
+            url,
+            "postgresql://postgres:a%20b@/apotheca?host=%2Ftmp%2Fx%20y&port=5432"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The layered settings loader shared by every binary: defaults (the `Default` of each
+//! binary's typed struct) → `apotheca.toml` (from `--config`, `APOTHECA_CONFIG`, or the working
+//! folder when present) → `APOTHECA_*` environment variables (`__` separates sections, e.g.
+//! `APOTHECA_DATABASE__URL`). Also the sections more than one binary reads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// The file read when neither `--config` nor `APOTHECA_CONFIG` names one.
+pub const DEFAULT_FILE: &str = "apotheca.toml";
+/// Environment variables that configure the loader itself, not settings.
+const NOT_SETTINGS: &[&str] = &["APOTHECA_CONFIG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid settings: {0}")]
+    Invalid(#[from] config::ConfigError),
+}
+
+/// Settings as loaded, with the file they came from (for `--validate-config` and logs).
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub settings: T,
+    pub file: Option<PathBuf>,
+}
+
+/// Loads `T` from the layers. `explicit` is `--config`; when absent `APOTHECA_CONFIG`, then
+/// `./apotheca.toml` if it exists. An explicitly named file that does not exist is an error.
+pub fn load<T: DeserializeOwned>(explicit: Option<&Path>) -> Result<Loaded<T>, SettingsError> {
+    let env_file = std::env::var_os("APOTHECA_CONFIG").map(PathBuf::from);
+    let file = match explicit.map(Path::to_path_buf).or(env_file) {
+        Some(path) if !path.is_file() => return Err(SettingsError::Missing(path)),
+        Some(path) => Some(path),
+        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+    };
+    let mut builder = config::Config::builder();
+    if let Some(path) = &file {
+        builder = builder.add_source(config::File::from(path.as_path()).required(true));
+    }
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("APOTHECA_") && !NOT_SETTINGS.contains(&k.as_str()))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("APOTHECA")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .ignore_empty(true)
+            .source(Some(env)),
+    );
+    let settings = builder.build()?.try_deserialize()?;
+    Ok(Loaded { settings, file })
+}
+
+/// `[database]`: where the durable truth lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Admin connection URL. Empty: use the private cluster of `[private_db]`.
+    /// `--database-url` and `DATABASE_URL` take precedence over it.
+    pub url: Option<String>,
+}
+
+impl DatabaseSettings {
+    /// The configured URL in precedence order: command line (which clap already merged with
+    /// `DATABASE_URL`), then this section. `None` means "use the private cluster".
+    pub fn resolve(&self, cli: Option<&str>) -> Option<String> {
+        cli.map(str::to_owned)
+            .or_else(|| self.url.clone())
+            .filter(|u| !u.trim().is_empty())
+    }
+}
+
+/// `[private_db]`: the cluster Apotheca starts itself when no database is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivateDbSettings {
+    /// PGDATA of the private cluster.
+    pub data_dir: PathBuf,
+    /// Holds the Unix socket, the server log and the generated superuser password.
+    pub run_dir: PathBuf,
+    /// Also listen on 127.0.0.1 at this port (off when unset: Unix socket only).
+    pub tcp_port: Option<u16>,
+    /// The OS user PostgreSQL runs as when Apotheca runs as root (PostgreSQL refuses root).
+    pub os_user: String,
+    /// `max_connections` of the cluster: workers × pool size, plus control and the proxy.
+    pub max_connections: u32,
+    /// `shared_buffers` of the cluster.
+    pub shared_buffers: String,
+    /// Trade crash safety for speed (fsync off): for throwaway test clusters only.
+    pub unsafe_fast: bool,
+    /// Folder of `initdb`, `postgres` and `pg_ctl`; found under /usr/lib/postgresql when unset.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Default for PrivateDbSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("var/pg"),
+            run_dir: PathBuf::from("var/run"),
+            tcp_port: None,
+            os_user: "postgres".to_owned(),
+            max_connections: 500,
+            shared_buffers: "256MB".to_owned(),
+            unsafe_fast: false,
+            bin_dir: None,
+        }
+    }
+}
+
+/// `[log]`: how a binary writes its logs (the filter comes from `RUST_LOG`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Sample {
+        database: DatabaseSettings,
+        log: LogSettings,
+        private_db: PrivateDbSettings,
+    }
+
+    #[test]
+    fn file_layer_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.toml");
+        std::fs::write(
+            &path,
+            "[log]\nformat = \"json\"\n[private_db]\ntcp_port = 5999\n",
+        )
+        .unwrap();
+        let loaded: Loaded<Sample> = load(Some(&path)).unwrap();
+        assert_eq!(loaded.settings.log.format, LogFormat::Json);
+        assert_eq!(loaded.settings.private_db.tcp_port, Some(5999));
+        assert_eq!(loaded.settings.private_db.os_user, "postgres");
+
+        std::fs::write(&path, "[log]\nfromat = \"json\"\n").unwrap();
+        let err = load::<Sample>(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("fromat"), "{err}");
+
+        let missing = dir.path().join("nope.toml");
+        assert!(matches!(
+            load::<Sample>(Some(&missing)),
+            Err(SettingsError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn database_url_precedence() {
+        let file = DatabaseSettings {
+            url: Some("postgres://file".into()),
+        };
+        assert_eq!(
+            file.resolve(Some("postgres://cli")).as_deref(),
+            Some("postgres://cli")
+        );
+        assert_eq!(file.resolve(None).as_deref(), Some("postgres://file"));
+        assert_eq!(DatabaseSettings::default().resolve(None), None);
+        assert_eq!(
+            DatabaseSettings {
+                url: Some(" ".into())
+            }
+            .resolve(None),
+            None
+        );
+    }
+}

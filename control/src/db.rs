@@ -1,0 +1,129 @@
+//! Control's access to PostgreSQL: which database (command line, `DATABASE_URL`, settings,
+//! else the private cluster, started on demand), admin connections and pools, and the URLs
+//! tenant roles log in with.
+
+use std::time::Duration;
+
+use apotheca_common::devdb::{percent_encode, socket_url, PrivateCluster};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::{ControlError, Result};
+use crate::settings::Settings;
+
+/// The database control works on, with the admin credentials.
+#[derive(Clone)]
+pub struct Database {
+    admin_url: String,
+    config: Config,
+    /// Set when the private cluster is in use.
+    pub private: Option<PrivateCluster>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the URL: it holds the password.
+        f.debug_struct("Database")
+            .field("database", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// The configured database, or the private cluster (started if it is not running).
+    pub async fn open(settings: &Settings, cli_url: Option<&str>) -> Result<Self> {
+        match settings.database.resolve(cli_url) {
+            Some(url) => Self::from_url(url, None),
+            None => {
+                let cluster = PrivateCluster::new(&settings.private_db)?;
+                // Fast path: the cluster is up and the database answers.
+                if let Ok(url) = cluster.admin_url() {
+                    if let Ok(db) = Self::from_url(url, Some(cluster.clone())) {
+                        if db.connect().await.is_ok() {
+                            return Ok(db);
+                        }
+                    }
+                }
+                cluster.start().await?;
+                Self::from_url(cluster.admin_url()?, Some(cluster))
+            }
+        }
+    }
+
+    pub fn from_url(url: String, private: Option<PrivateCluster>) -> Result<Self> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e| ControlError::invalid(format!("invalid database URL: {e}")))?;
+        config.connect_timeout(Duration::from_secs(10));
+        config.application_name("apotheca-control");
+        Ok(Self {
+            admin_url: url,
+            config,
+            private,
+        })
+    }
+
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The database's name (where tenant schemas live).
+    pub fn name(&self) -> &str {
+        self.config
+            .get_dbname()
+            .or(self.config.get_user())
+            .unwrap_or("postgres")
+    }
+
+    pub async fn connect(&self) -> Result<Client> {
+        let (client, conn) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// A pool of at most `size` admin connections, opened lazily.
+    pub fn pool(&self, size: usize) -> Result<Pool> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|e| ControlError::Other(format!("building the database pool: {e}")))
+    }
+
+    /// The URL a tenant's role logs in with: the admin URL's server and database, that role's
+    /// name and password.
+    pub fn role_url(&self, role: &str, password: &str) -> String {
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        match self.config.get_hosts().first() {
+            Some(Host::Unix(dir)) => socket_url(role, password, dir, port, self.name()),
+            Some(Host::Tcp(host)) => format!(
+                "postgresql://{}:{}@{}:{port}/{}",
+                percent_encode(role),
+                percent_encode(password),
+                if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                },
+                percent_encode(self.name()),
+            ),
+            None => format!(
+                "postgresql://{}:{}@/{}",
+                percent_encode(role),
+                percent_encode(password),
+                percent_encode(self.name())
+            ),
+        }
+    }
+}

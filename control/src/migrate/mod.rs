@@ -1,0 +1,529 @@
+//! The migration runner: what is applied where (`public.apotheca_migrations`), what is pending,
+//! and applying it — each schema in its own transaction under an advisory lock, many schemas
+//! in parallel, one failing schema never stopping the others. Checking whether anything is
+//! pending over any number of tenants takes one query.
+
+mod progress;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use apotheca_common::names::quote_ident;
+use apotheca_migrations::{Migration, MigrationSet};
+use deadpool_postgres::Pool;
+use futures::StreamExt;
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use crate::error::{db_message, ControlError, Result};
+use crate::roles;
+
+pub use progress::Reporter;
+
+/// Advisory lock namespace (first key) for migration locks; the second key is the schema's hash.
+pub(crate) const LOCK_NAMESPACE: i32 = 0x4150_4f54; // "APOT"
+
+/// Which schemas a run covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `public`, then every tenant.
+    All,
+    /// `public` only (`--shared`).
+    Shared,
+    /// One tenant schema (`--schema`).
+    Schema(String),
+}
+
+/// What a schema is, which decides what else migrating it involves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Public,
+    /// A tenant, with its role (re-granted after migrating).
+    Tenant(String),
+    /// A pre-built spare from the pool (see `spares`).
+    Spare,
+}
+
+/// One schema as found in the database.
+#[derive(Debug, Clone)]
+struct SchemaState {
+    name: String,
+    kind: Kind,
+    /// Applied versions and their recorded checksums.
+    applied: BTreeMap<i32, String>,
+}
+
+/// A migration applied to a schema.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Applied {
+    pub version: i32,
+    pub file: String,
+    pub duration_ms: i64,
+}
+
+/// What happened to one schema.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SchemaOutcome {
+    pub schema: String,
+    /// What it had pending (the plan); with `--plan` nothing of it was applied.
+    pub pending: Vec<String>,
+    pub applied: Vec<Applied>,
+    pub error: Option<String>,
+}
+
+/// The run's summary.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub outcomes: Vec<SchemaOutcome>,
+    pub planned_only: bool,
+}
+
+impl Summary {
+    pub fn failed(&self) -> impl Iterator<Item = &SchemaOutcome> {
+        self.outcomes.iter().filter(|o| o.error.is_some())
+    }
+
+    pub fn migrated(&self) -> impl Iterator<Item = &SchemaOutcome> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.error.is_none() && !o.applied.is_empty())
+    }
+
+    pub fn current(&self) -> impl Iterator<Item = &SchemaOutcome> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.error.is_none() && o.pending.is_empty())
+    }
+}
+
+/// Applies (or with `plan_only` lists) pending migrations for `target`.
+pub async fn run(
+    pool: &Pool,
+    set: &MigrationSet,
+    target: &Target,
+    plan_only: bool,
+    jobs: usize,
+    reporter: &Reporter,
+) -> Result<Summary> {
+    let client = pool.get().await?;
+    let mut summary = Summary {
+        planned_only: plan_only,
+        ..Summary::default()
+    };
+    let shared_ready = bootstrap(&client, plan_only).await?;
+
+    if matches!(target, Target::All | Target::Shared) {
+        let public = if shared_ready.1 {
+            load_states(&client, Some("public"), false).await?.remove(0)
+        } else {
+            SchemaState {
+                name: "public".into(),
+                kind: Kind::Public,
+                applied: BTreeMap::new(),
+            }
+        };
+        verify_checksums(std::slice::from_ref(&public), &set.shared, "shared")?;
+        let outcome = migrate_one(pool, public, &set.shared, plan_only).await;
+        reporter.schema_done(&outcome);
+        let failed = outcome.error.is_some();
+        summary.outcomes.push(outcome);
+        if failed || *target == Target::Shared {
+            return Ok(summary);
+        }
+    } else if !shared_ready.1 {
+        return Err(ControlError::invalid(
+            "the public schema is not migrated yet; run `apotheca migrate-schemas --shared` first",
+        ));
+    }
+    if plan_only && !shared_ready.1 {
+        // The public schema is not there yet, so there are no tenants to plan for.
+        return Ok(summary);
+    }
+
+    let only = match target {
+        Target::Schema(s) => Some(s.as_str()),
+        _ => None,
+    };
+    let states = load_states(&client, only, true).await?;
+    if let Some(schema) = only {
+        if states.is_empty() {
+            return Err(ControlError::invalid(format!(
+                "no tenant with schema {schema:?}"
+            )));
+        }
+    }
+    drop(client);
+    verify_checksums(&states, &set.tenant, "tenant")?;
+
+    let (current, work): (Vec<_>, Vec<_>) = states
+        .into_iter()
+        .partition(|s| pending(s, &set.tenant).is_ok_and(|p| p.is_empty()));
+    summary
+        .outcomes
+        .extend(current.into_iter().map(|s| SchemaOutcome {
+            schema: s.name,
+            pending: vec![],
+            applied: vec![],
+            error: None,
+        }));
+    reporter.start(work.len() as u64);
+    let mut results = futures::stream::iter(work)
+        .map(|state| migrate_one(pool, state, &set.tenant, plan_only))
+        .buffer_unordered(jobs.max(1));
+    while let Some(outcome) = results.next().await {
+        reporter.schema_done(&outcome);
+        summary.outcomes.push(outcome);
+    }
+    reporter.finish();
+    summary
+        .outcomes
+        .sort_by(|a, b| (a.schema != "public", &a.schema).cmp(&(b.schema != "public", &b.schema)));
+    Ok(summary)
+}
+
+/// Makes sure the records table exists. Returns (records table exists, public is migrated
+/// far enough to have `tenants`).
+async fn bootstrap(client: &Client, plan_only: bool) -> Result<(bool, bool)> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('public.apotheca_migrations') IS NOT NULL, \
+                    to_regclass('public.tenants') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    let (records, tenants): (bool, bool) = (row.get(0), row.get(1));
+    if records || plan_only {
+        return Ok((records, tenants));
+    }
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, 0);
+             CREATE TABLE IF NOT EXISTS public.apotheca_migrations (
+                 schema_name text NOT NULL,
+                 version     integer NOT NULL,
+                 name        text NOT NULL,
+                 checksum    text NOT NULL,
+                 applied_at  timestamptz NOT NULL DEFAULT now(),
+                 duration_ms integer NOT NULL,
+                 PRIMARY KEY (schema_name, version)
+             );
+             COMMIT;"
+        ))
+        .await?;
+    Ok((true, tenants))
+}
+
+/// Every schema's applied migrations, in one query.
+async fn load_states(
+    client: &Client,
+    only: Option<&str>,
+    tenants: bool,
+) -> Result<Vec<SchemaState>> {
+    let rows = if tenants {
+        client
+            .query(
+                "SELECT s.schema_name, s.db_role, m.version, m.checksum
+                 FROM (SELECT schema_name, db_role FROM public.tenants
+                       UNION ALL
+                       SELECT schema_name, NULL FROM public.spare_schemas WHERE $1::text IS NULL) s
+                 LEFT JOIN public.apotheca_migrations m ON m.schema_name = s.schema_name
+                 WHERE $1::text IS NULL OR s.schema_name = $1
+                 ORDER BY s.schema_name, m.version",
+                &[&only],
+            )
+            .await?
+    } else {
+        client
+            .query(
+                "SELECT s.schema_name, NULL::text, m.version, m.checksum
+                 FROM (SELECT $1::text AS schema_name) s
+                 LEFT JOIN public.apotheca_migrations m ON m.schema_name = s.schema_name
+                 ORDER BY m.version",
+                &[&only],
+            )
+            .await?
+    };
+    let mut states: Vec<SchemaState> = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        if states.last().is_none_or(|s| s.name != name) {
+            let kind = match row.get::<_, Option<String>>(1) {
+                Some(role) => Kind::Tenant(role),
+                None if tenants => Kind::Spare,
+                None => Kind::Public,
+            };
+            states.push(SchemaState {
+                name: name.clone(),
+                kind,
+                applied: BTreeMap::new(),
+            });
+        }
+        if let (Some(version), Some(checksum)) = (
+            row.get::<_, Option<i32>>(2),
+            row.get::<_, Option<String>>(3),
+        ) {
+            if let Some(state) = states.last_mut() {
+                state.applied.insert(version, checksum);
+            }
+        }
+    }
+    Ok(states)
+}
+
+/// An applied file that changed is an error for the whole run: nothing is applied anywhere.
+fn verify_checksums(states: &[SchemaState], migrations: &[Migration], kind: &str) -> Result<()> {
+    let mut changed: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for state in states {
+        for (version, recorded) in &state.applied {
+            if let Some(m) = migrations.iter().find(|m| m.version == *version) {
+                if &m.checksum != recorded {
+                    let entry = changed
+                        .entry(m.file_name())
+                        .or_insert((0, state.name.clone()));
+                    entry.0 += 1;
+                }
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = changed
+        .into_iter()
+        .map(|(file, (count, example))| {
+            format!("migrations/{kind}/{file} changed after it was applied (its checksum differs in {count} schema(s), e.g. {example:?}); add a new migration instead of editing an applied one")
+        })
+        .collect();
+    Err(ControlError::ChecksumMismatch(format!(
+        "{}\nnothing was applied",
+        lines.join("\n")
+    )))
+}
+
+/// What `state` still needs, or why it cannot be migrated by this build.
+fn pending<'m>(
+    state: &SchemaState,
+    migrations: &'m [Migration],
+) -> Result<Vec<&'m Migration>, String> {
+    if let Some(unknown) = state
+        .applied
+        .keys()
+        .find(|v| !migrations.iter().any(|m| m.version == **v))
+    {
+        return Err(format!(
+            "has migration {unknown:04} applied, which this build does not know (a newer apotheca migrated it?)"
+        ));
+    }
+    let newest = state.applied.keys().next_back().copied().unwrap_or(0);
+    let todo: Vec<&Migration> = migrations
+        .iter()
+        .filter(|m| !state.applied.contains_key(&m.version))
+        .collect();
+    if let Some(early) = todo.iter().find(|m| m.version < newest) {
+        return Err(format!(
+            "{} is older than the newest applied migration ({newest:04}); give new migrations higher numbers",
+            early.file_name()
+        ));
+    }
+    Ok(todo)
+}
+
+/// Migrates one schema in its own transaction (or just reports its plan).
+async fn migrate_one(
+    pool: &Pool,
+    state: SchemaState,
+    migrations: &[Migration],
+    plan_only: bool,
+) -> SchemaOutcome {
+    let mut outcome = SchemaOutcome {
+        schema: state.name.clone(),
+        pending: vec![],
+        applied: vec![],
+        error: None,
+    };
+    match pending(&state, migrations) {
+        Ok(todo) => outcome.pending = todo.iter().map(|m| m.file_name()).collect(),
+        Err(e) => {
+            outcome.error = Some(e);
+            return outcome;
+        }
+    }
+    if plan_only || outcome.pending.is_empty() {
+        return outcome;
+    }
+    let result = async {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        let applied = migrate_locked(&tx, &state, migrations).await?;
+        tx.commit().await?;
+        Ok::<_, ControlError>(applied)
+    }
+    .await;
+    match result {
+        Ok(applied) => outcome.applied = applied,
+        Err(ControlError::Db(e)) => outcome.error = Some(db_message(&e)),
+        Err(e) => outcome.error = Some(e.to_string()),
+    }
+    outcome
+}
+
+async fn migrate_locked(
+    tx: &Transaction<'_>,
+    state: &SchemaState,
+    migrations: &[Migration],
+) -> Result<Vec<Applied>> {
+    lock_schema(tx, &state.name).await?;
+    // A tenant deleted, or a spare claimed, since the run began has nothing left to migrate here.
+    let still_there = match &state.kind {
+        Kind::Public => true,
+        Kind::Tenant(_) => tx
+            .query_opt(
+                "SELECT 1 FROM public.tenants WHERE schema_name = $1",
+                &[&state.name],
+            )
+            .await?
+            .is_some(),
+        Kind::Spare => tx
+            .query_opt(
+                "SELECT 1 FROM public.spare_schemas WHERE schema_name = $1",
+                &[&state.name],
+            )
+            .await?
+            .is_some(),
+    };
+    if !still_there {
+        return Ok(vec![]);
+    }
+    // Re-read under the lock: another run may have migrated this schema meanwhile.
+    let fresh = load_applied(tx, &state.name).await?;
+    let current = SchemaState {
+        applied: fresh,
+        ..state.clone()
+    };
+    let todo = pending(&current, migrations).map_err(ControlError::Other)?;
+    if todo.is_empty() {
+        return Ok(vec![]);
+    }
+    if state.kind != Kind::Public {
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&state.name],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            return Err(ControlError::Other(format!(
+                "schema {:?} does not exist in the database",
+                state.name
+            )));
+        }
+    }
+    let applied = apply(tx, &state.name, &todo).await?;
+    if let Kind::Tenant(role) = &state.kind {
+        tx.batch_execute(&roles::grants_sql(role, &state.name))
+            .await?;
+    }
+    Ok(applied)
+}
+
+/// Takes the schema's migration lock until the end of the transaction.
+pub(crate) async fn lock_schema(tx: &impl GenericClient, schema: &str) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LOCK_NAMESPACE, &schema],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn load_applied(tx: &impl GenericClient, schema: &str) -> Result<BTreeMap<i32, String>> {
+    let rows = tx
+        .query(
+            "SELECT version, checksum FROM public.apotheca_migrations WHERE schema_name = $1",
+            &[&schema],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Runs `todo` in `schema` inside the caller's transaction and records each.
+pub(crate) async fn apply(
+    tx: &Transaction<'_>,
+    schema: &str,
+    todo: &[&Migration],
+) -> Result<Vec<Applied>> {
+    tx.batch_execute(&format!("SET LOCAL search_path TO {}", quote_ident(schema)))
+        .await?;
+    let mut applied = Vec::with_capacity(todo.len());
+    for m in todo {
+        let started = Instant::now();
+        tx.batch_execute(&m.sql)
+            .await
+            .map_err(|e| ControlError::Other(format!("{}: {}", m.file_name(), db_message(&e))))?;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        tx.execute(
+            "INSERT INTO public.apotheca_migrations (schema_name, version, name, checksum, duration_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&schema, &m.version, &m.name, &m.checksum, &(duration_ms as i32)],
+        )
+        .await?;
+        applied.push(Applied {
+            version: m.version,
+            file: m.file_name(),
+            duration_ms,
+        });
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn m(v: i32, sql: &'static str) -> Migration {
+        Migration::parse(&format!("{v:04}_m.sql"), Cow::Borrowed(sql)).unwrap()
+    }
+
+    fn state(applied: &[(i32, &Migration)]) -> SchemaState {
+        SchemaState {
+            name: "acme".into(),
+            kind: Kind::Tenant("r".into()),
+            applied: applied
+                .iter()
+                .map(|(v, m)| (*v, m.checksum.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pending_and_order() {
+        let (a, b, c) = (m(1, "a"), m(2, "b"), m(3, "c"));
+        let all = vec![a.clone(), b.clone(), c.clone()];
+        assert_eq!(pending(&state(&[]), &all).unwrap().len(), 3);
+        assert_eq!(
+            pending(&state(&[(1, &a), (2, &b)]), &all).unwrap()[0].version,
+            3
+        );
+        assert!(pending(&state(&[(1, &a), (3, &c)]), &all)
+            .unwrap_err()
+            .contains("older"));
+        assert!(pending(&state(&[(1, &a), (9, &c)]), &all)
+            .unwrap_err()
+            .contains("does not know"));
+    }
+
+    #[test]
+    fn changed_checksums_name_the_file() {
+        let a = m(1, "a");
+        let edited = m(1, "a edited");
+        let err = verify_checksums(&[state(&[(1, &a)])], &[edited], "tenant")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("migrations/tenant/0001_m.sql") && err.contains("nothing was applied"),
+            "{err}"
+        );
+        assert!(verify_checksums(&[state(&[(1, &a)])], std::slice::from_ref(&a), "tenant").is_ok());
+    }
+}

@@ -1,0 +1,126 @@
+//! The spare schema pool: empty tenant schemas built ahead of time, at the current migration
+//! version, so that `create-tenant` renames one (milliseconds) instead of running the tenant
+//! migrations (tens of milliseconds of DDL). Filling happens off the request path (`migrate-schemas`,
+//! `prepare-spares`, `up`, the daemon); an empty pool only means create-tenant builds from scratch.
+
+use apotheca_common::names::quote_ident;
+use apotheca_migrations::MigrationSet;
+use rand::distr::{Alphanumeric, SampleString};
+use tokio_postgres::{Client, Transaction};
+
+use crate::error::Result;
+use crate::migrate;
+
+/// Every spare's name starts with this (a prefix `SchemaName` refuses for tenants).
+pub const PREFIX: &str = "apotheca_spare_";
+
+/// What a spare must have applied to be claimed: `version:checksum` of every tenant migration.
+fn fingerprint(set: &MigrationSet) -> Vec<String> {
+    set.tenant
+        .iter()
+        .map(|m| format!("{}:{}", m.version, m.checksum))
+        .collect()
+}
+
+/// How many spares are current (claimable by this build).
+pub async fn count_current(client: &Client, set: &MigrationSet) -> Result<i64> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM public.spare_schemas s
+             WHERE (SELECT array_agg(m.version || ':' || m.checksum ORDER BY m.version)
+                    FROM public.apotheca_migrations m WHERE m.schema_name = s.schema_name) = $1",
+            &[&fingerprint(set)],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Builds spares until `target` are current; returns how many were built.
+pub async fn fill(client: &mut Client, set: &MigrationSet, target: usize) -> Result<usize> {
+    let have = usize::try_from(count_current(client, set).await?).unwrap_or(0);
+    let mut built = 0;
+    for _ in have..target {
+        let name = format!(
+            "{PREFIX}{}",
+            Alphanumeric
+                .sample_string(&mut rand::rng(), 12)
+                .to_lowercase()
+        );
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&name)))
+            .await?;
+        let all: Vec<_> = set.tenant.iter().collect();
+        migrate::apply(&tx, &name, &all).await?;
+        tx.execute(
+            "INSERT INTO public.spare_schemas (schema_name) VALUES ($1)",
+            &[&name],
+        )
+        .await?;
+        tx.commit().await?;
+        built += 1;
+    }
+    Ok(built)
+}
+
+/// Takes a current spare inside the caller's transaction and renames it to `schema`, moving
+/// its migration records along. `None` when no current spare is free.
+pub(crate) async fn claim(
+    tx: &Transaction<'_>,
+    set: &MigrationSet,
+    schema: &str,
+) -> Result<Option<String>> {
+    let want = fingerprint(set);
+    let candidates = tx
+        .query(
+            "SELECT schema_name FROM public.spare_schemas ORDER BY created_at LIMIT 8",
+            &[],
+        )
+        .await?;
+    for row in candidates {
+        let spare: String = row.get(0);
+        // A migration run may hold this spare; skip it rather than wait.
+        let free: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
+                &[&migrate::LOCK_NAMESPACE, &spare],
+            )
+            .await?
+            .get(0);
+        if !free {
+            continue;
+        }
+        // Re-checked under the lock: still a spare (not claimed meanwhile), still current.
+        let current = tx
+            .query_opt(
+                "SELECT 1 FROM public.spare_schemas s
+                 WHERE s.schema_name = $1
+                   AND (SELECT array_agg(m.version || ':' || m.checksum ORDER BY m.version)
+                        FROM public.apotheca_migrations m WHERE m.schema_name = s.schema_name) = $2
+                 FOR UPDATE SKIP LOCKED",
+                &[&spare, &want],
+            )
+            .await?
+            .is_some();
+        if !current {
+            continue;
+        }
+        tx.batch_execute(&format!(
+            "ALTER SCHEMA {} RENAME TO {}",
+            quote_ident(&spare),
+            quote_ident(schema)
+        ))
+        .await?;
+        tx.execute(
+            "UPDATE public.apotheca_migrations SET schema_name = $2 WHERE schema_name = $1",
+            &[&spare, &schema],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM public.spare_schemas WHERE schema_name = $1",
+            &[&spare],
+        )
+        .await?;
+        return Ok(Some(spare));
+    }
+    Ok(None)
+}

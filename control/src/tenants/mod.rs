@@ -1,0 +1,344 @@
+//! Tenants: provisioning (schema, every tenant migration, role, grants, rows and a NOTIFY in
+//! one transaction), listing, suspending, resuming and deleting. Domains live in [`domains`].
+
+pub mod domains;
+
+use std::path::Path;
+use std::process::Command;
+
+use apotheca_common::names::{quote_ident, DomainName, SchemaName};
+use apotheca_migrations::MigrationSet;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::db::Database;
+use crate::error::{db_message, ControlError, Result};
+use crate::migrate;
+use crate::roles::{self, Secret};
+use crate::settings::TenantRoleSettings;
+use crate::spares;
+
+/// The channel the proxy and the daemon listen on; the payload is a JSON [`Event`].
+pub const NOTIFY_CHANNEL: &str = "apotheca_tenants";
+
+/// What changed, as sent on [`NOTIFY_CHANNEL`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Event {
+    pub op: String,
+    pub schema: String,
+}
+
+pub(crate) async fn notify(client: &impl GenericClient, op: &str, schema: &str) -> Result<()> {
+    let payload = serde_json::to_string(&Event {
+        op: op.into(),
+        schema: schema.into(),
+    })
+    .map_err(|e| ControlError::Other(e.to_string()))?;
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+/// A tenant's display name: trimmed, 1 to 200 characters, no control characters.
+pub fn parse_display_name(raw: &str) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(ControlError::invalid("the tenant name is empty"));
+    }
+    if name.chars().count() > 200 {
+        return Err(ControlError::invalid(
+            "the tenant name is longer than 200 characters",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ControlError::invalid(
+            "the tenant name contains control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// One tenant as `list-tenants` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantInfo {
+    pub name: String,
+    pub schema: String,
+    pub status: String,
+    pub role: String,
+    /// Primary first.
+    pub domains: Vec<String>,
+    pub migration_version: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub policy: Policy,
+}
+
+/// A tenant's worker policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    pub min_workers: i32,
+    pub max_workers: i32,
+    pub idle_timeout_secs: i32,
+    pub max_inflight_per_worker: i32,
+    pub queue_length: i32,
+}
+
+/// Everything needed to provision tenants.
+pub struct Provisioner<'a> {
+    pub db: &'a Database,
+    pub secret: &'a Secret,
+    pub migrations: &'a MigrationSet,
+    pub role_limits: &'a TenantRoleSettings,
+}
+
+impl Provisioner<'_> {
+    /// Creates the tenant in one transaction; on any failure nothing is left behind.
+    pub async fn create(
+        &self,
+        client: &mut Client,
+        name: &str,
+        schema: &SchemaName,
+        domain: &DomainName,
+    ) -> Result<TenantInfo> {
+        let name = parse_display_name(name)?;
+        let database = self.db.name();
+        let role = roles::role_name(database, schema);
+        let password = roles::role_password(self.secret, database, schema);
+        let tx = client.transaction().await?;
+        migrate::lock_schema(&tx, schema.as_str()).await?;
+        let taken = tx
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&schema.as_str()],
+            )
+            .await?;
+        if taken.is_some() {
+            return Err(ControlError::invalid(format!(
+                "schema {schema:?} already exists"
+            )));
+        }
+        domains::ensure_free(&tx, domain).await?;
+        if spares::claim(&tx, self.migrations, schema.as_str())
+            .await?
+            .is_none()
+        {
+            tx.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
+                .await
+                .map_err(map_conflict)?;
+            let all: Vec<_> = self.migrations.tenant.iter().collect();
+            migrate::apply(&tx, schema.as_str(), &all).await?;
+        }
+        let mut ddl = roles::create_role_sql(&role, &password, schema, database, self.role_limits);
+        ddl.push_str(&roles::grants_sql(&role, schema.as_str()));
+        tx.batch_execute(&ddl).await.map_err(map_conflict)?;
+        let row = tx
+            .query_one(
+                "INSERT INTO public.tenants (schema_name, name, db_role) VALUES ($1, $2, $3) RETURNING id",
+                &[&schema.as_str(), &name, &role],
+            )
+            .await
+            .map_err(map_conflict)?;
+        let id: i64 = row.get(0);
+        tx.execute(
+            "INSERT INTO public.domains (domain, tenant_id, is_primary) VALUES ($1, $2, true)",
+            &[&domain.as_str(), &id],
+        )
+        .await
+        .map_err(map_conflict)?;
+        notify(&tx, "created", schema.as_str()).await?;
+        let info = load(&tx, schema.as_str()).await?;
+        tx.commit().await?;
+        Ok(info)
+    }
+
+    /// The role URL a worker of `schema` logs in with.
+    pub fn role_url(&self, schema: &SchemaName) -> String {
+        let database = self.db.name();
+        self.db.role_url(
+            &roles::role_name(database, schema),
+            &roles::role_password(self.secret, database, schema),
+        )
+    }
+}
+
+/// Unique violations and duplicate objects raced in by a concurrent command are bad input.
+fn map_conflict(e: tokio_postgres::Error) -> ControlError {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::UNIQUE_VIOLATION
+                || *c == SqlState::DUPLICATE_SCHEMA
+                || *c == SqlState::DUPLICATE_OBJECT =>
+        {
+            ControlError::invalid(db_message(&e))
+        }
+        _ => ControlError::Db(e),
+    }
+}
+
+const SELECT_TENANTS: &str = "
+    SELECT t.name, t.schema_name, t.status, t.db_role,
+           coalesce((SELECT array_agg(d.domain ORDER BY NOT d.is_primary, d.domain)
+                     FROM public.domains d WHERE d.tenant_id = t.id), '{}') AS domains,
+           (SELECT max(m.version) FROM public.apotheca_migrations m WHERE m.schema_name = t.schema_name),
+           t.created_at, t.min_workers, t.max_workers, t.idle_timeout_secs,
+           t.max_inflight_per_worker, t.queue_length
+    FROM public.tenants t";
+
+fn tenant_from_row(row: &tokio_postgres::Row) -> TenantInfo {
+    TenantInfo {
+        name: row.get(0),
+        schema: row.get(1),
+        status: row.get(2),
+        role: row.get(3),
+        domains: row.get(4),
+        migration_version: row.get(5),
+        created_at: row.get(6),
+        policy: Policy {
+            min_workers: row.get(7),
+            max_workers: row.get(8),
+            idle_timeout_secs: row.get(9),
+            max_inflight_per_worker: row.get(10),
+            queue_length: row.get(11),
+        },
+    }
+}
+
+pub async fn list(client: &impl GenericClient) -> Result<Vec<TenantInfo>> {
+    let rows = client
+        .query(&format!("{SELECT_TENANTS} ORDER BY t.schema_name"), &[])
+        .await?;
+    Ok(rows.iter().map(tenant_from_row).collect())
+}
+
+/// One tenant, or the "unknown schema" error (exit status 2).
+pub async fn load(client: &impl GenericClient, schema: &str) -> Result<TenantInfo> {
+    let row = client
+        .query_opt(
+            &format!("{SELECT_TENANTS} WHERE t.schema_name = $1"),
+            &[&schema],
+        )
+        .await?;
+    row.as_ref()
+        .map(tenant_from_row)
+        .ok_or_else(|| unknown(schema))
+}
+
+pub(crate) fn unknown(schema: &str) -> ControlError {
+    ControlError::invalid(format!(
+        "no tenant with schema {schema:?} (see `apotheca list-tenants`)"
+    ))
+}
+
+/// Sets the status; returns false when it already was.
+pub async fn set_status(client: &mut Client, schema: &str, status: &str) -> Result<bool> {
+    let tx = client.transaction().await?;
+    let before: Option<String> = tx
+        .query_opt(
+            "SELECT status FROM public.tenants WHERE schema_name = $1 FOR UPDATE",
+            &[&schema],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match before {
+        None => Err(unknown(schema)),
+        Some(s) if s == status => Ok(false),
+        Some(_) => {
+            tx.execute(
+                "UPDATE public.tenants SET status = $2 WHERE schema_name = $1",
+                &[&schema, &status],
+            )
+            .await?;
+            let op = if status == "suspended" {
+                "suspended"
+            } else {
+                "resumed"
+            };
+            notify(&tx, op, schema).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Drops the tenant's schema, role and rows in one transaction, after an optional archive.
+pub async fn delete(
+    client: &mut Client,
+    db: &Database,
+    schema: &str,
+    archive: Option<&Path>,
+) -> Result<TenantInfo> {
+    if schema == SchemaName::PUBLIC {
+        return Err(ControlError::invalid(
+            "the public schema is not a tenant and cannot be deleted",
+        ));
+    }
+    let info = load(&*client, schema).await?;
+    if let Some(path) = archive {
+        dump_schema(db, schema, path)?;
+    }
+    let tx = client.transaction().await?;
+    migrate::lock_schema(&tx, schema).await?;
+    // Sessions of the role would keep the dropped schema's locks and block DROP ROLE's checks.
+    tx.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+        &[&info.role],
+    )
+    .await?;
+    let role = quote_ident(&info.role);
+    let exists = tx
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await?
+        .is_some();
+    if exists {
+        tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+            .await?;
+    }
+    let role_exists = tx
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&info.role])
+        .await?
+        .is_some();
+    if role_exists {
+        tx.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+            .await?;
+    }
+    tx.execute(
+        "DELETE FROM public.apotheca_migrations WHERE schema_name = $1",
+        &[&schema],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM public.tenants WHERE schema_name = $1",
+        &[&schema],
+    )
+    .await?;
+    notify(&tx, "deleted", schema).await?;
+    tx.commit().await?;
+    Ok(info)
+}
+
+/// `pg_dump -n schema` in PostgreSQL's custom format (restore with `pg_restore`).
+fn dump_schema(db: &Database, schema: &str, path: &Path) -> Result<()> {
+    let pg_dump = db
+        .private
+        .as_ref()
+        .map_or_else(|| "pg_dump".into(), |c| c.bin("pg_dump"));
+    let out = Command::new(&pg_dump)
+        .arg("--format=custom")
+        .arg(format!("--schema={}", quote_ident(schema)))
+        .arg("--no-owner")
+        .arg("--file")
+        .arg(path)
+        .arg("--dbname")
+        .arg(db.admin_url())
+        .output()
+        .map_err(|e| ControlError::Other(format!("running {}: {e}", pg_dump.display())))?;
+    if !out.status.success() {
+        return Err(ControlError::Other(format!(
+            "pg_dump failed, nothing was deleted: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}

@@ -25,6 +25,18 @@ pub enum MigrationError {
     },
 }
 
+/// The runner's own records table (version, name, checksum, applied at, duration per
+/// schema). Created before any migration runs, since it records the first one too.
+pub const RECORDS_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS public.apotheca_migrations (
+    schema_name text NOT NULL,
+    version     integer NOT NULL,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    duration_ms integer NOT NULL,
+    PRIMARY KEY (schema_name, version)
+);";
+
 /// One SQL file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {

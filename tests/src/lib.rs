@@ -1,1 +1,200 @@
-//! placeholder
+//! Test support shared by every integration test: the private cluster of this test run
+//! (started through the same launcher as `apotheca db start`, in `target/apotheca-test/`), and
+//! [`TestDb`], a fresh database per test, empty or cloned from a template that has the public
+//! schema migrated, dropped together with its tenant roles when the test ends (even on panic).
+//!
+//! The README's test command wipes the cluster before the run and stops it afterwards; a plain
+//! `cargo test` starts it on first use and leaves it running for the next run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use apotheca_common::devdb::PrivateCluster;
+use apotheca_common::names::quote_ident;
+use apotheca_common::settings::PrivateDbSettings;
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, NoTls};
+
+/// Overrides where the test cluster lives (data in `$DIR/pg`, socket in `$DIR/run`).
+pub const DIR_ENV: &str = "APOTHECA_TEST_PG_DIR";
+
+static CLUSTER: OnceCell<Arc<PrivateCluster>> = OnceCell::const_new();
+
+/// `target/apotheca-test`, found from the test binary's own path (`target/<profile>/deps/…`).
+pub fn test_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    target.join("apotheca-test")
+}
+
+/// The run's cluster, started on first use (other test processes share it through the
+/// launcher's lock file).
+pub async fn cluster() -> Arc<PrivateCluster> {
+    CLUSTER
+        .get_or_init(|| async {
+            let dir = test_dir();
+            let settings = PrivateDbSettings {
+                data_dir: dir.join("pg"),
+                run_dir: dir.join("run"),
+                max_connections: 400,
+                shared_buffers: "128MB".into(),
+                unsafe_fast: true,
+                ..PrivateDbSettings::default()
+            };
+            let cluster = PrivateCluster::new(&settings).unwrap_or_else(|e| panic!("test cluster: {e}"));
+            cluster.start().await.unwrap_or_else(|e| panic!("starting the test cluster: {e}"));
+            Arc::new(cluster)
+        })
+        .await
+        .clone()
+}
+
+/// A connection as superuser to `database`.
+pub async fn connect(cluster: &PrivateCluster, database: &str) -> Client {
+    let url = cluster.url_for(database).expect("test cluster password");
+    connect_url(&url).await.unwrap_or_else(|e| panic!("connecting to {database}: {e}"))
+}
+
+/// A connection to `url`, its driver task spawned.
+pub async fn connect_url(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+    cluster: Arc<PrivateCluster>,
+}
+
+impl TestDb {
+    /// A new, empty database.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    /// A new database with the public schema migrated (cloned from a template).
+    pub async fn migrated() -> Self {
+        let cluster = cluster().await;
+        let template = migrated_template(&cluster).await;
+        Self::create(Some(&template)).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        let cluster = cluster().await;
+        let name = format!("test_{}", Alphanumeric.sample_string(&mut rand::rng(), 12).to_lowercase());
+        let admin = connect(&cluster, "postgres").await;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(t)),
+            None => format!("CREATE DATABASE {}", quote_ident(&name)),
+        };
+        admin.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        Self { name, cluster }
+    }
+
+    /// The superuser URL of this database.
+    pub fn url(&self) -> String {
+        self.cluster.url_for(&self.name).expect("test cluster password")
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.cluster, &self.name).await
+    }
+
+    pub fn cluster(&self) -> &PrivateCluster {
+        &self.cluster
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the database and the tenant roles made in it (roles are cluster-wide). Runs on a
+    /// thread of its own because `Drop` cannot await and may run inside a runtime.
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let cluster = self.cluster.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let roles: Vec<String> = match connect_url(&cluster.url_for(&name)?).await {
+                    Ok(db) => db
+                        .query("SELECT db_role FROM public.tenants", &[])
+                        .await
+                        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                        .unwrap_or_default(),
+                    Err(_) => vec![],
+                };
+                let admin = connect(&cluster, "postgres").await;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
+                    .await?;
+                for role in roles {
+                    admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&role))).await?;
+                }
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: dropping test database {}: {e}", self.name),
+            Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
+        }
+    }
+}
+
+/// A template database with the built-in shared migrations applied, named after their
+/// checksums so a changed migration gets a new template. Built once per cluster, under a lock.
+async fn migrated_template(cluster: &PrivateCluster) -> String {
+    let set = apotheca_migrations::MigrationSet::embedded().expect("embedded migrations");
+    let mut hash = Sha256::new();
+    for m in &set.shared {
+        hash.update(m.checksum.as_bytes());
+    }
+    let name = format!("tmpl_{}", &hex::encode(hash.finalize())[..16]);
+    let admin = connect(cluster, "postgres").await;
+    admin.batch_execute("SELECT pg_advisory_lock(42)").await.expect("template lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("pg_database")
+        .is_some();
+    if !exists {
+        let building = format!("{name}_building");
+        for sql in ["DROP DATABASE IF EXISTS {b} WITH (FORCE)", "CREATE DATABASE {b}"] {
+            let sql = sql.replace("{b}", &quote_ident(&building));
+            admin.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        {
+            let db = connect(cluster, &building).await;
+            db.batch_execute(apotheca_migrations::RECORDS_TABLE_SQL).await.expect("records table");
+            for m in &set.shared {
+                let tx_sql = format!(
+                    "BEGIN; SET LOCAL search_path TO public; {}; \
+                     INSERT INTO public.apotheca_migrations (schema_name, version, name, checksum, duration_ms) \
+                     VALUES ('public', {}, '{}', '{}', 0); COMMIT;",
+                    m.sql, m.version, m.name, m.checksum
+                );
+                db.batch_execute(&tx_sql).await.unwrap_or_else(|e| panic!("{}: {e}", m.file_name()));
+            }
+        }
+        admin
+            .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&building), quote_ident(&name)))
+            .await
+            .expect("publish template");
+    }
+    admin.batch_execute("SELECT pg_advisory_unlock(42)").await.expect("template unlock");
+    name
+}
+

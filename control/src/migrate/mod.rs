@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use apotheca_common::names::quote_ident;
-use apotheca_migrations::{Migration, MigrationSet};
+use apotheca_migrations::{Migration, MigrationSet, RECORDS_TABLE_SQL};
 use deadpool_postgres::Pool;
 use futures::StreamExt;
 use tokio_postgres::{Client, GenericClient, Transaction};
@@ -196,17 +196,7 @@ async fn bootstrap(client: &Client, plan_only: bool) -> Result<(bool, bool)> {
     }
     client
         .batch_execute(&format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, 0);
-             CREATE TABLE IF NOT EXISTS public.apotheca_migrations (
-                 schema_name text NOT NULL,
-                 version     integer NOT NULL,
-                 name        text NOT NULL,
-                 checksum    text NOT NULL,
-                 applied_at  timestamptz NOT NULL DEFAULT now(),
-                 duration_ms integer NOT NULL,
-                 PRIMARY KEY (schema_name, version)
-             );
-             COMMIT;"
+            "BEGIN; SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, 0); {RECORDS_TABLE_SQL} COMMIT;"
         ))
         .await?;
     Ok((true, tenants))

@@ -1,0 +1,117 @@
+//! Runs the real `apotheca` binary against a test database, as an operator would.
+
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use apotheca_testkit::TestDb;
+use tempfile::TempDir;
+
+pub struct Apotheca {
+    pub db: TestDb,
+    /// Working folder and state dir of every run (so no ./apotheca.toml is picked up).
+    pub dir: TempDir,
+    pub spares: usize,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Apotheca {
+    pub async fn empty() -> Self {
+        Self { db: TestDb::empty().await, dir: TempDir::new().unwrap(), spares: 0 }
+    }
+
+    pub async fn migrated() -> Self {
+        Self { db: TestDb::migrated().await, dir: TempDir::new().unwrap(), spares: 0 }
+    }
+
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_apotheca"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("APOTHECA_CONFIG")
+            .env("DATABASE_URL", self.db.url())
+            .env("APOTHECA_CONTROL__STATE_DIR", self.dir.path())
+            .env("APOTHECA_CONTROL__SECRET_KEY", "test-secret")
+            .env("APOTHECA_CONTROL__SPARE_SCHEMAS", self.spares.to_string())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.command(args).output().await.expect("running apotheca");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args).await;
+        assert_eq!(run.code, 0, "apotheca {args:?} failed:\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+        run.stdout
+    }
+
+    /// Runs and expects exit status `code`; returns stderr.
+    pub async fn fails(&self, args: &[&str], code: i32) -> Run {
+        let run = self.run(args).await;
+        assert_eq!(run.code, code, "apotheca {args:?}: want exit {code}\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+        run
+    }
+
+    pub async fn create(&self, schema: &str) {
+        let name = format!("Pharmacy {schema}");
+        let domain = format!("{}.localhost", schema.replace('_', "-"));
+        self.ok(&["create-tenant", "--name", &name, "--schema", schema, "--domain", &domain]).await;
+    }
+
+    pub async fn tenants(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["list-tenants", "--json"]).await;
+        serde_json::from_str(&out).expect("list-tenants --json is JSON")
+    }
+
+    /// A copy of the built-in migrations to add files to.
+    pub fn migrations_copy(&self) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let dst = self.dir.path().join("migrations");
+        for kind in ["shared", "tenant"] {
+            std::fs::create_dir_all(dst.join(kind)).unwrap();
+            for entry in std::fs::read_dir(src.join(kind)).unwrap() {
+                let path = entry.unwrap().path();
+                std::fs::copy(&path, dst.join(kind).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        dst
+    }
+
+    /// The role a tenant of this database gets.
+    pub fn role(&self, schema: &str) -> String {
+        let schema = apotheca_common::names::SchemaName::parse(schema).unwrap();
+        apotheca_control::roles::role_name(&self.db.name, &schema)
+    }
+
+    /// What is left of a tenant: (schema exists, its role exists, tenant and record rows).
+    pub async fn traces_of(&self, schema: &str) -> (bool, bool, i64) {
+        let c = self.db.client().await;
+        let ns = c.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema]).await.unwrap().is_some();
+        let role = c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&self.role(schema)]).await.unwrap().is_some();
+        let rows: i64 = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM public.tenants WHERE schema_name = $1)
+                      + (SELECT count(*) FROM public.apotheca_migrations WHERE schema_name = $1)",
+                &[&schema],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (ns, role, rows)
+    }
+}

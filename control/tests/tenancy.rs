@@ -23,19 +23,34 @@ async fn lifecycle_from_fresh_database_to_delete() {
     assert_eq!(list[0]["migration_version"], 1);
     assert_eq!(list[0]["policy"]["max_workers"], 4);
     let plain = a.ok(&["list-tenants"]).await;
-    assert!(plain.lines().next().unwrap().starts_with("SCHEMA") && plain.contains("bravo.localhost"), "{plain}");
+    assert!(
+        plain.lines().next().unwrap().starts_with("SCHEMA") && plain.contains("bravo.localhost"),
+        "{plain}"
+    );
 
     let plan = a.ok(&["migrate-schemas", "--plan"]).await;
-    assert!(plan.contains("nothing to apply: 4 schema(s) are current"), "{plan}");
+    assert!(
+        plan.contains("nothing to apply: 4 schema(s) are current"),
+        "{plan}"
+    );
 
     // A new migration in a folder applies to every tenant.
     let dir = a.migrations_copy();
-    fs::write(dir.join("tenant/0002_medicine_note.sql"), "ALTER TABLE medicines ADD COLUMN note text;\n").unwrap();
+    fs::write(
+        dir.join("tenant/0002_medicine_note.sql"),
+        "ALTER TABLE medicines ADD COLUMN note text;\n",
+    )
+    .unwrap();
     let d = dir.to_str().unwrap();
-    let plan = a.ok(&["--migrations-dir", d, "migrate-schemas", "--plan"]).await;
+    let plan = a
+        .ok(&["--migrations-dir", d, "migrate-schemas", "--plan"])
+        .await;
     assert_eq!(plan.matches("0002_medicine_note.sql").count(), 3, "{plan}");
     let out = a.ok(&["--migrations-dir", d, "migrate-schemas"]).await;
-    assert!(out.contains("migrated 3 schema(s) (3 migration(s) applied), 1 already current, 0 failed"), "{out}");
+    assert!(
+        out.contains("migrated 3 schema(s) (3 migration(s) applied), 1 already current, 0 failed"),
+        "{out}"
+    );
     let c = a.db.client().await;
     let with_note: i64 = c
         .query_one(
@@ -54,22 +69,57 @@ async fn lifecycle_from_fresh_database_to_delete() {
     assert_eq!(recorded, 3);
 
     // An applied file that changed is refused before anything runs, naming the file.
-    fs::write(dir.join("tenant/0002_medicine_note.sql"), "ALTER TABLE medicines ADD COLUMN note2 text;\n").unwrap();
-    fs::write(dir.join("tenant/0003_more.sql"), "ALTER TABLE medicines ADD COLUMN more text;\n").unwrap();
-    let run = a.fails(&["--migrations-dir", d, "migrate-schemas"], 1).await;
-    assert!(run.stderr.contains("migrations/tenant/0002_medicine_note.sql changed after it was applied"), "{}", run.stderr);
+    fs::write(
+        dir.join("tenant/0002_medicine_note.sql"),
+        "ALTER TABLE medicines ADD COLUMN note2 text;\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("tenant/0003_more.sql"),
+        "ALTER TABLE medicines ADD COLUMN more text;\n",
+    )
+    .unwrap();
+    let run = a
+        .fails(&["--migrations-dir", d, "migrate-schemas"], 1)
+        .await;
+    assert!(
+        run.stderr
+            .contains("migrations/tenant/0002_medicine_note.sql changed after it was applied"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("nothing was applied"), "{}", run.stderr);
-    let v3: i64 = c.query_one("SELECT count(*) FROM apotheca_migrations WHERE version = 3", &[]).await.unwrap().get(0);
+    let v3: i64 = c
+        .query_one(
+            "SELECT count(*) FROM apotheca_migrations WHERE version = 3",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v3, 0);
 
     // Delete with an archive: the dump exists, the tenant is gone entirely.
     let archive = a.dir.path().join("charlie.dump");
-    let out = a.ok(&["delete-tenant", "--schema", "charlie", "--yes", "--archive", archive.to_str().unwrap()]).await;
+    let out = a
+        .ok(&[
+            "delete-tenant",
+            "--schema",
+            "charlie",
+            "--yes",
+            "--archive",
+            archive.to_str().unwrap(),
+        ])
+        .await;
     assert!(out.contains("deleted tenant"), "{out}");
     assert!(fs::metadata(&archive).unwrap().len() > 1000);
     assert_eq!(a.traces_of("charlie").await, (false, false, 0));
     assert_eq!(a.tenants().await.len(), 2);
-    let domains: i64 = c.query_one("SELECT count(*) FROM domains", &[]).await.unwrap().get(0);
+    let domains: i64 = c
+        .query_one("SELECT count(*) FROM domains", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(domains, 2);
 }
 
@@ -81,21 +131,52 @@ async fn two_concurrent_runs_apply_each_migration_once() {
         a.create(s).await;
     }
     let dir = a.migrations_copy();
-    fs::write(dir.join("tenant/0002_a.sql"), "ALTER TABLE medicines ADD COLUMN a text;\n").unwrap();
-    fs::write(dir.join("tenant/0003_b.sql"), "ALTER TABLE suppliers ADD COLUMN b text;\n").unwrap();
+    fs::write(
+        dir.join("tenant/0002_a.sql"),
+        "ALTER TABLE medicines ADD COLUMN a text;\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("tenant/0003_b.sql"),
+        "ALTER TABLE suppliers ADD COLUMN b text;\n",
+    )
+    .unwrap();
     let d = dir.to_str().unwrap();
-    let args = ["--migrations-dir", d, "migrate-schemas", "--json", "--jobs", "3"];
+    let args = [
+        "--migrations-dir",
+        d,
+        "migrate-schemas",
+        "--json",
+        "--jobs",
+        "3",
+    ];
     let (one, two) = tokio::join!(a.run(&args), a.run(&args));
     for run in [&one, &two] {
         assert_eq!(run.code, 0, "stdout {} stderr {}", run.stdout, run.stderr);
     }
     let applied = |out: &str| -> usize {
         let v: serde_json::Value = serde_json::from_str(out).unwrap();
-        v["outcomes"].as_array().unwrap().iter().map(|o| o["applied"].as_array().unwrap().len()).sum()
+        v["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["applied"].as_array().unwrap().len())
+            .sum()
     };
-    assert_eq!(applied(&one.stdout) + applied(&two.stdout), 20, "each of 2 migrations once per tenant");
+    assert_eq!(
+        applied(&one.stdout) + applied(&two.stdout),
+        20,
+        "each of 2 migrations once per tenant"
+    );
     let c = a.db.client().await;
-    let rows: i64 = c.query_one("SELECT count(*) FROM apotheca_migrations WHERE version IN (2, 3)", &[]).await.unwrap().get(0);
+    let rows: i64 = c
+        .query_one(
+            "SELECT count(*) FROM apotheca_migrations WHERE version IN (2, 3)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(rows, 20);
 }
 
@@ -105,13 +186,34 @@ async fn a_schema_broken_by_hand_fails_alone() {
     for s in ["alpha", "bravo", "charlie"] {
         a.create(s).await;
     }
-    a.db.client().await.batch_execute("DROP TABLE bravo.medicines CASCADE").await.unwrap();
+    a.db.client()
+        .await
+        .batch_execute("DROP TABLE bravo.medicines CASCADE")
+        .await
+        .unwrap();
     let dir = a.migrations_copy();
-    fs::write(dir.join("tenant/0002_note.sql"), "ALTER TABLE medicines ADD COLUMN note text;\n").unwrap();
-    let run = a.fails(&["--migrations-dir", dir.to_str().unwrap(), "migrate-schemas"], 1).await;
-    assert!(run.stdout.contains("migrated 2 schema(s)"), "{}", run.stdout);
+    fs::write(
+        dir.join("tenant/0002_note.sql"),
+        "ALTER TABLE medicines ADD COLUMN note text;\n",
+    )
+    .unwrap();
+    let run = a
+        .fails(
+            &["--migrations-dir", dir.to_str().unwrap(), "migrate-schemas"],
+            1,
+        )
+        .await;
+    assert!(
+        run.stdout.contains("migrated 2 schema(s)"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
-    assert!(run.stdout.contains("FAILED bravo: 0002_note.sql"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("FAILED bravo: 0002_note.sql"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("medicines"), "{}", run.stdout);
     let c = a.db.client().await;
     let versions: Vec<(String, i32)> = c
@@ -121,7 +223,14 @@ async fn a_schema_broken_by_hand_fails_alone() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(versions, [("alpha".into(), 2), ("bravo".into(), 1), ("charlie".into(), 2)]);
+    assert_eq!(
+        versions,
+        [
+            ("alpha".into(), 2),
+            ("bravo".into(), 1),
+            ("charlie".into(), 2)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -129,16 +238,40 @@ async fn a_failed_create_leaves_nothing_behind() {
     let a = Apotheca::migrated().await;
     let dir = a.migrations_copy();
     // The failure comes after the schema, tables and records were made in the transaction.
-    fs::write(dir.join("tenant/0002_boom.sql"), "CREATE TABLE x (i int);\nSELECT 1/0;\n").unwrap();
+    fs::write(
+        dir.join("tenant/0002_boom.sql"),
+        "CREATE TABLE x (i int);\nSELECT 1/0;\n",
+    )
+    .unwrap();
     let run = a
         .fails(
-            &["--migrations-dir", dir.to_str().unwrap(), "create-tenant", "--name", "A", "--schema", "alpha", "--domain", "alpha.localhost"],
+            &[
+                "--migrations-dir",
+                dir.to_str().unwrap(),
+                "create-tenant",
+                "--name",
+                "A",
+                "--schema",
+                "alpha",
+                "--domain",
+                "alpha.localhost",
+            ],
             1,
         )
         .await;
-    assert!(run.stderr.contains("0002_boom.sql") && run.stderr.contains("division by zero"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("0002_boom.sql") && run.stderr.contains("division by zero"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(a.traces_of("alpha").await, (false, false, 0));
-    let domains: i64 = a.db.client().await.query_one("SELECT count(*) FROM domains", &[]).await.unwrap().get(0);
+    let domains: i64 =
+        a.db.client()
+            .await
+            .query_one("SELECT count(*) FROM domains", &[])
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(domains, 0);
     // And the same tenant can then be created.
     a.create("alpha").await;
@@ -152,8 +285,15 @@ async fn spare_schemas_are_claimed_and_migrated() {
     assert!(out.contains("built 2 spare schema(s); 2 ready"), "{out}");
     let c = a.db.client().await;
     let spares = || async {
-        let rows = a.db.client().await.query("SELECT schema_name FROM spare_schemas ORDER BY 1", &[]).await.unwrap();
-        rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+        let rows =
+            a.db.client()
+                .await
+                .query("SELECT schema_name FROM spare_schemas ORDER BY 1", &[])
+                .await
+                .unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
     };
     let before = spares().await;
     a.create("alpha").await;
@@ -162,27 +302,56 @@ async fn spare_schemas_are_claimed_and_migrated() {
     let claimed: Vec<_> = before.iter().filter(|s| !after.contains(s)).collect();
     assert_eq!(claimed.len(), 1);
     // The claimed spare became alpha: its records moved, nothing is left under the old name.
-    let moved: i64 = c.query_one("SELECT count(*) FROM apotheca_migrations WHERE schema_name = $1", &[claimed[0]]).await.unwrap().get(0);
+    let moved: i64 = c
+        .query_one(
+            "SELECT count(*) FROM apotheca_migrations WHERE schema_name = $1",
+            &[claimed[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(moved, 0);
     assert_eq!(a.traces_of("alpha").await, (true, true, 2));
     assert_eq!(a.tenants().await[0]["migration_version"], 1);
 
     // Spares are migrated with the tenants, and a spare of the old version is not claimed.
     let dir = a.migrations_copy();
-    fs::write(dir.join("tenant/0002_note.sql"), "ALTER TABLE medicines ADD COLUMN note text;\n").unwrap();
+    fs::write(
+        dir.join("tenant/0002_note.sql"),
+        "ALTER TABLE medicines ADD COLUMN note text;\n",
+    )
+    .unwrap();
     let d = dir.to_str().unwrap();
-    let out = a.ok(&["--migrations-dir", d, "migrate-schemas", "--no-spares"]).await;
+    let out = a
+        .ok(&["--migrations-dir", d, "migrate-schemas", "--no-spares"])
+        .await;
     assert!(out.contains("migrated 2 schema(s)"), "{out}");
     let spare_v: i32 = c
-        .query_one("SELECT max(version) FROM apotheca_migrations WHERE schema_name = $1", &[&after[0]])
+        .query_one(
+            "SELECT max(version) FROM apotheca_migrations WHERE schema_name = $1",
+            &[&after[0]],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(spare_v, 2);
-    a.ok(&["--migrations-dir", d, "create-tenant", "--name", "B", "--schema", "bravo", "--domain", "bravo.localhost"]).await;
+    a.ok(&[
+        "--migrations-dir",
+        d,
+        "create-tenant",
+        "--name",
+        "B",
+        "--schema",
+        "bravo",
+        "--domain",
+        "bravo.localhost",
+    ])
+    .await;
     assert!(spares().await.is_empty(), "the migrated spare was claimed");
     // A worker of bravo's role can use the renamed schema.
     let url = a.ok(&["db", "url", "--schema", "bravo"]).await;
     let role = apotheca_testkit::connect_url(url.trim()).await.unwrap();
-    role.batch_execute("INSERT INTO customers (name) VALUES ('x')").await.unwrap();
+    role.batch_execute("INSERT INTO customers (name) VALUES ('x')")
+        .await
+        .unwrap();
 }

@@ -50,8 +50,12 @@ pub async fn cluster() -> Arc<PrivateCluster> {
                 unsafe_fast: true,
                 ..PrivateDbSettings::default()
             };
-            let cluster = PrivateCluster::new(&settings).unwrap_or_else(|e| panic!("test cluster: {e}"));
-            cluster.start().await.unwrap_or_else(|e| panic!("starting the test cluster: {e}"));
+            let cluster =
+                PrivateCluster::new(&settings).unwrap_or_else(|e| panic!("test cluster: {e}"));
+            cluster
+                .start()
+                .await
+                .unwrap_or_else(|e| panic!("starting the test cluster: {e}"));
             Arc::new(cluster)
         })
         .await
@@ -61,7 +65,9 @@ pub async fn cluster() -> Arc<PrivateCluster> {
 /// A connection as superuser to `database`.
 pub async fn connect(cluster: &PrivateCluster, database: &str) -> Client {
     let url = cluster.url_for(database).expect("test cluster password");
-    connect_url(&url).await.unwrap_or_else(|e| panic!("connecting to {database}: {e}"))
+    connect_url(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {database}: {e}"))
 }
 
 /// A connection to `url`, its driver task spawned.
@@ -94,19 +100,33 @@ impl TestDb {
 
     async fn create(template: Option<&str>) -> Self {
         let cluster = cluster().await;
-        let name = format!("test_{}", Alphanumeric.sample_string(&mut rand::rng(), 12).to_lowercase());
+        let name = format!(
+            "test_{}",
+            Alphanumeric
+                .sample_string(&mut rand::rng(), 12)
+                .to_lowercase()
+        );
         let admin = connect(&cluster, "postgres").await;
         let sql = match template {
-            Some(t) => format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(t)),
+            Some(t) => format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                quote_ident(&name),
+                quote_ident(t)
+            ),
             None => format!("CREATE DATABASE {}", quote_ident(&name)),
         };
-        admin.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        admin
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         Self { name, cluster }
     }
 
     /// The superuser URL of this database.
     pub fn url(&self) -> String {
-        self.cluster.url_for(&self.name).expect("test cluster password")
+        self.cluster
+            .url_for(&self.name)
+            .expect("test cluster password")
     }
 
     pub async fn client(&self) -> Client {
@@ -125,7 +145,9 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let cluster = self.cluster.clone();
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let roles: Vec<String> = match connect_url(&cluster.url_for(&name)?).await {
                     Ok(db) => db
@@ -137,10 +159,15 @@ impl Drop for TestDb {
                 };
                 let admin = connect(&cluster, "postgres").await;
                 admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&name)
+                    ))
                     .await?;
                 for role in roles {
-                    admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&role))).await?;
+                    admin
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&role)))
+                        .await?;
                 }
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
@@ -164,7 +191,10 @@ async fn migrated_template(cluster: &PrivateCluster) -> String {
     }
     let name = format!("tmpl_{}", &hex::encode(hash.finalize())[..16]);
     let admin = connect(cluster, "postgres").await;
-    admin.batch_execute("SELECT pg_advisory_lock(42)").await.expect("template lock");
+    admin
+        .batch_execute("SELECT pg_advisory_lock(42)")
+        .await
+        .expect("template lock");
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -172,13 +202,21 @@ async fn migrated_template(cluster: &PrivateCluster) -> String {
         .is_some();
     if !exists {
         let building = format!("{name}_building");
-        for sql in ["DROP DATABASE IF EXISTS {b} WITH (FORCE)", "CREATE DATABASE {b}"] {
+        for sql in [
+            "DROP DATABASE IF EXISTS {b} WITH (FORCE)",
+            "CREATE DATABASE {b}",
+        ] {
             let sql = sql.replace("{b}", &quote_ident(&building));
-            admin.batch_execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            admin
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
         {
             let db = connect(cluster, &building).await;
-            db.batch_execute(apotheca_migrations::RECORDS_TABLE_SQL).await.expect("records table");
+            db.batch_execute(apotheca_migrations::RECORDS_TABLE_SQL)
+                .await
+                .expect("records table");
             for m in &set.shared {
                 let tx_sql = format!(
                     "BEGIN; SET LOCAL search_path TO public; {}; \
@@ -186,15 +224,23 @@ async fn migrated_template(cluster: &PrivateCluster) -> String {
                      VALUES ('public', {}, '{}', '{}', 0); COMMIT;",
                     m.sql, m.version, m.name, m.checksum
                 );
-                db.batch_execute(&tx_sql).await.unwrap_or_else(|e| panic!("{}: {e}", m.file_name()));
+                db.batch_execute(&tx_sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", m.file_name()));
             }
         }
         admin
-            .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&building), quote_ident(&name)))
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote_ident(&building),
+                quote_ident(&name)
+            ))
             .await
             .expect("publish template");
     }
-    admin.batch_execute("SELECT pg_advisory_unlock(42)").await.expect("template unlock");
+    admin
+        .batch_execute("SELECT pg_advisory_unlock(42)")
+        .await
+        .expect("template unlock");
     name
 }
-

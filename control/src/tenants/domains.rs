@@ -95,13 +95,13 @@ pub async fn remove(
                 "--new-primary must name another domain",
             ));
         }
-        let updated = tx
-            .execute(
-                "UPDATE public.domains SET is_primary = true WHERE domain = $1 AND tenant_id = $2",
+        let theirs = tx
+            .query_opt(
+                "SELECT 1 FROM public.domains WHERE domain = $1 AND tenant_id = $2",
                 &[&next.as_str(), &tenant_id],
             )
             .await?;
-        if updated == 0 {
+        if theirs.is_none() {
             return Err(ControlError::invalid(format!(
                 "{next} is not a domain of tenant {schema}"
             )));

@@ -116,7 +116,7 @@ impl Provisioner<'_> {
             .await?;
         if taken.is_some() {
             return Err(ControlError::invalid(format!(
-                "schema {schema:?} already exists"
+                "schema \"{schema}\" already exists"
             )));
         }
         domains::ensure_free(&tx, domain).await?;

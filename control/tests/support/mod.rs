@@ -23,11 +23,19 @@ pub struct Run {
 
 impl Apotheca {
     pub async fn empty() -> Self {
-        Self { db: TestDb::empty().await, dir: TempDir::new().unwrap(), spares: 0 }
+        Self {
+            db: TestDb::empty().await,
+            dir: TempDir::new().unwrap(),
+            spares: 0,
+        }
     }
 
     pub async fn migrated() -> Self {
-        Self { db: TestDb::migrated().await, dir: TempDir::new().unwrap(), spares: 0 }
+        Self {
+            db: TestDb::migrated().await,
+            dir: TempDir::new().unwrap(),
+            spares: 0,
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
@@ -56,21 +64,38 @@ impl Apotheca {
     /// Runs and expects success; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let run = self.run(args).await;
-        assert_eq!(run.code, 0, "apotheca {args:?} failed:\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "apotheca {args:?} failed:\nstdout: {}\nstderr: {}",
+            run.stdout, run.stderr
+        );
         run.stdout
     }
 
     /// Runs and expects exit status `code`; returns stderr.
     pub async fn fails(&self, args: &[&str], code: i32) -> Run {
         let run = self.run(args).await;
-        assert_eq!(run.code, code, "apotheca {args:?}: want exit {code}\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, code,
+            "apotheca {args:?}: want exit {code}\nstdout: {}\nstderr: {}",
+            run.stdout, run.stderr
+        );
         run
     }
 
     pub async fn create(&self, schema: &str) {
         let name = format!("Pharmacy {schema}");
         let domain = format!("{}.localhost", schema.replace('_', "-"));
-        self.ok(&["create-tenant", "--name", &name, "--schema", schema, "--domain", &domain]).await;
+        self.ok(&[
+            "create-tenant",
+            "--name",
+            &name,
+            "--schema",
+            schema,
+            "--domain",
+            &domain,
+        ])
+        .await;
     }
 
     pub async fn tenants(&self) -> Vec<serde_json::Value> {
@@ -101,8 +126,19 @@ impl Apotheca {
     /// What is left of a tenant: (schema exists, its role exists, tenant and record rows).
     pub async fn traces_of(&self, schema: &str) -> (bool, bool, i64) {
         let c = self.db.client().await;
-        let ns = c.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema]).await.unwrap().is_some();
-        let role = c.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&self.role(schema)]).await.unwrap().is_some();
+        let ns = c
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+            .await
+            .unwrap()
+            .is_some();
+        let role = c
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&self.role(schema)],
+            )
+            .await
+            .unwrap()
+            .is_some();
         let rows: i64 = c
             .query_one(
                 "SELECT (SELECT count(*) FROM public.tenants WHERE schema_name = $1)

@@ -1,0 +1,128 @@
+//! Tenant roles: each can use its own schema and nothing else.
+
+mod support;
+
+use apotheca_testkit::connect_url;
+use support::Apotheca;
+use tokio_postgres::error::SqlState;
+
+#[tokio::test]
+async fn a_tenant_role_reaches_only_its_own_schema() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    a.create("bravo").await;
+    let url = a.ok(&["db", "url", "--schema", "alpha"]).await;
+    let url = url.trim();
+    assert!(url.contains(&a.role("alpha")), "{url}");
+    let alpha = connect_url(url).await.expect("alpha's role logs in");
+
+    let search_path: String = alpha
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(search_path, "alpha");
+    let timeout: String = alpha
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "30s");
+    let idle: String = alpha
+        .query_one("SHOW idle_in_transaction_session_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(idle, "1min");
+    let version: i32 = alpha
+        .query_one("SELECT public.apotheca_tenant_migration_version()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 1);
+
+    // Read and write on its own tables (unqualified names resolve to its schema).
+    alpha
+        .batch_execute("INSERT INTO suppliers (name) VALUES ('Own supplier')")
+        .await
+        .unwrap();
+    let n: i64 = alpha
+        .query_one("SELECT count(*) FROM alpha.suppliers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+
+    let denied = |sql: &'static str| {
+        let alpha = &alpha;
+        async move {
+            let err = alpha.batch_execute(sql).await.expect_err(sql);
+            assert_eq!(
+                err.code(),
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+                "{sql}: {err:?}"
+            );
+        }
+    };
+    denied("SELECT * FROM bravo.suppliers").await;
+    denied("INSERT INTO bravo.suppliers (name) VALUES ('x')").await;
+    denied("SELECT * FROM public.tenants").await;
+    denied("SELECT * FROM public.domains").await;
+    denied("SELECT * FROM public.apotheca_migrations").await;
+    denied("CREATE TABLE mine (i int)").await;
+    denied("CREATE TABLE public.mine (i int)").await;
+    denied("DROP TABLE suppliers").await;
+    denied("ALTER TABLE suppliers ADD COLUMN x int").await;
+    denied("CREATE SCHEMA mine").await;
+    // Changing its own search_path does not open bravo.
+    // (A schema without USAGE is skipped in the search_path, so the table "does not exist".)
+    alpha
+        .batch_execute("SET search_path TO bravo")
+        .await
+        .unwrap();
+    let err = alpha
+        .batch_execute("SELECT * FROM suppliers")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE), "{err:?}");
+
+    // A role's password is not another's.
+    let bravo_url = a.ok(&["db", "url", "--schema", "bravo"]).await;
+    let forged = url.replace(&a.role("alpha"), &a.role("bravo"));
+    assert!(
+        connect_url(&forged).await.is_err(),
+        "alpha's password must not log in as bravo"
+    );
+    assert!(connect_url(bravo_url.trim()).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_worker_start_up_check_accepts_only_its_own_role() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    a.create("bravo").await;
+    let url = a.ok(&["db", "url", "--schema", "alpha"]).await;
+    let worker = env!("CARGO_BIN_EXE_apotheca").replace("/apotheca", "/apotheca-worker");
+    if !std::path::Path::new(&worker).exists() {
+        // The worker is another package's binary; `cargo test --workspace` builds it.
+        eprintln!("skipping: {worker} is not built");
+        return;
+    }
+    let check = |schema: &str| {
+        std::process::Command::new(&worker)
+            .args(["--schema", schema, "--check", "--database-url", url.trim()])
+            .env_remove("DATABASE_URL")
+            .current_dir(a.dir.path())
+            .output()
+            .unwrap()
+    };
+    let ok = check("alpha");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let wrong = check("bravo");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("search_path"));
+}

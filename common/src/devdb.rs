@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User};
 use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
 
 use crate::settings::PrivateDbSettings;
 
@@ -24,6 +25,8 @@ pub const DATABASE: &str = "apotheca";
 pub const SUPERUSER: &str = "postgres";
 /// Where Debian (and the PGDG packages) install the server binaries.
 const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
+/// Where a root-run cluster goes when PostgreSQL's user cannot reach the configured folder.
+const FALLBACK_ROOT: &str = "/var/lib/apotheca/clusters";
 /// A Unix socket path must fit in `sockaddr_un.sun_path` (108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -98,27 +101,40 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     pub fn new(settings: &PrivateDbSettings) -> Result<Self, DevDbError> {
         let cwd = std::env::current_dir().map_err(io("reading the working folder"))?;
-        let data_dir = cwd.join(&settings.data_dir);
-        let run_dir = cwd.join(&settings.run_dir);
-        let port = settings.tcp_port.unwrap_or(5432);
-        let socket = run_dir.join(format!(".s.PGSQL.{port}"));
-        if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(DevDbError::SocketPathTooLong(socket.display().to_string()));
-        }
+        let mut data_dir = cwd.join(&settings.data_dir);
+        let mut run_dir = cwd.join(&settings.run_dir);
         let bin_dir = find_bin_dir(settings.bin_dir.as_deref())?;
         let run_as = if Uid::effective().is_root() {
             let user = User::from_name(&settings.os_user)
                 .ok()
                 .flatten()
                 .ok_or_else(|| DevDbError::NoOsUser(settings.os_user.clone()))?;
-            Some(RunAs {
-                name: user.name,
-                uid: user.uid,
-                gid: user.gid,
-            })
+            Some(RunAs { name: user.name, uid: user.uid, gid: user.gid })
         } else {
             None
         };
+        if let Some(run_as) = &run_as {
+            let unreachable = check_reachable(&data_dir, run_as).is_err()
+                || check_reachable(&run_dir, run_as).is_err();
+            if unreachable {
+                // E.g. a checkout under /root (mode 0700): PostgreSQL's user cannot get in, so
+                // this configured folder's cluster lives where it can, found the same way again.
+                let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+                let home = Path::new(FALLBACK_ROOT).join(&hex::encode(digest)[..12]);
+                tracing::info!(
+                    configured = %data_dir.display(),
+                    actual = %home.display(),
+                    "PostgreSQL's OS user cannot reach the configured folder; using one it can"
+                );
+                data_dir = home.join("pg");
+                run_dir = home.join("run");
+            }
+        }
+        let port = settings.tcp_port.unwrap_or(5432);
+        let socket = run_dir.join(format!(".s.PGSQL.{port}"));
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(DevDbError::SocketPathTooLong(socket.display().to_string()));
+        }
         Ok(Self {
             data_dir,
             run_dir,

@@ -11,8 +11,6 @@ use serde::Deserialize;
 
 /// The file read when neither `--config` nor `APOTHECA_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "apotheca.toml";
-/// Environment variables that configure the loader itself, not settings.
-const NOT_SETTINGS: &[&str] = &["APOTHECA_CONFIG"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -42,8 +40,10 @@ pub fn load<T: DeserializeOwned>(explicit: Option<&Path>) -> Result<Loaded<T>, S
     if let Some(path) = &file {
         builder = builder.add_source(config::File::from(path.as_path()).required(true));
     }
+    // Every setting lives in a section, so a settings variable always has `__`; others, such
+    // as APOTHECA_CONFIG, configure something else.
     let env: HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("APOTHECA_") && !NOT_SETTINGS.contains(&k.as_str()))
+        .filter(|(k, _)| k.starts_with("APOTHECA_") && k.contains("__"))
         .collect();
     builder = builder.add_source(
         config::Environment::with_prefix("APOTHECA")

@@ -33,7 +33,7 @@ pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Load and check the settings, print them (secrets hidden) and exit.
+    /// Load and check the settings and migrations, say which database would be used, and exit.
     #[arg(long)]
     pub validate_config: bool,
     /// Use migrations from DIR/shared and DIR/tenant instead of the ones built in.

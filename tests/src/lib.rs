@@ -1,5 +1,5 @@
 //! Test support shared by every integration test: the private cluster of this test run
-//! (started through the same launcher as `apotheca db start`, in `target/apotheca-test/`), and
+//! (started through the same launcher as `apotheca db start`, see [`test_dir`]), and
 //! [`TestDb`], a fresh database per test, empty or cloned from a template that has the public
 //! schema migrated, dropped together with its tenant roles when the test ends (even on panic).
 //!
@@ -22,18 +22,17 @@ pub const DIR_ENV: &str = "APOTHECA_TEST_PG_DIR";
 
 static CLUSTER: OnceCell<Arc<PrivateCluster>> = OnceCell::const_new();
 
-/// `target/apotheca-test`, found from the test binary's own path (`target/<profile>/deps/…`).
+/// The folder of this checkout's test cluster: `$APOTHECA_TEST_PG_DIR`, else a folder in the
+/// temp dir named after the checkout's `target` (short socket paths, reachable by PostgreSQL's
+/// user when tests run as root, and one per checkout).
 pub fn test_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(DIR_ENV) {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    let target = exe
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    target.join("apotheca-test")
+    let target = exe.ancestors().find(|p| p.file_name().is_some_and(|n| n == "target")).unwrap_or(&exe);
+    let digest = Sha256::digest(target.as_os_str().as_encoded_bytes());
+    std::env::temp_dir().join(format!("apotheca-test-{}", &hex::encode(digest)[..10]))
 }
 
 /// The run's cluster, started on first use (other test processes share it through the

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and running Apotheca needs on Debian, when it is missing:
+# a C toolchain, cmake and pkg-config (for native crates), and PostgreSQL's server programs
+# (initdb, pg_ctl, postgres, psql, pg_dump), which the private cluster runs.
+# Rust itself must already be installed (rustup); Debian's own cargo is too old.
+set -euo pipefail
+
+need=()
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+compgen -G '/usr/lib/postgresql/*/bin/pg_dump' >/dev/null || need+=(postgresql-client)
+
+if ((${#need[@]})); then
+  echo "installing: ${need[*]}" >&2
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: Rust is not installed. Install it with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+if [[ ${1:-} == --lint ]]; then
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component" >&2
+  done
+fi

@@ -109,7 +109,11 @@ impl PrivateCluster {
                 .ok()
                 .flatten()
                 .ok_or_else(|| DevDbError::NoOsUser(settings.os_user.clone()))?;
-            Some(RunAs { name: user.name, uid: user.uid, gid: user.gid })
+            Some(RunAs {
+                name: user.name,
+                uid: user.uid,
+                gid: user.gid,
+            })
         } else {
             None
         };

@@ -30,7 +30,10 @@ pub fn test_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    let target = exe.ancestors().find(|p| p.file_name().is_some_and(|n| n == "target")).unwrap_or(&exe);
+    let target = exe
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .unwrap_or(&exe);
     let digest = Sha256::digest(target.as_os_str().as_encoded_bytes());
     std::env::temp_dir().join(format!("apotheca-test-{}", &hex::encode(digest)[..10]))
 }

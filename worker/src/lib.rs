@@ -24,9 +24,6 @@ pub struct Cli {
     /// The tenant schema this worker serves (`public` for the public site).
     #[arg(long, value_name = "SCHEMA", value_parser = parse_schema)]
     pub schema: Option<String>,
-    /// Where to listen: unix:/path/to.sock or tcp:127.0.0.1:PORT (0 picks a free port).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
     /// The tenant role's connection URL (`apotheca db url --schema S` prints it).
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,

@@ -158,10 +158,6 @@ impl PrivateCluster {
         &self.run_dir
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn log_file(&self) -> PathBuf {
         self.run_dir.join("postgres.log")
     }
@@ -231,6 +227,11 @@ impl PrivateCluster {
     pub async fn stop(&self) -> Result<bool, DevDbError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            if !this.data_dir.join("PG_VERSION").is_file() {
+                return Ok(false);
+            }
+            // Not while another process is starting it.
+            let _lock = this.lock()?;
             if !this.is_running() {
                 return Ok(false);
             }
@@ -309,6 +310,7 @@ impl PrivateCluster {
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .map_err(io(format!("opening {}", path.display())))?;
         Flock::lock(file, FlockArg::LockExclusive)
@@ -374,12 +376,11 @@ impl PrivateCluster {
         if s.unsafe_fast {
             conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         }
-        let path = self.data_dir.join("apotheca.conf");
-        fs::write(&path, conf).map_err(io(format!("writing {}", path.display())))?;
-        if let Some(run_as) = &self.run_as {
-            nix::unistd::chown(path.as_path(), Some(run_as.uid), Some(run_as.gid))
-                .map_err(|e| io("handing apotheca.conf over")(e.into()))?;
-        }
+        write_private(
+            &self.data_dir.join("apotheca.conf"),
+            &conf,
+            self.run_as.as_ref(),
+        )?;
         Ok(())
     }
 
@@ -399,6 +400,14 @@ impl PrivateCluster {
                 ))
                 .await?;
         }
+        // Only the superuser (and, per database, what control grants) may connect: tenant
+        // roles must not reach the maintenance databases.
+        client
+            .batch_execute(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
+                 REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
+            )
+            .await?;
         drop(client);
         let _ = conn.await;
         Ok(())
@@ -510,19 +519,34 @@ fn check_reachable(path: &Path, run_as: &RunAs) -> Result<(), DevDbError> {
     Ok(())
 }
 
+/// Writes a private (0600) file. When we are root, the folders it goes into belong to
+/// PostgreSQL's user, who could have planted a link there: so links are refused (O_NOFOLLOW),
+/// the file must be a plain file with one name, it is emptied only after those checks, and it
+/// is handed over through the open descriptor, never by path.
 fn write_private(path: &Path, content: &str, owner: Option<&RunAs>) -> Result<(), DevDbError> {
+    let what = || format!("writing {}", path.display());
     let mut f = OpenOptions::new()
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
-        .map_err(io(format!("writing {}", path.display())))?;
-    f.write_all(content.as_bytes())
-        .map_err(io(format!("writing {}", path.display())))?;
+        .map_err(io(what()))?;
+    let meta = f.metadata().map_err(io(what()))?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        return Err(DevDbError::Io {
+            what: what(),
+            source: std::io::Error::other("not a plain file of its own; refusing to write it"),
+        });
+    }
+    f.set_len(0).map_err(io(what()))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(io(what()))?;
+    f.write_all(content.as_bytes()).map_err(io(what()))?;
     if let Some(run_as) = owner {
-        nix::unistd::chown(path, Some(run_as.uid), Some(run_as.gid))
-            .map_err(|e| io(format!("handing {} over", path.display()))(e.into()))?;
+        std::os::unix::fs::fchown(&f, Some(run_as.uid.as_raw()), Some(run_as.gid.as_raw()))
+            .map_err(io(format!("handing {} over", path.display())))?;
     }
     Ok(())
 }

@@ -36,25 +36,34 @@ pub fn load<T: DeserializeOwned>(explicit: Option<&Path>) -> Result<Loaded<T>, S
         Some(path) => Some(path),
         None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
     };
-    let mut builder = config::Config::builder();
-    if let Some(path) = &file {
-        builder = builder.add_source(config::File::from(path.as_path()).required(true));
-    }
     // Every setting lives in a section, so a settings variable always has `__`; others, such
     // as APOTHECA_CONFIG, configure something else.
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("APOTHECA_") && k.contains("__"))
         .collect();
+    let settings = build(file.as_deref(), env)?;
+    Ok(Loaded { settings, file })
+}
+
+/// The layers over `T`'s defaults: the file, then the given environment.
+fn build<T: DeserializeOwned>(
+    file: Option<&Path>,
+    env: HashMap<String, String>,
+) -> Result<T, SettingsError> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        builder = builder.add_source(config::File::from(path).required(true));
+    }
+    // No try_parsing: values stay strings until a field asks for a number or a bool, so a
+    // secret like "0123" is not turned into 123.
     builder = builder.add_source(
         config::Environment::with_prefix("APOTHECA")
             .prefix_separator("_")
             .separator("__")
-            .try_parsing(true)
             .ignore_empty(true)
             .source(Some(env)),
     );
-    let settings = builder.build()?.try_deserialize()?;
-    Ok(Loaded { settings, file })
+    Ok(builder.build()?.try_deserialize()?)
 }
 
 /// `[database]`: where the durable truth lives.
@@ -70,9 +79,10 @@ impl DatabaseSettings {
     /// The configured URL in precedence order: command line (which clap already merged with
     /// `DATABASE_URL`), then this section. `None` means "use the private cluster".
     pub fn resolve(&self, cli: Option<&str>) -> Option<String> {
-        cli.map(str::to_owned)
-            .or_else(|| self.url.clone())
-            .filter(|u| !u.trim().is_empty())
+        let given = |u: &&str| !u.trim().is_empty();
+        cli.filter(given)
+            .or(self.url.as_deref().filter(given))
+            .map(str::to_owned)
     }
 }
 
@@ -185,5 +195,27 @@ mod tests {
             .resolve(None),
             None
         );
+        // An empty DATABASE_URL does not hide the file's URL.
+        assert_eq!(file.resolve(Some("")).as_deref(), Some("postgres://file"));
+    }
+
+    #[test]
+    fn environment_values_stay_strings_until_typed() {
+        let env = HashMap::from([
+            (
+                "APOTHECA_PRIVATE_DB__TCP_PORT".to_owned(),
+                "55432".to_owned(),
+            ),
+            (
+                "APOTHECA_PRIVATE_DB__UNSAFE_FAST".to_owned(),
+                "true".to_owned(),
+            ),
+            ("APOTHECA_DATABASE__URL".to_owned(), "0123".to_owned()),
+        ]);
+        let s: Sample = build(None, env).unwrap();
+        assert_eq!(s.private_db.tcp_port, Some(55432));
+        assert!(s.private_db.unsafe_fast);
+        // A numeric-looking string keeps its leading zero (secrets, passwords).
+        assert_eq!(s.database.url.as_deref(), Some("0123"));
     }
 }

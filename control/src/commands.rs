@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command, CreateTenantArgs, DbCommand, MigrateArgs};
 use crate::db::Database;
 use crate::error::{ControlError, Result};
 use crate::migrate::{self, Reporter, Summary, Target};
-use crate::roles::Secret;
+use crate::roles::{self, Secret};
 use crate::settings::Settings;
 use crate::spares;
 use crate::tenants::{self, domains, Provisioner, TenantInfo};
@@ -36,8 +36,11 @@ impl Context {
         })
     }
 
-    fn secret(&self) -> Result<Secret> {
-        Secret::load(&self.settings.control)
+    /// The server secret, checked against the database's record of it.
+    async fn secret(&self, client: &tokio_postgres::Client) -> Result<Secret> {
+        let secret = Secret::load(&self.settings.control)?;
+        secret.verify(client).await?;
+        Ok(secret)
     }
 
     fn tenant_url(&self, domain: &str) -> String {
@@ -47,6 +50,10 @@ impl Context {
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
     let loaded = settings::load::<Settings>(cli.config.as_deref())?;
+    loaded
+        .settings
+        .check()
+        .map_err(|e| ControlError::invalid(format!("invalid settings: {e}")))?;
     let format = cli.log_format.unwrap_or(loaded.settings.log.format);
     telemetry::init(format, "warn,apotheca=info,apotheca_control=info");
     let ctx = Context {
@@ -117,13 +124,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 )));
             }
             let db = ctx.database().await?;
-            let info = tenants::delete(
-                &mut db.connect().await?,
-                &db,
-                schema.as_str(),
-                archive.as_deref(),
-            )
-            .await?;
+            let info =
+                tenants::delete(&mut db.connect().await?, &db, &schema, archive.as_deref()).await?;
             match archive {
                 Some(path) => println!(
                     "deleted tenant {:?} ({schema}); archive in {}",
@@ -176,10 +178,6 @@ async fn migrate_schemas(ctx: &Context, args: MigrateArgs) -> Result<()> {
     let reporter = Reporter::new(args.json);
     let summary = migrate::run(&pool, &set, &target, args.plan, jobs, &reporter).await?;
     let failed = summary.failed().count();
-    if target == Target::All && !args.plan && !args.no_spares && failed == 0 {
-        let mut client = db.connect().await?;
-        spares::fill(&mut client, &set, ctx.settings.control.spare_schemas).await?;
-    }
     if args.json {
         println!(
             "{}",
@@ -189,9 +187,25 @@ async fn migrate_schemas(ctx: &Context, args: MigrateArgs) -> Result<()> {
     } else {
         print_summary(&summary);
     }
+    if target == Target::All && !args.plan && !args.no_spares && failed == 0 {
+        top_up_spares(ctx, &db, &set).await;
+    }
     match failed {
         0 => Ok(()),
         n => Err(ControlError::MigrationsFailed(n)),
+    }
+}
+
+/// Tops the spare pool up; a failure here costs only create-tenant speed, so it is reported,
+/// not fatal.
+async fn top_up_spares(ctx: &Context, db: &Database, set: &MigrationSet) {
+    let result = async {
+        let mut client = db.connect().await?;
+        spares::fill(&mut client, set, ctx.settings.control.spare_schemas).await
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("warning: could not top up the spare schemas: {e}");
     }
 }
 
@@ -232,17 +246,19 @@ fn print_summary(summary: &Summary) {
 }
 
 async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Result<()> {
+    // Input first: a refused name must not start a cluster or generate a secret.
+    tenants::parse_display_name(&args.name)?;
     let set = ctx.migrations()?;
-    let secret = ctx.secret()?;
     let db = ctx.database().await?;
+    let mut client = db.connect().await?;
+    ensure_public_migrated(&client).await?;
+    let secret = ctx.secret(&client).await?;
     let provisioner = Provisioner {
         db: &db,
         secret: &secret,
         migrations: &set,
         role_limits: &ctx.settings.control.tenant_role,
     };
-    let mut client = db.connect().await?;
-    ensure_public_migrated(&client).await?;
     let info = provisioner
         .create(&mut client, &args.name, &args.schema, &args.domain)
         .await?;
@@ -271,9 +287,7 @@ async fn ensure_public_migrated(client: &tokio_postgres::Client) -> Result<()> {
     if row.get::<_, bool>(0) {
         Ok(())
     } else {
-        Err(ControlError::invalid(
-            "the public schema is not migrated yet; run `apotheca migrate-schemas --shared` first",
-        ))
+        Err(ControlError::invalid(migrate::NOT_MIGRATED))
     }
 }
 
@@ -420,15 +434,8 @@ async fn db_command(ctx: &Context, cmd: DbCommand) -> Result<()> {
         }
         DbCommand::Psql { schema, args } => {
             let (url, db) = url_for(ctx, schema.as_ref()).await?;
-            let psql = db
-                .private
-                .as_ref()
-                .map_or_else(|| "psql".into(), |c| c.bin("psql"));
-            let err = std::process::Command::new(&psql).arg(url).args(args).exec();
-            Err(ControlError::Other(format!(
-                "running {}: {err}",
-                psql.display()
-            )))
+            let err = db.tool_command("psql", &url).args(args).exec();
+            Err(ControlError::Other(format!("running psql: {err}")))
         }
     }
 }
@@ -441,16 +448,9 @@ async fn url_for(ctx: &Context, schema: Option<&SchemaName>) -> Result<(String, 
     };
     let client = db.connect().await?;
     ensure_public_migrated(&client).await?;
-    tenants::load(&client, schema.as_str()).await?;
-    let secret = ctx.secret()?;
-    let set = ctx.migrations()?;
-    let provisioner = Provisioner {
-        db: &db,
-        secret: &secret,
-        migrations: &set,
-        role_limits: &ctx.settings.control.tenant_role,
-    };
-    let url = provisioner.role_url(schema);
+    let tenant = tenants::load(&client, schema.as_str()).await?;
+    let secret = ctx.secret(&client).await?;
+    let url = db.role_url(&tenant.role, &roles::role_password(&secret, &tenant.role));
     Ok((url, db))
 }
 
@@ -478,10 +478,10 @@ async fn up(ctx: &Context) -> Result<()> {
     if summary.failed().count() > 0 {
         return Err(ControlError::MigrationsFailed(summary.failed().count()));
     }
+    top_up_spares(ctx, &db, &set).await;
     let mut client = db.connect().await?;
-    spares::fill(&mut client, &set, ctx.settings.control.spare_schemas).await?;
     if tenants::list(&client).await?.is_empty() {
-        let secret = ctx.secret()?;
+        let secret = ctx.secret(&client).await?;
         let provisioner = Provisioner {
             db: &db,
             secret: &secret,

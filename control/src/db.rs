@@ -101,6 +101,23 @@ impl Database {
             .map_err(|e| ControlError::Other(format!("building the database pool: {e}")))
     }
 
+    /// A PostgreSQL client program (psql, pg_dump) aimed at `url`: the installed one that
+    /// matches the private cluster, else the one on PATH. The password goes through the
+    /// environment, never the command line, where `ps` would show it.
+    pub fn tool_command(&self, tool: &str, url: &str) -> std::process::Command {
+        let program = self
+            .private
+            .as_ref()
+            .map_or_else(|| tool.into(), |c| c.bin(tool));
+        let mut cmd = std::process::Command::new(program);
+        let (url, password) = split_password(url);
+        if let Some(password) = password {
+            cmd.env("PGPASSWORD", password);
+        }
+        cmd.arg("--dbname").arg(url);
+        cmd
+    }
+
     /// The URL a tenant's role logs in with: the admin URL's server and database, that role's
     /// name and password.
     pub fn role_url(&self, role: &str, password: &str) -> String {
@@ -125,5 +142,54 @@ impl Database {
                 percent_encode(self.name())
             ),
         }
+    }
+}
+
+/// Splits the password out of a connection URL (`scheme://user:password@…` or a
+/// `password=` query parameter), so it can travel in `PGPASSWORD` instead.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let password = url.parse::<Config>().ok().and_then(|c| {
+        c.get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    });
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let (from, to) = (scheme_end + 3 + colon, scheme_end + 3 + at);
+                out.replace_range(from..to, "");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("password="))
+            .collect();
+        out = format!("{base}{}", kept.join("&"));
+        if out.ends_with('?') {
+            out.pop();
+        }
+    }
+    (out, password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_password;
+
+    #[test]
+    fn passwords_leave_the_url() {
+        let (url, pw) = split_password("postgresql://u:s3cr%40t@/db?host=%2Frun&port=5432");
+        assert_eq!(url, "postgresql://u@/db?host=%2Frun&port=5432");
+        assert_eq!(pw.as_deref(), Some("s3cr@t"));
+        let (url, pw) = split_password("postgresql://u@h:5432/db?password=x&sslmode=disable");
+        assert_eq!(url, "postgresql://u@h:5432/db?sslmode=disable");
+        assert_eq!(pw.as_deref(), Some("x"));
+        let (url, pw) = split_password("postgresql://h/db");
+        assert_eq!((url.as_str(), pw), ("postgresql://h/db", None));
     }
 }

@@ -9,6 +9,7 @@ use apotheca_common::names::{quote_ident, quote_literal, SchemaName};
 use hmac::{Hmac, Mac};
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
+use tokio_postgres::GenericClient;
 
 use crate::error::{ControlError, Result};
 use crate::settings::{ControlSettings, TenantRoleSettings};
@@ -25,7 +26,8 @@ impl std::fmt::Debug for Secret {
 
 impl Secret {
     /// `secret_key` from the settings, else `<state_dir>/secret`, generated (mode 0600) the
-    /// first time.
+    /// first time. The file appears whole or not at all (written aside, then linked into
+    /// place), so a concurrent reader never sees a half-written secret.
     pub fn load(settings: &ControlSettings) -> Result<Self> {
         if let Some(key) = settings
             .secret_key
@@ -38,40 +40,79 @@ impl Secret {
         let io = |e: std::io::Error| {
             ControlError::Other(format!("server secret {}: {e}", path.display()))
         };
-        match fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => return Ok(Self(s.trim().as_bytes().to_vec())),
-            Ok(_) => {
+        let read = |path: &std::path::Path| -> Result<Self> {
+            let key = fs::read_to_string(path).map_err(io)?;
+            if key.trim().is_empty() {
                 return Err(ControlError::Other(format!(
                     "server secret {} is empty",
                     path.display()
-                )))
+                )));
             }
+            Ok(Self(key.trim().as_bytes().to_vec()))
+        };
+        match fs::metadata(&path) {
+            Ok(_) => return read(&path),
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
             Err(_) => {}
         }
         fs::create_dir_all(&settings.state_dir).map_err(io)?;
         let key = Alphanumeric.sample_string(&mut rand::rng(), 48);
-        // create_new: if another process won the race, use its secret.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        let aside = settings
+            .state_dir
+            .join(format!(".secret.{}", std::process::id()));
         {
-            Ok(mut f) => {
-                f.write_all(key.as_bytes()).map_err(io)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&aside)
+                .map_err(io)?;
+            f.write_all(key.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        let linked = fs::hard_link(&aside, &path);
+        let _ = fs::remove_file(&aside);
+        match linked {
+            Ok(()) => {
                 tracing::info!(path = %path.display(), "generated the server secret");
                 Ok(Self(key.into_bytes()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Self(
-                fs::read_to_string(&path)
-                    .map_err(io)?
-                    .trim()
-                    .as_bytes()
-                    .to_vec(),
-            )),
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// Checks the secret against the database's record of it (recording it the first time):
+    /// a different secret would derive wrong passwords for every existing tenant role.
+    pub async fn verify(&self, client: &impl GenericClient) -> Result<()> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(b"apotheca secret check");
+        let check = hex::encode(mac.finalize().into_bytes());
+        client
+            .execute(
+                "INSERT INTO public.control_state (key, value) VALUES ('secret_check', $1)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&check],
+            )
+            .await?;
+        let recorded: String = client
+            .query_one(
+                "SELECT value FROM public.control_state WHERE key = 'secret_check'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if recorded != check {
+            return Err(ControlError::Other(
+                "the server secret is not the one this database's tenants were made with; \
+                 set [control] secret_key (APOTHECA_CONTROL__SECRET_KEY) or run from the folder \
+                 whose state_dir holds the right `secret` file"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -89,17 +130,50 @@ pub fn role_name(database: &str, schema: &SchemaName) -> String {
     format!("t_{prefix}_{}", &hex::encode(digest)[..8])
 }
 
-/// The role's password: HMAC-SHA256(secret, database and schema), hex.
-pub fn role_password(secret: &Secret, database: &str, schema: &SchemaName) -> String {
+/// The group every tenant role of `database` belongs to: it holds CONNECT on the database,
+/// which PUBLIC no longer has, so tenant roles reach this database and no other.
+pub fn group_role(database: &str) -> String {
+    let digest = Sha256::digest(format!("{database}\0tenants").as_bytes());
+    format!("apotheca_tenants_{}", &hex::encode(digest)[..8])
+}
+
+/// Whether `database` still lets PUBLIC in, or lacks the tenant group: what
+/// [`database_access_sql`] mends. One cheap catalog query.
+pub const DATABASE_ACCESS_NEEDED: &str = "
+    SELECT NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+        OR EXISTS (SELECT 1 FROM pg_database d,
+                          aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                   WHERE d.datname = current_database() AND a.grantee = 0)";
+
+/// Creates the tenant group if missing, takes CONNECT and TEMP on the database from PUBLIC
+/// and gives CONNECT to the group. (TEMP would let a tenant role create objects.)
+pub fn database_access_sql(database: &str) -> String {
+    let group = group_role(database);
+    format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN
+                 CREATE ROLE {g} NOLOGIN;
+             END IF;
+         END $$;
+         REVOKE ALL ON DATABASE {db} FROM PUBLIC;
+         GRANT CONNECT ON DATABASE {db} TO {g};",
+        lit = quote_literal(&group),
+        g = quote_ident(&group),
+        db = quote_ident(database),
+    )
+}
+
+/// The role's password: HMAC-SHA256(secret, role name), hex. The role name is stored with
+/// the tenant, so the password survives a renamed or restored database.
+pub fn role_password(secret: &Secret, role: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes keys of any length");
     mac.update(b"apotheca tenant role\0");
-    mac.update(database.as_bytes());
-    mac.update(b"\0");
-    mac.update(schema.as_str().as_bytes());
+    mac.update(role.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Creates the role: it can log in and do nothing else; its `search_path` and timeouts are
+/// Creates the role: it can log in (to this database only, through its group) and do
+/// nothing else; its `search_path` and timeouts are
 /// fixed at the role level in this database. The password is sent only as a SCRAM verifier.
 pub fn create_role_sql(
     role: &str,
@@ -112,13 +186,14 @@ pub fn create_role_sql(
     let r = quote_ident(role);
     let db = quote_ident(database);
     format!(
-        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
-         NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {verifier};\n\
+        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION \
+         NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {verifier} IN ROLE {group};\n\
          ALTER ROLE {r} IN DATABASE {db} SET search_path TO {schema};\n\
          ALTER ROLE {r} IN DATABASE {db} SET statement_timeout TO {st};\n\
          ALTER ROLE {r} IN DATABASE {db} SET idle_in_transaction_session_timeout TO {it};\n",
         limit = limits.connection_limit,
         verifier = quote_literal(&verifier),
+        group = quote_ident(&group_role(database)),
         schema = schema.quoted(),
         st = quote_literal(&limits.statement_timeout),
         it = quote_literal(&limits.idle_in_transaction_session_timeout),
@@ -152,22 +227,11 @@ mod tests {
 
     #[test]
     fn passwords_depend_on_secret_and_schema() {
-        let acme = SchemaName::parse("acme").unwrap();
-        let beta = SchemaName::parse("beta").unwrap();
         let s1 = Secret::from_bytes(b"one");
         let s2 = Secret::from_bytes(b"two");
-        assert_eq!(
-            role_password(&s1, "d", &acme),
-            role_password(&s1, "d", &acme)
-        );
-        assert_ne!(
-            role_password(&s1, "d", &acme),
-            role_password(&s1, "d", &beta)
-        );
-        assert_ne!(
-            role_password(&s1, "d", &acme),
-            role_password(&s2, "d", &acme)
-        );
+        assert_eq!(role_password(&s1, "t_acme"), role_password(&s1, "t_acme"));
+        assert_ne!(role_password(&s1, "t_acme"), role_password(&s1, "t_beta"));
+        assert_ne!(role_password(&s1, "t_acme"), role_password(&s2, "t_acme"));
     }
 
     #[test]

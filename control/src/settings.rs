@@ -20,6 +20,43 @@ pub struct Settings {
     pub proxy: Option<IgnoredAny>,
 }
 
+impl Settings {
+    /// What the types cannot say: values PostgreSQL would refuse only half-way through a
+    /// create-tenant.
+    pub fn check(&self) -> Result<(), String> {
+        let role = &self.control.tenant_role;
+        for (key, value) in [
+            ("statement_timeout", &role.statement_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                &role.idle_in_transaction_session_timeout,
+            ),
+        ] {
+            if !is_pg_duration(value) {
+                return Err(format!(
+                    "[control.tenant_role] {key} = {value:?} is not a duration like \"30s\", \"500ms\" or \"2min\""
+                ));
+            }
+        }
+        if role.connection_limit < 1 {
+            return Err("[control.tenant_role] connection_limit must be at least 1".into());
+        }
+        if !self.control.tenant_url.contains("{domain}") {
+            return Err("[control] tenant_url must contain {domain}".into());
+        }
+        Ok(())
+    }
+}
+
+/// A PostgreSQL time setting: digits and an optional unit.
+fn is_pg_duration(value: &str) -> bool {
+    let unit_at = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(unit_at);
+    !digits.is_empty() && ["", "us", "ms", "s", "min", "h", "d"].contains(&unit)
+}
+
 /// `[control]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,5 +107,22 @@ impl Default for TenantRoleSettings {
             idle_in_transaction_session_timeout: "60s".to_owned(),
             connection_limit: 64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_role_settings() {
+        let mut s = Settings::default();
+        assert!(s.check().is_ok());
+        s.control.tenant_role.statement_timeout = "30 seconds".into();
+        assert!(s.check().unwrap_err().contains("statement_timeout"));
+        s.control.tenant_role.statement_timeout = "2min".into();
+        s.control.tenant_role.connection_limit = 0;
+        assert!(s.check().is_err());
+        assert!(is_pg_duration("0") && is_pg_duration("500ms") && !is_pg_duration("s"));
     }
 }

@@ -22,21 +22,46 @@ fn fingerprint(set: &MigrationSet) -> Vec<String> {
         .collect()
 }
 
+/// The condition (on spare `s`, with the fingerprint as $1) that a spare is claimable by
+/// this build: exactly this build's tenant migrations applied, with the same checksums.
+const CURRENT: &str = "(SELECT array_agg(m.version || ':' || m.checksum ORDER BY m.version)
+     FROM public.apotheca_migrations m WHERE m.schema_name = s.schema_name) = $1";
+
 /// How many spares are current (claimable by this build).
 pub async fn count_current(client: &Client, set: &MigrationSet) -> Result<i64> {
     let row = client
         .query_one(
-            "SELECT count(*) FROM public.spare_schemas s
-             WHERE (SELECT array_agg(m.version || ':' || m.checksum ORDER BY m.version)
-                    FROM public.apotheca_migrations m WHERE m.schema_name = s.schema_name) = $1",
+            &format!("SELECT count(*) FROM public.spare_schemas s WHERE {CURRENT}"),
             &[&fingerprint(set)],
         )
         .await?;
     Ok(row.get(0))
 }
 
-/// Builds spares until `target` are current; returns how many were built.
+/// Builds spares until `target` are current; returns how many were built. One filler at a
+/// time (a session advisory lock): a concurrent call returns 0 at once instead of overshooting.
 pub async fn fill(client: &mut Client, set: &MigrationSet, target: usize) -> Result<usize> {
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, 1)",
+            &[&migrate::LOCK_NAMESPACE],
+        )
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(0);
+    }
+    let built = fill_locked(client, set, target).await;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock($1, 1)",
+            &[&migrate::LOCK_NAMESPACE],
+        )
+        .await?;
+    built
+}
+
+async fn fill_locked(client: &mut Client, set: &MigrationSet, target: usize) -> Result<usize> {
     let have = usize::try_from(count_current(client, set).await?).unwrap_or(0);
     let mut built = 0;
     for _ in have..target {
@@ -63,17 +88,12 @@ pub async fn fill(client: &mut Client, set: &MigrationSet, target: usize) -> Res
 }
 
 /// Takes a current spare inside the caller's transaction and renames it to `schema`, moving
-/// its migration records along. `None` when no current spare is free.
-pub(crate) async fn claim(
-    tx: &Transaction<'_>,
-    set: &MigrationSet,
-    schema: &str,
-) -> Result<Option<String>> {
-    let want = fingerprint(set);
+/// its migration records along. False when no current spare is free.
+pub(crate) async fn claim(tx: &Transaction<'_>, set: &MigrationSet, schema: &str) -> Result<bool> {
     let candidates = tx
         .query(
-            "SELECT schema_name FROM public.spare_schemas ORDER BY created_at LIMIT 8",
-            &[],
+            &format!("SELECT s.schema_name FROM public.spare_schemas s WHERE {CURRENT} ORDER BY s.created_at LIMIT 8"),
+            &[&fingerprint(set)],
         )
         .await?;
     for row in candidates {
@@ -92,12 +112,8 @@ pub(crate) async fn claim(
         // Re-checked under the lock: still a spare (not claimed meanwhile), still current.
         let current = tx
             .query_opt(
-                "SELECT 1 FROM public.spare_schemas s
-                 WHERE s.schema_name = $1
-                   AND (SELECT array_agg(m.version || ':' || m.checksum ORDER BY m.version)
-                        FROM public.apotheca_migrations m WHERE m.schema_name = s.schema_name) = $2
-                 FOR UPDATE SKIP LOCKED",
-                &[&spare, &want],
+                &format!("SELECT 1 FROM public.spare_schemas s WHERE s.schema_name = $2 AND {CURRENT} FOR UPDATE SKIP LOCKED"),
+                &[&fingerprint(set), &spare],
             )
             .await?
             .is_some();
@@ -120,7 +136,7 @@ pub(crate) async fn claim(
             &[&spare],
         )
         .await?;
-        return Ok(Some(spare));
+        return Ok(true);
     }
-    Ok(None)
+    Ok(false)
 }

@@ -273,6 +273,43 @@ async fn domains_status_and_notifications() {
         a.tenants().await[0]["domains"],
         serde_json::json!(["alpha.localhost"])
     );
+    // Removing a non-primary domain while naming the new primary also works.
+    a.ok(&[
+        "add-domain",
+        "--schema",
+        "alpha",
+        "--domain",
+        "b.alpha.example",
+    ])
+    .await;
+    a.ok(&[
+        "add-domain",
+        "--schema",
+        "alpha",
+        "--domain",
+        "c.alpha.example",
+    ])
+    .await;
+    a.ok(&[
+        "remove-domain",
+        "--domain",
+        "b.alpha.example",
+        "--new-primary",
+        "c.alpha.example",
+    ])
+    .await;
+    assert_eq!(
+        a.tenants().await[0]["domains"],
+        serde_json::json!(["c.alpha.example", "alpha.localhost"])
+    );
+    a.ok(&[
+        "remove-domain",
+        "--domain",
+        "c.alpha.example",
+        "--new-primary",
+        "alpha.localhost",
+    ])
+    .await;
     let run = a
         .fails(&["remove-domain", "--domain", "alpha.localhost"], 2)
         .await;
@@ -294,7 +331,7 @@ async fn domains_status_and_notifications() {
     a.ok(&["delete-tenant", "--schema", "alpha", "--yes"]).await;
 
     let mut ops = Vec::new();
-    while ops.len() < 6 {
+    while ops.len() < 10 {
         let payload = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
             .await
             .expect("notification within 10 s")
@@ -303,16 +340,18 @@ async fn domains_status_and_notifications() {
         assert_eq!(event["schema"], "alpha");
         ops.push(event["op"].as_str().unwrap().to_owned());
     }
-    assert_eq!(
-        ops,
-        [
-            "created",
-            "domain_added",
-            "domain_removed",
-            "suspended",
-            "resumed",
-            "deleted"
-        ]
-    );
+    let want = [
+        "created",
+        "domain_added",
+        "domain_removed",
+        "domain_added",
+        "domain_added",
+        "domain_removed",
+        "domain_removed",
+        "suspended",
+        "resumed",
+        "deleted",
+    ];
+    assert_eq!(ops, want);
     drop(listener);
 }

@@ -86,6 +86,22 @@ async fn a_tenant_role_reaches_only_its_own_schema() {
         .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE), "{err:?}");
 
+    denied("CREATE TEMP TABLE scratch (i int)").await;
+    denied("CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT 1'").await;
+    // No other database of the cluster lets it in.
+    let elsewhere = url.replace(&format!("/{}?", a.db.name), "/postgres?");
+    assert_ne!(elsewhere, url);
+    assert!(
+        connect_url(&elsewhere).await.is_err(),
+        "tenant role connected to postgres"
+    );
+
+    // What it may still create outside its schema (a large object) does not stop deletion.
+    alpha.batch_execute("SELECT lo_create(0)").await.unwrap();
+    drop(alpha);
+    a.ok(&["delete-tenant", "--schema", "alpha", "--yes"]).await;
+    assert_eq!(a.traces_of("alpha").await, (false, false, 0));
+
     // A role's password is not another's.
     let bravo_url = a.ok(&["db", "url", "--schema", "bravo"]).await;
     let forged = url.replace(&a.role("alpha"), &a.role("bravo"));
@@ -94,6 +110,22 @@ async fn a_tenant_role_reaches_only_its_own_schema() {
         "alpha's password must not log in as bravo"
     );
     assert!(connect_url(bravo_url.trim()).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_different_server_secret_is_refused() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let mut cmd = a.command(&["db", "url", "--schema", "alpha"]);
+    cmd.env("APOTHECA_CONTROL__SECRET_KEY", "not-the-same-secret");
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("server secret is not the one"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "no URL with a wrong password is printed"
+    );
 }
 
 #[tokio::test]

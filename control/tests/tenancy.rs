@@ -79,6 +79,11 @@ async fn lifecycle_from_fresh_database_to_delete() {
         "ALTER TABLE medicines ADD COLUMN more text;\n",
     )
     .unwrap();
+    fs::write(
+        dir.join("shared/0002_more.sql"),
+        "CREATE TABLE public.more (i int);\n",
+    )
+    .unwrap();
     let run = a
         .fails(&["--migrations-dir", d, "migrate-schemas"], 1)
         .await;
@@ -98,6 +103,14 @@ async fn lifecycle_from_fresh_database_to_delete() {
         .unwrap()
         .get(0);
     assert_eq!(v3, 0);
+    let shared_more = c
+        .query_one("SELECT to_regclass('public.more') IS NOT NULL", &[])
+        .await
+        .unwrap();
+    assert!(
+        !shared_more.get::<_, bool>(0),
+        "a pending shared migration ran despite the changed file"
+    );
 
     // Delete with an archive: the dump exists, the tenant is gone entirely.
     let archive = a.dir.path().join("charlie.dump");

@@ -48,6 +48,14 @@ CREATE TABLE spare_schemas (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Control's own facts about this database; today a check value of the server secret, so a
+-- different secret (another state folder, a typo) is refused before it derives wrong tenant
+-- role passwords.
+CREATE TABLE control_state (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
 -- A worker logs in as its tenant's role, which has no rights on these tables; this tells it
 -- the schema version of its own tenant (found by the role it logged in as) and nothing else.
 CREATE FUNCTION apotheca_tenant_migration_version() RETURNS integer

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use apotheca_common::devdb::PrivateCluster;
 use apotheca_common::names::quote_ident;
 use apotheca_common::settings::PrivateDbSettings;
+use apotheca_control::db::Database;
+use apotheca_control::migrate::{self, Reporter, Target};
+use apotheca_control::roles;
+use apotheca_migrations::MigrationSet;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -151,7 +155,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()?;
             rt.block_on(async {
-                let roles: Vec<String> = match connect_url(&cluster.url_for(&name)?).await {
+                let tenant_roles: Vec<String> = match connect_url(&cluster.url_for(&name)?).await {
                     Ok(db) => db
                         .query("SELECT db_role FROM public.tenants", &[])
                         .await
@@ -166,9 +170,9 @@ impl Drop for TestDb {
                         quote_ident(&name)
                     ))
                     .await?;
-                for role in roles {
+                for role in tenant_roles.iter().chain([&roles::group_role(&name)]) {
                     admin
-                        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&role)))
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
                         .await?;
                 }
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -183,10 +187,11 @@ impl Drop for TestDb {
     }
 }
 
-/// A template database with the built-in shared migrations applied, named after their
-/// checksums so a changed migration gets a new template. Built once per cluster, under a lock.
+/// A template database with the built-in shared migrations applied by the real runner,
+/// named after their checksums so a changed migration gets a new template. Built once per
+/// cluster, under a lock.
 async fn migrated_template(cluster: &PrivateCluster) -> String {
-    let set = apotheca_migrations::MigrationSet::embedded().expect("embedded migrations");
+    let set = MigrationSet::embedded().expect("embedded migrations");
     let mut hash = Sha256::new();
     for m in &set.shared {
         hash.update(m.checksum.as_bytes());
@@ -214,31 +219,35 @@ async fn migrated_template(cluster: &PrivateCluster) -> String {
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
-        {
-            let db = connect(cluster, &building).await;
-            db.batch_execute(apotheca_migrations::RECORDS_TABLE_SQL)
-                .await
-                .expect("records table");
-            for m in &set.shared {
-                let tx_sql = format!(
-                    "BEGIN; SET LOCAL search_path TO public; {}; \
-                     INSERT INTO public.apotheca_migrations (schema_name, version, name, checksum, duration_ms) \
-                     VALUES ('public', {}, '{}', '{}', 0); COMMIT;",
-                    m.sql, m.version, m.name, m.checksum
-                );
-                db.batch_execute(&tx_sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: {e}", m.file_name()));
-            }
-        }
-        admin
-            .batch_execute(&format!(
+        let url = cluster.url_for(&building).expect("test cluster password");
+        let db = Database::from_url(url, None).expect("template URL");
+        let pool = db.pool(2).expect("template pool");
+        let summary = migrate::run(&pool, &set, &Target::Shared, false, 1, &Reporter::new(true))
+            .await
+            .unwrap_or_else(|e| panic!("migrating the template: {e}"));
+        assert_eq!(
+            summary.failed().count(),
+            0,
+            "migrating the template: {summary:?}"
+        );
+        pool.close();
+        // Clones do not inherit the template's database privileges, so its tenant group is
+        // of no use to them: drop it (create-tenant makes each clone's own).
+        let group = quote_ident(&roles::group_role(&building));
+        for sql in [
+            format!(
                 "ALTER DATABASE {} RENAME TO {}",
                 quote_ident(&building),
                 quote_ident(&name)
-            ))
-            .await
-            .expect("publish template");
+            ),
+            format!("REVOKE ALL ON DATABASE {} FROM {group}", quote_ident(&name)),
+            format!("DROP ROLE IF EXISTS {group}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
     admin
         .batch_execute("SELECT pg_advisory_unlock(42)")

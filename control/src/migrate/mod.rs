@@ -109,50 +109,60 @@ pub async fn run(
         planned_only: plan_only,
         ..Summary::default()
     };
-    let shared_ready = bootstrap(&client, plan_only).await?;
-
-    if matches!(target, Target::All | Target::Shared) {
-        let public = if shared_ready.1 {
-            load_states(&client, Some("public"), false).await?.remove(0)
-        } else {
-            SchemaState {
-                name: "public".into(),
-                kind: Kind::Public,
-                applied: BTreeMap::new(),
-            }
-        };
-        verify_checksums(std::slice::from_ref(&public), &set.shared, "shared")?;
-        let outcome = migrate_one(pool, public, &set.shared, plan_only).await;
-        reporter.schema_done(&outcome);
-        let failed = outcome.error.is_some();
-        summary.outcomes.push(outcome);
-        if failed || *target == Target::Shared {
-            return Ok(summary);
+    let (records, tenants) = existing_tables(&client).await?;
+    if !tenants && matches!(target, Target::Schema(_)) {
+        return Err(ControlError::invalid(NOT_MIGRATED));
+    }
+    // Everything is read and checked before anything is applied or created.
+    let public = if records {
+        load_states(&client, Some("public"), false).await?.remove(0)
+    } else {
+        SchemaState {
+            name: "public".into(),
+            kind: Kind::Public,
+            applied: BTreeMap::new(),
         }
-    } else if !shared_ready.1 {
-        return Err(ControlError::invalid(
-            "the public schema is not migrated yet; run `apotheca migrate-schemas --shared` first",
-        ));
-    }
-    if plan_only && !shared_ready.1 {
-        // The public schema is not there yet, so there are no tenants to plan for.
-        return Ok(summary);
-    }
-
+    };
     let only = match target {
         Target::Schema(s) => Some(s.as_str()),
         _ => None,
     };
-    let states = load_states(&client, only, true).await?;
+    let states = if tenants && *target != Target::Shared {
+        load_states(&client, only, true).await?
+    } else {
+        vec![]
+    };
     if let Some(schema) = only {
         if states.is_empty() {
             return Err(ControlError::invalid(format!(
-                "no tenant with schema {schema:?}"
+                "no tenant with schema \"{schema}\""
             )));
         }
     }
-    drop(client);
+    if only.is_none() {
+        verify_checksums(std::slice::from_ref(&public), &set.shared, "shared")?;
+    }
     verify_checksums(&states, &set.tenant, "tenant")?;
+    if !records && !plan_only {
+        bootstrap(&client).await?;
+    }
+    drop(client);
+
+    if only.is_none() {
+        let outcome = migrate_one(pool, public, &set.shared, plan_only).await;
+        reporter.schema_done(&outcome);
+        let failed = outcome.error.is_some();
+        summary.outcomes.push(outcome);
+        if !failed && !plan_only {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            ensure_database_access(&tx).await?;
+            tx.commit().await?;
+        }
+        if failed || *target == Target::Shared {
+            return Ok(summary);
+        }
+    }
 
     let (current, work): (Vec<_>, Vec<_>) = states
         .into_iter()
@@ -180,9 +190,12 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Makes sure the records table exists. Returns (records table exists, public is migrated
-/// far enough to have `tenants`).
-async fn bootstrap(client: &Client, plan_only: bool) -> Result<(bool, bool)> {
+/// The refusal when a command needs the public schema's tables.
+pub const NOT_MIGRATED: &str =
+    "the public schema is not migrated yet; run `apotheca migrate-schemas --shared` first";
+
+/// Whether the records table and `public.tenants` exist.
+async fn existing_tables(client: &Client) -> Result<(bool, bool)> {
     let row = client
         .query_one(
             "SELECT to_regclass('public.apotheca_migrations') IS NOT NULL, \
@@ -190,16 +203,17 @@ async fn bootstrap(client: &Client, plan_only: bool) -> Result<(bool, bool)> {
             &[],
         )
         .await?;
-    let (records, tenants): (bool, bool) = (row.get(0), row.get(1));
-    if records || plan_only {
-        return Ok((records, tenants));
-    }
+    Ok((row.get(0), row.get(1)))
+}
+
+/// Creates the records table (under a lock: two first runs may race).
+async fn bootstrap(client: &Client) -> Result<()> {
     client
         .batch_execute(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, 0); {RECORDS_TABLE_SQL} COMMIT;"
         ))
         .await?;
-    Ok((true, tenants))
+    Ok(())
 }
 
 /// Every schema's applied migrations, in one query.
@@ -414,6 +428,30 @@ async fn migrate_locked(
             .await?;
     }
     Ok(applied)
+}
+
+/// Makes sure PUBLIC cannot connect to (or make temporary objects in) this database and that
+/// the tenant group can connect. One query when all is well; mended under a lock otherwise.
+pub(crate) async fn ensure_database_access(tx: &Transaction<'_>) -> Result<()> {
+    let database: String = tx.query_one("SELECT current_database()", &[]).await?.get(0);
+    let group = roles::group_role(&database);
+    if !access_needed(tx, &group).await? {
+        return Ok(());
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_NAMESPACE])
+        .await?;
+    if access_needed(tx, &group).await? {
+        tx.batch_execute(&roles::database_access_sql(&database))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn access_needed(tx: &Transaction<'_>, group: &str) -> Result<bool> {
+    let row = tx
+        .query_one(roles::DATABASE_ACCESS_NEEDED, &[&group])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Takes the schema's migration lock until the end of the transaction.

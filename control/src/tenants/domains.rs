@@ -118,6 +118,12 @@ pub async fn remove(
     )
     .await?;
     if let Some(next) = new_primary {
+        // Whether or not the removed domain was the primary, the named one is primary now.
+        tx.execute(
+            "UPDATE public.domains SET is_primary = false WHERE tenant_id = $1 AND is_primary",
+            &[&tenant_id],
+        )
+        .await?;
         tx.execute(
             "UPDATE public.domains SET is_primary = true WHERE domain = $1",
             &[&next.as_str()],

@@ -4,7 +4,6 @@
 pub mod domains;
 
 use std::path::Path;
-use std::process::Command;
 
 use apotheca_common::names::{quote_ident, DomainName, SchemaName};
 use apotheca_migrations::MigrationSet;
@@ -30,6 +29,8 @@ pub struct Event {
     pub schema: String,
 }
 
+/// Any role may NOTIFY any channel, so listeners must treat a payload as a hint to re-read
+/// the tables, never as the truth.
 pub(crate) async fn notify(client: &impl GenericClient, op: &str, schema: &str) -> Result<()> {
     let payload = serde_json::to_string(&Event {
         op: op.into(),
@@ -105,9 +106,10 @@ impl Provisioner<'_> {
         let name = parse_display_name(name)?;
         let database = self.db.name();
         let role = roles::role_name(database, schema);
-        let password = roles::role_password(self.secret, database, schema);
+        let password = roles::role_password(self.secret, &role);
         let tx = client.transaction().await?;
         migrate::lock_schema(&tx, schema.as_str()).await?;
+        migrate::ensure_database_access(&tx).await?;
         let taken = tx
             .query_opt(
                 "SELECT 1 FROM pg_namespace WHERE nspname = $1",
@@ -120,10 +122,7 @@ impl Provisioner<'_> {
             )));
         }
         domains::ensure_free(&tx, domain).await?;
-        if spares::claim(&tx, self.migrations, schema.as_str())
-            .await?
-            .is_none()
-        {
+        if !spares::claim(&tx, self.migrations, schema.as_str()).await? {
             tx.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
                 .await
                 .map_err(map_conflict)?;
@@ -151,15 +150,6 @@ impl Provisioner<'_> {
         let info = load(&tx, schema.as_str()).await?;
         tx.commit().await?;
         Ok(info)
-    }
-
-    /// The role URL a worker of `schema` logs in with.
-    pub fn role_url(&self, schema: &SchemaName) -> String {
-        let database = self.db.name();
-        self.db.role_url(
-            &roles::role_name(database, schema),
-            &roles::role_password(self.secret, database, schema),
-        )
     }
 }
 
@@ -262,44 +252,60 @@ pub async fn set_status(client: &mut Client, schema: &str, status: &str) -> Resu
     }
 }
 
-/// Drops the tenant's schema, role and rows in one transaction, after an optional archive.
+/// Deletes a tenant. First its role stops logging in and its sessions end (so the archive is
+/// the final state and nothing holds its tables), then the optional archive is written, then
+/// schema, role and rows go in one transaction that re-checks the tenant under its lock.
+/// A failed archive gives the role its logins back and deletes nothing.
 pub async fn delete(
     client: &mut Client,
     db: &Database,
-    schema: &str,
+    schema: &SchemaName,
     archive: Option<&Path>,
 ) -> Result<TenantInfo> {
-    if schema == SchemaName::PUBLIC {
-        return Err(ControlError::invalid(
-            "the public schema is not a tenant and cannot be deleted",
-        ));
-    }
+    let schema = schema.as_str();
     let info = load(&*client, schema).await?;
+    let role = quote_ident(&info.role);
+    client
+        .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
+        .await?;
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&info.role],
+        )
+        .await?;
     if let Some(path) = archive {
-        dump_schema(db, schema, path)?;
+        if let Err(e) = dump_schema(db, schema, path).await {
+            client
+                .batch_execute(&format!("ALTER ROLE {role} LOGIN"))
+                .await?;
+            return Err(e);
+        }
     }
     let tx = client.transaction().await?;
     migrate::lock_schema(&tx, schema).await?;
-    // Sessions of the role would keep the dropped schema's locks and block DROP ROLE's checks.
-    tx.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-        &[&info.role],
-    )
-    .await?;
-    let role = quote_ident(&info.role);
-    let exists = tx
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+    let still_there = tx
+        .query_opt(
+            "SELECT 1 FROM public.tenants WHERE schema_name = $1 FOR UPDATE",
+            &[&schema],
+        )
         .await?
         .is_some();
-    if exists {
-        tx.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
-            .await?;
+    if !still_there {
+        return Err(unknown(schema));
     }
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        quote_ident(schema)
+    ))
+    .await?;
     let role_exists = tx
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&info.role])
         .await?
         .is_some();
     if role_exists {
+        // DROP OWNED also removes what the role made outside its schema in this database
+        // (large objects, grants); it cannot connect to any other database.
         tx.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
             .await?;
     }
@@ -319,21 +325,17 @@ pub async fn delete(
 }
 
 /// `pg_dump -n schema` in PostgreSQL's custom format (restore with `pg_restore`).
-fn dump_schema(db: &Database, schema: &str, path: &Path) -> Result<()> {
-    let pg_dump = db
-        .private
-        .as_ref()
-        .map_or_else(|| "pg_dump".into(), |c| c.bin("pg_dump"));
-    let out = Command::new(&pg_dump)
-        .arg("--format=custom")
+async fn dump_schema(db: &Database, schema: &str, path: &Path) -> Result<()> {
+    let mut cmd = db.tool_command("pg_dump", db.admin_url());
+    cmd.arg("--format=custom")
         .arg(format!("--schema={}", quote_ident(schema)))
         .arg("--no-owner")
         .arg("--file")
-        .arg(path)
-        .arg("--dbname")
-        .arg(db.admin_url())
+        .arg(path);
+    let out = tokio::process::Command::from(cmd)
         .output()
-        .map_err(|e| ControlError::Other(format!("running {}: {e}", pg_dump.display())))?;
+        .await
+        .map_err(|e| ControlError::Other(format!("running pg_dump: {e}")))?;
     if !out.status.success() {
         return Err(ControlError::Other(format!(
             "pg_dump failed, nothing was deleted: {}",

@@ -1,11 +1,17 @@
 //! Apotheca worker (`apotheca-worker`): serves exactly one tenant schema, logged in as that
-//! tenant's own PostgreSQL role. This crate owns the worker's command line, settings and its
-//! start-up checks ([`startup`]): the role's `search_path` is the schema, and the schema's
-//! migrations are the version this build expects. The HTTP app comes in a later step; until
-//! then the binary runs those checks (`--check`) and refuses to pretend it serves.
+//! tenant's own PostgreSQL role. It checks at start that the role's `search_path` is its
+//! schema and that the schema has the migrations this build expects ([`startup`]), then serves
+//! the JSON API ([`api`], [`http`]) on a Unix socket or loopback port ([`server`]).
 
+pub mod accounts;
+pub mod api;
+pub mod http;
+pub mod mail;
+pub mod server;
 pub mod settings;
 pub mod startup;
+pub mod state;
+pub mod stats;
 
 use std::process::ExitCode;
 
@@ -24,6 +30,14 @@ pub struct Cli {
     /// The tenant schema this worker serves (`public` for the public site).
     #[arg(long, value_name = "SCHEMA", value_parser = parse_schema)]
     pub schema: Option<String>,
+    /// Where to listen: unix:/path/to.sock or tcp:127.0.0.1:PORT (0 picks a free port,
+    /// printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "tcp:127.0.0.1:0")]
+    pub listen: server::Listen,
+    /// Write "ready <address>" on this inherited descriptor once listening and the database
+    /// answers (control uses it).
+    #[arg(long, value_name = "FD")]
+    pub ready_fd: Option<i32>,
     /// The tenant role's connection URL (`apotheca db url --schema S` prints it).
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -78,18 +92,62 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("error: no database URL: pass --database-url or DATABASE_URL (see `apotheca db url --schema {schema}`)");
         return ExitCode::from(2);
     };
-    match startup::check(&url, &schema).await {
-        Ok(version) if cli.check => {
-            println!("schema {schema}: role and search_path OK, migration version {version:04}");
-            ExitCode::SUCCESS
-        }
-        Ok(_) => {
-            eprintln!("error: this build of apotheca-worker does not serve HTTP yet; use --check");
-            ExitCode::from(2)
-        }
+    let version = match startup::check(&url, &schema).await {
+        Ok(version) => version,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    if cli.check {
+        println!("schema {schema}: role and search_path OK, migration version {version:04}");
+        return ExitCode::SUCCESS;
+    }
+    match serve(
+        cli.listen,
+        cli.ready_fd,
+        &schema,
+        &url,
+        loaded.settings.worker,
+    )
+    .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
+}
+
+/// Binds, announces readiness, serves until SIGTERM/SIGINT, drains, closes the pool.
+async fn serve(
+    listen: server::Listen,
+    ready_fd: Option<i32>,
+    schema: &str,
+    url: &str,
+    settings: settings::WorkerSettings,
+) -> Result<(), String> {
+    let deadline = std::time::Duration::from_secs(settings.shutdown_timeout_secs);
+    let state = state::AppState::new(schema, url, settings)?;
+    let bound = server::Bound::bind(&listen)
+        .await
+        .map_err(|e| format!("listening on {listen:?}: {e}"))?;
+    let address = bound.describe();
+    tracing::info!(%address, schema, "listening");
+    if matches!(listen, server::Listen::Tcp(_)) {
+        println!("listening on {address}");
+    }
+    if let Some(fd) = ready_fd {
+        server::announce_ready(fd, &address)
+            .map_err(|e| format!("writing to the ready descriptor {fd}: {e}"))?;
+    }
+    let app = http::router(state.clone());
+    bound
+        .serve(app, server::shutdown_signal(), deadline)
+        .await
+        .map_err(|e| format!("serving: {e}"))?;
+    state.pool.close();
+    tracing::info!("stopped");
+    Ok(())
 }

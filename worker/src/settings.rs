@@ -22,10 +22,37 @@ pub struct Settings {
 pub struct WorkerSettings {
     /// Database connections per worker (opened lazily).
     pub pool_size: usize,
+    /// After SIGTERM, how long in-flight requests may take before the worker exits anyway.
+    pub shutdown_timeout_secs: u64,
+    /// A login session ends after this long without a request.
+    pub session_idle_minutes: i64,
+    /// Failed logins (per username, and per client address) counted over this window...
+    pub login_window_minutes: i64,
+    /// ...after this many, each further attempt is answered slowly...
+    pub login_slow_after: i64,
+    /// ...and after this many, refused until the window has passed.
+    pub login_refuse_after: i64,
+    /// Password reset links are built on this base (the tenant's own address); `{host}` is
+    /// replaced by the request's host. Without SMTP the link is written to the log.
+    pub reset_url: String,
+    /// SMTP relay for password reset mail, e.g. "127.0.0.1:25"; unset: the link is logged.
+    pub smtp_relay: Option<String>,
+    /// The From address of that mail.
+    pub mail_from: String,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { pool_size: 4 }
+        Self {
+            pool_size: 4,
+            shutdown_timeout_secs: 10,
+            session_idle_minutes: 12 * 60,
+            login_window_minutes: 15,
+            login_slow_after: 3,
+            login_refuse_after: 10,
+            reset_url: "http://{host}/reset-password".to_owned(),
+            smtp_relay: None,
+            mail_from: "apotheca@localhost".to_owned(),
+        }
     }
 }

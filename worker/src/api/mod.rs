@@ -1,0 +1,13 @@
+//! The JSON API (`/api/v1`): one module per part of DOMAIN.md. Handlers check access with
+//! `Auth::require`, parse input into valid values, and call the domain code in `crate::domain`
+//! for anything that changes stock or money.
+
+pub mod auth;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(auth::routes())
+}

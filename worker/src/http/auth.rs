@@ -1,0 +1,182 @@
+//! The `Auth` extractor: who is calling. A bearer token (`Authorization: Bearer …`, for
+//! scripts) or the session cookie, which for state-changing methods must come with the
+//! session's CSRF token in `X-CSRF-Token`. Inactive users and expired sessions are 401.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+
+use crate::accounts::{self, Area, Role};
+use crate::http::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "apotheca_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    /// Set when the request came with the session cookie.
+    pub session_id: Option<i64>,
+}
+
+impl Auth {
+    /// 403 unless the user's role may use `area`.
+    pub fn require(&self, area: Area) -> ApiResult<()> {
+        if accounts::may(self.role, area) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    /// Staff see only what they billed themselves.
+    pub fn own_invoices_only(&self) -> bool {
+        self.role == Role::Staff
+    }
+}
+
+/// The value of one cookie from the Cookie header(s).
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(auth) = parts.extensions.get::<Auth>() {
+            return Ok(auth.clone());
+        }
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let auth = if let Some(token) = bearer {
+            by_token(state, token).await?
+        } else if let Some(token) = cookie(parts, SESSION_COOKIE) {
+            by_session(
+                state,
+                token,
+                &parts.method,
+                parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes()),
+            )
+            .await?
+        } else {
+            return Err(ApiError::unauthorized(
+                "log in first (session cookie or bearer token)",
+            ));
+        };
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
+    }
+}
+
+async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
+    let hash = accounts::token_hash(token);
+    let db = state.db().await?;
+    let stmt = db
+        .prepare_cached(
+            "SELECT t.id, u.id, u.username, u.role, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
+             FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+               AND u.active",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&hash])
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the API token is unknown, revoked or expired"))?;
+    if row.get::<_, bool>(4) {
+        let id: i64 = row.get(0);
+        db.execute(
+            "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    }
+    Ok(Auth {
+        user_id: row.get(1),
+        username: row.get(2),
+        role: parse_role(row.get(3))?,
+        session_id: None,
+    })
+}
+
+async fn by_session(
+    state: &AppState,
+    token: &str,
+    method: &Method,
+    csrf: Option<&[u8]>,
+) -> ApiResult<Auth> {
+    let hash = accounts::token_hash(token);
+    let db = state.db().await?;
+    let stmt = db
+        .prepare_cached(
+            "SELECT s.id, s.csrf_secret, s.last_seen_at < now() - interval '1 minute', u.id, u.username, u.role
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.expires_at > now() AND u.active",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&hash])
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
+    if !is_safe(method) {
+        let secret: Vec<u8> = row.get(1);
+        let expected = hex::encode(secret);
+        if !csrf.is_some_and(|got| accounts::same_secret(got, expected.as_bytes())) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong X-CSRF-Token (it comes with the login answer)",
+            ));
+        }
+    }
+    let session_id: i64 = row.get(0);
+    if row.get::<_, bool>(2) {
+        // Sliding expiry, written at most once a minute per session.
+        let idle = i32::try_from(state.settings.session_idle_minutes).unwrap_or(i32::MAX);
+        db.execute(
+            "UPDATE sessions SET last_seen_at = now(), expires_at = now() + make_interval(mins => $2) WHERE id = $1",
+            &[&session_id, &idle],
+        )
+        .await?;
+    }
+    Ok(Auth {
+        user_id: row.get(3),
+        username: row.get(4),
+        role: parse_role(row.get(5))?,
+        session_id: Some(session_id),
+    })
+}
+
+fn parse_role(raw: &str) -> ApiResult<Role> {
+    raw.parse().map_err(|e: String| {
+        tracing::error!(error = %e, "a user row has an unknown role");
+        ApiError::internal()
+    })
+}

@@ -115,9 +115,9 @@ impl Secret {
         Ok(())
     }
 
-    #[cfg(test)]
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self(bytes.to_vec())
+    /// A secret given directly (tests, and `[control] secret_key` callers).
+    pub fn from_key(key: &str) -> Self {
+        Self(key.as_bytes().to_vec())
     }
 }
 
@@ -227,8 +227,8 @@ mod tests {
 
     #[test]
     fn passwords_depend_on_secret_and_schema() {
-        let s1 = Secret::from_bytes(b"one");
-        let s2 = Secret::from_bytes(b"two");
+        let s1 = Secret::from_key("one");
+        let s2 = Secret::from_key("two");
         assert_eq!(role_password(&s1, "t_acme"), role_password(&s1, "t_acme"));
         assert_ne!(role_password(&s1, "t_acme"), role_password(&s1, "t_beta"));
         assert_ne!(role_password(&s1, "t_acme"), role_password(&s2, "t_acme"));

@@ -255,3 +255,50 @@ async fn migrated_template(cluster: &PrivateCluster) -> String {
         .expect("template unlock");
     name
 }
+
+/// A tenant provisioned by control's own code in a fresh database, with its role's URL.
+pub struct TestTenant {
+    pub db: TestDb,
+    pub schema: String,
+    /// The tenant role's connection URL (what a worker logs in with).
+    pub role_url: String,
+}
+
+impl TestTenant {
+    pub async fn new(schema: &str) -> Self {
+        let db = TestDb::migrated().await;
+        let database = Database::from_url(db.url(), None).expect("test database URL");
+        let secret = roles::Secret::from_key("test-secret");
+        let set = MigrationSet::embedded().expect("embedded migrations");
+        let limits = apotheca_control::settings::TenantRoleSettings::default();
+        let provisioner = apotheca_control::tenants::Provisioner {
+            db: &database,
+            secret: &secret,
+            migrations: &set,
+            role_limits: &limits,
+        };
+        let schema_name =
+            apotheca_common::names::SchemaName::parse(schema).expect("test schema name");
+        let domain = apotheca_common::names::DomainName::parse(&format!(
+            "{}.localhost",
+            schema.replace('_', "-")
+        ))
+        .expect("test domain");
+        let mut client = database.connect().await.expect("admin connection");
+        let info = provisioner
+            .create(
+                &mut client,
+                &format!("Pharmacy {schema}"),
+                &schema_name,
+                &domain,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating tenant {schema}: {e}"));
+        let role_url = database.role_url(&info.role, &roles::role_password(&secret, &info.role));
+        Self {
+            db,
+            schema: schema.to_owned(),
+            role_url,
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod stats;
+pub mod values;
 
 use std::process::ExitCode;
 

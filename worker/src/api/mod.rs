@@ -3,11 +3,14 @@
 //! for anything that changes stock or money.
 
 pub mod auth;
+pub mod suppliers;
 
 use axum::Router;
 
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(auth::routes())
+    Router::new()
+        .merge(auth::routes())
+        .merge(suppliers::routes())
 }

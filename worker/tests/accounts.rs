@@ -1,0 +1,363 @@
+//! Logging in and out, sessions, CSRF, tokens, throttling, passwords.
+
+mod support;
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use support::{TestApp, PASSWORD};
+
+#[tokio::test]
+async fn sessions_csrf_and_tokens() {
+    let app = TestApp::new("acme").await;
+    let s = app.login("admin").await;
+    assert!(app.get("/api/v1/auth/me", &s).await.body["role"] == "admin");
+
+    // The cookie is HttpOnly, SameSite=Lax and host-only.
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ADMIN", "password": PASSWORD})),
+        )
+        .await;
+    let cookie = r.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Lax")
+            && !cookie.to_lowercase().contains("domain="),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"));
+    let r = app
+        .call_with(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "admin", "password": PASSWORD})),
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    assert!(r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+
+    // A state-changing call with the cookie but no CSRF token is refused.
+    let mut no_csrf = s.clone();
+    no_csrf.csrf = "wrong".into();
+    let r = app
+        .post("/api/v1/tokens", &no_csrf, json!({"name": "script"}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body["error"]["code"], "csrf");
+
+    // A personal token works as a bearer token, without CSRF, until revoked.
+    let created = app
+        .expect(
+            201,
+            app.post("/api/v1/tokens", &s, json!({"name": "script"}))
+                .await,
+        )
+        .await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {token}");
+    let r = app
+        .call_with(
+            Method::GET,
+            "/api/v1/auth/me",
+            None,
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(r.body["username"], "admin");
+    let r = app
+        .call_with(
+            Method::POST,
+            "/api/v1/suppliers",
+            None,
+            Some(json!({"name": "Via token"})),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let list = app.get("/api/v1/tokens", &s).await.body;
+    assert_eq!(list[0]["name"], "script");
+    assert!(
+        list[0].get("token").is_none(),
+        "the token is shown once only"
+    );
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&s),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app
+        .call_with(
+            Method::GET,
+            "/api/v1/auth/me",
+            None,
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Logout ends the session.
+    assert_eq!(
+        app.call(Method::POST, "/api/v1/auth/logout", Some(&s), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &s).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // No credentials at all: 401.
+    assert_eq!(
+        app.call(Method::GET, "/api/v1/suppliers", None, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_inactive_users_and_throttling() {
+    let tenant = apotheca_testkit::TestTenant::new("acme").await;
+    let settings = apotheca_worker::settings::WorkerSettings {
+        login_slow_after: 2,
+        login_refuse_after: 4,
+        ..Default::default()
+    };
+    let app = TestApp::with_settings(tenant, settings).await;
+    let bad = json!({"username": "staff", "password": "not it"});
+    for _ in 0..4 {
+        let r = app
+            .call(Method::POST, "/api/v1/auth/login", None, Some(bad.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body["error"]["message"], "wrong username or password");
+    }
+    // Now refused, even with the right password, until the window passes.
+    let good = json!({"username": "staff", "password": PASSWORD});
+    let r = app
+        .call(Method::POST, "/api/v1/auth/login", None, Some(good.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key("retry-after"));
+    // Unknown users answer exactly like wrong passwords.
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "nobody", "password": "x"})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address is throttled too"
+    );
+    app.db()
+        .await
+        .batch_execute("DELETE FROM login_failures")
+        .await
+        .unwrap();
+    let s = app.login("staff").await;
+    // A deactivated user's session stops working at once.
+    app.db()
+        .await
+        .batch_execute("UPDATE users SET active = false WHERE username = 'staff'")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/auth/me", &s).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .call(Method::POST, "/api/v1/auth/login", None, Some(good))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn change_and_reset_password() {
+    let app = TestApp::new("acme").await;
+    let s = app.login("pharmacist").await;
+    let other = app.login("pharmacist").await;
+    let r = app
+        .post(
+            "/api/v1/auth/password",
+            &s,
+            json!({"current_password": "nope", "new_password": "a new password"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["error"]["field"].as_str()),
+        (422, Some("current_password"))
+    );
+    let r = app
+        .post(
+            "/api/v1/auth/password",
+            &s,
+            json!({"current_password": PASSWORD, "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(r.body["error"]["field"], "new_password");
+    let r = app
+        .post(
+            "/api/v1/auth/password",
+            &s,
+            json!({"current_password": PASSWORD, "new_password": "a new password"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &s).await.status,
+        StatusCode::OK,
+        "this session stays"
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &other).await.status,
+        StatusCode::UNAUTHORIZED,
+        "other sessions end"
+    );
+
+    // Reset: always 202; the token (hashed in the database) works once, within the hour.
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/password-reset",
+            None,
+            Some(json!({"login": "nobody"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/password-reset",
+            None,
+            Some(json!({"login": "pharmacist"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    // The link went to the log; plant a known token the way the handler stores one.
+    let (token, hash) = apotheca_worker::accounts::new_token();
+    let db = app.db().await;
+    db.execute(
+        "INSERT INTO password_resets (user_id, token_hash, expires_at) SELECT id, $1, now() + interval '1 hour' FROM users WHERE username = 'pharmacist'",
+        &[&hash],
+    )
+    .await
+    .unwrap();
+    let stored: i64 = db
+        .query_one(
+            "SELECT count(*) FROM password_resets WHERE token_hash = $1",
+            &[&hash],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
+    let confirm = json!({"token": token, "new_password": "reset password 1"});
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            Some(confirm.clone())
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            Some(confirm)
+        )
+        .await
+        .status
+        .as_u16(),
+        422,
+        "used once"
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &s).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a reset ends all sessions"
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "pharmacist", "password": "reset password 1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Expired tokens are refused.
+    let (token, hash) = apotheca_worker::accounts::new_token();
+    db.execute(
+        "INSERT INTO password_resets (user_id, token_hash, created_at, expires_at) SELECT id, $1, now() - interval '2 hours', now() - interval '1 hour' FROM users WHERE username = 'staff'",
+        &[&hash],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            Some(json!({"token": token, "new_password": "whatever 123"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 422);
+}
+
+#[tokio::test]
+async fn misdirected_and_tenant_isolation() {
+    let a = TestApp::new("acme").await;
+    let b = TestApp::new("beta").await;
+    let s = a.login("admin").await;
+    // Tenant A's session token sent to tenant B's worker: 401.
+    assert_eq!(
+        b.get("/api/v1/auth/me", &s).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = a
+        .call_with(
+            Method::GET,
+            "/api/v1/auth/me",
+            Some(&s),
+            None,
+            &[("x-apotheca-tenant", "beta")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
+    let r = a
+        .call_with(
+            Method::GET,
+            "/api/v1/auth/me",
+            Some(&s),
+            None,
+            &[("x-apotheca-tenant", "acme")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers.contains_key("x-request-id"));
+}

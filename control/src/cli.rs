@@ -60,6 +60,15 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         count: Option<usize>,
     },
+    /// Fill a tenant with a sample pharmacy: company, users (passwords printed once),
+    /// suppliers, medicines with batches, customers and a week of sales.
+    SeedData {
+        #[arg(long, value_name = "SCHEMA")]
+        schema: SchemaName,
+        /// First remove the tenant's business data (users are kept).
+        #[arg(long)]
+        clear: bool,
+    },
     /// List tenants with their status, domains and migration version.
     ListTenants {
         /// One JSON array on stdout.
@@ -169,4 +178,11 @@ pub struct CreateTenantArgs {
     /// Print the created tenant as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also create this pharmacy's first user, an admin with this username.
+    #[arg(long, value_name = "NAME")]
+    pub admin_user: Option<String>,
+    /// The admin's password, read from FILE (first line); without it a password is
+    /// generated and printed once.
+    #[arg(long, value_name = "FILE", requires = "admin_user")]
+    pub admin_password_file: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@ use apotheca_common::devdb::PrivateCluster;
 use apotheca_common::names::{DomainName, SchemaName};
 use apotheca_common::{settings, telemetry};
 use apotheca_migrations::MigrationSet;
+use rand::distr::{Alphanumeric, SampleString};
 
 use crate::cli::{Cli, Command, CreateTenantArgs, DbCommand, MigrateArgs};
 use crate::db::Database;
@@ -15,7 +16,7 @@ use crate::migrate::{self, Reporter, Summary, Target};
 use crate::roles::{self, Secret};
 use crate::settings::Settings;
 use crate::spares;
-use crate::tenants::{self, domains, Provisioner, TenantInfo};
+use crate::tenants::{self, domains, FirstAdmin, Provisioner, TenantInfo};
 
 /// The loaded settings and command-line overrides every command works from.
 struct Context {
@@ -86,6 +87,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 spares::count_current(&client, &set).await?
             );
             Ok(())
+        }
+        Command::SeedData { schema, clear } => {
+            let db = ctx.database().await?;
+            let client = db.connect().await?;
+            ensure_public_migrated(&client).await?;
+            seed_tenant(&ctx, &db, &client, &schema, clear).await
         }
         Command::ListTenants { json } => list_tenants(&ctx, json).await,
         Command::AddDomain {
@@ -248,6 +255,22 @@ fn print_summary(summary: &Summary) {
 async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Result<()> {
     // Input first: a refused name must not start a cluster or generate a secret.
     tenants::parse_display_name(&args.name)?;
+    let (admin, generated) = match &args.admin_user {
+        None => (None, None),
+        Some(user) => {
+            let (password, generated) = match &args.admin_password_file {
+                Some(path) => (read_password_file(path)?, false),
+                None => (Alphanumeric.sample_string(&mut rand::rng(), 16), true),
+            };
+            let admin = tokio::task::spawn_blocking({
+                let (user, password) = (user.clone(), password.clone());
+                move || FirstAdmin::new(&user, &password)
+            })
+            .await
+            .map_err(|e| ControlError::Other(e.to_string()))??;
+            (Some(admin), generated.then_some(password))
+        }
+    };
     let set = ctx.migrations()?;
     let db = ctx.database().await?;
     let mut client = db.connect().await?;
@@ -260,7 +283,13 @@ async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Result<()> {
         role_limits: &ctx.settings.control.tenant_role,
     };
     let info = provisioner
-        .create(&mut client, &args.name, &args.schema, &args.domain)
+        .create(
+            &mut client,
+            &args.name,
+            &args.schema,
+            &args.domain,
+            admin.as_ref(),
+        )
         .await?;
     if args.json {
         println!(
@@ -276,6 +305,51 @@ async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Result<()> {
             info.migration_version.unwrap_or(0),
             ctx.tenant_url(&args.domain.to_string())
         );
+    }
+    if let (Some(user), Some(password)) = (&args.admin_user, generated) {
+        println!("  admin login: {user} / {password}  (shown once; change it after logging in)");
+    }
+    Ok(())
+}
+
+/// The first line of a password file, without its line ending.
+fn read_password_file(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ControlError::invalid(format!("reading the password file {}: {e}", path.display()))
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Seeds one tenant as its own role and prints what was made (passwords once).
+async fn seed_tenant(
+    ctx: &Context,
+    db: &Database,
+    client: &tokio_postgres::Client,
+    schema: &SchemaName,
+    clear: bool,
+) -> Result<()> {
+    let tenant = tenants::load(client, schema.as_str()).await?;
+    let secret = ctx.secret(client).await?;
+    let url = db.role_url(&tenant.role, &roles::role_password(&secret, &tenant.role));
+    let pool = Database::from_url(url, None)?.pool(1)?;
+    let report = apotheca_worker::seed::run(&pool, clear)
+        .await
+        .map_err(|e| match e {
+            apotheca_worker::seed::SeedError::AlreadySeeded => {
+                ControlError::invalid(format!("tenant {schema}: {e}"))
+            }
+            other => ControlError::Other(format!("seeding {schema}: {other}")),
+        })?;
+    pool.close();
+    println!(
+        "seeded {schema}: {} medicines, {} batches, {} invoices over the last week",
+        report.medicines, report.batches, report.invoices
+    );
+    for (user, role, password) in &report.users {
+        println!("  login {user} / {password}  ({role}; shown once)");
+    }
+    for user in &report.kept_users {
+        println!("  login {user}: kept (its password is unchanged)");
     }
     Ok(())
 }
@@ -492,9 +566,10 @@ async fn up(ctx: &Context) -> Result<()> {
             let schema = SchemaName::parse(schema)?;
             let domain = DomainName::parse(domain)?;
             provisioner
-                .create(&mut client, name, &schema, &domain)
+                .create(&mut client, name, &schema, &domain, None)
                 .await?;
             println!("created demo tenant {name:?} (schema {schema}) on {domain}");
+            seed_tenant(ctx, &db, &client, &schema, false).await?;
         }
     }
     println!();

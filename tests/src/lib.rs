@@ -291,6 +291,7 @@ impl TestTenant {
                 &format!("Pharmacy {schema}"),
                 &schema_name,
                 &domain,
+                None,
             )
             .await
             .unwrap_or_else(|e| panic!("creating tenant {schema}: {e}"));

@@ -5,8 +5,10 @@
 
 pub mod accounts;
 pub mod api;
+pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod seed;
 pub mod server;
 pub mod settings;
 pub mod startup;

@@ -33,7 +33,7 @@ impl AppState {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("invalid database URL: {e}"))?;
-        config.application_name(&format!("apotheca-worker {schema}"));
+        config.application_name(format!("apotheca-worker {schema}"));
         config.connect_timeout(std::time::Duration::from_secs(5));
         let manager = Manager::from_config(
             config,

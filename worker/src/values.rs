@@ -86,7 +86,7 @@ pub fn opt_phone(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
 
 /// The largest amount a numeric(14,2) column holds.
 pub fn max_money() -> Decimal {
-    Decimal::new(999_999_999_999_99, 2)
+    Decimal::new(99_999_999_999_999, 2)
 }
 
 /// Money: exact, at least zero, at most two decimal places, within numeric(14,2).
@@ -127,8 +127,28 @@ pub fn quantity(field: &str, value: i64) -> ApiResult<i32> {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default)]
 pub struct Page {
+    #[serde(deserialize_with = "lenient_int")]
     pub page: i64,
+    #[serde(deserialize_with = "lenient_int")]
     pub per_page: i64,
+}
+
+/// A whole number given as a number or as a string: query strings reach a `#[serde(flatten)]`
+/// struct as strings.
+fn lenient_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Number(i64),
+        Text(String),
+    }
+    match Int::deserialize(d)? {
+        Int::Number(n) => Ok(n),
+        Int::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a whole number"))),
+    }
 }
 
 impl Default for Page {

@@ -361,3 +361,34 @@ async fn misdirected_and_tenant_isolation() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.headers.contains_key("x-request-id"));
 }
+
+#[tokio::test]
+async fn pages_come_from_query_strings() {
+    let app = TestApp::new("acme").await;
+    let s = app.login("pharmacist").await;
+    for name in ["Alpha", "Beta", "Gamma"] {
+        app.expect(
+            201,
+            app.post("/api/v1/suppliers", &s, json!({"name": name}))
+                .await,
+        )
+        .await;
+    }
+    let r = app
+        .expect(
+            200,
+            app.get("/api/v1/suppliers?page=2&per_page=2", &s).await,
+        )
+        .await;
+    assert_eq!(r["total"], 3);
+    assert_eq!(r["items"][0]["name"], "Gamma");
+    let r = app.get("/api/v1/suppliers?page=two", &s).await;
+    assert_eq!(r.status.as_u16(), 422);
+    app.expect(
+        200,
+        app.get("/api/v1/invoices?page=1&from=2026-01-01", &s).await,
+    )
+    .await;
+    app.expect(200, app.get("/api/v1/supplier-invoices?page=1", &s).await)
+        .await;
+}

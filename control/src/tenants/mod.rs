@@ -86,6 +86,34 @@ pub struct Policy {
     pub queue_length: i32,
 }
 
+/// The first user of a new tenant: an admin.
+pub struct FirstAdmin {
+    pub username: String,
+    /// argon2id, as the worker checks it.
+    pub password_hash: String,
+}
+
+impl FirstAdmin {
+    /// Checks the username and password (bad input: exit 2) and hashes the password.
+    pub fn new(username: &str, password: &str) -> Result<Self> {
+        let username = username.trim();
+        let valid = (1..=150).contains(&username.len())
+            && username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
+        if !valid {
+            return Err(ControlError::invalid(
+                "the admin username must be 1 to 150 letters, digits or . _ @ + -",
+            ));
+        }
+        apotheca_worker::accounts::check_new_password(password).map_err(ControlError::invalid)?;
+        Ok(Self {
+            username: username.to_owned(),
+            password_hash: apotheca_worker::accounts::hash_password(password),
+        })
+    }
+}
+
 /// Everything needed to provision tenants.
 pub struct Provisioner<'a> {
     pub db: &'a Database,
@@ -102,6 +130,7 @@ impl Provisioner<'_> {
         name: &str,
         schema: &SchemaName,
         domain: &DomainName,
+        admin: Option<&FirstAdmin>,
     ) -> Result<TenantInfo> {
         let name = parse_display_name(name)?;
         let database = self.db.name();
@@ -146,6 +175,16 @@ impl Provisioner<'_> {
         )
         .await
         .map_err(map_conflict)?;
+        if let Some(admin) = admin {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {}.users (username, password_hash, full_name, role) VALUES ($1, $2, 'Administrator', 'admin')",
+                    schema.quoted()
+                ),
+                &[&admin.username, &admin.password_hash],
+            )
+            .await?;
+        }
         notify(&tx, "created", schema.as_str()).await?;
         let info = load(&tx, schema.as_str()).await?;
         tx.commit().await?;

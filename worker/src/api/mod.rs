@@ -2,7 +2,15 @@
 //! `Auth::require`, parse input into valid values, and call the domain code in `crate::domain`
 //! for anything that changes stock or money.
 
+pub mod admin;
+pub mod alerts;
 pub mod auth;
+pub mod customers;
+pub mod dashboard;
+pub mod medicines;
+pub mod reports;
+pub mod sales;
+pub mod stock;
 pub mod suppliers;
 
 use axum::Router;
@@ -13,4 +21,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::routes())
         .merge(suppliers::routes())
+        .merge(sales::routes())
+        .merge(stock::routes())
+        .merge(medicines::routes())
+        .merge(customers::routes())
+        .merge(alerts::routes())
+        .merge(admin::routes())
+        .merge(reports::routes())
+        .merge(dashboard::routes())
 }

@@ -1,0 +1,608 @@
+//! Medicines: the master data (list with search and filters, detail with batches and the
+//! stock ledger, add, edit, deactivate; never deleted) and the counter's medicine search.
+//! Stock is never stored on a medicine: every figure here is summed from its batches, and
+//! only unexpired batches count as stock that can be sold.
+
+use std::str::FromStr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::ToSql;
+
+use crate::accounts::Area;
+use crate::http::auth::Auth;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::json::{ApiJson, ApiQuery};
+use crate::state::AppState;
+use crate::values::{self, Page};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/medicines", get(list).post(create))
+        .route("/medicines/{id}", get(detail).patch(update))
+        .route("/counter/search", get(counter_search))
+}
+
+#[rustfmt::skip]
+pub const DOSAGE_FORMS: [&str; 10] = [
+    "tablet", "capsule", "syrup", "liquid", "injection", "ointment", "cream", "patch", "drops",
+    "other",
+];
+
+/// Counter badges (DOMAIN.md "Counter"): fixed thresholds, not the alert settings.
+const CRITICAL_DAYS: i32 = 30;
+const WARNING_DAYS: i32 = 90;
+const COUNTER_LIMIT: i64 = 20;
+const MAX_REORDER_LEVEL: i64 = 1_000_000;
+/// Longer search text cannot match a 200-character name; refusing it keeps LIKE cheap.
+const MAX_QUERY: usize = 200;
+
+/// Stock figures of medicine `m`, one row per medicine (an aggregate without GROUP BY).
+/// Expired means `expires_on <= current_date`: a batch is not sold on its expiry day.
+macro_rules! stock_lateral {
+    () => {
+        " CROSS JOIN LATERAL (
+            SELECT coalesce(sum(b.quantity_on_hand) FILTER (WHERE b.expires_on > current_date), 0)::bigint AS stock,
+                   coalesce(sum(b.quantity_on_hand) FILTER (WHERE b.expires_on <= current_date), 0)::bigint AS expired_stock,
+                   min(b.expires_on) FILTER (WHERE b.expires_on > current_date AND b.quantity_on_hand > 0) AS next_expiry
+            FROM batches b WHERE b.medicine_id = m.id) s "
+    };
+}
+
+/// The columns `from_row` reads, from `m` (a medicines row) and `s` (`stock_lateral!`).
+macro_rules! medicine_columns {
+    () => {
+        "m.id, m.name, m.brand, m.generic_name, m.dosage_form, m.strength, m.sale_price,
+         m.reorder_level, m.prescription_only, m.active, s.stock, s.expired_stock, s.next_expiry"
+    };
+}
+
+/// The medicines columns that `medicine_columns!` reads (explicit, never `*`: a cached
+/// statement must keep its shape if a migration adds a column).
+macro_rules! base_columns {
+    () => {
+        "id, name, brand, generic_name, dosage_form, strength, sale_price, reorder_level,
+         prescription_only, active"
+    };
+}
+
+/// The matching ids and names first (narrow rows: the count and the sort need them all),
+/// then the page, and only then the page's medicine rows and stock. A stock subquery in the
+/// filters runs only when its filter is on (`$n IS NOT TRUE OR ...` stops at the first
+/// true). The count is a row of its own, so a page past the end still reports the total
+/// (with one all-NULL medicine row, which the handler skips).
+const LIST_SQL: &str = concat!(
+    "WITH f AS MATERIALIZED (
+        SELECT m.id, m.name FROM medicines m
+        WHERE ($1::text IS NULL OR lower(m.name) LIKE $1 OR lower(m.generic_name) LIKE $1
+               OR lower(m.brand) LIKE $1)
+          AND ($2::text IS NULL OR m.dosage_form = $2)
+          AND ($3::bigint IS NULL OR EXISTS (
+                SELECT 1 FROM batches b WHERE b.medicine_id = m.id AND b.supplier_id = $3))
+          -- Low stock = not above the reorder level; one hashed pass over the batches
+          -- instead of one sum per medicine (medicines without stock qualify).
+          AND ($4::bool IS NOT TRUE OR m.id NOT IN (
+                SELECT b.medicine_id FROM batches b JOIN medicines r ON r.id = b.medicine_id
+                WHERE b.expires_on > current_date
+                GROUP BY b.medicine_id, r.reorder_level
+                HAVING sum(b.quantity_on_hand) > r.reorder_level))
+          AND ($5::bool IS NOT TRUE OR EXISTS (
+                SELECT 1 FROM batches b
+                WHERE b.medicine_id = m.id AND b.quantity_on_hand > 0 AND b.expires_on > current_date
+                  AND b.expires_on <= current_date + (SELECT near_expiry_days FROM settings)))
+          AND ($6::bool IS NOT TRUE OR EXISTS (
+                SELECT 1 FROM batches b
+                WHERE b.medicine_id = m.id AND b.quantity_on_hand > 0 AND b.expires_on <= current_date))
+          AND ($7::bool IS NULL OR m.active = $7)),
+     page AS (SELECT id FROM f ORDER BY name, id LIMIT $8 OFFSET $9)
+     SELECT ",
+    medicine_columns!(),
+    ", c.total
+     FROM (SELECT count(*) AS total FROM f) c
+     LEFT JOIN (page p JOIN medicines m ON m.id = p.id",
+    stock_lateral!(),
+    ") ON true
+     ORDER BY m.name, m.id"
+);
+
+const DETAIL_SQL: &str = concat!(
+    "SELECT ",
+    medicine_columns!(),
+    " FROM medicines m",
+    stock_lateral!(),
+    "WHERE m.id = $1"
+);
+
+const BATCHES_SQL: &str =
+    "SELECT b.id, b.batch_no, b.manufactured_on, b.expires_on, b.quantity_on_hand, b.unit_cost,
+            b.supplier_id, s.name, b.received_at, b.expires_on <= current_date
+     FROM batches b LEFT JOIN suppliers s ON s.id = b.supplier_id
+     WHERE b.medicine_id = $1 ORDER BY b.expires_on, b.id";
+
+const LEDGER_SQL: &str =
+    "SELECT sm.id, sm.at, b.batch_no, sm.quantity, sm.reason, sm.reference, u.username
+     FROM stock_movements sm JOIN batches b ON b.id = sm.batch_id
+     LEFT JOIN users u ON u.id = sm.user_id
+     WHERE b.medicine_id = $1 ORDER BY sm.at DESC, sm.id DESC LIMIT 100";
+
+const INSERT_SQL: &str = concat!(
+    "WITH m AS (
+        INSERT INTO medicines (name, brand, generic_name, dosage_form, strength, sale_price,
+                               reorder_level, prescription_only, active)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+    base_columns!(),
+    ")
+     SELECT ",
+    medicine_columns!(),
+    " FROM m",
+    stock_lateral!()
+);
+
+/// One atomic statement: a NULL value keeps the column, and for the optional texts a flag
+/// says whether the field was given (so that "" can clear it).
+const UPDATE_SQL: &str = concat!(
+    "WITH m AS (
+        UPDATE medicines SET
+            name = coalesce($2, name),
+            brand = CASE WHEN $3::bool THEN $4 ELSE brand END,
+            generic_name = CASE WHEN $5::bool THEN $6 ELSE generic_name END,
+            dosage_form = coalesce($7, dosage_form),
+            strength = CASE WHEN $8::bool THEN $9 ELSE strength END,
+            sale_price = coalesce($10, sale_price),
+            reorder_level = coalesce($11, reorder_level),
+            prescription_only = coalesce($12, prescription_only),
+            active = coalesce($13, active),
+            updated_at = now()
+        WHERE id = $1 RETURNING ",
+    base_columns!(),
+    ")
+     SELECT ",
+    medicine_columns!(),
+    " FROM m",
+    stock_lateral!()
+);
+
+/// The page of 20 first (index-friendly, no stock work for rows not shown), then its stock.
+const COUNTER_SQL: &str = concat!(
+    "WITH m AS (
+        SELECT ",
+    base_columns!(),
+    " FROM medicines m
+        WHERE m.active AND (lower(m.name) LIKE $1 OR lower(m.generic_name) LIKE $1
+                            OR lower(m.brand) LIKE $1)
+        ORDER BY m.name, m.id LIMIT $2)
+     SELECT m.id, m.name, m.brand, m.generic_name, m.dosage_form, m.strength, m.sale_price,
+            m.prescription_only, s.stock, s.next_expiry, s.next_expiry - current_date
+     FROM m",
+    stock_lateral!(),
+    "ORDER BY m.name, m.id"
+);
+
+#[derive(Debug, Serialize)]
+pub struct Medicine {
+    pub id: i64,
+    pub name: String,
+    pub brand: Option<String>,
+    pub generic_name: Option<String>,
+    pub dosage_form: String,
+    pub strength: Option<String>,
+    pub sale_price: Decimal,
+    pub reorder_level: i32,
+    pub prescription_only: bool,
+    pub active: bool,
+    /// Units in unexpired batches (what can be sold).
+    pub stock: i64,
+    pub expired_stock: i64,
+    /// Earliest expiry among unexpired batches with stock.
+    pub next_expiry: Option<NaiveDate>,
+}
+
+fn from_row(r: &tokio_postgres::Row) -> Medicine {
+    Medicine {
+        id: r.get(0),
+        name: r.get(1),
+        brand: r.get(2),
+        generic_name: r.get(3),
+        dosage_form: r.get(4),
+        strength: r.get(5),
+        sale_price: r.get(6),
+        reorder_level: r.get(7),
+        prescription_only: r.get(8),
+        active: r.get(9),
+        stock: r.get(10),
+        expired_stock: r.get(11),
+        next_expiry: r.get(12),
+    }
+}
+
+/// `?q=` as a LIKE prefix pattern, or None when blank.
+fn search_pattern(raw: Option<&str>, min_chars: usize) -> ApiResult<Option<String>> {
+    let q = raw.map(str::trim).unwrap_or_default();
+    let chars = q.chars().count();
+    if chars == 0 && min_chars <= 1 {
+        return Ok(None);
+    }
+    if chars < min_chars {
+        return Err(ApiError::invalid(
+            "q",
+            format!("type at least {min_chars} characters"),
+        ));
+    }
+    if chars > MAX_QUERY {
+        return Err(ApiError::invalid(
+            "q",
+            format!("q is longer than {MAX_QUERY} characters"),
+        ));
+    }
+    Ok(Some(values::like_prefix(q)))
+}
+
+fn dosage_form(raw: &str) -> ApiResult<String> {
+    let form = raw.trim().to_lowercase();
+    if DOSAGE_FORMS.contains(&form.as_str()) {
+        Ok(form)
+    } else {
+        Err(ApiError::invalid(
+            "dosage_form",
+            format!("dosage_form must be one of {}", DOSAGE_FORMS.join(", ")),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    dosage_form: Option<String>,
+    supplier_id: Option<i64>,
+    low_stock: Option<bool>,
+    expiring: Option<bool>,
+    expired: Option<bool>,
+    active: Option<bool>,
+    // Not `#[serde(flatten)] Page`: flattened fields reach serde as strings, and a query
+    // string's `page=2` would then fail to parse as a number.
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require(Area::Medicines)?;
+    let pattern = search_pattern(query.q.as_deref(), 1)?;
+    let form = match query.dosage_form.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(dosage_form(raw)?),
+    };
+    let page = Page {
+        page: query.page.unwrap_or(1),
+        per_page: query.per_page.unwrap_or(50),
+    };
+    let db = state.db().await?;
+    let stmt = db.prepare_cached(LIST_SQL).await?;
+    let rows = db
+        .query(
+            &stmt,
+            &[
+                &pattern,
+                &form,
+                &query.supplier_id,
+                &query.low_stock,
+                &query.expiring,
+                &query.expired,
+                &query.active,
+                &page.limit(),
+                &page.offset(),
+            ],
+        )
+        .await?;
+    let total: i64 = rows.first().map_or(0, |r| r.get(13));
+    let items: Vec<Medicine> = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(0).is_some())
+        .map(from_row)
+        .collect();
+    Ok(Json(
+        serde_json::json!({"total": total, "page": page.page.max(1), "items": items}),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct Batch {
+    id: i64,
+    batch_no: String,
+    manufactured_on: Option<NaiveDate>,
+    expires_on: NaiveDate,
+    quantity_on_hand: i32,
+    unit_cost: Decimal,
+    supplier_id: Option<i64>,
+    supplier_name: Option<String>,
+    received_at: DateTime<Utc>,
+    expired: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Movement {
+    id: i64,
+    at: DateTime<Utc>,
+    batch_no: String,
+    quantity: i32,
+    reason: String,
+    reference: Option<String>,
+    username: Option<String>,
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require(Area::Medicines)?;
+    let db = state.db().await?;
+    // Prepared once per connection, and the three queries pipelined on it.
+    let (one, all, moves) = futures::try_join!(
+        db.prepare_cached(DETAIL_SQL),
+        db.prepare_cached(BATCHES_SQL),
+        db.prepare_cached(LEDGER_SQL),
+    )?;
+    let by_id: &[&(dyn ToSql + Sync)] = &[&id];
+    let (medicine, batches, ledger) = futures::try_join!(
+        db.query_opt(&one, by_id),
+        db.query(&all, by_id),
+        db.query(&moves, by_id),
+    )?;
+    let medicine = medicine
+        .map(|r| from_row(&r))
+        .ok_or_else(|| ApiError::not_found("medicine"))?;
+    let batches: Vec<Batch> = batches
+        .iter()
+        .map(|r| Batch {
+            id: r.get(0),
+            batch_no: r.get(1),
+            manufactured_on: r.get(2),
+            expires_on: r.get(3),
+            quantity_on_hand: r.get(4),
+            unit_cost: r.get(5),
+            supplier_id: r.get(6),
+            supplier_name: r.get(7),
+            received_at: r.get(8),
+            expired: r.get(9),
+        })
+        .collect();
+    let ledger: Vec<Movement> = ledger
+        .iter()
+        .map(|r| Movement {
+            id: r.get(0),
+            at: r.get(1),
+            batch_no: r.get(2),
+            quantity: r.get(3),
+            reason: r.get(4),
+            reference: r.get(5),
+            username: r.get(6),
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"medicine": medicine, "batches": batches, "ledger": ledger}),
+    ))
+}
+
+/// Create and edit bodies. `sale_price` is taken as raw JSON so that a malformed amount is a
+/// 422 naming the field (a string such as "12.50" is preferred; a number is accepted).
+#[derive(Debug, Deserialize)]
+struct MedicineIn {
+    name: Option<String>,
+    brand: Option<String>,
+    generic_name: Option<String>,
+    dosage_form: Option<String>,
+    strength: Option<String>,
+    sale_price: Option<serde_json::Value>,
+    reorder_level: Option<i64>,
+    prescription_only: Option<bool>,
+    active: Option<bool>,
+}
+
+fn price(raw: &serde_json::Value) -> ApiResult<Decimal> {
+    let text = match raw {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    let value = Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .map_err(|_| ApiError::invalid("sale_price", "sale_price is not an amount"))?;
+    values::money("sale_price", value)
+}
+
+fn reorder_level(raw: i64) -> ApiResult<i32> {
+    if !(0..=MAX_REORDER_LEVEL).contains(&raw) {
+        return Err(ApiError::invalid(
+            "reorder_level",
+            format!("reorder_level must be between 0 and {MAX_REORDER_LEVEL}"),
+        ));
+    }
+    Ok(raw as i32)
+}
+
+/// The fields a body gives, each validated (`None`: not given, or blank for optional texts).
+struct Fields {
+    name: Option<String>,
+    brand: Option<String>,
+    generic_name: Option<String>,
+    dosage_form: Option<String>,
+    strength: Option<String>,
+    sale_price: Option<Decimal>,
+    reorder_level: Option<i32>,
+}
+
+fn fields(body: &MedicineIn) -> ApiResult<Fields> {
+    Ok(Fields {
+        name: body
+            .name
+            .as_deref()
+            .map(|n| values::text("name", n, 200))
+            .transpose()?,
+        brand: values::opt_text("brand", body.brand.as_deref(), 200)?,
+        generic_name: values::opt_text("generic_name", body.generic_name.as_deref(), 200)?,
+        dosage_form: body.dosage_form.as_deref().map(dosage_form).transpose()?,
+        strength: values::opt_text("strength", body.strength.as_deref(), 100)?,
+        sale_price: body.sale_price.as_ref().map(price).transpose()?,
+        reorder_level: body.reorder_level.map(reorder_level).transpose()?,
+    })
+}
+
+fn required<T>(value: Option<T>, field: &str) -> ApiResult<T> {
+    value.ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<MedicineIn>,
+) -> ApiResult<(StatusCode, Json<Medicine>)> {
+    auth.require(Area::Medicines)?;
+    let f = fields(&body)?;
+    let name = required(f.name, "name")?;
+    let form = required(f.dosage_form, "dosage_form")?;
+    let sale_price = required(f.sale_price, "sale_price")?;
+    let row = state
+        .db()
+        .await?
+        .query_one(
+            INSERT_SQL,
+            &[
+                &name,
+                &f.brand,
+                &f.generic_name,
+                &form,
+                &f.strength,
+                &sale_price,
+                &f.reorder_level.unwrap_or(0),
+                &body.prescription_only.unwrap_or(false),
+                &body.active.unwrap_or(true),
+            ],
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(from_row(&row))))
+}
+
+/// Changes the fields given (absent or null keeps a field; "" clears an optional text);
+/// `active: false` deactivates.
+async fn update(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<MedicineIn>,
+) -> ApiResult<Json<Medicine>> {
+    auth.require(Area::Medicines)?;
+    let f = fields(&body)?;
+    let row = state
+        .db()
+        .await?
+        .query_opt(
+            UPDATE_SQL,
+            &[
+                &id,
+                &f.name,
+                &body.brand.is_some(),
+                &f.brand,
+                &body.generic_name.is_some(),
+                &f.generic_name,
+                &f.dosage_form,
+                &body.strength.is_some(),
+                &f.strength,
+                &f.sale_price,
+                &f.reorder_level,
+                &body.prescription_only,
+                &body.active,
+            ],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("medicine"))?;
+    Ok(Json(from_row(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+struct CounterQuery {
+    q: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CounterItem {
+    id: i64,
+    name: String,
+    brand: Option<String>,
+    generic_name: Option<String>,
+    dosage_form: String,
+    strength: Option<String>,
+    sale_price: Decimal,
+    prescription_only: bool,
+    stock: i64,
+    next_expiry: Option<NaiveDate>,
+    days_to_expiry: Option<i32>,
+    badge: Option<&'static str>,
+    out_of_stock: bool,
+}
+
+fn badge(days_to_expiry: Option<i32>) -> Option<&'static str> {
+    match days_to_expiry? {
+        d if d < CRITICAL_DAYS => Some("critical"),
+        d if d < WARNING_DAYS => Some("warning"),
+        _ => None,
+    }
+}
+
+/// Billing search: active medicines only, at most 20, with sellable stock and expiry badge.
+async fn counter_search(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<CounterQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require(Area::Counter)?;
+    let pattern = required(search_pattern(query.q.as_deref(), 2)?, "q")?;
+    let db = state.db().await?;
+    let stmt = db.prepare_cached(COUNTER_SQL).await?;
+    let rows = db.query(&stmt, &[&pattern, &COUNTER_LIMIT]).await?;
+    let items: Vec<CounterItem> = rows
+        .iter()
+        .map(|r| {
+            let stock: i64 = r.get(8);
+            let days: Option<i32> = r.get(10);
+            CounterItem {
+                id: r.get(0),
+                name: r.get(1),
+                brand: r.get(2),
+                generic_name: r.get(3),
+                dosage_form: r.get(4),
+                strength: r.get(5),
+                sale_price: r.get(6),
+                prescription_only: r.get(7),
+                stock,
+                next_expiry: r.get(9),
+                days_to_expiry: days,
+                badge: badge(days),
+                out_of_stock: stock == 0,
+            }
+        })
+        .collect();
+    Ok(Json(serde_json::json!({"items": items})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn badge_boundaries_and_prices() {
+        let badges: Vec<_> = [0, 29, 30, 89, 90].map(|d| badge(Some(d))).into();
+        let (c, w) = (Some("critical"), Some("warning"));
+        assert_eq!(badges, [c, c, w, w, None]);
+        assert_eq!(price(&serde_json::json!(3)).unwrap(), Decimal::new(3, 0));
+        assert!(price(&serde_json::json!(true)).is_err());
+    }
+}

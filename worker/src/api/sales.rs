@@ -1,0 +1,194 @@
+//! The counter and invoices: posting a sale (with an optional `Idempotency-Key`), listing and
+//! reading invoices (staff: their own only), returns and voids.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::Area;
+use crate::domain::invoices::{self, Invoice};
+use crate::domain::returns::{self, ReturnRequest};
+use crate::domain::sale::{self, SaleRequest};
+use crate::http::auth::Auth;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::json::{ApiJson, ApiQuery};
+use crate::state::AppState;
+use crate::values::Page;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sales", post(create_sale))
+        .route("/invoices", get(list))
+        .route("/invoices/{id}", get(detail))
+        .route("/invoices/{id}/returns", post(create_return))
+        .route("/invoices/{id}/void", post(void))
+}
+
+/// 201 with the new invoice; 200 with the earlier one when the Idempotency-Key was used
+/// before for the same sale.
+async fn create_sale(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SaleRequest>,
+) -> ApiResult<(StatusCode, Json<Invoice>)> {
+    auth.require(Area::Counter)?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "the key must be plain text"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut db = state.db().await?;
+    let tx = db.transaction().await?;
+    let (id, created) = match sale::post(&tx, auth.user_id, &req, key.as_deref()).await {
+        Ok(done) => {
+            tx.commit().await?;
+            done
+        }
+        Err(e) if sale::is_duplicate_key(&e) => {
+            // The same key committed concurrently: answer with that sale.
+            drop(tx);
+            let tx = db.transaction().await?;
+            let fingerprint = sale::fingerprint(&req)?;
+            let key = key.as_deref().unwrap_or_default();
+            match sale::find_by_key(&tx, key, &fingerprint).await? {
+                Some(id) => (id, false),
+                None => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let invoice = invoices::load(&**db, id, None).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(invoice),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    status: Option<String>,
+    #[serde(flatten)]
+    page: Page,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    id: i64,
+    number: i64,
+    created_at: DateTime<Utc>,
+    customer_name: Option<String>,
+    billed_by: String,
+    payment_method: String,
+    total: Decimal,
+    status: String,
+}
+
+/// Invoices by date range (inclusive, by day), newest first.
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require(Area::Invoices)?;
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if to < from {
+            return Err(ApiError::invalid("to", "the range ends before it starts"));
+        }
+    }
+    if let Some(s) = q.status.as_deref() {
+        if s != "completed" && s != "voided" {
+            return Err(ApiError::invalid("status", "status is completed or voided"));
+        }
+    }
+    let own = auth.own_invoices_only().then_some(auth.user_id);
+    let rows = state
+        .db()
+        .await?
+        .query(
+            "SELECT i.id, i.number, i.created_at, i.customer_name, u.username, i.payment_method, i.total, i.status,
+                    count(*) OVER ()
+             FROM invoices i JOIN users u ON u.id = i.billed_by
+             WHERE ($1::date IS NULL OR i.created_at >= $1::date) AND ($2::date IS NULL OR i.created_at < $2::date + 1)
+               AND ($3::bigint IS NULL OR i.billed_by = $3) AND ($4::text IS NULL OR i.status = $4)
+             ORDER BY i.created_at DESC, i.id DESC LIMIT $5 OFFSET $6",
+            &[&q.from, &q.to, &own, &q.status, &q.page.limit(), &q.page.offset()],
+        )
+        .await?;
+    let total: i64 = rows.first().map_or(0, |r| r.get(8));
+    let items: Vec<Summary> = rows
+        .iter()
+        .map(|r| Summary {
+            id: r.get(0),
+            number: r.get(1),
+            created_at: r.get(2),
+            customer_name: r.get(3),
+            billed_by: r.get(4),
+            payment_method: r.get(5),
+            total: r.get(6),
+            status: r.get(7),
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"total": total, "page": q.page.page.max(1), "items": items}),
+    ))
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Invoice>> {
+    auth.require(Area::Invoices)?;
+    let own = auth.own_invoices_only().then_some(auth.user_id);
+    Ok(Json(invoices::load(&**state.db().await?, id, own).await?))
+}
+
+async fn create_return(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<ReturnRequest>,
+) -> ApiResult<(StatusCode, Json<Invoice>)> {
+    auth.require(Area::Returns)?;
+    let mut db = state.db().await?;
+    let tx = db.transaction().await?;
+    returns::post_return(&tx, auth.user_id, id, &req).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(invoices::load(&**db, id, None).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct VoidRequest {
+    reason: String,
+}
+
+async fn void(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<VoidRequest>,
+) -> ApiResult<Json<Invoice>> {
+    auth.require(Area::Voids)?;
+    let mut db = state.db().await?;
+    let tx = db.transaction().await?;
+    returns::void(&tx, auth.user_id, id, &req.reason).await?;
+    tx.commit().await?;
+    Ok(Json(invoices::load(&**db, id, None).await?))
+}

@@ -1,0 +1,32 @@
+//! The pharmacy's rules, for the JSON API, the HTML pages and `apotheca seed-data` alike:
+//! every change of stock or money happens here, inside one transaction each, with rows locked
+//! in a fixed order (batches by id, then the invoice counter) so concurrent sales never
+//! deadlock and never oversell. DOMAIN.md's rules 1–12 are enforced in these modules.
+
+pub mod invoices;
+pub mod returns;
+pub mod sale;
+pub mod stock;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// Rounds money to cents the way PostgreSQL's `round(numeric, 2)` does (half away from
+/// zero), so amounts computed here satisfy the schema's CHECKs exactly.
+pub fn cents(value: Decimal) -> Decimal {
+    value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn rounding_matches_postgres() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        assert_eq!(cents(d("0.125")), d("0.13"));
+        assert_eq!(cents(d("0.135")), d("0.14"));
+        assert_eq!(cents(d("2.675")), d("2.68"));
+        assert_eq!(cents(d("-0.125")), d("-0.13"));
+    }
+}

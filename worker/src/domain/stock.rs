@@ -1,0 +1,263 @@
+//! Stock that does not come from sales: goods receipts (supplier invoices; rule 8), which
+//! create or top up batches, and write-offs and adjustments of one batch (rule 1). Every
+//! change writes its ledger movement (rule 2).
+
+use chrono::NaiveDate;
+use deadpool_postgres::Transaction;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::values;
+
+#[derive(Debug, Deserialize)]
+pub struct ReceiptRequest {
+    pub supplier_id: i64,
+    pub invoice_no: String,
+    pub invoice_date: NaiveDate,
+    pub notes: Option<String>,
+    pub lines: Vec<ReceiptLine>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReceiptLine {
+    pub medicine_id: i64,
+    pub batch_no: String,
+    pub manufactured_on: Option<NaiveDate>,
+    pub expires_on: NaiveDate,
+    pub quantity: i64,
+    pub unit_cost: Decimal,
+}
+
+/// The most lines one receipt may have.
+pub const MAX_RECEIPT_LINES: usize = 500;
+
+/// Posts a goods receipt: returns the supplier invoice's id. A batch number already known
+/// for the medicine is topped up (its dates must agree); a new one becomes a batch.
+pub async fn post_receipt(
+    tx: &Transaction<'_>,
+    user_id: i64,
+    req: &ReceiptRequest,
+) -> ApiResult<i64> {
+    let invoice_no = values::text("invoice_no", &req.invoice_no, 50)?;
+    let notes = values::opt_text("notes", req.notes.as_deref(), 2000)?;
+    if req.lines.is_empty() {
+        return Err(ApiError::invalid(
+            "lines",
+            "a receipt needs at least one line",
+        ));
+    }
+    if req.lines.len() > MAX_RECEIPT_LINES {
+        return Err(ApiError::invalid(
+            "lines",
+            format!("a receipt may have at most {MAX_RECEIPT_LINES} lines"),
+        ));
+    }
+    let active: Option<bool> = tx
+        .query_opt(
+            "SELECT active FROM suppliers WHERE id = $1",
+            &[&req.supplier_id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match active {
+        None => return Err(ApiError::not_found("supplier").with_field("supplier_id")),
+        Some(false) => {
+            return Err(ApiError::invalid(
+                "supplier_id",
+                "this supplier is deactivated",
+            ))
+        }
+        Some(true) => {}
+    }
+    let mut lines = Vec::with_capacity(req.lines.len());
+    for (i, l) in req.lines.iter().enumerate() {
+        let f = |name: &str| format!("lines[{i}].{name}");
+        let quantity = values::quantity(&f("quantity"), l.quantity)?;
+        let unit_cost = values::money(&f("unit_cost"), l.unit_cost)?;
+        let batch_no = values::text(&f("batch_no"), &l.batch_no, 50)?;
+        if l.manufactured_on.is_some_and(|m| l.expires_on <= m) {
+            return Err(ApiError::invalid(
+                &f("expires_on"),
+                "the expiry must be after the manufacture date",
+            ));
+        }
+        if lines
+            .iter()
+            .any(|(m, b, ..): &(i64, String, _, _, _, _)| *m == l.medicine_id && *b == batch_no)
+        {
+            return Err(ApiError::invalid(
+                &f("batch_no"),
+                "the same batch appears twice on this receipt",
+            ));
+        }
+        lines.push((
+            l.medicine_id,
+            batch_no,
+            l.manufactured_on,
+            l.expires_on,
+            quantity,
+            unit_cost,
+        ));
+    }
+    let total: Decimal = lines.iter().map(|l| l.5 * Decimal::from(l.4)).sum();
+    if total > values::max_money() {
+        return Err(ApiError::invalid(
+            "lines",
+            "the receipt's total is too large",
+        ));
+    }
+    let invoice_id: i64 = match tx
+        .query_one(
+            "INSERT INTO supplier_invoices (supplier_id, invoice_no, invoice_date, received_by, total, notes)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[&req.supplier_id, &invoice_no, &req.invoice_date, &user_id, &total, &notes],
+        )
+        .await
+    {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            return Err(ApiError::conflict("duplicate", format!("this supplier's invoice {invoice_no} is already entered"))
+                .with_field("invoice_no"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Existing batches first, locked in id order (the order every stock change uses).
+    let medicine_ids: Vec<i64> = lines.iter().map(|l| l.0).collect();
+    let batch_nos: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
+    let existing = tx
+        .query(
+            "SELECT b.id, b.medicine_id, b.batch_no, b.expires_on, b.manufactured_on FROM batches b
+             JOIN unnest($1::bigint[], $2::text[]) AS t(m, n) ON b.medicine_id = t.m AND b.batch_no = t.n
+             ORDER BY b.id FOR UPDATE OF b",
+            &[&medicine_ids, &batch_nos],
+        )
+        .await?;
+    let reference = format!("RCV-{invoice_id} {invoice_no}");
+    for (i, (medicine_id, batch_no, made, expires, quantity, cost)) in lines.iter().enumerate() {
+        let found = existing
+            .iter()
+            .find(|r| r.get::<_, i64>(1) == *medicine_id && r.get::<_, &str>(2) == batch_no);
+        let batch_id: i64 = match found {
+            Some(r) => {
+                if r.get::<_, NaiveDate>(3) != *expires {
+                    return Err(ApiError::conflict(
+                        "batch_mismatch",
+                        format!(
+                            "batch {batch_no} is already on record with expiry {}",
+                            r.get::<_, NaiveDate>(3)
+                        ),
+                    )
+                    .with_field(&format!("lines[{i}].expires_on")));
+                }
+                let id: i64 = r.get(0);
+                tx.execute(
+                    "UPDATE batches SET quantity_on_hand = quantity_on_hand + $2 WHERE id = $1",
+                    &[&id, quantity],
+                )
+                .await?;
+                id
+            }
+            None => {
+                let row = tx
+                    .query_opt(
+                        "INSERT INTO batches (medicine_id, batch_no, manufactured_on, expires_on, quantity_on_hand, unit_cost, supplier_id)
+                         SELECT id, $2, $3, $4, $5, $6, $7 FROM medicines WHERE id = $1 RETURNING id",
+                        &[medicine_id, batch_no, made, expires, quantity, cost, &req.supplier_id],
+                    )
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(&format!("medicine {medicine_id}")).with_field(&format!("lines[{i}].medicine_id")))?;
+                row.get(0)
+            }
+        };
+        let line_total = *cost * Decimal::from(*quantity);
+        tx.execute(
+            "INSERT INTO supplier_invoice_lines (supplier_invoice_id, medicine_id, batch_id, batch_no, manufactured_on, expires_on, quantity, unit_cost, line_total)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[&invoice_id, medicine_id, &batch_id, batch_no, made, expires, quantity, cost, &line_total],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id) VALUES ($1, $2, 'receipt', $3, $4)",
+            &[&batch_id, quantity, &reference, &user_id],
+        )
+        .await?;
+    }
+    Ok(invoice_id)
+}
+
+/// Takes units out of a batch (expired, damaged, lost). Never below zero (rule 1).
+pub async fn write_off(
+    tx: &Transaction<'_>,
+    user_id: i64,
+    batch_id: i64,
+    quantity: i64,
+    reason: &str,
+) -> ApiResult<i32> {
+    let quantity = values::quantity("quantity", quantity)?;
+    let reason = values::text("reason", reason, 200)?;
+    change_batch(tx, user_id, batch_id, -quantity, "write_off", &reason).await
+}
+
+/// Corrects a batch after a count: `delta` units (either sign). Never below zero.
+pub async fn adjust(
+    tx: &Transaction<'_>,
+    user_id: i64,
+    batch_id: i64,
+    delta: i64,
+    reason: &str,
+) -> ApiResult<i32> {
+    if delta == 0 {
+        return Err(ApiError::invalid(
+            "quantity",
+            "an adjustment changes the quantity by at least one unit",
+        ));
+    }
+    let delta = if delta < 0 {
+        -values::quantity("quantity", -delta)?
+    } else {
+        values::quantity("quantity", delta)?
+    };
+    let reason = values::text("reason", reason, 200)?;
+    change_batch(tx, user_id, batch_id, delta, "adjustment", &reason).await
+}
+
+async fn change_batch(
+    tx: &Transaction<'_>,
+    user_id: i64,
+    batch_id: i64,
+    delta: i32,
+    kind: &str,
+    reason: &str,
+) -> ApiResult<i32> {
+    let on_hand: i32 = tx
+        .query_opt(
+            "SELECT quantity_on_hand FROM batches WHERE id = $1 FOR UPDATE",
+            &[&batch_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("batch"))?
+        .get(0);
+    let after = on_hand + delta;
+    if after < 0 {
+        return Err(ApiError::conflict(
+            "insufficient_stock",
+            format!(
+                "the batch holds {on_hand} unit(s); it cannot lose {}",
+                -delta
+            ),
+        )
+        .with_field("quantity"));
+    }
+    tx.execute(
+        "UPDATE batches SET quantity_on_hand = $2 WHERE id = $1",
+        &[&batch_id, &after],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id) VALUES ($1, $2, $3, $4, $5)",
+        &[&batch_id, &delta, &kind, &reason, &user_id],
+    )
+    .await?;
+    Ok(after)
+}

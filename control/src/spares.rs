@@ -9,7 +9,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio_postgres::{Client, Transaction};
 
 use crate::error::Result;
-use crate::migrate;
+use crate::{migrate, roles};
 
 /// Every spare's name starts with this (a prefix `SchemaName` refuses for tenants).
 pub const PREFIX: &str = "apotheca_spare_";
@@ -72,12 +72,17 @@ async fn fill_locked(client: &mut Client, set: &MigrationSet, target: usize) -> 
                 .to_lowercase()
         );
         let tx = client.transaction().await?;
-        tx.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(&name)))
-            .await?;
+        migrate::ensure_database_access(&tx).await?;
+        let database: String = tx.query_one("SELECT current_database()", &[]).await?.get(0);
+        // The spare's dormant role takes the schema name: both are renamed at claim.
+        let mut ddl = format!("CREATE SCHEMA {};\n", quote_ident(&name));
+        ddl.push_str(&roles::create_dormant_role_sql(&name, &database));
+        ddl.push_str(&roles::default_privileges_sql(&name, &name));
+        tx.batch_execute(&ddl).await?;
         let all: Vec<_> = set.tenant.iter().collect();
         migrate::apply(&tx, &name, &all).await?;
         tx.execute(
-            "INSERT INTO public.spare_schemas (schema_name) VALUES ($1)",
+            "INSERT INTO public.spare_schemas (schema_name, db_role) VALUES ($1, $1)",
             &[&name],
         )
         .await?;
@@ -87,9 +92,15 @@ async fn fill_locked(client: &mut Client, set: &MigrationSet, target: usize) -> 
     Ok(built)
 }
 
-/// Takes a current spare inside the caller's transaction and renames it to `schema`, moving
-/// its migration records along. False when no current spare is free.
-pub(crate) async fn claim(tx: &Transaction<'_>, set: &MigrationSet, schema: &str) -> Result<bool> {
+/// Takes a current spare inside the caller's transaction and renames it to `schema` and its
+/// dormant role to `role` (still NOLOGIN: the caller activates it), moving its migration
+/// records along. False when no current spare is free.
+pub(crate) async fn claim(
+    tx: &Transaction<'_>,
+    set: &MigrationSet,
+    schema: &str,
+    role: &str,
+) -> Result<bool> {
     let candidates = tx
         .query(
             &format!("SELECT s.schema_name FROM public.spare_schemas s WHERE {CURRENT} ORDER BY s.created_at LIMIT 8"),
@@ -124,6 +135,19 @@ pub(crate) async fn claim(tx: &Transaction<'_>, set: &MigrationSet, schema: &str
             "ALTER SCHEMA {} RENAME TO {}",
             quote_ident(&spare),
             quote_ident(schema)
+        ))
+        .await?;
+        let dormant: String = tx
+            .query_one(
+                "SELECT db_role FROM public.spare_schemas WHERE schema_name = $1",
+                &[&spare],
+            )
+            .await?
+            .get(0);
+        tx.batch_execute(&format!(
+            "ALTER ROLE {} RENAME TO {}",
+            quote_ident(&dormant),
+            quote_ident(role)
         ))
         .await?;
         tx.execute(

@@ -38,7 +38,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
     let dir = a.migrations_copy();
     fs::write(
         dir.join("tenant/0002_medicine_note.sql"),
-        "ALTER TABLE medicines ADD COLUMN note text;\n",
+        "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);\n",
     )
     .unwrap();
     let d = dir.to_str().unwrap();
@@ -67,6 +67,13 @@ async fn lifecycle_from_fresh_database_to_delete() {
         .unwrap()
         .get(0);
     assert_eq!(recorded, 3);
+    // The new table is the tenant role's to use: default privileges granted it at creation.
+    let url = a.ok(&["db", "url", "--schema", "bravo"]).await;
+    let bravo = apotheca_testkit::connect_url(url.trim()).await.unwrap();
+    bravo
+        .batch_execute("INSERT INTO notes (body) VALUES ('hi')")
+        .await
+        .unwrap();
 
     // An applied file that changed is refused before anything runs, naming the file.
     fs::write(
@@ -207,7 +214,7 @@ async fn a_schema_broken_by_hand_fails_alone() {
     let dir = a.migrations_copy();
     fs::write(
         dir.join("tenant/0002_note.sql"),
-        "ALTER TABLE medicines ADD COLUMN note text;\n",
+        "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id serial PRIMARY KEY, body text);\n",
     )
     .unwrap();
     let run = a
@@ -331,7 +338,7 @@ async fn spare_schemas_are_claimed_and_migrated() {
     let dir = a.migrations_copy();
     fs::write(
         dir.join("tenant/0002_note.sql"),
-        "ALTER TABLE medicines ADD COLUMN note text;\n",
+        "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id serial PRIMARY KEY, body text);\n",
     )
     .unwrap();
     let d = dir.to_str().unwrap();
@@ -364,6 +371,9 @@ async fn spare_schemas_are_claimed_and_migrated() {
     // A worker of bravo's role can use the renamed schema.
     let url = a.ok(&["db", "url", "--schema", "bravo"]).await;
     let role = apotheca_testkit::connect_url(url.trim()).await.unwrap();
+    role.batch_execute("INSERT INTO notes (body) VALUES ('made in a spare')")
+        .await
+        .unwrap();
     role.batch_execute("INSERT INTO customers (name) VALUES ('x')")
         .await
         .unwrap();

@@ -45,6 +45,8 @@ CREATE UNIQUE INDEX domains_one_primary ON domains (tenant_id) WHERE is_primary;
 -- pool topped up off the request path and migrates spares with the tenants.
 CREATE TABLE spare_schemas (
     schema_name text PRIMARY KEY CHECK (schema_name ~ '^apotheca_spare_[a-z0-9]+$'),
+    -- Its dormant (NOLOGIN) role, already holding the grants on the schema's objects.
+    db_role     text NOT NULL UNIQUE,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 

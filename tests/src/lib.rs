@@ -157,7 +157,7 @@ impl Drop for TestDb {
             rt.block_on(async {
                 let tenant_roles: Vec<String> = match connect_url(&cluster.url_for(&name)?).await {
                     Ok(db) => db
-                        .query("SELECT db_role FROM public.tenants", &[])
+                        .query("SELECT db_role FROM public.tenants UNION ALL SELECT db_role FROM public.spare_schemas", &[])
                         .await
                         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
                         .unwrap_or_default(),

@@ -423,9 +423,31 @@ async fn migrate_locked(
         }
     }
     let applied = apply(tx, &state.name, &todo).await?;
-    if let Kind::Tenant(role) = &state.kind {
-        tx.batch_execute(&roles::grants_sql(role, &state.name))
-            .await?;
+    // New tables are granted to the tenant's role by the default privileges of the admin who
+    // created the schema; only another admin's migrations need the (catalog-scanning) grant.
+    if state.kind != Kind::Public {
+        let by_owner: bool = tx
+            .query_one(
+                "SELECT nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                 FROM pg_namespace WHERE nspname = $1",
+                &[&state.name],
+            )
+            .await?
+            .get(0);
+        if !by_owner {
+            let role = match &state.kind {
+                Kind::Tenant(role) => role.clone(),
+                _ => tx
+                    .query_one(
+                        "SELECT db_role FROM public.spare_schemas WHERE schema_name = $1",
+                        &[&state.name],
+                    )
+                    .await?
+                    .get(0),
+            };
+            tx.batch_execute(&roles::grants_sql(&role, &state.name))
+                .await?;
+        }
     }
     Ok(applied)
 }

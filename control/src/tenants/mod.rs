@@ -151,16 +151,24 @@ impl Provisioner<'_> {
             )));
         }
         domains::ensure_free(&tx, domain).await?;
-        if !spares::claim(&tx, self.migrations, schema.as_str()).await? {
-            tx.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
-                .await
-                .map_err(map_conflict)?;
+        // A spare brings its schema, migrated, and its dormant role, already granted; else
+        // both are built here, the role first so its default privileges cover every table.
+        if !spares::claim(&tx, self.migrations, schema.as_str(), &role).await? {
+            let mut ddl = format!("CREATE SCHEMA {};\n", schema.quoted());
+            ddl.push_str(&roles::create_dormant_role_sql(&role, database));
+            ddl.push_str(&roles::default_privileges_sql(&role, schema.as_str()));
+            tx.batch_execute(&ddl).await.map_err(map_conflict)?;
             let all: Vec<_> = self.migrations.tenant.iter().collect();
             migrate::apply(&tx, schema.as_str(), &all).await?;
         }
-        let mut ddl = roles::create_role_sql(&role, &password, schema, database, self.role_limits);
-        ddl.push_str(&roles::grants_sql(&role, schema.as_str()));
-        tx.batch_execute(&ddl).await.map_err(map_conflict)?;
+        tx.batch_execute(&roles::activate_role_sql(
+            &role,
+            &password,
+            schema,
+            database,
+            self.role_limits,
+        ))
+        .await?;
         let row = tx
             .query_one(
                 "INSERT INTO public.tenants (schema_name, name, db_role) VALUES ($1, $2, $3) RETURNING id",

@@ -1,0 +1,258 @@
+//! `apotheca-loadgen`: the benchmarks' load generator. wrk cannot speak HTTP over a Unix
+//! socket, which is how the proxy reaches workers, so this drives N keep-alive HTTP/1.1
+//! connections (Unix socket or TCP) for a fixed time and prints one JSON line: requests/s,
+//! latency percentiles, statuses. `startup` times a command from spawn to its first answered
+//! request. Everything it does is bounded in time and stops by itself.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+#[derive(Parser)]
+#[command(about = "Bench-only load generator (keep-alive HTTP/1.1 over a Unix socket or TCP)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load one request shape for a while.
+    Run(RunArgs),
+    /// Spawn a command and time it until `target` answers a GET of `path` with 2xx.
+    Startup {
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "/_apotheca/health")]
+        path: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// unix:/path/to.sock or tcp:127.0.0.1:PORT
+    #[arg(long)]
+    target: String,
+    #[arg(long, default_value = "GET")]
+    method: String,
+    #[arg(long)]
+    path: String,
+    /// A request body (sent as application/json).
+    #[arg(long)]
+    body: Option<String>,
+    /// Extra headers, "Name: value" (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds of load (at most 60).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// A label for the output line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+async fn connect(target: &str) -> Result<SendRequest<Full<Bytes>>> {
+    let sender = if let Some(path) = target.strip_prefix("unix:") {
+        let stream = tokio::net::UnixStream::connect(PathBuf::from(path))
+            .await
+            .with_context(|| format!("connecting to {path}"))?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        sender
+    } else if let Some(addr) = target.strip_prefix("tcp:") {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        sender
+    } else {
+        bail!("target must be unix:/path or tcp:host:port");
+    };
+    Ok(sender)
+}
+
+fn request(args: &RunArgs) -> Result<Request<Full<Bytes>>> {
+    let mut req = Request::builder()
+        .method(args.method.as_str())
+        .uri(&args.path)
+        .header("host", "bench.localhost");
+    for h in &args.headers {
+        let (k, v) = h.split_once(':').context("headers are \"Name: value\"")?;
+        req = req.header(k.trim(), v.trim());
+    }
+    let body = match &args.body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Full::new(Bytes::from(b.clone()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    Ok(req.body(body)?)
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    errors: u64,
+}
+
+async fn worker(args: RunArgs, until: Instant) -> Tally {
+    let mut tally = Tally::default();
+    let mut sender = None;
+    while Instant::now() < until {
+        if sender.is_none() {
+            match connect(&args.target).await {
+                Ok(s) => sender = Some(s),
+                Err(_) => {
+                    tally.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(s) = sender.as_mut() else { continue };
+        let Ok(req) = request(&args) else {
+            return tally;
+        };
+        let started = Instant::now();
+        let outcome = async {
+            s.ready().await?;
+            let res = s.send_request(req).await?;
+            let status = res.status().as_u16();
+            res.into_body().collect().await?;
+            Ok::<_, hyper::Error>(status)
+        }
+        .await;
+        match outcome {
+            Ok(status) => {
+                tally
+                    .latencies_us
+                    .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                *tally.statuses.entry(status).or_default() += 1;
+            }
+            Err(_) => {
+                tally.errors += 1;
+                sender = None;
+            }
+        }
+    }
+    tally
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let duration = Duration::from_secs(args.duration.clamp(1, 60));
+    // Fail fast on a wrong target, before the timed run.
+    connect(&args.target).await?;
+    let started = Instant::now();
+    let until = started + duration;
+    let tasks: Vec<_> = (0..args.connections.max(1))
+        .map(|_| tokio::spawn(worker(args.clone(), until)))
+        .collect();
+    let mut all = Tally::default();
+    for t in tasks {
+        let t = t.await?;
+        all.latencies_us.extend(t.latencies_us);
+        for (k, v) in t.statuses {
+            *all.statuses.entry(k).or_default() += v;
+        }
+        all.errors += t.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.latencies_us.sort_unstable();
+    let ok: u64 = all
+        .statuses
+        .iter()
+        .filter(|(s, _)| (200..300).contains(*s))
+        .map(|(_, n)| n)
+        .sum();
+    let total = all.latencies_us.len() as u64;
+    let line = serde_json::json!({
+        "label": args.label, "target": args.target, "method": args.method, "path": args.path,
+        "connections": args.connections, "seconds": (elapsed * 100.0).round() / 100.0,
+        "requests": total, "rps": (total as f64 / elapsed).round(), "ok_rps": (ok as f64 / elapsed).round(),
+        "p50_ms": percentile(&all.latencies_us, 0.50), "p90_ms": percentile(&all.latencies_us, 0.90),
+        "p99_ms": percentile(&all.latencies_us, 0.99), "max_ms": percentile(&all.latencies_us, 1.0),
+        "statuses": all.statuses, "errors": all.errors,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+async fn startup(target: String, path: String, timeout: u64, command: Vec<String>) -> Result<()> {
+    let started = Instant::now();
+    // Not our stdout: a caller capturing it would wait for the child to close it.
+    let mut child = tokio::process::Command::new(&command[0])
+        .args(&command[1..])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let deadline = started + Duration::from_secs(timeout);
+    let ready = loop {
+        if Instant::now() > deadline {
+            break None;
+        }
+        if let Ok(mut s) = connect(&target).await {
+            let req = Request::get(&path)
+                .header("host", "bench.localhost")
+                .body(Full::new(Bytes::new()))?;
+            if let Ok(res) = s.send_request(req).await {
+                if res.status().is_success() {
+                    break Some(started.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    };
+    let pid = child.id();
+    // The measured process is ours; leave it running for the caller to inspect and stop.
+    let line = serde_json::json!({
+        "startup_ms": ready.map(|d| (d.as_secs_f64() * 10000.0).round() / 10.0),
+        "pid": pid,
+    });
+    println!("{line}");
+    if ready.is_none() {
+        child.kill().await.ok();
+        bail!("no answer within {timeout} s");
+    }
+    // Detach: the caller stops it by PID.
+    std::mem::forget(child);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Run(args) => run(args).await,
+        Cmd::Startup {
+            target,
+            path,
+            timeout,
+            command,
+        } => startup(target, path, timeout, command).await,
+    }
+}

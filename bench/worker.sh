@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The worker alone on its Unix socket (issue #3): start to first answered request, idle RSS,
+# then 10 s each of: list medicines (50 rows), one medicine, a two-line sale. Prints JSON lines
+# and a summary; everything runs on a throwaway private cluster and is stopped at the end.
+# Knobs: DURATION (s, default 10), CONNS (default 64), POOL (worker DB connections, default 4),
+# SKIP_BUILD=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+POOL=${POOL:-4}
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control -p apotheca-worker -p apotheca-loadgen
+A=$ROOT/target/release/apotheca
+W=$ROOT/target/release/apotheca-worker
+L=$ROOT/target/release/apotheca-loadgen
+
+STATE=$(mktemp -d /tmp/apotheca-wbench.XXXXXX)
+chmod 755 "$STATE"
+export APOTHECA_PRIVATE_DB__DATA_DIR=$STATE/pg APOTHECA_PRIVATE_DB__RUN_DIR=$STATE/run
+export APOTHECA_CONTROL__STATE_DIR=$STATE APOTHECA_CONTROL__SPARE_SCHEMAS=0 APOTHECA_WORKER__POOL_SIZE=$POOL
+unset DATABASE_URL APOTHECA_CONFIG
+WORKER_PID=
+cleanup() {
+  [[ -n $WORKER_PID ]] && kill "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null || true
+  (cd "$STATE" && "$A" db stop >/dev/null 2>&1) || true
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+cd "$STATE"
+
+log "private cluster, tenant, seed"
+"$A" migrate-schemas >/dev/null
+"$A" create-tenant --name Bench --schema bench --domain bench.localhost >/dev/null
+"$A" seed-data --schema bench >/dev/null
+URL=$("$A" db url --schema bench)
+PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
+TOKEN=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 43)
+# 60 more medicines with a million units each (received, so the ledger agrees) and a token.
+PGPASSWORD=$(printf '%s' "$URL" | sed -E 's|^postgresql://[^:]+:([^@]+)@.*|\1|') \
+"$PSQL" -q -X -v ON_ERROR_STOP=1 -d "$(printf '%s' "$URL" | sed -E 's|://([^:]+):[^@]+@|://\1@|')" <<SQL
+WITH m AS (
+  INSERT INTO medicines (name, generic_name, dosage_form, strength, sale_price, reorder_level)
+  SELECT 'Bench medicine ' || g, 'generic ' || g, 'tablet', (g * 10) || ' mg', 1.50 + g, 10
+  FROM generate_series(1, 60) g RETURNING id
+), b AS (
+  INSERT INTO batches (medicine_id, batch_no, expires_on, quantity_on_hand, unit_cost)
+  SELECT id, 'BENCH-' || id, current_date + 700, 1000000, 1.00 FROM m RETURNING id
+)
+INSERT INTO stock_movements (batch_id, quantity, reason, reference) SELECT id, 1000000, 'receipt', 'bench stock' FROM b;
+INSERT INTO api_tokens (user_id, name, token_hash, token_prefix)
+SELECT id, 'bench', sha256(convert_to('$TOKEN', 'UTF8')), 'bench' FROM users WHERE username = 'admin';
+SQL
+M1=$("$PSQL" -X -At -d "$URL" -c "SELECT min(id) FROM medicines WHERE name LIKE 'Bench medicine%'" 2>/dev/null || true)
+[[ -n $M1 ]] || M1=23
+SOCK=$STATE/worker.sock
+
+log "start to first answered request"
+# The role URL goes through the environment: on the command line, ps would show its password.
+START=$(DATABASE_URL=$URL "$L" startup --target "unix:$SOCK" -- "$W" --schema bench --listen "unix:$SOCK" 2>"$STATE/worker.log")
+echo "$START"
+WORKER_PID=$(printf '%s' "$START" | sed -E 's/.*"pid":([0-9]+).*/\1/')
+sleep 1
+RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$WORKER_PID/status")
+echo "{\"idle_rss_kb\": $RSS_KB}"
+
+AUTH="Authorization: Bearer $TOKEN"
+run() {
+  log "$1: $CONNS connections, ${DURATION}s"
+  "$L" run --target "unix:$SOCK" --connections "$CONNS" --duration "$DURATION" --header "$AUTH" --label "$@"
+}
+# Warm-up (prepared statements, pool).
+"$L" run --target "unix:$SOCK" --connections 4 --duration 1 --header "$AUTH" --path "/api/v1/medicines?per_page=50" >/dev/null
+LIST=$(run list --path "/api/v1/medicines?per_page=50")
+echo "$LIST"
+DETAIL=$(run detail --path "/api/v1/medicines/$M1")
+echo "$DETAIL"
+SALE_BODY="{\"payment_method\":\"card\",\"lines\":[{\"medicine_id\":$M1,\"quantity\":1},{\"medicine_id\":$((M1 + 1)),\"quantity\":2}]}"
+SALE=$(run sale --method POST --path /api/v1/sales --body "$SALE_BODY")
+echo "$SALE"
+RSS_AFTER=$(awk '/^VmRSS/ {print $2}' "/proc/$WORKER_PID/status")
+echo "{\"rss_after_load_kb\": $RSS_AFTER}"
+
+# Stock and ledger still agree after the load.
+OFF=$("$PSQL" -X -At -d "$URL" -c "SELECT count(*) FROM batches b WHERE quantity_on_hand <> (SELECT coalesce(sum(quantity),0) FROM stock_movements m WHERE m.batch_id = b.id)" 2>/dev/null || echo "?")
+field() { printf '%s' "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"; }
+cat <<OUT
+
+| worker alone, Unix socket, $CONNS connections, ${DURATION} s, pool $POOL | figure | target |
+|---|---|---|
+| start to first answered request | $(field "$START" startup_ms) ms | ≤ 30 ms |
+| idle RSS | $((RSS_KB / 1024)).$(( (RSS_KB % 1024) * 10 / 1024 )) MB | ≤ 10 MB |
+| list medicines (50 rows) | $(field "$LIST" rps) req/s, p50 $(field "$LIST" p50_ms) ms, p99 $(field "$LIST" p99_ms) ms | ≥ 10,000 req/s |
+| one medicine | $(field "$DETAIL" rps) req/s, p50 $(field "$DETAIL" p50_ms) ms, p99 $(field "$DETAIL" p99_ms) ms | |
+| two-line sale | $(field "$SALE" rps) req/s, p50 $(field "$SALE" p50_ms) ms, p99 $(field "$SALE" p99_ms) ms | ≥ 2,000 req/s |
+| RSS after the load | $((RSS_AFTER / 1024)) MB | |
+| batches disagreeing with the ledger afterwards | $OFF | 0 |
+OUT

@@ -77,8 +77,9 @@ LIST=$(run list --path "/api/v1/medicines?per_page=50")
 echo "$LIST"
 DETAIL=$(run detail --path "/api/v1/medicines/$M1")
 echo "$DETAIL"
-SALE_BODY="{\"payment_method\":\"card\",\"lines\":[{\"medicine_id\":$M1,\"quantity\":1},{\"medicine_id\":$((M1 + 1)),\"quantity\":2}]}"
-SALE=$(run sale --method POST --path /api/v1/sales --body "$SALE_BODY")
+# Two lines, rotating over the 60 bench medicines (as the peer's bill scenario cycles).
+SALE_BODY='{"payment_method":"card","lines":[{"medicine_id":{n},"quantity":1},{"medicine_id":{m},"quantity":2}]}'
+SALE=$(run sale --method POST --path /api/v1/sales --body "$SALE_BODY" --cycle 60 --cycle-base "$M1")
 echo "$SALE"
 RSS_AFTER=$(awk '/^VmRSS/ {print $2}' "/proc/$WORKER_PID/status")
 echo "{\"rss_after_load_kb\": $RSS_AFTER}"

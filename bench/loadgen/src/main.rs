@@ -63,6 +63,13 @@ struct RunArgs {
     /// A label for the output line.
     #[arg(long, default_value = "")]
     label: String,
+    /// Rotate over this many ids: in the path and body, `{n}` becomes `cycle_base + k % cycle`
+    /// and `{m}` the next id, k counting this connection's requests (offset per connection),
+    /// so writes spread over rows the way real traffic does.
+    #[arg(long, default_value_t = 1)]
+    cycle: u64,
+    #[arg(long, default_value_t = 0)]
+    cycle_base: u64,
 }
 
 async fn connect(target: &str) -> Result<SendRequest<Full<Bytes>>> {
@@ -87,10 +94,14 @@ async fn connect(target: &str) -> Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-fn request(args: &RunArgs) -> Result<Request<Full<Bytes>>> {
+fn request(args: &RunArgs, k: u64) -> Result<Request<Full<Bytes>>> {
+    let cycle = args.cycle.max(1);
+    let n = (args.cycle_base + k % cycle).to_string();
+    let m = (args.cycle_base + (k + 1) % cycle).to_string();
+    let fill = |t: &str| t.replace("{n}", &n).replace("{m}", &m);
     let mut req = Request::builder()
         .method(args.method.as_str())
-        .uri(&args.path)
+        .uri(fill(&args.path))
         .header("host", "bench.localhost");
     for h in &args.headers {
         let (k, v) = h.split_once(':').context("headers are \"Name: value\"")?;
@@ -99,7 +110,7 @@ fn request(args: &RunArgs) -> Result<Request<Full<Bytes>>> {
     let body = match &args.body {
         Some(b) => {
             req = req.header("content-type", "application/json");
-            Full::new(Bytes::from(b.clone()))
+            Full::new(Bytes::from(fill(b)))
         }
         None => Full::new(Bytes::new()),
     };
@@ -113,8 +124,9 @@ struct Tally {
     errors: u64,
 }
 
-async fn worker(args: RunArgs, until: Instant) -> Tally {
+async fn worker(args: RunArgs, until: Instant, offset: u64) -> Tally {
     let mut tally = Tally::default();
+    let mut k = offset;
     let mut sender = None;
     while Instant::now() < until {
         if sender.is_none() {
@@ -128,7 +140,8 @@ async fn worker(args: RunArgs, until: Instant) -> Tally {
             }
         }
         let Some(s) = sender.as_mut() else { continue };
-        let Ok(req) = request(&args) else {
+        k += 1;
+        let Ok(req) = request(&args, k) else {
             return tally;
         };
         let started = Instant::now();
@@ -171,7 +184,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let until = started + duration;
     let tasks: Vec<_> = (0..args.connections.max(1))
-        .map(|_| tokio::spawn(worker(args.clone(), until)))
+        .map(|i| tokio::spawn(worker(args.clone(), until, i as u64 * 7)))
         .collect();
     let mut all = Tally::default();
     for t in tasks {

@@ -392,3 +392,13 @@ async fn pages_come_from_query_strings() {
     app.expect(200, app.get("/api/v1/supplier-invoices?page=1", &s).await)
         .await;
 }
+
+#[tokio::test]
+async fn wrong_body_types_name_their_field() {
+    let app = TestApp::new("acme").await;
+    let s = app.login("staff").await;
+    let body = json!({"payment_method": "card", "lines": [{"medicine_id": 1, "quantity": "x"}]});
+    let r = app.post("/api/v1/sales", &s, body).await;
+    assert_eq!(r.status.as_u16(), 422, "body: {}", r.body);
+    assert_eq!(r.body["error"]["field"], "lines[0].quantity", "{}", r.body);
+}

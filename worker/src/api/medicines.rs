@@ -1,7 +1,8 @@
 //! Medicines: the master data (list with search and filters, detail with batches and the
-//! stock ledger, add, edit, deactivate; never deleted) and the counter's medicine search.
-//! Stock is never stored on a medicine: every figure here is summed from its batches, and
-//! only unexpired batches count as stock that can be sold.
+//! stock ledger, add, edit, deactivate; never deleted). Stock is never stored on a
+//! medicine: every figure here is summed from its batches, and only unexpired batches count
+//! as stock that can be sold. The counter's search (`super::counter`) shares the stock SQL
+//! fragments and the search pattern defined here.
 
 use std::str::FromStr;
 
@@ -25,7 +26,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/medicines", get(list).post(create))
         .route("/medicines/{id}", get(detail).patch(update))
-        .route("/counter/search", get(counter_search))
 }
 
 #[rustfmt::skip]
@@ -34,10 +34,6 @@ pub const DOSAGE_FORMS: [&str; 10] = [
     "other",
 ];
 
-/// Counter badges (DOMAIN.md "Counter"): fixed thresholds, not the alert settings.
-const CRITICAL_DAYS: i32 = 30;
-const WARNING_DAYS: i32 = 90;
-const COUNTER_LIMIT: i64 = 20;
 const MAX_REORDER_LEVEL: i64 = 1_000_000;
 /// Longer search text cannot match a 200-character name; refusing it keeps LIKE cheap.
 const MAX_QUERY: usize = 200;
@@ -53,6 +49,7 @@ macro_rules! stock_lateral {
             FROM batches b WHERE b.medicine_id = m.id) s "
     };
 }
+pub(crate) use stock_lateral;
 
 /// The columns `from_row` reads, from `m` (a medicines row) and `s` (`stock_lateral!`).
 macro_rules! medicine_columns {
@@ -70,6 +67,7 @@ macro_rules! base_columns {
          prescription_only, active"
     };
 }
+pub(crate) use base_columns;
 
 /// The matching ids and names first (narrow rows: the count and the sort need them all),
 /// then the page, and only then the page's medicine rows and stock. A stock subquery in the
@@ -167,22 +165,6 @@ const UPDATE_SQL: &str = concat!(
     stock_lateral!()
 );
 
-/// The page of 20 first (index-friendly, no stock work for rows not shown), then its stock.
-const COUNTER_SQL: &str = concat!(
-    "WITH m AS (
-        SELECT ",
-    base_columns!(),
-    " FROM medicines m
-        WHERE m.active AND (lower(m.name) LIKE $1 OR lower(m.generic_name) LIKE $1
-                            OR lower(m.brand) LIKE $1)
-        ORDER BY m.name, m.id LIMIT $2)
-     SELECT m.id, m.name, m.brand, m.generic_name, m.dosage_form, m.strength, m.sale_price,
-            m.prescription_only, s.stock, s.next_expiry, s.next_expiry - current_date
-     FROM m",
-    stock_lateral!(),
-    "ORDER BY m.name, m.id"
-);
-
 #[derive(Debug, Serialize)]
 pub struct Medicine {
     pub id: i64,
@@ -221,7 +203,7 @@ fn from_row(r: &tokio_postgres::Row) -> Medicine {
 }
 
 /// `?q=` as a LIKE prefix pattern, or None when blank.
-fn search_pattern(raw: Option<&str>, min_chars: usize) -> ApiResult<Option<String>> {
+pub(crate) fn search_pattern(raw: Option<&str>, min_chars: usize) -> ApiResult<Option<String>> {
     let q = raw.map(str::trim).unwrap_or_default();
     let chars = q.chars().count();
     if chars == 0 && min_chars <= 1 {
@@ -456,7 +438,7 @@ fn fields(body: &MedicineIn) -> ApiResult<Fields> {
     })
 }
 
-fn required<T>(value: Option<T>, field: &str) -> ApiResult<T> {
+pub(crate) fn required<T>(value: Option<T>, field: &str) -> ApiResult<T> {
     value.ok_or_else(|| ApiError::invalid(field, format!("{field} is required")))
 }
 
@@ -527,81 +509,12 @@ async fn update(
     Ok(Json(from_row(&row)))
 }
 
-#[derive(Debug, Deserialize)]
-struct CounterQuery {
-    q: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct CounterItem {
-    id: i64,
-    name: String,
-    brand: Option<String>,
-    generic_name: Option<String>,
-    dosage_form: String,
-    strength: Option<String>,
-    sale_price: Decimal,
-    prescription_only: bool,
-    stock: i64,
-    next_expiry: Option<NaiveDate>,
-    days_to_expiry: Option<i32>,
-    badge: Option<&'static str>,
-    out_of_stock: bool,
-}
-
-fn badge(days_to_expiry: Option<i32>) -> Option<&'static str> {
-    match days_to_expiry? {
-        d if d < CRITICAL_DAYS => Some("critical"),
-        d if d < WARNING_DAYS => Some("warning"),
-        _ => None,
-    }
-}
-
-/// Billing search: active medicines only, at most 20, with sellable stock and expiry badge.
-async fn counter_search(
-    State(state): State<AppState>,
-    auth: Auth,
-    ApiQuery(query): ApiQuery<CounterQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
-    auth.require(Area::Counter)?;
-    let pattern = required(search_pattern(query.q.as_deref(), 2)?, "q")?;
-    let db = state.db().await?;
-    let stmt = db.prepare_cached(COUNTER_SQL).await?;
-    let rows = db.query(&stmt, &[&pattern, &COUNTER_LIMIT]).await?;
-    let items: Vec<CounterItem> = rows
-        .iter()
-        .map(|r| {
-            let stock: i64 = r.get(8);
-            let days: Option<i32> = r.get(10);
-            CounterItem {
-                id: r.get(0),
-                name: r.get(1),
-                brand: r.get(2),
-                generic_name: r.get(3),
-                dosage_form: r.get(4),
-                strength: r.get(5),
-                sale_price: r.get(6),
-                prescription_only: r.get(7),
-                stock,
-                next_expiry: r.get(9),
-                days_to_expiry: days,
-                badge: badge(days),
-                out_of_stock: stock == 0,
-            }
-        })
-        .collect();
-    Ok(Json(serde_json::json!({"items": items})))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn badge_boundaries_and_prices() {
-        let badges: Vec<_> = [0, 29, 30, 89, 90].map(|d| badge(Some(d))).into();
-        let (c, w) = (Some("critical"), Some("warning"));
-        assert_eq!(badges, [c, c, w, w, None]);
+    fn prices() {
         assert_eq!(price(&serde_json::json!(3)).unwrap(), Decimal::new(3, 0));
         assert!(price(&serde_json::json!(true)).is_err());
     }

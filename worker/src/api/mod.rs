@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod alerts;
 pub mod auth;
+pub mod counter;
+pub(crate) mod csv;
 pub mod customers;
 pub mod dashboard;
 pub mod medicines;
@@ -12,6 +14,7 @@ pub mod reports;
 pub mod sales;
 pub mod stock;
 pub mod suppliers;
+pub mod users;
 
 use axum::Router;
 
@@ -24,9 +27,11 @@ pub fn router() -> Router<AppState> {
         .merge(sales::routes())
         .merge(stock::routes())
         .merge(medicines::routes())
+        .merge(counter::routes())
         .merge(customers::routes())
         .merge(alerts::routes())
         .merge(admin::routes())
+        .merge(users::routes())
         .merge(reports::routes())
         .merge(dashboard::routes())
 }

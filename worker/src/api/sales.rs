@@ -47,9 +47,15 @@ async fn create_sale(
     };
     let mut db = state.db().await?;
     let tx = db.transaction().await?;
+    // The commit does not wait for the disk, so the invoice counter (one row per tenant) is
+    // released at once rather than after an fsync; `flush_wal` below makes the sale durable
+    // before anyone is told about it.
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
     let (id, created) = match sale::post(&tx, auth.user_id, &req, key.as_deref()).await {
         Ok(done) => {
             tx.commit().await?;
+            flush_wal(&db).await?;
             done
         }
         Err(e) if sale::is_duplicate_key(&e) => {
@@ -74,6 +80,16 @@ async fn create_sale(
         },
         Json(invoice),
     ))
+}
+
+/// Waits until the WAL holding everything this connection committed is on disk: a
+/// synchronous commit of a transaction with an id flushes the WAL up to its own commit record,
+/// which comes after every earlier one (WAL is flushed in order). Concurrent callers share
+/// flushes (group commit).
+async fn flush_wal(db: &deadpool_postgres::Object) -> ApiResult<()> {
+    db.batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
+        .await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

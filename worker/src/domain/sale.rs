@@ -280,27 +280,32 @@ pub async fn post(
         Payment::Card | Payment::Wallet => (total, Decimal::ZERO),
     };
 
-    // Numbered last: the counter row is the hottest lock, held as briefly as possible.
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE invoice_counter SET last_number = last_number + 1 RETURNING last_number",
-        )
-        .await?;
-    let number: i64 = tx.query_one(&stmt, &[]).await?.get(0);
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO invoices (number, customer_id, customer_name, customer_phone, billed_by, payment_method,
-                                   subtotal, discount, tax_rate, tax, total, amount_received, change_due,
-                                   idempotency_key, request_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        )
-        .await?;
+    // Everything is written by one statement, which takes the invoice counter (the hottest
+    // lock: one per tenant) first, so the counter is held only for that statement and the
+    // commit. Lines come back with their ids to place the batch allocations; stock and the
+    // ledger follow from the allocations.
+    let line_nos: Vec<i32> = (1..=sale.lines.len() as i32).collect();
+    let names: Vec<&str> = sale
+        .lines
+        .iter()
+        .map(|(m, _)| medicines[m].0.as_str())
+        .collect();
+    let quantities: Vec<i32> = sale.lines.iter().map(|(_, q)| *q).collect();
+    let prices: Vec<Decimal> = sale.lines.iter().map(|(m, _)| medicines[m].1).collect();
+    let (mut a_line_no, mut a_batch, mut a_qty) = (vec![], vec![], vec![]);
+    for (i, taken) in allocations.iter().enumerate() {
+        for (batch, q) in taken {
+            a_line_no.push(i as i32 + 1);
+            a_batch.push(*batch);
+            a_qty.push(*q);
+        }
+    }
     let hash_param: Option<&[u8]> = key.as_ref().map(|_| fingerprint.as_slice());
-    let invoice_id: i64 = match tx
+    let stmt = tx.prepare_cached(POST_SALE).await?;
+    let row = tx
         .query_one(
             &stmt,
             &[
-                &number,
                 &sale.customer_id,
                 &customer_name,
                 &customer_phone,
@@ -315,91 +320,58 @@ pub async fn post(
                 &change,
                 &key,
                 &hash_param,
-            ],
-        )
-        .await
-    {
-        Ok(row) => row.get(0),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && key.is_some() => {
-            return Err(duplicate_key())
-        }
-        Err(e) => return Err(e.into()),
-    };
-
-    // Lines, their batch allocations, stock and ledger: a few set-based statements.
-    let line_nos: Vec<i32> = (1..=sale.lines.len() as i32).collect();
-    let names: Vec<&str> = sale
-        .lines
-        .iter()
-        .map(|(m, _)| medicines[m].0.as_str())
-        .collect();
-    let quantities: Vec<i32> = sale.lines.iter().map(|(_, q)| *q).collect();
-    let prices: Vec<Decimal> = sale.lines.iter().map(|(m, _)| medicines[m].1).collect();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO invoice_lines (invoice_id, line_no, medicine_id, medicine_name, quantity, unit_price, line_total)
-             SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::int[], $6::numeric[], $7::numeric[])
-             RETURNING id, line_no",
-        )
-        .await?;
-    let line_ids: HashMap<i32, i64> = tx
-        .query(
-            &stmt,
-            &[
-                &invoice_id,
                 &line_nos,
                 &medicine_ids,
                 &names,
                 &quantities,
                 &prices,
                 &line_totals,
+                &a_line_no,
+                &a_batch,
+                &a_qty,
             ],
         )
-        .await?
-        .iter()
-        .map(|r| (r.get(1), r.get(0)))
-        .collect();
-    let (mut a_line, mut a_batch, mut a_medicine, mut a_qty) = (vec![], vec![], vec![], vec![]);
-    for (i, taken) in allocations.iter().enumerate() {
-        for (batch, q) in taken {
-            a_line.push(line_ids[&(i as i32 + 1)]);
-            a_batch.push(*batch);
-            a_medicine.push(sale.lines[i].0);
-            a_qty.push(*q);
+        .await;
+    match row {
+        Ok(row) => Ok((row.get(0), true)),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && key.is_some() => {
+            Err(duplicate_key())
         }
+        Err(e) => Err(e.into()),
     }
-    let reference = format!("INV-{number}");
-    let stmt = tx
-        .prepare_cached(
-            "WITH alloc AS (
-                 INSERT INTO invoice_line_batches (invoice_line_id, batch_id, invoice_id, medicine_id, quantity)
-                 SELECT l, b, $5, m, q FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[]) AS t(l, b, m, q)
-                 RETURNING batch_id, quantity
-             ), stock AS (
-                 UPDATE batches SET quantity_on_hand = batches.quantity_on_hand - a.q
-                 FROM (SELECT batch_id, sum(quantity)::int AS q FROM alloc GROUP BY batch_id) a
-                 WHERE batches.id = a.batch_id
-                 RETURNING batches.id
-             )
-             INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id)
-             SELECT batch_id, -quantity, 'sale', $6, $7 FROM alloc",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &a_line,
-            &a_batch,
-            &a_medicine,
-            &a_qty,
-            &invoice_id,
-            &reference,
-            &user_id,
-        ],
-    )
-    .await?;
-    Ok((invoice_id, true))
 }
+
+/// The write half of a sale, in one statement (see `post`). $1–$14 the invoice, $15–$20 the
+/// lines (by line number), $21–$23 the allocations (line number, batch, quantity).
+const POST_SALE: &str = "
+WITH n AS (
+    UPDATE invoice_counter SET last_number = last_number + 1 RETURNING last_number
+), inv AS (
+    INSERT INTO invoices (number, customer_id, customer_name, customer_phone, billed_by, payment_method,
+                          subtotal, discount, tax_rate, tax, total, amount_received, change_due,
+                          idempotency_key, request_hash)
+    SELECT n.last_number, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM n
+    RETURNING id, number
+), lines AS (
+    INSERT INTO invoice_lines (invoice_id, line_no, medicine_id, medicine_name, quantity, unit_price, line_total)
+    SELECT inv.id, t.* FROM inv,
+           unnest($15::int[], $16::bigint[], $17::text[], $18::int[], $19::numeric[], $20::numeric[]) AS t
+    RETURNING id, line_no, invoice_id, medicine_id
+), alloc AS (
+    INSERT INTO invoice_line_batches (invoice_line_id, batch_id, invoice_id, medicine_id, quantity)
+    SELECT l.id, a.batch, l.invoice_id, l.medicine_id, a.q
+    FROM unnest($21::int[], $22::bigint[], $23::int[]) AS a(line_no, batch, q) JOIN lines l ON l.line_no = a.line_no
+    RETURNING batch_id, quantity
+), stock AS (
+    UPDATE batches SET quantity_on_hand = batches.quantity_on_hand - s.q
+    FROM (SELECT batch_id, sum(quantity)::int AS q FROM alloc GROUP BY batch_id) s
+    WHERE batches.id = s.batch_id
+    RETURNING batches.id
+), ledger AS (
+    INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id)
+    SELECT alloc.batch_id, -alloc.quantity, 'sale', 'INV-' || inv.number, $4 FROM alloc, inv
+)
+SELECT id FROM inv";
 
 fn duplicate_key() -> ApiError {
     ApiError::conflict(

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Area;
-use crate::domain::stock::{self, ReceiptRequest};
+use crate::domain::stock::{self, Correction, ReceiptRequest};
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
@@ -148,31 +148,34 @@ struct Change {
 }
 
 async fn write_off(
-    State(state): State<AppState>,
+    state: State<AppState>,
     auth: Auth,
-    Path(id): Path<i64>,
-    ApiJson(req): ApiJson<Change>,
+    id: Path<i64>,
+    req: ApiJson<Change>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    auth.require(Area::Medicines)?;
-    let mut db = state.db().await?;
-    let tx = db.transaction().await?;
-    let left = stock::write_off(&tx, auth.user_id, id, req.quantity, &req.reason).await?;
-    tx.commit().await?;
-    Ok(Json(
-        serde_json::json!({"batch_id": id, "quantity_on_hand": left}),
-    ))
+    correct(state, auth, id, req, Correction::WriteOff).await
 }
 
 async fn adjust(
+    state: State<AppState>,
+    auth: Auth,
+    id: Path<i64>,
+    req: ApiJson<Change>,
+) -> ApiResult<Json<serde_json::Value>> {
+    correct(state, auth, id, req, Correction::Adjustment).await
+}
+
+async fn correct(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<i64>,
     ApiJson(req): ApiJson<Change>,
+    kind: Correction,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Medicines)?;
     let mut db = state.db().await?;
     let tx = db.transaction().await?;
-    let left = stock::adjust(&tx, auth.user_id, id, req.quantity, &req.reason).await?;
+    let left = stock::correct(&tx, auth.user_id, id, kind, req.quantity, &req.reason).await?;
     tx.commit().await?;
     Ok(Json(
         serde_json::json!({"batch_id": id, "quantity_on_hand": left}),

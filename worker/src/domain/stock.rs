@@ -186,40 +186,42 @@ pub async fn post_receipt(
     Ok(invoice_id)
 }
 
-/// Takes units out of a batch (expired, damaged, lost). Never below zero (rule 1).
-pub async fn write_off(
+/// A correction of one batch outside sales and receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correction {
+    /// Units leave the shelf (expired, damaged, lost): `quantity` > 0 is taken out.
+    WriteOff,
+    /// A count found a difference: `quantity` units either way, never 0.
+    Adjustment,
+}
+
+/// Applies a correction to a batch; returns its new quantity. Never below zero (rule 1).
+pub async fn correct(
     tx: &Transaction<'_>,
     user_id: i64,
     batch_id: i64,
+    kind: Correction,
     quantity: i64,
     reason: &str,
 ) -> ApiResult<i32> {
-    let quantity = values::quantity("quantity", quantity)?;
-    let reason = values::text("reason", reason, 200)?;
-    change_batch(tx, user_id, batch_id, -quantity, "write_off", &reason).await
-}
-
-/// Corrects a batch after a count: `delta` units (either sign). Never below zero.
-pub async fn adjust(
-    tx: &Transaction<'_>,
-    user_id: i64,
-    batch_id: i64,
-    delta: i64,
-    reason: &str,
-) -> ApiResult<i32> {
-    if delta == 0 {
-        return Err(ApiError::invalid(
-            "quantity",
-            "an adjustment changes the quantity by at least one unit",
-        ));
-    }
-    let delta = if delta < 0 {
-        -values::quantity("quantity", -delta)?
-    } else {
-        values::quantity("quantity", delta)?
+    let delta = match kind {
+        Correction::WriteOff => -values::quantity("quantity", quantity)?,
+        Correction::Adjustment if quantity == 0 => {
+            return Err(ApiError::invalid(
+                "quantity",
+                "an adjustment changes the quantity by at least one unit",
+            ))
+        }
+        Correction::Adjustment => {
+            quantity.signum() as i32 * values::quantity("quantity", quantity.abs())?
+        }
     };
     let reason = values::text("reason", reason, 200)?;
-    change_batch(tx, user_id, batch_id, delta, "adjustment", &reason).await
+    let movement = match kind {
+        Correction::WriteOff => "write_off",
+        Correction::Adjustment => "adjustment",
+    };
+    change_batch(tx, user_id, batch_id, delta, movement, &reason).await
 }
 
 async fn change_batch(

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod authcache;
 pub mod domain;
 pub mod http;
 pub mod mail;
@@ -145,11 +146,18 @@ async fn serve(
         server::announce_ready(fd, &address)
             .map_err(|e| format!("writing to the ready descriptor {fd}: {e}"))?;
     }
+    let (stop_listener, stopped) = tokio::sync::watch::channel(false);
+    let listener = {
+        let (state, url, schema) = (state.clone(), url.to_owned(), schema.to_owned());
+        tokio::spawn(async move { state.auth_cache.listen(&url, &schema, stopped).await })
+    };
     let app = http::router(state.clone());
     bound
         .serve(app, server::shutdown_signal(), deadline)
         .await
         .map_err(|e| format!("serving: {e}"))?;
+    let _ = stop_listener.send(true);
+    let _ = listener.await;
     state.pool.close();
     tracing::info!("stopped");
     Ok(())

@@ -1,11 +1,12 @@
 //! What every request handler shares: the tenant's schema, its database pool, settings, load
-//! figures.
+//! figures, the login cache.
 
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use crate::authcache::AuthCache;
 use crate::http::error::{ApiError, ApiResult};
 use crate::settings::WorkerSettings;
 use crate::stats::Stats;
@@ -18,6 +19,8 @@ pub struct Inner {
     pub pool: Pool,
     pub settings: WorkerSettings,
     pub stats: Stats,
+    /// Logins remembered between requests (live only while the change listener runs).
+    pub auth_cache: AuthCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -53,6 +56,7 @@ impl AppState {
             pool,
             settings,
             stats: Stats::default(),
+            auth_cache: AuthCache::default(),
         })))
     }
 

@@ -402,3 +402,66 @@ async fn wrong_body_types_name_their_field() {
     assert_eq!(r.status.as_u16(), 422, "body: {}", r.body);
     assert_eq!(r.body["error"]["field"], "lines[0].quantity", "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_worker_ends_the_session_on_all() {
+    let a = TestApp::new("acme").await;
+    // A second worker of the same tenant, as control would run it.
+    let b_state = apotheca_worker::state::AppState::new(
+        &a.tenant.schema,
+        &a.tenant.role_url,
+        Default::default(),
+    )
+    .unwrap();
+    let b_router = apotheca_worker::http::router(b_state.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listener = {
+        let (state, url, schema) = (
+            b_state.clone(),
+            a.tenant.role_url.clone(),
+            a.tenant.schema.clone(),
+        );
+        tokio::spawn(async move { state.auth_cache.listen(&url, &schema, stopped).await })
+    };
+    let s = a.login("admin").await;
+    let me = |router: axum::Router, s: support::Session| async move {
+        use tower::ServiceExt;
+        let req = axum::http::Request::get("/api/v1/auth/me")
+            .header("cookie", &s.cookie)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        router.oneshot(req).await.unwrap().status().as_u16()
+    };
+    // Wait until worker B listens, then let it remember the session.
+    let mut cached = false;
+    for _ in 0..100 {
+        assert_eq!(me(b_router.clone(), s.clone()).await, 200);
+        let hash = apotheca_worker::accounts::token_hash(s.cookie.split_once('=').unwrap().1);
+        if b_state.auth_cache.get(&hash).is_some() {
+            cached = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(cached, "worker B caches the login once its listener runs");
+    assert_eq!(
+        a.call(Method::POST, "/api/v1/auth/logout", Some(&s), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        if me(b_router.clone(), s.clone()).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "worker B forgot the session within 2 s of the logout on worker A"
+    );
+    stop.send(true).unwrap();
+    listener.await.unwrap();
+}

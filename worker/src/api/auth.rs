@@ -197,6 +197,7 @@ async fn logout(
             .await?
             .execute("DELETE FROM sessions WHERE id = $1", &[&id])
             .await?;
+        announce_auth_change(&state).await?;
     }
     let secure = if secure(&headers) { "; Secure" } else { "" };
     let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}");
@@ -276,6 +277,7 @@ async fn change_password(
         &[&auth.user_id, &auth.session_id],
     )
     .await?;
+    announce_auth_change(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -360,6 +362,7 @@ async fn confirm_reset(
     tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])
         .await?;
     tx.commit().await?;
+    announce_auth_change(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -451,8 +454,17 @@ async fn revoke_token(
             &[&id, &auth.user_id],
         )
         .await?;
+    announce_auth_change(&state).await?;
     if n == 0 {
         return Err(ApiError::not_found("token"));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells every worker of this tenant (this one at once, the others through the tenant's
+/// channel) to forget the logins it remembers.
+pub async fn announce_auth_change(state: &AppState) -> ApiResult<()> {
+    state.auth_cache.clear();
+    crate::authcache::announce(&**state.db().await?, &state.schema).await?;
+    Ok(())
 }

@@ -74,8 +74,7 @@ pub(crate) use base_columns;
 /// filters runs only when its filter is on (`$n IS NOT TRUE OR ...` stops at the first
 /// true). The count is a row of its own, so a page past the end still reports the total
 /// (with one all-NULL medicine row, which the handler skips).
-const LIST_SQL: &str = concat!(
-    "WITH f AS MATERIALIZED (
+const LIST_SQL: &str = "WITH f AS MATERIALIZED (
         SELECT m.id, m.name FROM medicines m
         WHERE ($1::text IS NULL OR lower(m.name) LIKE $1 OR lower(m.generic_name) LIKE $1
                OR lower(m.brand) LIKE $1)
@@ -110,8 +109,7 @@ const LIST_SQL: &str = concat!(
             s.next_expiry, c.total
      FROM (SELECT count(*) AS total FROM f) c
      LEFT JOIN (page p JOIN medicines m ON m.id = p.id LEFT JOIN s ON s.medicine_id = m.id) ON true
-     ORDER BY m.name, m.id"
-);
+     ORDER BY m.name, m.id";
 
 const DETAIL_SQL: &str = concat!(
     "SELECT ",

@@ -293,6 +293,7 @@ async fn update_user(
         .await?;
     }
     tx.commit().await?;
+    super::auth::announce_auth_change(&state).await?;
     Ok(Json(user_from_row(&row)?))
 }
 
@@ -336,5 +337,6 @@ async fn reset_password(
     )
     .await?;
     tx.commit().await?;
+    super::auth::announce_auth_change(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }

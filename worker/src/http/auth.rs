@@ -97,10 +97,17 @@ impl FromRequestParts<AppState> for Auth {
 
 async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
     let hash = accounts::token_hash(token);
+    if let Some(entry) = state.auth_cache.get(&hash) {
+        if entry.touched.elapsed() < TOUCH_EVERY {
+            return Ok(entry.auth);
+        }
+    }
     let db = state.db().await?;
     let stmt = db
         .prepare_cached(
-            "SELECT t.id, u.id, u.username, u.role, t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'
+            "SELECT t.id, u.id, u.username, u.role,
+                    t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute',
+                    coalesce(t.expires_at, 'infinity')
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
                AND u.active",
@@ -118,12 +125,17 @@ async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
         )
         .await?;
     }
-    Ok(Auth {
+    let auth = Auth {
         user_id: row.get(1),
         username: row.get(2),
         role: parse_role(row.get(3))?,
         session_id: None,
-    })
+    };
+    let expires: chrono::DateTime<chrono::Utc> = row
+        .try_get(5)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    state.auth_cache.put(hash, auth.clone(), None, expires);
+    Ok(auth)
 }
 
 async fn by_session(
@@ -133,10 +145,21 @@ async fn by_session(
     csrf: Option<&[u8]>,
 ) -> ApiResult<Auth> {
     let hash = accounts::token_hash(token);
+    if let Some(entry) = state.auth_cache.get(&hash) {
+        if entry.touched.elapsed() < TOUCH_EVERY {
+            check_csrf(
+                method,
+                entry.csrf_secret.as_deref().unwrap_or_default(),
+                csrf,
+            )?;
+            return Ok(entry.auth);
+        }
+    }
     let db = state.db().await?;
     let stmt = db
         .prepare_cached(
-            "SELECT s.id, s.csrf_secret, s.last_seen_at < now() - interval '1 minute', u.id, u.username, u.role
+            "SELECT s.id, s.csrf_secret, s.last_seen_at < now() - interval '1 minute', u.id, u.username, u.role,
+                    s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.expires_at > now() AND u.active",
         )
@@ -145,33 +168,52 @@ async fn by_session(
         .query_opt(&stmt, &[&hash])
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
-    if !is_safe(method) {
-        let secret: Vec<u8> = row.get(1);
-        let expected = hex::encode(secret);
-        if !csrf.is_some_and(|got| accounts::same_secret(got, expected.as_bytes())) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "csrf",
-                "missing or wrong X-CSRF-Token (it comes with the login answer)",
-            ));
-        }
-    }
+    let secret: Vec<u8> = row.get(1);
+    check_csrf(method, &secret, csrf)?;
     let session_id: i64 = row.get(0);
+    let mut expires_at: chrono::DateTime<chrono::Utc> = row.get(6);
     if row.get::<_, bool>(2) {
         // Sliding expiry, written at most once a minute per session.
         let idle = i32::try_from(state.settings.session_idle_minutes).unwrap_or(i32::MAX);
-        db.execute(
-            "UPDATE sessions SET last_seen_at = now(), expires_at = now() + make_interval(mins => $2) WHERE id = $1",
-            &[&session_id, &idle],
-        )
-        .await?;
+        expires_at = db
+            .query_one(
+                "UPDATE sessions SET last_seen_at = now(), expires_at = now() + make_interval(mins => $2) WHERE id = $1
+                 RETURNING expires_at",
+                &[&session_id, &idle],
+            )
+            .await?
+            .get(0);
     }
-    Ok(Auth {
+    let auth = Auth {
         user_id: row.get(3),
         username: row.get(4),
         role: parse_role(row.get(5))?,
         session_id: Some(session_id),
-    })
+    };
+    state
+        .auth_cache
+        .put(hash, auth.clone(), Some(secret), expires_at);
+    Ok(auth)
+}
+
+/// A cached login is re-read from the database (and its last use written) this often.
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// State-changing requests with the session cookie must carry the session's CSRF token.
+fn check_csrf(method: &Method, secret: &[u8], csrf: Option<&[u8]>) -> ApiResult<()> {
+    if is_safe(method) {
+        return Ok(());
+    }
+    let expected = hex::encode(secret);
+    if csrf.is_some_and(|got| accounts::same_secret(got, expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "csrf",
+            "missing or wrong X-CSRF-Token (it comes with the login answer)",
+        ))
+    }
 }
 
 fn parse_role(raw: &str) -> ApiResult<Role> {

@@ -3,13 +3,14 @@
 # then 10 s each of: list medicines (50 rows), one medicine, a two-line sale. Prints JSON lines
 # and a summary; everything runs on a throwaway private cluster and is stopped at the end.
 # Knobs: DURATION (s, default 10), CONNS (default 64), POOL (worker DB connections, default 4),
-# SKIP_BUILD=1.
+# READ_CACHE_SECS (the worker's read cache; 0 turns it off, default 5), SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 POOL=${POOL:-4}
+READ_CACHE_SECS=${READ_CACHE_SECS:-5}
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control -p apotheca-worker -p apotheca-loadgen
@@ -21,6 +22,7 @@ STATE=$(mktemp -d /tmp/apotheca-wbench.XXXXXX)
 chmod 755 "$STATE"
 export APOTHECA_PRIVATE_DB__DATA_DIR=$STATE/pg APOTHECA_PRIVATE_DB__RUN_DIR=$STATE/run
 export APOTHECA_CONTROL__STATE_DIR=$STATE APOTHECA_CONTROL__SPARE_SCHEMAS=0 APOTHECA_WORKER__POOL_SIZE=$POOL
+export APOTHECA_WORKER__READ_CACHE_SECS=$READ_CACHE_SECS
 unset DATABASE_URL APOTHECA_CONFIG
 WORKER_PID=
 cleanup() {
@@ -89,7 +91,7 @@ OFF=$("$PSQL" -X -At -d "$URL" -c "SELECT count(*) FROM batches b WHERE quantity
 field() { printf '%s' "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"; }
 cat <<OUT
 
-| worker alone, Unix socket, $CONNS connections, ${DURATION} s, pool $POOL | figure | target |
+| worker alone, Unix socket, $CONNS connections, ${DURATION} s, pool $POOL, read cache ${READ_CACHE_SECS} s | figure | target |
 |---|---|---|
 | start to first answered request | $(field "$START" startup_ms) ms | ≤ 30 ms |
 | idle RSS | $((RSS_KB / 1024)).$(( (RSS_KB % 1024) * 10 / 1024 )) MB | ≤ 10 MB |

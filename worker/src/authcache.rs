@@ -1,24 +1,19 @@
 //! Who is logged in, remembered between requests so a request costs no authentication
-//! query. An entry is trusted only while this worker listens on its tenant's channel, where
-//! every change that can end a login (logout, password change or reset, deactivation, a role
-//! change, a revoked token) is announced; on any announcement, or when listening stops, the
-//! whole cache is forgotten. Entries also expire after a short time, which bounds what a change
+//! query. An entry is trusted only while this worker listens on its tenant's channel
+//! (`changes`), where every change that can end a login (logout, password change or reset,
+//! deactivation, a role change, a revoked token) is announced; on any announcement, or when
+//! listening stops, the whole cache is forgotten. Entries also expire after a short time, which bounds what a change
 //! made outside the app (by hand in SQL) can miss.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
 
 use crate::http::auth::Auth;
 
 /// How long an entry is trusted at most.
 const TTL: Duration = Duration::from_secs(30);
-/// The payload announcing a change to logins.
-pub const AUTH_CHANGED: &str = "auth";
 
 /// A remembered login.
 #[derive(Debug, Clone)]
@@ -36,6 +31,8 @@ pub struct Entry {
 #[derive(Default)]
 pub struct AuthCache {
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
+    /// Bumped by every clear: a lookup that began before a clear must not store its result.
+    generation: AtomicU64,
     /// Whether the change listener is connected: without it, nothing is cached.
     live: AtomicBool,
 }
@@ -51,8 +48,14 @@ impl AuthCache {
         fresh.then(|| entry.clone())
     }
 
+    /// The generation to pass to `put`, read before the database lookup.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     pub fn put(
         &self,
+        generation: u64,
         token_hash: Vec<u8>,
         auth: Auth,
         csrf_secret: Option<Vec<u8>>,
@@ -62,6 +65,9 @@ impl AuthCache {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
+            }
             // Bounded: a flood of distinct tokens cannot grow the worker without limit.
             if entries.len() >= 10_000 {
                 entries.clear();
@@ -98,72 +104,14 @@ impl AuthCache {
 
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
             entries.clear();
         }
     }
 
-    fn set_live(&self, live: bool) {
+    /// Turns caching on (the listener is connected) or off; either way, forgets everything.
+    pub fn set_live(&self, live: bool) {
         self.clear();
         self.live.store(live, Ordering::Release);
     }
-
-    /// Listens on the tenant's channel until `stop`, reconnecting with backoff; clears the
-    /// cache on every announcement and whenever the connection is lost.
-    pub async fn listen(
-        &self,
-        url: &str,
-        schema: &str,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match tokio_postgres::connect(url, NoTls).await {
-                Ok((client, mut conn)) => {
-                    let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
-                    let sql = format!("LISTEN {}", apotheca_common::names::quote_ident(schema));
-                    let listen = client.batch_execute(&sql);
-                    tokio::pin!(listen);
-                    // The connection must be driven while LISTEN runs.
-                    let subscribed = loop {
-                        tokio::select! {
-                            r = &mut listen => break r.is_ok(),
-                            m = messages.next() => if !matches!(m, Some(Ok(_))) { break false },
-                        }
-                    };
-                    if subscribed {
-                        self.set_live(true);
-                        backoff = Duration::from_millis(100);
-                        loop {
-                            tokio::select! {
-                                msg = messages.next() => match msg {
-                                    Some(Ok(AsyncMessage::Notification(_))) => self.clear(),
-                                    Some(Ok(_)) => {}
-                                    Some(Err(_)) | None => break,
-                                },
-                                _ = stop.changed() => {
-                                    self.set_live(false);
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    self.set_live(false);
-                    tracing::warn!("lost the change listener; logins are checked in the database until it is back");
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot open the change listener"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-    }
-}
-
-/// Announces, when the caller's transaction commits, that logins of this tenant changed.
-pub async fn announce(db: &impl GenericClient, schema: &str) -> Result<(), tokio_postgres::Error> {
-    db.execute("SELECT pg_notify($1, $2)", &[&schema, &AUTH_CHANGED])
-        .await?;
-    Ok(())
 }

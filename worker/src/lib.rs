@@ -6,9 +6,11 @@
 pub mod accounts;
 pub mod api;
 pub mod authcache;
+pub mod changes;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod readcache;
 pub mod seed;
 pub mod server;
 pub mod settings;
@@ -147,10 +149,7 @@ async fn serve(
             .map_err(|e| format!("writing to the ready descriptor {fd}: {e}"))?;
     }
     let (stop_listener, stopped) = tokio::sync::watch::channel(false);
-    let listener = {
-        let (state, url, schema) = (state.clone(), url.to_owned(), schema.to_owned());
-        tokio::spawn(async move { state.auth_cache.listen(&url, &schema, stopped).await })
-    };
+    let listener = { tokio::spawn(changes::listen(state.clone(), url.to_owned(), stopped)) };
     let app = http::router(state.clone());
     bound
         .serve(app, server::shutdown_signal(), deadline)

@@ -39,6 +39,10 @@ pub struct WorkerSettings {
     pub smtp_relay: Option<String>,
     /// The From address of that mail.
     pub mail_from: String,
+    /// How long a ready answer of the hottest reads (medicines list and page, counter search)
+    /// may be served from memory; writes through any worker of the tenant drop them at once.
+    /// 0 turns that cache off.
+    pub read_cache_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -53,6 +57,7 @@ impl Default for WorkerSettings {
             reset_url: "http://{host}/reset-password".to_owned(),
             smtp_relay: None,
             mail_from: "apotheca@localhost".to_owned(),
+            read_cache_secs: 5,
         }
     }
 }

@@ -8,6 +8,7 @@ use tokio_postgres::NoTls;
 
 use crate::authcache::AuthCache;
 use crate::http::error::{ApiError, ApiResult};
+use crate::readcache::ReadCache;
 use crate::settings::WorkerSettings;
 use crate::stats::Stats;
 
@@ -21,6 +22,8 @@ pub struct Inner {
     pub stats: Stats,
     /// Logins remembered between requests (live only while the change listener runs).
     pub auth_cache: AuthCache,
+    /// Ready answers of the hottest reads (likewise).
+    pub read_cache: ReadCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,12 +54,14 @@ impl AppState {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| format!("database pool: {e}"))?;
+        let read_cache = ReadCache::new(std::time::Duration::from_secs(settings.read_cache_secs));
         Ok(Self(Arc::new(Inner {
             schema: schema.to_owned(),
             pool,
             settings,
             stats: Stats::default(),
             auth_cache: AuthCache::default(),
+            read_cache,
         })))
     }
 

@@ -415,14 +415,11 @@ async fn a_logout_on_one_worker_ends_the_session_on_all() {
     .unwrap();
     let b_router = apotheca_worker::http::router(b_state.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let listener = {
-        let (state, url, schema) = (
-            b_state.clone(),
-            a.tenant.role_url.clone(),
-            a.tenant.schema.clone(),
-        );
-        tokio::spawn(async move { state.auth_cache.listen(&url, &schema, stopped).await })
-    };
+    let listener = tokio::spawn(apotheca_worker::changes::listen(
+        b_state.clone(),
+        a.tenant.role_url.clone(),
+        stopped,
+    ));
     let s = a.login("admin").await;
     let me = |router: axum::Router, s: support::Session| async move {
         use tower::ServiceExt;

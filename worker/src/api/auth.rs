@@ -465,6 +465,6 @@ async fn revoke_token(
 /// channel) to forget the logins it remembers.
 pub async fn announce_auth_change(state: &AppState) -> ApiResult<()> {
     state.auth_cache.clear();
-    crate::authcache::announce(&**state.db().await?, &state.schema).await?;
+    crate::changes::announce(&**state.db().await?, &state.schema, crate::changes::AUTH).await?;
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! (unexpired batches only), next expiry and an expiry badge. Stock is summed with the same
 //! SQL fragments as `super::medicines`.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::ApiResult;
 use crate::http::json::ApiQuery;
+use crate::readcache;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -76,10 +78,15 @@ fn badge(days_to_expiry: Option<i32>) -> Option<&'static str> {
 async fn counter_search(
     State(state): State<AppState>,
     auth: Auth,
+    OriginalUri(uri): OriginalUri,
     ApiQuery(query): ApiQuery<CounterQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     auth.require(Area::Counter)?;
     let pattern = required(search_pattern(query.q.as_deref(), 2)?, "q")?;
+    readcache::respond(&state, &uri.to_string(), || search(&state, pattern)).await
+}
+
+async fn search(state: &AppState, pattern: String) -> ApiResult<serde_json::Value> {
     let db = state.db().await?;
     let stmt = db.prepare_cached(COUNTER_SQL).await?;
     let rows = db.query(&stmt, &[&pattern, &COUNTER_LIMIT]).await?;
@@ -105,7 +112,7 @@ async fn counter_search(
             }
         })
         .collect();
-    Ok(Json(serde_json::json!({"items": items})))
+    Ok(serde_json::json!({"items": items}))
 }
 
 #[cfg(test)]

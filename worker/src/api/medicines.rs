@@ -6,8 +6,9 @@
 
 use std::str::FromStr;
 
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -19,6 +20,7 @@ use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
+use crate::readcache;
 use crate::state::AppState;
 use crate::values::{self, Page};
 
@@ -257,9 +259,14 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
+    OriginalUri(uri): OriginalUri,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     auth.require(Area::Medicines)?;
+    readcache::respond(&state, &uri.to_string(), || list_page(&state, query)).await
+}
+
+async fn list_page(state: &AppState, query: ListQuery) -> ApiResult<serde_json::Value> {
     let pattern = search_pattern(query.q.as_deref(), 1)?;
     let form = match query.dosage_form.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -293,9 +300,7 @@ async fn list(
         .filter(|r| r.get::<_, Option<i64>>(0).is_some())
         .map(from_row)
         .collect();
-    Ok(Json(
-        serde_json::json!({"total": total, "page": page.page.max(1), "items": items}),
-    ))
+    Ok(serde_json::json!({"total": total, "page": page.page.max(1), "items": items}))
 }
 
 #[derive(Debug, Serialize)]
@@ -326,9 +331,14 @@ struct Movement {
 async fn detail(
     State(state): State<AppState>,
     auth: Auth,
+    OriginalUri(uri): OriginalUri,
     Path(id): Path<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Response> {
     auth.require(Area::Medicines)?;
+    readcache::respond(&state, &uri.to_string(), || medicine_page(&state, id)).await
+}
+
+async fn medicine_page(state: &AppState, id: i64) -> ApiResult<serde_json::Value> {
     let db = state.db().await?;
     // Prepared once per connection, and the three queries pipelined on it.
     let (one, all, moves) = futures::try_join!(
@@ -372,9 +382,7 @@ async fn detail(
             username: r.get(6),
         })
         .collect();
-    Ok(Json(
-        serde_json::json!({"medicine": medicine, "batches": batches, "ledger": ledger}),
-    ))
+    Ok(serde_json::json!({"medicine": medicine, "batches": batches, "ledger": ledger}))
 }
 
 /// Create and edit bodies. `sale_price` is taken as raw JSON so that a malformed amount is a

@@ -102,6 +102,7 @@ async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
             return Ok(entry.auth);
         }
     }
+    let generation = state.auth_cache.generation();
     let db = state.db().await?;
     let stmt = db
         .prepare_cached(
@@ -134,7 +135,9 @@ async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
     let expires: chrono::DateTime<chrono::Utc> = row
         .try_get(5)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-    state.auth_cache.put(hash, auth.clone(), None, expires);
+    state
+        .auth_cache
+        .put(generation, hash, auth.clone(), None, expires);
     Ok(auth)
 }
 
@@ -155,6 +158,7 @@ async fn by_session(
             return Ok(entry.auth);
         }
     }
+    let generation = state.auth_cache.generation();
     let db = state.db().await?;
     let stmt = db
         .prepare_cached(
@@ -192,7 +196,7 @@ async fn by_session(
     };
     state
         .auth_cache
-        .put(hash, auth.clone(), Some(secret), expires_at);
+        .put(generation, hash, auth.clone(), Some(secret), expires_at);
     Ok(auth)
 }
 

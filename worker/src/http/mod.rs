@@ -8,7 +8,7 @@ pub mod json;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -62,6 +62,7 @@ async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -
         .headers()
         .get(TENANT_HEADER)
         .map(|v| v.as_bytes() != state.schema.as_bytes());
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let mut response = async {
         if misdirected == Some(true) {
@@ -82,6 +83,14 @@ async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -
     }
     .instrument(span.clone())
     .await;
+    // A successful write may have changed what the read cache keeps: forget it here and on
+    // every other worker of the tenant (the handler's transaction has committed by now).
+    let wrote = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if wrote && response.status().is_success() && path.starts_with("/api/") {
+        if let Err(e) = crate::changes::data_changed(&state).await {
+            tracing::warn!(error = %e.message, "could not announce a change; caches expire on their own");
+        }
+    }
     let status = response.status().as_u16();
     let latency = started.elapsed().as_micros() as u64;
     span.record("status", status);

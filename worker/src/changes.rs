@@ -1,0 +1,99 @@
+//! The tenant's change channel: a LISTEN connection per worker, named after the schema, on
+//! which writes announce what they changed (`auth`: logins; `data`: stock and medicines).
+//! Workers keep caches only while they listen; an announcement, or a lost connection, makes
+//! every worker of the tenant forget what it kept. Any role may NOTIFY any channel, so a
+//! stray announcement can only cost cache misses, never serve wrong data.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
+
+use crate::state::AppState;
+
+/// Logins changed: sessions ended, users or tokens changed.
+pub const AUTH: &str = "auth";
+/// Stock or medicines changed.
+pub const DATA: &str = "data";
+
+/// Announces `what` on the tenant's channel, when the caller's transaction commits.
+pub async fn announce(
+    db: &impl GenericClient,
+    schema: &str,
+    what: &str,
+) -> Result<(), tokio_postgres::Error> {
+    db.execute("SELECT pg_notify($1, $2)", &[&schema, &what])
+        .await?;
+    Ok(())
+}
+
+/// Forgets this worker's kept reads and tells the tenant's other workers to do the same.
+pub async fn data_changed(state: &AppState) -> crate::http::error::ApiResult<()> {
+    state.read_cache.clear();
+    announce(&**state.db().await?, &state.schema, DATA).await?;
+    Ok(())
+}
+
+fn set_live(state: &AppState, live: bool) {
+    state.auth_cache.set_live(live);
+    state.read_cache.set_live(live);
+}
+
+/// Listens until `stop`, reconnecting with backoff.
+pub async fn listen(state: AppState, url: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, mut conn)) => {
+                let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+                let sql = format!(
+                    "LISTEN {}",
+                    apotheca_common::names::quote_ident(&state.schema)
+                );
+                let listen = client.batch_execute(&sql);
+                tokio::pin!(listen);
+                // The connection must be driven while LISTEN runs.
+                let subscribed = loop {
+                    tokio::select! {
+                        r = &mut listen => break r.is_ok(),
+                        m = messages.next() => if !matches!(m, Some(Ok(_))) { break false },
+                    }
+                };
+                if subscribed {
+                    set_live(&state, true);
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        tokio::select! {
+                            msg = messages.next() => match msg {
+                                Some(Ok(AsyncMessage::Notification(n))) => match n.payload() {
+                                    AUTH => state.auth_cache.clear(),
+                                    DATA => state.read_cache.clear(),
+                                    _ => {
+                                        state.auth_cache.clear();
+                                        state.read_cache.clear();
+                                    }
+                                },
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            },
+                            _ = stop.changed() => {
+                                set_live(&state, false);
+                                return;
+                            }
+                        }
+                    }
+                }
+                set_live(&state, false);
+                tracing::warn!(
+                    "lost the change listener; reading from the database until it is back"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot open the change listener"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}

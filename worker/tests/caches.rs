@@ -1,0 +1,125 @@
+//! The read cache of a worker, with a second worker of the same tenant writing.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::{json, Value};
+use support::{Session, TestApp};
+use tower::ServiceExt;
+
+async fn get(router: &axum::Router, path: &str, s: &Session) -> Value {
+    let req = Request::get(path)
+        .header("cookie", &s.cookie)
+        .body(Body::empty())
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    serde_json::from_slice(
+        &axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_worker_refreshes_the_reads_of_another() {
+    let a = TestApp::new("acme").await;
+    let b = apotheca_worker::state::AppState::new(
+        &a.tenant.schema,
+        &a.tenant.role_url,
+        Default::default(),
+    )
+    .unwrap();
+    let b_router = apotheca_worker::http::router(b.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listener = tokio::spawn(apotheca_worker::changes::listen(
+        b.clone(),
+        a.tenant.role_url.clone(),
+        stopped,
+    ));
+
+    let s = a.login("pharmacist").await;
+    let supplier = a
+        .expect(
+            201,
+            a.post("/api/v1/suppliers", &s, json!({"name": "S"})).await,
+        )
+        .await["id"]
+        .clone();
+    let m = a
+        .expect(
+            201,
+            a.post(
+                "/api/v1/medicines",
+                &s,
+                json!({"name": "Aspirin", "dosage_form": "tablet", "sale_price": "1.00"}),
+            )
+            .await,
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let receipt = json!({"supplier_id": supplier, "invoice_no": "1", "invoice_date": "2026-01-01",
+                         "lines": [{"medicine_id": m, "batch_no": "B", "expires_on": "2099-01-01", "quantity": 10, "unit_cost": "0.50"}]});
+    a.expect(201, a.post("/api/v1/supplier-invoices", &s, receipt).await)
+        .await;
+    let stock = |v: &Value| v["items"][0]["stock"].as_i64().unwrap();
+
+    // Wait until B listens (its cache keeps the answer: a change behind the app's back is
+    // not seen, which shows the answer came from memory).
+    let mut cached = false;
+    for _ in 0..100 {
+        assert_eq!(stock(&get(&b_router, "/api/v1/medicines", &s).await), 10);
+        a.db()
+            .await
+            .batch_execute("UPDATE batches SET quantity_on_hand = 9")
+            .await
+            .unwrap();
+        if stock(&get(&b_router, "/api/v1/medicines", &s).await) == 10 {
+            cached = true;
+            break;
+        }
+        a.db()
+            .await
+            .batch_execute("UPDATE batches SET quantity_on_hand = 10")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        cached,
+        "worker B serves the list from memory once it listens"
+    );
+    a.db()
+        .await
+        .batch_execute("UPDATE batches SET quantity_on_hand = 10")
+        .await
+        .unwrap();
+
+    // A sale through worker A: worker B's list shows the new stock at once.
+    a.expect(
+        201,
+        a.post(
+            "/api/v1/sales",
+            &s,
+            json!({"payment_method": "card", "lines": [{"medicine_id": m, "quantity": 3}]}),
+        )
+        .await,
+    )
+    .await;
+    let mut fresh = false;
+    for _ in 0..100 {
+        if stock(&get(&b_router, "/api/v1/medicines", &s).await) == 7 {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(fresh, "worker B shows the sale's stock within 2 s");
+    let counter = get(&b_router, "/api/v1/counter/search?q=asp", &s).await;
+    assert_eq!(counter["items"][0]["stock"], 7);
+    stop.send(true).unwrap();
+    listener.await.unwrap();
+}

@@ -804,3 +804,33 @@ async fn rule_11_a_retried_sale_makes_one_invoice() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+#[tokio::test]
+async fn the_database_refuses_an_invoice_without_a_number() {
+    let shop = Shop::new().await;
+    let db = shop.app.db().await;
+    let user: i64 = db
+        .query_one("SELECT id FROM users WHERE username = 'staff'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = db
+        .execute(
+            "INSERT INTO invoices (billed_by, payment_method, subtotal, discount, tax_rate, tax, total, amount_received, change_due)
+             VALUES ($1, 'card', 0, 0, 0, 0, 0, 0, 0)",
+            &[&user],
+        )
+        .await
+        .expect_err("an unnumbered invoice must not commit");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::NOT_NULL_VIOLATION),
+        "{err:?}"
+    );
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM invoices", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Area;
+use crate::changes;
 use crate::domain::invoices::{self, Invoice};
 use crate::domain::returns::{self, ReturnRequest};
 use crate::domain::sale::{self, SaleRequest};
@@ -18,6 +19,8 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::values::Page;
+use apotheca_common::names::quote_literal;
+use axum::response::{IntoResponse, Response};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,7 +38,7 @@ async fn create_sale(
     auth: Auth,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SaleRequest>,
-) -> ApiResult<(StatusCode, Json<Invoice>)> {
+) -> ApiResult<Response> {
     auth.require(Area::Counter)?;
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(
@@ -55,7 +58,7 @@ async fn create_sale(
     let (id, created) = match sale::post(&tx, auth.user_id, &req, key.as_deref()).await {
         Ok(done) => {
             tx.commit().await?;
-            flush_wal(&db).await?;
+            flush_wal(&state, &db).await?;
             done
         }
         Err(e) if sale::is_duplicate_key(&e) => {
@@ -71,24 +74,31 @@ async fn create_sale(
         }
         Err(e) => return Err(e),
     };
-    let invoice = invoices::load(&**db, id, None).await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(invoice),
-    ))
+    let invoice = invoices::load(&db, id, None).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, Json(invoice)).into_response();
+    // Announced with the flush already (a replayed sale changed nothing).
+    response.extensions_mut().insert(changes::Announced);
+    Ok(response)
 }
 
 /// Waits until the WAL holding everything this connection committed is on disk: a
 /// synchronous commit of a transaction with an id flushes the WAL up to its own commit record,
 /// which comes after every earlier one (WAL is flushed in order). Concurrent callers share
 /// flushes (group commit).
-async fn flush_wal(db: &deadpool_postgres::Object) -> ApiResult<()> {
-    db.batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
-        .await?;
+async fn flush_wal(state: &AppState, db: &deadpool_postgres::Object) -> ApiResult<()> {
+    // The change announcement rides along (sent when this transaction commits).
+    state.read_cache.clear();
+    db.batch_execute(&format!(
+        "BEGIN; SELECT pg_current_xact_id(); SELECT pg_notify({}, {}); COMMIT",
+        quote_literal(&state.schema),
+        quote_literal(changes::DATA)
+    ))
+    .await?;
     Ok(())
 }
 
@@ -170,7 +180,7 @@ async fn detail(
 ) -> ApiResult<Json<Invoice>> {
     auth.require(Area::Invoices)?;
     let own = auth.own_invoices_only().then_some(auth.user_id);
-    Ok(Json(invoices::load(&**state.db().await?, id, own).await?))
+    Ok(Json(invoices::load(&*state.db().await?, id, own).await?))
 }
 
 async fn create_return(
@@ -186,7 +196,7 @@ async fn create_return(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(invoices::load(&**db, id, None).await?),
+        Json(invoices::load(&db, id, None).await?),
     ))
 }
 
@@ -206,5 +216,5 @@ async fn void(
     let tx = db.transaction().await?;
     returns::void(&tx, auth.user_id, id, &req.reason).await?;
     tx.commit().await?;
-    Ok(Json(invoices::load(&**db, id, None).await?))
+    Ok(Json(invoices::load(&db, id, None).await?))
 }

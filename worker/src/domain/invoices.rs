@@ -1,10 +1,10 @@
 //! Reading invoices back: the whole document (lines, the batches each drew on, returns) as the
-//! API, the receipt print and the tests see it.
+//! API, the receipt print and the tests see it. Prepared once per connection: a sale's answer
+//! runs these four queries every time.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use tokio_postgres::GenericClient;
 
 use crate::http::error::{ApiError, ApiResult};
 
@@ -68,34 +68,39 @@ pub struct Return {
 
 /// The invoice with everything on it; `only_billed_by` hides other users' invoices (staff).
 pub async fn load(
-    db: &impl GenericClient,
+    db: &deadpool_postgres::ClientWrapper,
     id: i64,
     only_billed_by: Option<i64>,
 ) -> ApiResult<Invoice> {
     let row = db
         .query_opt(
-            "SELECT i.id, i.number, i.created_at, i.customer_id, i.customer_name, i.customer_phone, i.billed_by,
+            &db.prepare_cached("SELECT i.id, i.number, i.created_at, i.customer_id, i.customer_name, i.customer_phone, i.billed_by,
                     u.username, i.payment_method, i.subtotal, i.discount, i.tax_rate, i.tax, i.total,
                     i.amount_received, i.change_due, i.status, i.voided_at, i.void_reason
              FROM invoices i JOIN users u ON u.id = i.billed_by
-             WHERE i.id = $1 AND ($2::bigint IS NULL OR i.billed_by = $2)",
+             WHERE i.id = $1 AND ($2::bigint IS NULL OR i.billed_by = $2)").await?,
             &[&id, &only_billed_by],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("invoice"))?;
     let allocations = db
         .query(
-            "SELECT a.invoice_line_id, a.batch_id, b.batch_no, b.expires_on, a.quantity
-             FROM invoice_line_batches a JOIN batches b ON b.id = a.batch_id
-             WHERE a.invoice_id = $1 ORDER BY b.expires_on, b.id",
+            &db.prepare_cached(
+                "SELECT a.invoice_line_id, a.batch_id, b.batch_no, b.expires_on, a.quantity
+             FROM invoice_lines l
+             JOIN invoice_line_batches a ON a.invoice_line_id = l.id
+             JOIN batches b ON b.id = a.batch_id
+             WHERE l.invoice_id = $1 ORDER BY b.expires_on, b.id",
+            )
+            .await?,
             &[&id],
         )
         .await?;
     let lines = db
         .query(
-            "SELECT l.id, l.line_no, l.medicine_id, l.medicine_name, l.quantity, l.unit_price, l.line_total,
+            &db.prepare_cached("SELECT l.id, l.line_no, l.medicine_id, l.medicine_name, l.quantity, l.unit_price, l.line_total,
                     coalesce((SELECT sum(r.quantity) FROM return_lines r WHERE r.invoice_line_id = l.id), 0)::bigint
-             FROM invoice_lines l WHERE l.invoice_id = $1 ORDER BY l.line_no",
+             FROM invoice_lines l WHERE l.invoice_id = $1 ORDER BY l.line_no").await?,
             &[&id],
         )
         .await?
@@ -121,7 +126,7 @@ pub async fn load(
         .collect();
     let returns: Vec<Return> = db
         .query(
-            "SELECT id, reason, refund, processed_by, created_at FROM returns WHERE invoice_id = $1 ORDER BY id",
+            &db.prepare_cached("SELECT id, reason, refund, processed_by, created_at FROM returns WHERE invoice_id = $1 ORDER BY id").await?,
             &[&id],
         )
         .await?

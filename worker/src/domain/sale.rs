@@ -280,10 +280,10 @@ pub async fn post(
         Payment::Card | Payment::Wallet => (total, Decimal::ZERO),
     };
 
-    // Everything is written by one statement, which takes the invoice counter (the hottest
-    // lock: one per tenant) first, so the counter is held only for that statement and the
-    // commit. Lines come back with their ids to place the batch allocations; stock and the
-    // ledger follow from the allocations.
+    // Everything but the number is written by one statement; the number comes last, so the
+    // invoice counter (the hottest lock: one per tenant) is held only for that small statement
+    // and the commit. Lines come back with their ids to place the batch allocations; stock and
+    // the ledger follow from the allocations.
     let line_nos: Vec<i32> = (1..=sale.lines.len() as i32).collect();
     let names: Vec<&str> = sale
         .lines
@@ -332,26 +332,29 @@ pub async fn post(
             ],
         )
         .await;
-    match row {
-        Ok(row) => Ok((row.get(0), true)),
+    let (invoice_id, movements): (i64, Vec<i64>) = match row {
+        Ok(row) => (row.get(0), row.get(1)),
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && key.is_some() => {
-            Err(duplicate_key())
+            return Err(duplicate_key())
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    // Last: the number. The counter is locked from here to the commit only.
+    let stmt = tx.prepare_cached(NUMBER_SALE).await?;
+    tx.execute(&stmt, &[&invoice_id, &movements]).await?;
+    Ok((invoice_id, true))
 }
 
-/// The write half of a sale, in one statement (see `post`). $1–$14 the invoice, $15–$20 the
-/// lines (by line number), $21–$23 the allocations (line number, batch, quantity).
+/// The write half of a sale but its number, in one statement (see `post`). $1–$14 the
+/// invoice, $15–$20 the lines (by line number), $21–$23 the allocations (line number, batch,
+/// quantity). Returns the invoice id and its ledger rows (referenced once numbered).
 const POST_SALE: &str = "
-WITH n AS (
-    UPDATE invoice_counter SET last_number = last_number + 1 RETURNING last_number
-), inv AS (
-    INSERT INTO invoices (number, customer_id, customer_name, customer_phone, billed_by, payment_method,
+WITH inv AS (
+    INSERT INTO invoices (customer_id, customer_name, customer_phone, billed_by, payment_method,
                           subtotal, discount, tax_rate, tax, total, amount_received, change_due,
                           idempotency_key, request_hash)
-    SELECT n.last_number, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM n
-    RETURNING id, number
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    RETURNING id
 ), lines AS (
     INSERT INTO invoice_lines (invoice_id, line_no, medicine_id, medicine_name, quantity, unit_price, line_total)
     SELECT inv.id, t.* FROM inv,
@@ -368,10 +371,21 @@ WITH n AS (
     WHERE batches.id = s.batch_id
     RETURNING batches.id
 ), ledger AS (
-    INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id)
-    SELECT alloc.batch_id, -alloc.quantity, 'sale', 'INV-' || inv.number, $4 FROM alloc, inv
+    INSERT INTO stock_movements (batch_id, quantity, reason, user_id)
+    SELECT alloc.batch_id, -alloc.quantity, 'sale', $4 FROM alloc
+    RETURNING id
 )
-SELECT id FROM inv";
+SELECT (SELECT id FROM inv), (SELECT coalesce(array_agg(id), '{}') FROM ledger)";
+
+/// The sale's number, gap-free: the next value of the tenant's counter, on the invoice and in
+/// its ledger rows' reference. $1 the invoice, $2 its ledger rows.
+const NUMBER_SALE: &str = "
+WITH n AS (
+    UPDATE invoice_counter SET last_number = last_number + 1 RETURNING last_number
+), inv AS (
+    UPDATE invoices SET number = n.last_number FROM n WHERE invoices.id = $1 RETURNING number
+)
+UPDATE stock_movements SET reference = 'INV-' || inv.number FROM inv WHERE stock_movements.id = ANY($2)";
 
 fn duplicate_key() -> ApiError {
     ApiError::conflict(

@@ -578,6 +578,10 @@ async fn up(ctx: &Context) -> Result<()> {
     println!("  target/release/apotheca db psql                 # as admin");
     println!("  target/release/apotheca db psql --schema acme   # as tenant acme's own role");
     println!("  target/release/apotheca list-tenants");
-    println!("Stop it with: target/release/apotheca db stop");
+    println!("Serve a pharmacy's JSON API on 127.0.0.1:8081 (log in with the logins above):");
+    println!(
+        "  DATABASE_URL=$(target/release/apotheca db url --schema acme) target/release/apotheca-worker --schema acme --listen tcp:127.0.0.1:8081"
+    );
+    println!("Stop the database with: target/release/apotheca db stop");
     Ok(())
 }

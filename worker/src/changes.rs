@@ -16,10 +16,6 @@ pub const AUTH: &str = "auth";
 /// Stock or medicines changed.
 pub const DATA: &str = "data";
 
-/// Put on a response whose handler announced its change itself: the envelope then does not.
-#[derive(Debug, Clone, Copy)]
-pub struct Announced;
-
 /// Announces `what` on the tenant's channel, when the caller's transaction commits.
 pub async fn announce(
     db: &impl GenericClient,

@@ -834,3 +834,65 @@ async fn the_database_refuses_an_invoice_without_a_number() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rule_11_a_retry_racing_its_original_for_the_last_units_gets_the_sale() {
+    let tenant = apotheca_testkit::TestTenant::new("acme").await;
+    let settings = apotheca_worker::settings::WorkerSettings {
+        pool_size: 8,
+        ..Default::default()
+    };
+    let shop =
+        std::sync::Arc::new(Shop::with(TestApp::with_settings(tenant, settings).await).await);
+    let m = shop.medicine("Last box", "9.00").await;
+    shop.receive(m, &[("L", 100, 2)]).await;
+    let s = shop.app.login("staff").await;
+    let body = json!({"payment_method": "card", "lines": [{"medicine_id": m, "quantity": 2}]});
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (shop, s, body) = (shop.clone(), s.clone(), body.clone());
+            tokio::spawn(async move {
+                shop.app
+                    .call_with(
+                        Method::POST,
+                        "/api/v1/sales",
+                        Some(&s),
+                        Some(body),
+                        &[("idempotency-key", "last")],
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
+            "a retry must get the sale, not {}: {}",
+            r.status,
+            r.body
+        );
+        ids.insert(r.body["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(shop.stock(m).await, 0);
+    // Another cashier reusing the key gets a refusal, not that sale.
+    let other = shop.app.login("admin").await;
+    let r = shop
+        .app
+        .call_with(
+            Method::POST,
+            "/api/v1/sales",
+            Some(&other),
+            Some(body),
+            &[("idempotency-key", "last")],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["error"]["field"].as_str()),
+        (422, Some("Idempotency-Key")),
+        "{}",
+        r.body
+    );
+}

@@ -121,6 +121,35 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// At most this many argon2 computations at once (each takes ~19 MiB and a core for tens of
+/// milliseconds): a flood of logins or resets queues here instead of exhausting the machine.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// [`hash_password`] on a blocking thread, within the argon2 limit.
+pub async fn hash_password_async(password: &str) -> Option<String> {
+    let _slot = argon2_slots().acquire().await.ok()?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .ok()
+}
+
+/// [`verify_password`] on a blocking thread, within the argon2 limit.
+pub async fn verify_password_async(hash: &str, password: &str) -> bool {
+    let Ok(_slot) = argon2_slots().acquire().await else {
+        return false;
+    };
+    let (hash, password) = (hash.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false)
+}
+
 /// A hash to verify against when the user does not exist, so that answering takes as long
 /// either way and does not reveal which usernames exist.
 pub fn dummy_hash() -> &'static str {

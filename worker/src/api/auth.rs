@@ -84,6 +84,17 @@ async fn login(
     let address = client_address(&headers);
     let s = &state.settings;
     let db = state.db().await?;
+    // The attempt is recorded as a failure before anything is checked (and removed again on
+    // success), so parallel guesses count each other instead of all seeing the old count.
+    let attempt: Vec<i64> = db
+        .query(
+            "INSERT INTO login_failures (kind, key) VALUES ('username', $1), ('address', $2) RETURNING id",
+            &[&username, &address],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     let failures = db
         .query_one(
             "SELECT (SELECT count(*) FROM login_failures WHERE kind = 'username' AND key = $1 AND at > now() - make_interval(mins => $3)),
@@ -91,7 +102,8 @@ async fn login(
             &[&username, &address, &(s.login_window_minutes as i32)],
         )
         .await?;
-    let worst = failures.get::<_, i64>(0).max(failures.get::<_, i64>(1));
+    // Failures before this attempt.
+    let worst = failures.get::<_, i64>(0).max(failures.get::<_, i64>(1)) - 1;
     if worst >= s.login_refuse_after {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -117,20 +129,10 @@ async fn login(
         .as_ref()
         .map(|u| u.get::<_, String>(1))
         .unwrap_or_else(|| accounts::dummy_hash().to_owned());
-    let password = body.password.clone();
-    let matches = tokio::task::spawn_blocking(move || accounts::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    let matches = accounts::verify_password_async(&hash, &body.password).await;
     let user = match user {
         Some(u) if matches && u.get::<_, bool>(6) => u,
-        _ => {
-            db.execute(
-                "INSERT INTO login_failures (kind, key) VALUES ('username', $1), ('address', $2)",
-                &[&username, &address],
-            )
-            .await?;
-            return Err(ApiError::unauthorized("wrong username or password"));
-        }
+        _ => return Err(ApiError::unauthorized("wrong username or password")),
     };
     let user_id: i64 = user.get(0);
     let (token, token_hash) = accounts::new_token();
@@ -158,8 +160,8 @@ async fn login(
     )
     .await?;
     db.execute(
-        "DELETE FROM login_failures WHERE kind = 'username' AND key = $1",
-        &[&username],
+        "DELETE FROM login_failures WHERE (kind = 'username' AND key = $1) OR id = ANY($2)",
+        &[&username, &attempt],
     )
     .await?;
     db.execute(
@@ -253,20 +255,16 @@ async fn change_password(
         )
         .await?
         .get(0);
-    let current = body.current_password.clone();
-    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&hash, &current))
-        .await
-        .unwrap_or(false);
+    let ok = accounts::verify_password_async(&hash, &body.current_password).await;
     if !ok {
         return Err(ApiError::invalid(
             "current_password",
             "the current password is wrong",
         ));
     }
-    let new = body.new_password.clone();
-    let new_hash = tokio::task::spawn_blocking(move || accounts::hash_password(&new))
+    let new_hash = accounts::hash_password_async(&body.new_password)
         .await
-        .map_err(|_| ApiError::internal())?;
+        .ok_or_else(ApiError::internal)?;
     db.execute(
         "UPDATE users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1",
         &[&auth.user_id, &new_hash],
@@ -307,21 +305,35 @@ async fn request_reset(
         let email: Option<String> = user.get(1);
         let (token, hash) = accounts::new_token();
         let address: Option<std::net::IpAddr> = client_address(&headers).parse().ok();
-        db.execute(
-            "INSERT INTO password_resets (user_id, token_hash, expires_at, requested_ip) VALUES ($1, $2, now() + interval '1 hour', $3)",
-            &[&id, &hash, &address],
-        )
-        .await?;
+        // At most three open links per user: requests beyond that are answered alike but
+        // neither stored nor mailed, so nobody can flood a user's mailbox or the table.
+        let stored = db
+            .execute(
+                "INSERT INTO password_resets (user_id, token_hash, expires_at, requested_ip)
+                 SELECT $1, $2, now() + interval '1 hour', $3
+                 WHERE (SELECT count(*) FROM password_resets
+                        WHERE user_id = $1 AND used_at IS NULL AND expires_at > now()) < 3",
+                &[&id, &hash, &address],
+            )
+            .await?;
+        if stored == 0 {
+            return Ok(StatusCode::ACCEPTED);
+        }
+        // Only Host: the proxy routes a request here only when its Host is one of this
+        // tenant's domains, whereas X-Forwarded-Host could be anything a client sent.
         let host = headers
-            .get("x-forwarded-host")
-            .or_else(|| headers.get(header::HOST))
+            .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("localhost");
         let link = format!(
             "{}?token={token}",
             state.settings.reset_url.replace("{host}", host)
         );
-        crate::mail::send_reset(&state.settings, email.as_deref(), user.get(2), &link).await;
+        // Sent in the background: how long SMTP takes must not tell who has an account.
+        let (settings, username) = (state.settings.clone(), user.get::<_, String>(2));
+        tokio::spawn(async move {
+            crate::mail::send_reset(&settings, email.as_deref(), &username, &link).await;
+        });
     }
     Ok(StatusCode::ACCEPTED)
 }
@@ -339,11 +351,23 @@ async fn confirm_reset(
     accounts::check_new_password(&body.new_password)
         .map_err(|m| ApiError::invalid("new_password", m))?;
     let hash = accounts::token_hash(body.token.trim());
-    let new = body.new_password.clone();
-    let new_hash = tokio::task::spawn_blocking(move || accounts::hash_password(&new))
-        .await
-        .map_err(|_| ApiError::internal())?;
     let mut db = state.db().await?;
+    // The token first: an unknown one must not cost a password hash.
+    let known = db
+        .query_opt(
+            "SELECT 1 FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()",
+            &[&hash],
+        )
+        .await?;
+    if known.is_none() {
+        return Err(ApiError::invalid(
+            "token",
+            "the reset link is unknown, used or expired",
+        ));
+    }
+    let new_hash = accounts::hash_password_async(&body.new_password)
+        .await
+        .ok_or_else(ApiError::internal)?;
     let tx = db.transaction().await?;
     let reset = tx
         .query_opt(
@@ -465,6 +489,16 @@ async fn revoke_token(
 /// channel) to forget the logins it remembers.
 pub async fn announce_auth_change(state: &AppState) -> ApiResult<()> {
     state.auth_cache.clear();
-    crate::changes::announce(&**state.db().await?, &state.schema, crate::changes::AUTH).await?;
+    // The change itself has committed: a failed announcement must not turn it into an error.
+    // Other workers then forget within their cache's ceiling (30 s), or at once if their
+    // listener noticed the database trouble.
+    let announced = async {
+        let db = state.db().await?;
+        crate::changes::announce(&**db, &state.schema, crate::changes::AUTH).await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(e) = announced.await {
+        tracing::error!(error = %e.message, "could not announce a login change to the other workers");
+    }
     Ok(())
 }

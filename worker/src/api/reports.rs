@@ -69,7 +69,9 @@ impl Params {
         let to = opt_date("to", self.to.as_deref())?.unwrap_or(today);
         let from = match opt_date("from", self.from.as_deref())? {
             Some(d) => d,
-            None => to - chrono::Days::new(29),
+            None => to
+                .checked_sub_days(chrono::Days::new(29))
+                .ok_or_else(|| ApiError::invalid("to", "to is out of range"))?,
         };
         if to < from {
             return Err(ApiError::invalid("to", "to must not be before from"));

@@ -10,7 +10,6 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Area;
-use crate::changes;
 use crate::domain::invoices::{self, Invoice};
 use crate::domain::returns::{self, ReturnRequest};
 use crate::domain::sale::{self, SaleRequest};
@@ -19,7 +18,6 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::values::Page;
-use apotheca_common::names::quote_literal;
 use axum::response::{IntoResponse, Response};
 
 pub fn routes() -> Router<AppState> {
@@ -50,22 +48,16 @@ async fn create_sale(
     };
     let mut db = state.db().await?;
     let tx = db.transaction().await?;
-    // The commit does not wait for the disk, so the invoice counter (one row per tenant) is
-    // released at once rather than after an fsync; `flush_wal` below makes the sale durable
-    // before anyone is told about it.
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .await?;
     let (id, created) = match sale::post(&tx, auth.user_id, &req, key.as_deref()).await {
         Ok(done) => {
             tx.commit().await?;
-            flush_wal(&state, &db).await?;
             done
         }
         Err(e) if sale::is_duplicate_key(&e) => {
             // The same key committed concurrently: answer with that sale.
             drop(tx);
             let tx = db.transaction().await?;
-            let fingerprint = sale::fingerprint(&req)?;
+            let fingerprint = sale::fingerprint(&req, auth.user_id)?;
             let key = key.as_deref().unwrap_or_default();
             match sale::find_by_key(&tx, key, &fingerprint).await? {
                 Some(id) => (id, false),
@@ -80,26 +72,7 @@ async fn create_sale(
     } else {
         StatusCode::OK
     };
-    let mut response = (status, Json(invoice)).into_response();
-    // Announced with the flush already (a replayed sale changed nothing).
-    response.extensions_mut().insert(changes::Announced);
-    Ok(response)
-}
-
-/// Waits until the WAL holding everything this connection committed is on disk: a
-/// synchronous commit of a transaction with an id flushes the WAL up to its own commit record,
-/// which comes after every earlier one (WAL is flushed in order). Concurrent callers share
-/// flushes (group commit).
-async fn flush_wal(state: &AppState, db: &deadpool_postgres::Object) -> ApiResult<()> {
-    // The change announcement rides along (sent when this transaction commits).
-    state.read_cache.clear();
-    db.batch_execute(&format!(
-        "BEGIN; SELECT pg_current_xact_id(); SELECT pg_notify({}, {}); COMMIT",
-        quote_literal(&state.schema),
-        quote_literal(changes::DATA)
-    ))
-    .await?;
-    Ok(())
+    Ok((status, Json(invoice)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -90,10 +90,9 @@ fn duplicate_username() -> ApiError {
 }
 
 async fn hash(password: String) -> ApiResult<String> {
-    // argon2 is slow on purpose: keep it off the async threads.
-    tokio::task::spawn_blocking(move || accounts::hash_password(&password))
+    accounts::hash_password_async(&password)
         .await
-        .map_err(|_| ApiError::internal())
+        .ok_or_else(ApiError::internal)
 }
 
 async fn list_users(

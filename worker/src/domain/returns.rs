@@ -150,7 +150,15 @@ pub async fn post_return(
     } else {
         cents(value * total / subtotal)
     };
-    let refund = share.min(total - already).max(Decimal::ZERO);
+    // The return that takes the invoice's last units refunds exactly what is left, so the
+    // rounding of earlier partial returns never leaves a cent over or under.
+    let last_units = open.iter().all(|o| o.open == 0);
+    let refund = if last_units {
+        total - already
+    } else {
+        share.min(total - already)
+    }
+    .max(Decimal::ZERO);
     let return_id: i64 = tx
         .query_one(
             "INSERT INTO returns (invoice_id, reason, refund, processed_by) VALUES ($1, $2, $3, $4) RETURNING id",

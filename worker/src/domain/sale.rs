@@ -122,7 +122,7 @@ pub async fn post(
     let key = key
         .map(|k| values::text("Idempotency-Key", k, 200))
         .transpose()?;
-    let fingerprint = request_hash(&sale);
+    let fingerprint = request_hash(&sale, user_id);
     if let Some(key) = &key {
         if let Some(found) = find_by_key(tx, key, &fingerprint).await? {
             return Ok((found, false));
@@ -188,6 +188,13 @@ pub async fn post(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
+    // A retry racing its original waited on the batch locks above; once they are granted the
+    // original has committed (or failed), and this statement sees it: answer with it.
+    if let Some(key) = &key {
+        if let Some(found) = find_by_key(tx, key, &fingerprint).await? {
+            return Ok((found, false));
+        }
+    }
     // First expiry first out.
     batches.sort_by_key(|b| (b.2, b.0));
 
@@ -420,11 +427,12 @@ pub async fn find_by_key(
 }
 
 /// SHA-256 of the validated request, to tell a retry from a different sale reusing a key.
-pub fn fingerprint(req: &SaleRequest) -> ApiResult<Vec<u8>> {
-    Ok(request_hash(&validate(req)?))
+pub fn fingerprint(req: &SaleRequest, user_id: i64) -> ApiResult<Vec<u8>> {
+    Ok(request_hash(&validate(req)?, user_id))
 }
 
-fn request_hash(sale: &Valid) -> Vec<u8> {
-    let canonical = serde_json::to_vec(sale).unwrap_or_default();
+fn request_hash(sale: &Valid, user_id: i64) -> Vec<u8> {
+    // The user is part of it: another cashier reusing a key gets a refusal, not this sale.
+    let canonical = serde_json::to_vec(&(user_id, sale)).unwrap_or_default();
     Sha256::digest(&canonical).to_vec()
 }

@@ -140,7 +140,12 @@ pub async fn post_receipt(
             .find(|r| r.get::<_, i64>(1) == *medicine_id && r.get::<_, &str>(2) == batch_no);
         let batch_id: i64 = match found {
             Some(r) => {
-                if r.get::<_, NaiveDate>(3) != *expires {
+                if r.get::<_, NaiveDate>(3) != *expires
+                    || made.is_some_and(|m| {
+                        r.get::<_, Option<NaiveDate>>(4)
+                            .is_some_and(|known| known != m)
+                    })
+                {
                     return Err(ApiError::conflict(
                         "batch_mismatch",
                         format!(
@@ -213,7 +218,11 @@ pub async fn correct(
             ))
         }
         Correction::Adjustment => {
-            quantity.signum() as i32 * values::quantity("quantity", quantity.abs())?
+            quantity.signum() as i32
+                * values::quantity(
+                    "quantity",
+                    i64::try_from(quantity.unsigned_abs()).unwrap_or(i64::MAX),
+                )?
         }
     };
     let reason = values::text("reason", reason, 200)?;

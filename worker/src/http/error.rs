@@ -169,10 +169,9 @@ impl From<tokio_postgres::Error> for ApiError {
             tracing::warn!(error = %e, "transaction could not complete");
             return Self::unavailable("busy; try again");
         }
-        if *code == SqlState::STRING_DATA_RIGHT_TRUNCATION
-            || *code == SqlState::NUMERIC_VALUE_OUT_OF_RANGE
-            || *code == SqlState::INVALID_TEXT_REPRESENTATION
-        {
+        // Class 22, data exceptions: a value PostgreSQL cannot take (a date out of range, a
+        // number too large, text too long) came from the request.
+        if code.code().starts_with("22") {
             return Self::invalid("", "a value is out of range or malformed");
         }
         tracing::error!(error = ?e.as_db_error().map(|d| d.message()), code = code.code(), "database error");

@@ -86,11 +86,7 @@ async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -
     // A successful write may have changed what the read cache keeps: forget it here and on
     // every other worker of the tenant (the handler's transaction has committed by now).
     let wrote = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let announced = response
-        .extensions()
-        .get::<crate::changes::Announced>()
-        .is_some();
-    if wrote && !announced && response.status().is_success() && path.starts_with("/api/") {
+    if wrote && response.status().is_success() && path.starts_with("/api/") {
         if let Err(e) = crate::changes::data_changed(&state).await {
             tracing::warn!(error = %e.message, "could not announce a change; caches expire on their own");
         }

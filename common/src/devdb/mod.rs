@@ -4,20 +4,29 @@
 //! `initdb`/`pg_ctl`/`postgres`, listens on a Unix socket in its own folder (TCP on 127.0.0.1
 //! only when asked) with scram-sha-256 password auth, and when run as root runs PostgreSQL as
 //! an unprivileged user, since PostgreSQL refuses to run as root.
+//!
+//! This module owns the cluster's life cycle; `files` has the file-system helpers (server
+//! programs, reachability, private files, the launcher lock) and `urls` the connection URLs.
+
+mod files;
+mod urls;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use nix::unistd::{Gid, Uid, User};
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
 use crate::settings::PrivateDbSettings;
+
+use files::{check_reachable, find_bin_dir, write_private};
+pub use urls::{percent_encode, socket_url};
 
 /// The database Apotheca keeps its data in, inside the private cluster.
 pub const DATABASE: &str = "apotheca";
@@ -304,17 +313,7 @@ impl PrivateCluster {
     }
 
     fn lock(&self) -> Result<Flock<File>, DevDbError> {
-        let path = self.run_dir.join("launcher.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io(format!("opening {}", path.display())))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| io(format!("locking {}", path.display()))(e.into()))
+        files::lock(&self.run_dir.join("launcher.lock"))
     }
 
     fn initdb(&self) -> Result<(), DevDbError> {
@@ -434,123 +433,6 @@ impl PrivateCluster {
     }
 }
 
-/// A libpq-style URL for a Unix-socket connection (understood by tokio-postgres and psql).
-pub fn socket_url(
-    user: &str,
-    password: &str,
-    socket_dir: &Path,
-    port: u16,
-    database: &str,
-) -> String {
-    format!(
-        "postgresql://{}:{}@/{}?host={}&port={port}",
-        percent_encode(user),
-        percent_encode(password),
-        percent_encode(database),
-        percent_encode(&socket_dir.display().to_string()),
-    )
-}
-
-/// Percent-encodes everything but unreserved URL characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The newest `/usr/lib/postgresql/<version>/bin` that has the server programs.
-fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, DevDbError> {
-    let has_tools = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres"]
-            .iter()
-            .all(|t| dir.join(t).is_file())
-    };
-    if let Some(dir) = configured {
-        return if has_tools(dir) {
-            Ok(dir.to_path_buf())
-        } else {
-            Err(DevDbError::BinariesMissing(format!(
-                " nor in {}",
-                dir.display()
-            )))
-        };
-    }
-    let mut candidates: Vec<(u32, PathBuf)> = fs::read_dir(DEBIAN_PG_ROOT)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            has_tools(&bin).then_some((version, bin))
-        })
-        .collect();
-    candidates.sort();
-    candidates
-        .pop()
-        .map(|(_, dir)| dir)
-        .ok_or_else(|| DevDbError::BinariesMissing(String::new()))
-}
-
-/// Every folder above `path` must be searchable by the cluster's OS user.
-fn check_reachable(path: &Path, run_as: &RunAs) -> Result<(), DevDbError> {
-    for dir in path.ancestors().skip(1) {
-        let Ok(meta) = fs::metadata(dir) else {
-            continue;
-        };
-        let mode = meta.mode();
-        let searchable = mode & 0o001 != 0
-            || (meta.uid() == run_as.uid.as_raw() && mode & 0o100 != 0)
-            || (meta.gid() == run_as.gid.as_raw() && mode & 0o010 != 0);
-        if !searchable {
-            return Err(DevDbError::NotReachable {
-                user: run_as.name.clone(),
-                path: path.display().to_string(),
-                dir: dir.display().to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Writes a private (0600) file. When we are root, the folders it goes into belong to
-/// PostgreSQL's user, who could have planted a link there: so links are refused (O_NOFOLLOW),
-/// the file must be a plain file with one name, it is emptied only after those checks, and it
-/// is handed over through the open descriptor, never by path.
-fn write_private(path: &Path, content: &str, owner: Option<&RunAs>) -> Result<(), DevDbError> {
-    let what = || format!("writing {}", path.display());
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io(what()))?;
-    let meta = f.metadata().map_err(io(what()))?;
-    if !meta.file_type().is_file() || meta.nlink() != 1 {
-        return Err(DevDbError::Io {
-            what: what(),
-            source: std::io::Error::other("not a plain file of its own; refusing to write it"),
-        });
-    }
-    f.set_len(0).map_err(io(what()))?;
-    f.set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(io(what()))?;
-    f.write_all(content.as_bytes()).map_err(io(what()))?;
-    if let Some(run_as) = owner {
-        std::os::unix::fs::fchown(&f, Some(run_as.uid.as_raw()), Some(run_as.gid.as_raw()))
-            .map_err(io(format!("handing {} over", path.display())))?;
-    }
-    Ok(())
-}
-
 fn check(tool: &str, out: &Output) -> Result<(), DevDbError> {
     if out.status.success() {
         return Ok(());
@@ -564,18 +446,4 @@ fn check(tool: &str, out: &Output) -> Result<(), DevDbError> {
         status: out.status.to_string(),
         output,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_encoded() {
-        let url = socket_url("postgres", "a b", Path::new("/tmp/x y"), 5432, "apotheca");
-        assert_eq!(
-            url,
-            "postgresql://postgres:a%20b@/apotheca?host=%2Ftmp%2Fx%20y&port=5432"
-        );
-    }
 }

@@ -6,11 +6,11 @@
 //! made outside the app (by hand in SQL) can miss.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::http::auth::Auth;
+use crate::readcache::Gate;
 
 /// How long an entry is trusted at most.
 const TTL: Duration = Duration::from_secs(30);
@@ -23,23 +23,18 @@ pub struct Entry {
     pub csrf_secret: Option<Vec<u8>>,
     /// When the session (or token) stops being valid by itself.
     pub expires_at: chrono::DateTime<chrono::Utc>,
-    /// When `last_seen_at` / `last_used_at` was last written for it.
-    pub touched: Instant,
     stored: Instant,
 }
 
 #[derive(Default)]
 pub struct AuthCache {
     entries: Mutex<HashMap<Vec<u8>, Entry>>,
-    /// Bumped by every clear: a lookup that began before a clear must not store its result.
-    generation: AtomicU64,
-    /// Whether the change listener is connected: without it, nothing is cached.
-    live: AtomicBool,
+    gate: Gate,
 }
 
 impl AuthCache {
     pub fn get(&self, token_hash: &[u8]) -> Option<Entry> {
-        if !self.live.load(Ordering::Acquire) {
+        if !self.gate.live() {
             return None;
         }
         let entries = self.entries.lock().ok()?;
@@ -50,7 +45,7 @@ impl AuthCache {
 
     /// The generation to pass to `put`, read before the database lookup.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.gate.generation()
     }
 
     pub fn put(
@@ -61,11 +56,11 @@ impl AuthCache {
         csrf_secret: Option<Vec<u8>>,
         expires_at: chrono::DateTime<chrono::Utc>,
     ) {
-        if !self.live.load(Ordering::Acquire) {
+        if !self.gate.live() {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
-            if self.generation.load(Ordering::Acquire) != generation {
+            if !self.gate.current(generation) {
                 return;
             }
             // Bounded: a flood of distinct tokens cannot grow the worker without limit.
@@ -79,32 +74,15 @@ impl AuthCache {
                     auth,
                     csrf_secret,
                     expires_at,
-                    touched: now,
                     stored: now,
                 },
             );
         }
     }
 
-    /// Records that the entry's last-seen time was written now, with its new expiry.
-    pub fn touched(&self, token_hash: &[u8], expires_at: chrono::DateTime<chrono::Utc>) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if let Some(e) = entries.get_mut(token_hash) {
-                e.touched = Instant::now();
-                e.expires_at = expires_at;
-            }
-        }
-    }
-
-    pub fn forget(&self, token_hash: &[u8]) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(token_hash);
-        }
-    }
-
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.gate.bump();
             entries.clear();
         }
     }
@@ -112,6 +90,6 @@ impl AuthCache {
     /// Turns caching on (the listener is connected) or off; either way, forgets everything.
     pub fn set_live(&self, live: bool) {
         self.clear();
-        self.live.store(live, Ordering::Release);
+        self.gate.set_live(live);
     }
 }

@@ -21,10 +21,41 @@ use crate::state::AppState;
 /// Most answers kept at once (a flood of distinct queries cannot grow the worker).
 const MAX_ENTRIES: usize = 2_000;
 
-pub struct ReadCache {
-    entries: Mutex<HashMap<String, (Bytes, Instant)>>,
+/// What the worker's caches share: whether they may be used at all (the change listener is
+/// connected) and a generation that every clear bumps, so that a result computed before a
+/// clear is never stored after it.
+#[derive(Debug, Default)]
+pub struct Gate {
     generation: AtomicU64,
     live: AtomicBool,
+}
+
+impl Gate {
+    pub fn live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether nothing was cleared since `generation` was read.
+    pub fn current(&self, generation: u64) -> bool {
+        self.generation() == generation
+    }
+
+    pub fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+    }
+}
+
+pub struct ReadCache {
+    entries: Mutex<HashMap<String, (Bytes, Instant)>>,
+    gate: Gate,
     /// Zero: the cache is off.
     ttl: Duration,
 }
@@ -33,14 +64,13 @@ impl ReadCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             entries: Mutex::default(),
-            generation: AtomicU64::new(0),
-            live: AtomicBool::new(false),
+            gate: Gate::default(),
             ttl,
         }
     }
 
     fn get(&self, key: &str) -> Option<Bytes> {
-        if self.ttl.is_zero() || !self.live.load(Ordering::Acquire) {
+        if self.ttl.is_zero() || !self.gate.live() {
             return None;
         }
         let entries = self.entries.lock().ok()?;
@@ -49,11 +79,11 @@ impl ReadCache {
     }
 
     fn put(&self, generation: u64, key: String, body: Bytes) {
-        if self.ttl.is_zero() || !self.live.load(Ordering::Acquire) {
+        if self.ttl.is_zero() || !self.gate.live() {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
-            if self.generation.load(Ordering::Acquire) != generation {
+            if !self.gate.current(generation) {
                 return;
             }
             if entries.len() >= MAX_ENTRIES {
@@ -65,7 +95,7 @@ impl ReadCache {
 
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.gate.bump();
             entries.clear();
         }
     }
@@ -73,7 +103,7 @@ impl ReadCache {
     /// Turns caching on (the listener is connected) or off; either way, forgets everything.
     pub fn set_live(&self, live: bool) {
         self.clear();
-        self.live.store(live, Ordering::Release);
+        self.gate.set_live(live);
     }
 }
 
@@ -87,7 +117,7 @@ where
     if let Some(body) = state.read_cache.get(key) {
         return Ok(json(body));
     }
-    let generation = state.read_cache.generation.load(Ordering::Acquire);
+    let generation = state.read_cache.gate.generation();
     let value = make().await?;
     let body = Bytes::from(serde_json::to_vec(&value).map_err(|_| ApiError::internal())?);
     state

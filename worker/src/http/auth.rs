@@ -97,10 +97,9 @@ impl FromRequestParts<AppState> for Auth {
 
 async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
     let hash = accounts::token_hash(token);
+    // A remembered login is re-read (and its last use written) once its entry expires.
     if let Some(entry) = state.auth_cache.get(&hash) {
-        if entry.touched.elapsed() < TOUCH_EVERY {
-            return Ok(entry.auth);
-        }
+        return Ok(entry.auth);
     }
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
@@ -149,14 +148,12 @@ async fn by_session(
 ) -> ApiResult<Auth> {
     let hash = accounts::token_hash(token);
     if let Some(entry) = state.auth_cache.get(&hash) {
-        if entry.touched.elapsed() < TOUCH_EVERY {
-            check_csrf(
-                method,
-                entry.csrf_secret.as_deref().unwrap_or_default(),
-                csrf,
-            )?;
-            return Ok(entry.auth);
-        }
+        check_csrf(
+            method,
+            entry.csrf_secret.as_deref().unwrap_or_default(),
+            csrf,
+        )?;
+        return Ok(entry.auth);
     }
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
@@ -199,9 +196,6 @@ async fn by_session(
         .put(generation, hash, auth.clone(), Some(secret), expires_at);
     Ok(auth)
 }
-
-/// A cached login is re-read from the database (and its last use written) this often.
-const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// State-changing requests with the session cookie must carry the session's CSRF token.
 fn check_csrf(method: &Method, secret: &[u8], csrf: Option<&[u8]>) -> ApiResult<()> {

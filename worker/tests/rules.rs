@@ -130,6 +130,45 @@ impl Shop {
     }
 }
 
+/// Posts the same sale with the same key `n` times at once; every answer must be the sale
+/// (201 or 200). Returns how many distinct invoices came back.
+async fn racing_retries(
+    shop: &std::sync::Arc<Shop>,
+    s: &Session,
+    body: &Value,
+    key: &'static str,
+    n: usize,
+) -> usize {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (shop, s, body) = (shop.clone(), s.clone(), body.clone());
+            tokio::spawn(async move {
+                shop.app
+                    .call_with(
+                        Method::POST,
+                        "/api/v1/sales",
+                        Some(&s),
+                        Some(body),
+                        &[("idempotency-key", key)],
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
+            "a retry must get the sale, not {}: {}",
+            r.status,
+            r.body
+        );
+        ids.insert(r.body["id"].as_i64().unwrap());
+    }
+    ids.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rule_1_and_12_fifty_concurrent_sales_of_ten_units() {
     let tenant = apotheca_testkit::TestTenant::new("acme").await;
@@ -765,34 +804,7 @@ async fn rule_11_a_retried_sale_makes_one_invoice() {
     );
     // Ten retries racing each other: one invoice.
     let shop = std::sync::Arc::new(shop);
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (shop, s, body) = (shop.clone(), s.clone(), body.clone());
-            tokio::spawn(async move {
-                shop.app
-                    .call_with(
-                        Method::POST,
-                        "/api/v1/sales",
-                        Some(&s),
-                        Some(body),
-                        &[("idempotency-key", "sale-2")],
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let mut ids = std::collections::HashSet::new();
-    for t in tasks {
-        let r = t.await.unwrap();
-        assert!(
-            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
-            "{}: {}",
-            r.status,
-            r.body
-        );
-        ids.insert(r.body["id"].as_i64().unwrap());
-    }
-    assert_eq!(ids.len(), 1);
+    assert_eq!(racing_retries(&shop, &s, &body, "sale-2", 10).await, 1);
     assert_eq!(shop.stock(m).await, 96);
     let n: i64 = shop
         .app
@@ -848,34 +860,7 @@ async fn rule_11_a_retry_racing_its_original_for_the_last_units_gets_the_sale() 
     shop.receive(m, &[("L", 100, 2)]).await;
     let s = shop.app.login("staff").await;
     let body = json!({"payment_method": "card", "lines": [{"medicine_id": m, "quantity": 2}]});
-    let tasks: Vec<_> = (0..6)
-        .map(|_| {
-            let (shop, s, body) = (shop.clone(), s.clone(), body.clone());
-            tokio::spawn(async move {
-                shop.app
-                    .call_with(
-                        Method::POST,
-                        "/api/v1/sales",
-                        Some(&s),
-                        Some(body),
-                        &[("idempotency-key", "last")],
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let mut ids = std::collections::HashSet::new();
-    for t in tasks {
-        let r = t.await.unwrap();
-        assert!(
-            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
-            "a retry must get the sale, not {}: {}",
-            r.status,
-            r.body
-        );
-        ids.insert(r.body["id"].as_i64().unwrap());
-    }
-    assert_eq!(ids.len(), 1);
+    assert_eq!(racing_retries(&shop, &s, &body, "last", 6).await, 1);
     assert_eq!(shop.stock(m).await, 0);
     // Another cashier reusing the key gets a refusal, not that sale.
     let other = shop.app.login("admin").await;

@@ -297,10 +297,9 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
             continue;
         }
         let password = Alphanumeric.sample_string(&mut rand::rng(), 14);
-        let for_hash = password.clone();
-        let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&for_hash))
+        let hash = accounts::hash_password_async(&password)
             .await
-            .map_err(|_| SeedError::Rule(ApiError::internal()))?;
+            .ok_or(SeedError::Rule(ApiError::internal()))?;
         tx.execute(
             "INSERT INTO users (username, password_hash, full_name, role) VALUES ($1, $2, $3, $4)",
             &[&username, &hash, &full_name, &role],

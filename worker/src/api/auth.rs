@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::accounts::{self, Role};
+use super::users::{self, user_from_row, User, USER_COLUMNS};
+use crate::accounts;
 use crate::http::auth::{Auth, SESSION_COOKIE};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
@@ -35,16 +36,6 @@ pub fn routes() -> Router<AppState> {
 struct Login {
     username: String,
     password: String,
-}
-
-#[derive(Serialize)]
-pub struct UserOut {
-    pub id: i64,
-    pub username: String,
-    pub full_name: String,
-    pub email: Option<String>,
-    pub role: Role,
-    pub active: bool,
 }
 
 /// The client address the proxy saw (the last X-Forwarded-For hop is the one our proxy
@@ -121,7 +112,7 @@ async fn login(
     }
     let user = db
         .query_opt(
-            "SELECT id, password_hash, username, full_name, email, role, active FROM users WHERE lower(username) = $1",
+            "SELECT id, password_hash, active FROM users WHERE lower(username) = $1",
             &[&username],
         )
         .await?;
@@ -131,7 +122,7 @@ async fn login(
         .unwrap_or_else(|| accounts::dummy_hash().to_owned());
     let matches = accounts::verify_password_async(&hash, &body.password).await;
     let user = match user {
-        Some(u) if matches && u.get::<_, bool>(6) => u,
+        Some(u) if matches && u.get::<_, bool>(2) => u,
         _ => return Err(ApiError::unauthorized("wrong username or password")),
     };
     let user_id: i64 = user.get(0);
@@ -164,22 +155,15 @@ async fn login(
         &[&username, &attempt],
     )
     .await?;
-    db.execute(
-        "UPDATE users SET last_login_at = now() WHERE id = $1",
-        &[&user_id],
-    )
-    .await?;
-    let out = UserOut {
-        id: user_id,
-        username: user.get(2),
-        full_name: user.get(3),
-        email: user.get(4),
-        role: user
-            .get::<_, String>(5)
-            .parse()
-            .map_err(|_| ApiError::internal())?,
-        active: true,
-    };
+    let row = db
+        .query_one(
+            &format!(
+                "UPDATE users SET last_login_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ),
+            &[&user_id],
+        )
+        .await?;
+    let out = user_from_row(&row)?;
     let body = Json(json!({"user": out, "csrf_token": hex::encode(&csrf_secret)}));
     Ok((
         [(header::SET_COOKIE, session_cookie(&token, &headers))],
@@ -206,31 +190,8 @@ async fn logout(
     Ok(([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response())
 }
 
-pub async fn load_user(state: &AppState, id: i64) -> ApiResult<UserOut> {
-    let row = state
-        .db()
-        .await?
-        .query_opt(
-            "SELECT id, username, full_name, email, role, active FROM users WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(UserOut {
-        id: row.get(0),
-        username: row.get(1),
-        full_name: row.get(2),
-        email: row.get(3),
-        role: row
-            .get::<_, String>(4)
-            .parse()
-            .map_err(|_| ApiError::internal())?,
-        active: row.get(5),
-    })
-}
-
-async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<UserOut>> {
-    Ok(Json(load_user(&state, auth.user_id).await?))
+async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<User>> {
+    Ok(Json(users::load(&**state.db().await?, auth.user_id).await?))
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 
 use crate::accounts::{self, Area, Role};
-use crate::http::auth::Auth;
+use crate::http::auth::{parse_role, Auth};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -38,10 +38,10 @@ pub struct User {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-const USER_COLUMNS: &str =
+pub(crate) const USER_COLUMNS: &str =
     "id, username, full_name, email, role, active, created_at, last_login_at";
 
-fn user_from_row(r: &tokio_postgres::Row) -> ApiResult<User> {
+pub(crate) fn user_from_row(r: &tokio_postgres::Row) -> ApiResult<User> {
     Ok(User {
         id: r.get(0),
         username: r.get(1),
@@ -51,14 +51,6 @@ fn user_from_row(r: &tokio_postgres::Row) -> ApiResult<User> {
         active: r.get(5),
         created_at: r.get(6),
         last_login_at: r.get(7),
-    })
-}
-
-/// A role stored in the database; the CHECK makes an unknown one a bug, not bad input.
-fn parse_role(raw: &str) -> ApiResult<Role> {
-    raw.parse().map_err(|e: String| {
-        tracing::error!(error = %e, "a user row has an unknown role");
-        ApiError::internal()
     })
 }
 
@@ -128,16 +120,19 @@ async fn user_detail(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<User>> {
     auth.require(Area::Users)?;
-    let row = state
-        .db()
-        .await?
+    Ok(Json(load(&**state.db().await?, id).await?))
+}
+
+/// One user, or 404.
+pub(crate) async fn load(db: &tokio_postgres::Client, id: i64) -> ApiResult<User> {
+    let row = db
         .query_opt(
             &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
             &[&id],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(user_from_row(&row)?))
+    user_from_row(&row)
 }
 
 #[derive(Debug, Deserialize)]

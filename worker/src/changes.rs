@@ -9,6 +9,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls};
 
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+
 use crate::state::AppState;
 
 /// Logins changed: sessions ended, users or tokens changed.
@@ -27,11 +32,24 @@ pub async fn announce(
     Ok(())
 }
 
-/// Forgets this worker's kept reads and tells the tenant's other workers to do the same.
-pub async fn data_changed(state: &AppState) -> crate::http::error::ApiResult<()> {
-    state.read_cache.clear();
-    announce(&**state.db().await?, &state.schema, DATA).await?;
-    Ok(())
+/// Route layer for the routes whose writes change what the read cache keeps: after each
+/// successful write (its transaction has committed by then), forgets this worker's kept reads
+/// and tells the tenant's other workers to do the same. A failed announcement is logged: the
+/// write stands, and the other workers' entries expire on their own.
+pub async fn announce_writes(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let wrote = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(req).await;
+    if wrote && response.status().is_success() {
+        state.read_cache.clear();
+        let announced = async {
+            announce(&**state.db().await?, &state.schema, DATA).await?;
+            Ok::<_, crate::http::error::ApiError>(())
+        };
+        if let Err(e) = announced.await {
+            tracing::warn!(error = %e.message, "could not announce a change; caches expire on their own");
+        }
+    }
+    response
 }
 
 fn set_live(state: &AppState, live: bool) {

@@ -1,6 +1,7 @@
 //! Answers of the hottest reads (the medicines list and page, the counter search), kept as
-//! ready-made JSON and served without touching the database. Every write that changes stock or
-//! medicines is announced on the tenant's channel (`changes`), and every worker then forgets
+//! ready-made JSON and served without touching the database. Every write through the routes
+//! that change stock, medicines, suppliers or settings is announced on the tenant's channel
+//! (`changes::announce_writes`), and every worker then forgets
 //! all it kept; nothing is kept while this worker is not listening, and nothing for longer
 //! than `[worker] read_cache_secs`. A read that raced a write is not stored (generations).
 

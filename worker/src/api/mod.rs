@@ -18,19 +18,28 @@ pub mod users;
 
 use axum::Router;
 
+use crate::changes;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(auth::routes())
+pub fn router(state: &AppState) -> Router<AppState> {
+    // Writes through these change what the read cache keeps (stock, medicines, suppliers,
+    // settings): each successful one is announced to every worker of the tenant.
+    let stock_writes = Router::new()
         .merge(suppliers::routes())
         .merge(sales::routes())
         .merge(stock::routes())
         .merge(medicines::routes())
+        .merge(admin::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            changes::announce_writes,
+        ));
+    Router::new()
+        .merge(stock_writes)
+        .merge(auth::routes())
         .merge(counter::routes())
         .merge(customers::routes())
         .merge(alerts::routes())
-        .merge(admin::routes())
         .merge(users::routes())
         .merge(reports::routes())
         .merge(dashboard::routes())

@@ -8,7 +8,7 @@ pub mod json;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,7 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_apotheca/health", get(health))
         .route("/_apotheca/stats", get(stats))
-        .nest("/api/v1", crate::api::router())
+        .nest("/api/v1", crate::api::router(&state))
         .fallback(|| async { ApiError::not_found("page") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -62,7 +62,6 @@ async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -
         .headers()
         .get(TENANT_HEADER)
         .map(|v| v.as_bytes() != state.schema.as_bytes());
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let mut response = async {
         if misdirected == Some(true) {
@@ -83,14 +82,6 @@ async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -
     }
     .instrument(span.clone())
     .await;
-    // A successful write may have changed what the read cache keeps: forget it here and on
-    // every other worker of the tenant (the handler's transaction has committed by now).
-    let wrote = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if wrote && response.status().is_success() && path.starts_with("/api/") {
-        if let Err(e) = crate::changes::data_changed(&state).await {
-            tracing::warn!(error = %e.message, "could not announce a change; caches expire on their own");
-        }
-    }
     let status = response.status().as_u16();
     let latency = started.elapsed().as_micros() as u64;
     span.record("status", status);

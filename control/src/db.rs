@@ -2,6 +2,7 @@
 //! else the private cluster, started on demand), admin connections and pools, and the URLs
 //! tenant roles log in with.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apotheca_common::devdb::{percent_encode, socket_url, PrivateCluster};
@@ -19,6 +20,9 @@ pub struct Database {
     config: Config,
     /// Set when the private cluster is in use.
     pub private: Option<PrivateCluster>,
+    /// The connection `open` made to see whether the private cluster is up, handed out by
+    /// the first `connect` instead of opening another.
+    probe: Arc<Mutex<Option<Client>>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -40,7 +44,10 @@ impl Database {
                 // Fast path: the cluster is up and the database answers.
                 if let Ok(url) = cluster.admin_url() {
                     if let Ok(db) = Self::from_url(url, Some(cluster.clone())) {
-                        if db.connect().await.is_ok() {
+                        if let Ok(client) = db.connect().await {
+                            if let Ok(mut probe) = db.probe.lock() {
+                                *probe = Some(client);
+                            }
                             return Ok(db);
                         }
                     }
@@ -61,6 +68,7 @@ impl Database {
             admin_url: url,
             config,
             private,
+            probe: Arc::default(),
         })
     }
 
@@ -77,6 +85,10 @@ impl Database {
     }
 
     pub async fn connect(&self) -> Result<Client> {
+        let probe = self.probe.lock().ok().and_then(|mut p| p.take());
+        if let Some(client) = probe.filter(|c| !c.is_closed()) {
+            return Ok(client);
+        }
         let (client, conn) = self.config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -90,17 +90,17 @@ impl Secret {
             Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(b"apotheca secret check");
         let check = hex::encode(mac.finalize().into_bytes());
-        client
-            .execute(
-                "INSERT INTO public.control_state (key, value) VALUES ('secret_check', $1)
-                 ON CONFLICT (key) DO NOTHING",
-                &[&check],
-            )
-            .await?;
+        // One statement: the value just recorded, or (the insert did nothing) the one on record.
         let recorded: String = client
             .query_one(
-                "SELECT value FROM public.control_state WHERE key = 'secret_check'",
-                &[],
+                "WITH ins AS (
+                     INSERT INTO public.control_state (key, value) VALUES ('secret_check', $1)
+                     ON CONFLICT (key) DO NOTHING RETURNING value)
+                 SELECT value FROM ins
+                 UNION ALL
+                 SELECT value FROM public.control_state WHERE key = 'secret_check'
+                 LIMIT 1",
+                &[&check],
             )
             .await?
             .get(0);

@@ -93,41 +93,43 @@ impl Bound {
         shutdown: impl Future<Output = ()> + Send + 'static,
         deadline: Duration,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        };
-        let mut stopped = stop_rx.clone();
-        let overtime = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(deadline).await;
-        };
-        let result = match self {
+        match self {
             Self::Unix(listener, path) => {
-                let served = axum::serve(listener, app).with_graceful_shutdown(signal);
-                let r = tokio::select! {
-                    r = served => r,
-                    () = overtime => {
-                        tracing::warn!("in-flight requests outlived the shutdown deadline");
-                        Ok(())
-                    }
-                };
+                let served = serve_until(listener, app, shutdown, deadline).await;
                 let _ = std::fs::remove_file(path);
-                r
+                served
             }
-            Self::Tcp(listener, _) => {
-                let served = axum::serve(listener, app).with_graceful_shutdown(signal);
-                tokio::select! {
-                    r = served => r,
-                    () = overtime => {
-                        tracing::warn!("in-flight requests outlived the shutdown deadline");
-                        Ok(())
-                    }
-                }
-            }
-        };
-        result
+            Self::Tcp(listener, _) => serve_until(listener, app, shutdown, deadline).await,
+        }
+    }
+}
+
+/// Serves until `shutdown`, then waits for in-flight requests at most `deadline`.
+async fn serve_until<L>(
+    listener: L,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    deadline: Duration,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let overtime = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        r = served => r,
+        () = overtime => {
+            tracing::warn!("in-flight requests outlived the shutdown deadline");
+            Ok(())
+        }
     }
 }
 

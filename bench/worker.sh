@@ -3,7 +3,8 @@
 # then 10 s each of: list medicines (50 rows), one medicine, a two-line sale. Prints JSON lines
 # and a summary; everything runs on a throwaway private cluster and is stopped at the end.
 # Knobs: DURATION (s, default 10), CONNS (default 64), POOL (worker DB connections, default 4),
-# READ_CACHE_SECS (the worker's read cache; 0 turns it off, default 5), SKIP_BUILD=1.
+# READ_CACHE_SECS (the worker's read cache; 0 turns it off, default 5), SKIP_BUILD=1,
+# PERF_SALE=FILE (record a system-wide `perf` profile of the sale run into FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -81,8 +82,14 @@ DETAIL=$(run detail --path "/api/v1/medicines/$M1")
 echo "$DETAIL"
 # Two lines, rotating over the 60 bench medicines (as the peer's bill scenario cycles).
 SALE_BODY='{"payment_method":"card","lines":[{"medicine_id":{n},"quantity":1},{"medicine_id":{m},"quantity":2}]}'
+PERF_PID=
+if [[ -n ${PERF_SALE:-} ]]; then
+  perf record -a -F ${PERF_FREQ:-1999} ${PERF_ARGS:-} -o "$PERF_SALE" -- sleep "$DURATION" 2>/dev/null &
+  PERF_PID=$!
+fi
 SALE=$(run sale --method POST --path /api/v1/sales --body "$SALE_BODY" --cycle 60 --cycle-base "$M1")
 echo "$SALE"
+[[ -z $PERF_PID ]] || wait "$PERF_PID"
 RSS_AFTER=$(awk '/^VmRSS/ {print $2}' "/proc/$WORKER_PID/status")
 echo "{\"rss_after_load_kb\": $RSS_AFTER}"
 

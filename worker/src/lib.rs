@@ -11,6 +11,7 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod readcache;
+pub mod sale_queue;
 pub mod seed;
 pub mod server;
 pub mod settings;

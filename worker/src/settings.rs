@@ -43,6 +43,9 @@ pub struct WorkerSettings {
     /// may be served from memory; writes through any worker of the tenant drop them at once.
     /// 0 turns that cache off.
     pub read_cache_secs: u64,
+    /// Sale batches written at once (each one transaction of the sales waiting); at most
+    /// `pool_size`.
+    pub sale_writers: usize,
 }
 
 impl Default for WorkerSettings {
@@ -58,6 +61,7 @@ impl Default for WorkerSettings {
             smtp_relay: None,
             mail_from: "apotheca@localhost".to_owned(),
             read_cache_secs: 5,
+            sale_writers: 2,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What every request handler shares: the tenant's schema, its database pool, settings, load
-//! figures, the login cache.
+//! figures, the login and read caches, the sale queue.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use tokio_postgres::NoTls;
 use crate::authcache::AuthCache;
 use crate::http::error::{ApiError, ApiResult};
 use crate::readcache::ReadCache;
+use crate::sale_queue::SaleQueue;
 use crate::settings::WorkerSettings;
 use crate::stats::Stats;
 
@@ -24,6 +25,8 @@ pub struct Inner {
     pub auth_cache: AuthCache,
     /// Ready answers of the hottest reads (likewise).
     pub read_cache: ReadCache,
+    /// Sales waiting to be posted, in batches.
+    pub sale_queue: SaleQueue,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,7 +65,17 @@ impl AppState {
             stats: Stats::default(),
             auth_cache: AuthCache::default(),
             read_cache,
+            sale_queue: SaleQueue::default(),
         })))
+    }
+
+    /// A handle that does not keep the state alive (for background tasks).
+    pub fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+
+    pub fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(Self)
     }
 
     pub async fn db(&self) -> ApiResult<Object> {

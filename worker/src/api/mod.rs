@@ -36,6 +36,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         ));
     Router::new()
         .merge(stock_writes)
+        .merge(sales::sale_route())
         .merge(auth::routes())
         .merge(counter::routes())
         .merge(customers::routes())

@@ -12,21 +12,27 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::Area;
 use crate::domain::invoices::{self, Invoice};
 use crate::domain::returns::{self, ReturnRequest};
-use crate::domain::sale::{self, SaleRequest};
+use crate::domain::sale::{Pending, Posted, SaleRequest};
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
+use crate::sale_queue;
 use crate::state::AppState;
 use crate::values::Page;
 use axum::response::{IntoResponse, Response};
 
+/// Invoices, returns and voids; their writes are announced by the caller's route layer.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/sales", post(create_sale))
         .route("/invoices", get(list))
         .route("/invoices/{id}", get(detail))
         .route("/invoices/{id}/returns", post(create_return))
         .route("/invoices/{id}/void", post(void))
+}
+
+/// Posting a sale: announced by the sale queue, once per batch.
+pub fn sale_route() -> Router<AppState> {
+    Router::new().route("/sales", post(create_sale))
 }
 
 /// 201 with the new invoice; 200 with the earlier one when the Idempotency-Key was used
@@ -46,33 +52,15 @@ async fn create_sale(
         ),
         None => None,
     };
-    let mut db = state.db().await?;
-    let tx = db.transaction().await?;
-    let (id, created) = match sale::post(&tx, auth.user_id, &req, key.as_deref()).await {
-        Ok(done) => {
-            tx.commit().await?;
-            done
+    let sale = Pending::new(auth.user_id, &auth.username, &req, key.as_deref())?;
+    Ok(match sale_queue::post(&state, sale).await? {
+        Posted::New(invoice) => (StatusCode::CREATED, Json(invoice)).into_response(),
+        Posted::Earlier(id) => {
+            let db = state.db().await?;
+            let invoice = invoices::load(&db, id, None).await?;
+            (StatusCode::OK, Json(invoice)).into_response()
         }
-        Err(e) if sale::is_duplicate_key(&e) => {
-            // The same key committed concurrently: answer with that sale.
-            drop(tx);
-            let tx = db.transaction().await?;
-            let fingerprint = sale::fingerprint(&req, auth.user_id)?;
-            let key = key.as_deref().unwrap_or_default();
-            match sale::find_by_key(&tx, key, &fingerprint).await? {
-                Some(id) => (id, false),
-                None => return Err(e),
-            }
-        }
-        Err(e) => return Err(e),
-    };
-    let invoice = invoices::load(&db, id, None).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(invoice)).into_response())
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -133,7 +133,7 @@ pub async fn load(
         .iter()
         .map(|r| Return { id: r.get(0), reason: r.get(1), refund: r.get(2), processed_by: r.get(3), created_at: r.get(4) })
         .collect();
-    let refunded = returns.iter().map(|r| r.refund).sum();
+    let refunded = super::money(returns.iter().map(|r| r.refund).sum());
     Ok(Invoice {
         id: row.get(0),
         number: row.get(1),

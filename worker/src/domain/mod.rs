@@ -16,6 +16,12 @@ pub fn cents(value: Decimal) -> Decimal {
     value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
+/// Money as numeric(14,2) gives it back: exactly two decimal places.
+pub fn money(mut value: Decimal) -> Decimal {
+    value.rescale(2);
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,191 @@
+//! The worker's sale queue: every sale the counter posts waits here, and up to
+//! `[worker] sale_writers` writers post what is waiting as one batch each
+//! ([`crate::domain::sale::post_batch`]): one transaction, one commit, one change announcement
+//! for the batch. An idle counter's sale is posted at once (a batch of one); a busy one's
+//! sales share the statements and the disk flush instead of queueing for them one by one.
+//!
+//! A batch whose transaction fails before its commit is posted again one sale at a time, so
+//! one sale's failure never becomes another's. A failure at the commit itself is answered as
+//! it is: whether those sales were kept is then unknown, and retrying could sell twice.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::changes;
+use crate::domain::sale::{self, Pending, Posted};
+use crate::http::error::{ApiError, ApiResult};
+use crate::state::{AppState, Inner};
+
+/// The most sales in one batch.
+const MAX_BATCH: usize = 64;
+
+struct Job {
+    sale: Pending,
+    reply: oneshot::Sender<ApiResult<Posted>>,
+}
+
+pub struct SaleQueue {
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Taken by the dispatcher, which starts with the first sale.
+    waiting: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+}
+
+impl Default for SaleQueue {
+    fn default() -> Self {
+        let (jobs, waiting) = mpsc::unbounded_channel();
+        Self {
+            jobs,
+            waiting: Mutex::new(Some(waiting)),
+        }
+    }
+}
+
+/// Posts `sale` with whatever else is waiting, and answers for it alone.
+pub async fn post(state: &AppState, sale: Pending) -> ApiResult<Posted> {
+    let queue = &state.sale_queue;
+    let first = queue.waiting.lock().map(|mut w| w.take()).unwrap_or(None);
+    if let Some(waiting) = first {
+        let writers = state
+            .settings
+            .sale_writers
+            .clamp(1, state.settings.pool_size.max(1));
+        tokio::spawn(dispatch(state.downgrade(), waiting, writers));
+    }
+    let (reply, answer) = oneshot::channel();
+    queue
+        .jobs
+        .send(Job { sale, reply })
+        .map_err(|_| ApiError::unavailable("the worker is shutting down"))?;
+    answer
+        .await
+        .map_err(|_| ApiError::unavailable("the worker is shutting down"))?
+}
+
+/// Hands what is waiting to a writer whenever one is free.
+async fn dispatch(state: Weak<Inner>, mut waiting: mpsc::UnboundedReceiver<Job>, writers: usize) {
+    let free = Arc::new(Semaphore::new(writers));
+    loop {
+        let Ok(writer) = free.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = waiting.recv().await else {
+            return;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(state) = AppState::upgrade(&state) else {
+            return;
+        };
+        tokio::spawn(async move {
+            write(&state, jobs).await;
+            drop(writer);
+        });
+    }
+}
+
+async fn write(state: &AppState, jobs: Vec<Job>) {
+    let sales: Vec<Pending> = jobs.iter().map(|j| j.sale.clone()).collect();
+    match attempt(state, &sales).await {
+        Outcome::Posted(answers) => {
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+        Outcome::RolledBack(e) if jobs.len() > 1 => {
+            tracing::warn!(error = %e.message, sales = jobs.len(), "a batch of sales failed; posting them one by one");
+            for job in jobs {
+                let answer = alone(state, &job.sale).await;
+                let _ = job.reply.send(answer);
+            }
+        }
+        Outcome::RolledBack(e) => {
+            for job in jobs {
+                let answer = after_rollback(state, &job.sale, e.clone()).await;
+                let _ = job.reply.send(answer);
+            }
+        }
+        Outcome::CommitFailed(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Posts one sale in a transaction of its own.
+async fn alone(state: &AppState, sale: &Pending) -> ApiResult<Posted> {
+    match attempt(state, std::slice::from_ref(sale)).await {
+        Outcome::Posted(mut answers) => answers.pop().unwrap_or_else(|| Err(ApiError::internal())),
+        Outcome::RolledBack(e) => after_rollback(state, sale, e).await,
+        Outcome::CommitFailed(e) => Err(e),
+    }
+}
+
+enum Outcome {
+    /// Committed; each sale's answer, in order.
+    Posted(Vec<ApiResult<Posted>>),
+    /// The transaction failed before its commit: nothing was kept.
+    RolledBack(ApiError),
+    /// The commit failed: whether the sales were kept is unknown.
+    CommitFailed(ApiError),
+}
+
+/// One transaction for `sales`.
+async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
+    let mut db = match state.db().await {
+        Ok(db) => db,
+        Err(e) => return Outcome::RolledBack(e),
+    };
+    let tx = match db.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return Outcome::RolledBack(e.into()),
+    };
+    let posted = async {
+        let answers = sale::post_batch(&tx, sales).await?;
+        let made = answers.iter().any(|a| matches!(a, Ok(Posted::New(_))));
+        if made {
+            // Delivered at the commit, once for the batch.
+            changes::announce(&*tx, &state.schema, changes::DATA).await?;
+        }
+        Ok::<_, ApiError>((answers, made))
+    }
+    .await;
+    let (answers, made) = match posted {
+        Ok(posted) => posted,
+        // Dropping the transaction rolls it back.
+        Err(e) => return Outcome::RolledBack(e),
+    };
+    if let Err(e) = tx.commit().await {
+        return Outcome::CommitFailed(e.into());
+    }
+    if made {
+        state.read_cache.clear();
+    }
+    Outcome::Posted(answers)
+}
+
+/// The answer for a sale whose transaction was rolled back with `e`: when another transaction
+/// committed the same key at the same moment, that sale's invoice; otherwise the error.
+async fn after_rollback(state: &AppState, sale: &Pending, e: ApiError) -> ApiResult<Posted> {
+    if !sale::is_duplicate_key(&e) {
+        return Err(e);
+    }
+    earlier(state, sale, e).await
+}
+
+/// A sale whose key another transaction committed at the same moment: that sale's invoice.
+async fn earlier(state: &AppState, sale: &Pending, race: ApiError) -> ApiResult<Posted> {
+    let mut db = state.db().await?;
+    let tx = db.transaction().await?;
+    let key = sale.key().unwrap_or_default();
+    match sale::find_by_key(&tx, key, sale.fingerprint()).await? {
+        Some(id) => Ok(Posted::Earlier(id)),
+        None => Err(race),
+    }
+}

@@ -1,0 +1,252 @@
+//! Sales posted in batches: each sale of a batch is judged alone, in order; the answer to a
+//! sale is the invoice as it reads back; one sale's failure in the database never fails the
+//! sales that happened to share its batch.
+
+mod support;
+
+use apotheca_worker::domain::sale::{post_batch, Pending, Posted, SaleRequest};
+use serde_json::{json, Value};
+use support::{Session, TestApp};
+
+async fn medicine(app: &TestApp, name: &str, price: &str, stock: i32) -> i64 {
+    app.db()
+        .await
+        .query_one(
+            "WITH m AS (INSERT INTO medicines (name, dosage_form, sale_price)
+                        VALUES ($1, 'tablet', $2::text::numeric) RETURNING id),
+                  b AS (INSERT INTO batches (medicine_id, batch_no, expires_on, quantity_on_hand, unit_cost)
+                        SELECT id, 'B-' || id, current_date + 300, $3, 1.00 FROM m RETURNING id),
+                  l AS (INSERT INTO stock_movements (batch_id, quantity, reason) SELECT id, $3, 'receipt' FROM b)
+             SELECT id FROM m",
+            &[&name, &price, &stock],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn request(lines: &[(i64, i64)], customer_id: Option<i64>) -> SaleRequest {
+    serde_json::from_value(json!({
+        "payment_method": "card",
+        "customer_id": customer_id,
+        "lines": lines.iter().map(|(m, q)| json!({"medicine_id": m, "quantity": q})).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+async fn stock(app: &TestApp, medicine: i64) -> i64 {
+    app.db()
+        .await
+        .query_one(
+            "SELECT sum(quantity_on_hand)::bigint FROM batches WHERE medicine_id = $1",
+            &[&medicine],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn ledger_disagreements(app: &TestApp) -> i64 {
+    app.db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
+                 (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The invoice as `GET /invoices/{id}` shows it.
+async fn read_back(app: &TestApp, s: &Session, id: i64) -> Value {
+    app.expect(200, app.get(&format!("/api/v1/invoices/{id}"), s).await)
+        .await
+}
+
+#[tokio::test]
+async fn each_sale_of_a_batch_is_judged_alone_in_order() {
+    let app = TestApp::new("acme").await;
+    let boss = app.login("pharmacist").await;
+    let a = medicine(&app, "Amoxicillin 250", "3.10", 5).await;
+    let b = medicine(&app, "Brufen 400", "1.25", 3).await;
+    let staff: i64 = app
+        .db()
+        .await
+        .query_one("SELECT id FROM users WHERE username = 'staff'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sale = |lines: &[(i64, i64)], customer: Option<i64>, key: Option<&str>| {
+        Pending::new(staff, "staff", &request(lines, customer), key).unwrap()
+    };
+    let sales = vec![
+        sale(&[(a, 3)], None, None),          // 0: made, number 1
+        sale(&[(a, 3)], None, None),          // 1: only 2 of A left
+        sale(&[(b, 1)], Some(999_999), None), // 2: no such customer
+        sale(&[(a, 2), (b, 1)], None, None),  // 3: made, number 2
+        sale(&[(b, 1)], None, Some("k-1")),   // 4: made, number 3
+        sale(&[(b, 1)], None, Some("k-1")),   // 5: the same sale again: 4's invoice
+        sale(&[(b, 2)], None, Some("k-1")),   // 6: the key reused for another sale
+        sale(&[(999_999, 1)], None, None),    // 7: no such medicine
+    ];
+    let mut db = app.db().await;
+    let tx = db.transaction().await.unwrap();
+    let answers = post_batch(&tx, &sales).await.expect("the batch posts");
+    tx.commit().await.unwrap();
+    drop(db);
+
+    let mut made = Vec::new();
+    for (i, answer) in answers.iter().enumerate() {
+        match (i, answer) {
+            (0 | 3 | 4, Ok(Posted::New(invoice))) => made.push(invoice),
+            (1, Err(e)) => assert_eq!(e.code, "insufficient_stock"),
+            (2, Err(e)) => assert_eq!(
+                (e.status.as_u16(), e.field.as_deref()),
+                (404, Some("customer_id"))
+            ),
+            (5, Ok(Posted::Earlier(id))) => assert_eq!(*id, made[2].id),
+            (6, Err(e)) => assert_eq!(
+                (e.status.as_u16(), e.field.as_deref()),
+                (422, Some("Idempotency-Key"))
+            ),
+            (7, Err(e)) => assert_eq!(e.status.as_u16(), 404),
+            (i, other) => panic!("sale {i}: unexpected {other:?}"),
+        }
+    }
+    let numbers: Vec<i64> = made.iter().map(|i| i.number).collect();
+    assert_eq!(numbers, [1, 2, 3], "numbered in order, gap-free");
+    assert_eq!(stock(&app, a).await, 0);
+    assert_eq!(stock(&app, b).await, 1);
+    assert_eq!(ledger_disagreements(&app).await, 0);
+    let references: Vec<String> = app
+        .db()
+        .await
+        .query(
+            "SELECT reference FROM stock_movements WHERE reason = 'sale' ORDER BY reference",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(references, ["INV-1", "INV-2", "INV-2", "INV-3"]);
+    // What the batch answered is what reads back.
+    for invoice in made {
+        assert_eq!(
+            serde_json::to_value(invoice).unwrap(),
+            read_back(&app, &boss, invoice.id).await
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_answer_to_a_sale_is_the_invoice_as_it_reads_back() {
+    let app = TestApp::new("acme").await;
+    let boss = app.login("pharmacist").await;
+    app.db()
+        .await
+        .execute("UPDATE settings SET tax_rate = 0.13", &[])
+        .await
+        .unwrap();
+    let a = medicine(&app, "Cetirizine 10", "0.85", 40).await;
+    let b = medicine(&app, "Dolo 650", "2.35", 40).await;
+    let customer = app
+        .expect(
+            201,
+            app.post(
+                "/api/v1/customers",
+                &boss,
+                json!({"name": "Sita Sharma", "phone": "+977 9800000000"}),
+            )
+            .await,
+        )
+        .await["id"]
+        .clone();
+    let cashier = app.login("staff").await;
+    let posted = app
+        .expect(
+            201,
+            app.post(
+                "/api/v1/sales",
+                &cashier,
+                json!({"payment_method": "cash", "customer_id": customer, "discount": 1,
+                       "amount_received": 50, "lines": [
+                    {"medicine_id": a, "quantity": 3}, {"medicine_id": b, "quantity": 7},
+                    {"medicine_id": a, "quantity": 2}]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(posted["billed_by_username"], "staff");
+    assert_eq!(
+        posted["lines"].as_array().unwrap().len(),
+        2,
+        "lines merged per medicine"
+    );
+    assert_eq!(
+        posted,
+        read_back(&app, &boss, posted["id"].as_i64().unwrap()).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_sale_failing_in_the_database_never_fails_the_others() {
+    let app = std::sync::Arc::new(TestApp::new("acme").await);
+    let good = medicine(&app, "Good medicine", "1.00", 1000).await;
+    let bad = medicine(&app, "Cursed medicine", "1.00", 1000).await;
+    // A failure only the database knows about: a trigger the worker cannot foresee.
+    app.tenant
+        .db
+        .client()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION acme.refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'cursed'; END $$;
+             CREATE TRIGGER refuse_cursed BEFORE INSERT ON acme.invoice_lines
+             FOR EACH ROW WHEN (NEW.medicine_id = {bad}) EXECUTE FUNCTION acme.refuse_cursed();"
+        ))
+        .await
+        .unwrap();
+    let cashier = app.login("staff").await;
+    // Sent all at once, so the sale queue batches them together.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (app, s) = (app.clone(), cashier.clone());
+            let m = if i % 10 == 5 { bad } else { good };
+            tokio::spawn(async move {
+                let r = app
+                    .post(
+                        "/api/v1/sales",
+                        &s,
+                        json!({"payment_method": "card", "lines": [{"medicine_id": m, "quantity": 1}]}),
+                    )
+                    .await;
+                (m, r.status.as_u16())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (m, status) = t.await.unwrap();
+        if m == bad {
+            assert_eq!(status, 500, "the cursed sale fails");
+        } else {
+            assert_eq!(status, 201, "a good sale never fails with a bad one");
+        }
+    }
+    assert_eq!(stock(&app, good).await, 1000 - 36);
+    assert_eq!(stock(&app, bad).await, 1000);
+    assert_eq!(ledger_disagreements(&app).await, 0);
+    let numbers: Vec<i64> = app
+        .db()
+        .await
+        .query("SELECT number FROM invoices ORDER BY number", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(numbers, (1..=36).collect::<Vec<_>>(), "gap-free");
+}

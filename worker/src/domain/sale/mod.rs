@@ -5,6 +5,7 @@
 //! posts any number of sales in one transaction.
 
 pub mod batch;
+mod write;
 
 use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;

@@ -1,0 +1,276 @@
+//! The write half of a batch of sales: every row of the accepted sales (invoices, lines,
+//! allocations, ledger, stock, numbers) in one statement, and their invoices built from what
+//! was written.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use rust_decimal::Decimal;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::batch::{Accepted, Stock};
+use super::{duplicate_key, Pending};
+use crate::domain::invoices::{Allocation, Invoice, Line};
+use crate::domain::money;
+use crate::http::error::ApiResult;
+
+/// Writes the accepted sales, numbers them, and builds their invoices.
+pub(super) async fn write(
+    tx: &Transaction<'_>,
+    sales: &[Pending],
+    accepted: &[Accepted],
+    stock: &[Stock],
+    tax_rate: Decimal,
+) -> ApiResult<Vec<Invoice>> {
+    // Invoices, then lines (with the invoice's position), then allocations (with the line's
+    // position), as parallel arrays.
+    let mut inv = InvoiceColumns::default();
+    let mut ln = LineColumns::default();
+    let mut al = AllocationColumns::default();
+    for (n, a) in accepted.iter().enumerate() {
+        let p = &sales[a.index];
+        let s = &p.sale;
+        inv.customer_id.push(s.customer_id);
+        inv.customer_name.push(a.customer_name.as_deref());
+        inv.customer_phone.push(a.customer_phone.as_deref());
+        inv.billed_by.push(p.user_id);
+        inv.payment.push(s.payment.as_str());
+        inv.subtotal.push(a.subtotal);
+        inv.discount.push(s.discount);
+        inv.tax.push(a.tax);
+        inv.total.push(a.total);
+        inv.received.push(a.received);
+        inv.change.push(a.change);
+        inv.key.push(p.key.as_deref());
+        inv.hash
+            .push(p.key.as_ref().map(|_| p.fingerprint.as_slice()));
+        for (i, ((medicine_id, q), line)) in s.lines.iter().zip(&a.lines).enumerate() {
+            ln.invoice.push(n as i32 + 1);
+            ln.line_no.push(i as i32 + 1);
+            ln.medicine_id.push(*medicine_id);
+            ln.name.push(line.name.as_str());
+            ln.quantity.push(*q);
+            ln.price.push(line.price);
+            ln.total.push(line.price * Decimal::from(*q));
+            for (b, q) in &line.takes {
+                al.line.push(ln.line_no.len() as i32);
+                al.batch.push(stock[*b].id);
+                al.quantity.push(*q);
+                al.user.push(p.user_id);
+            }
+        }
+    }
+    let stmt = tx.prepare_cached(WRITE_SALES).await?;
+    let params: [&(dyn ToSql + Sync); 25] = [
+        &inv.customer_id,
+        &inv.customer_name,
+        &inv.customer_phone,
+        &inv.billed_by,
+        &inv.payment,
+        &inv.subtotal,
+        &inv.discount,
+        &tax_rate,
+        &inv.tax,
+        &inv.total,
+        &inv.received,
+        &inv.change,
+        &inv.key,
+        &inv.hash,
+        &ln.invoice,
+        &ln.line_no,
+        &ln.medicine_id,
+        &ln.name,
+        &ln.quantity,
+        &ln.price,
+        &ln.total,
+        &al.line,
+        &al.batch,
+        &al.quantity,
+        &al.user,
+    ];
+    let row = match tx.query_one(&stmt, &params).await {
+        Ok(row) => row,
+        Err(e)
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                && inv.key.iter().any(Option::is_some) =>
+        {
+            return Err(duplicate_key())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let first: i64 = row.get(0);
+    let invoice_ids: Vec<i64> = row.get(1);
+    let line_ids: Vec<i64> = row.get(2);
+    let created_at: DateTime<Utc> = row.get(3);
+
+    // The answers, from what was written.
+    let mut line_at = 0;
+    Ok(accepted
+        .iter()
+        .zip(&invoice_ids)
+        .enumerate()
+        .map(|(n, (a, id))| {
+            let p = &sales[a.index];
+            let s = &p.sale;
+            let lines = s
+                .lines
+                .iter()
+                .zip(&a.lines)
+                .enumerate()
+                .map(|(i, ((medicine_id, q), taken))| {
+                    let line = Line {
+                        id: line_ids[line_at],
+                        line_no: i as i32 + 1,
+                        medicine_id: *medicine_id,
+                        medicine_name: taken.name.clone(),
+                        quantity: *q,
+                        unit_price: taken.price,
+                        line_total: money(taken.price * Decimal::from(*q)),
+                        returned: 0,
+                        batches: taken
+                            .takes
+                            .iter()
+                            .map(|(b, q)| Allocation {
+                                batch_id: stock[*b].id,
+                                batch_no: stock[*b].batch_no.clone(),
+                                expires_on: stock[*b].expires_on,
+                                quantity: *q,
+                            })
+                            .collect(),
+                    };
+                    line_at += 1;
+                    line
+                })
+                .collect();
+            Invoice {
+                id: *id,
+                number: first + n as i64,
+                created_at,
+                customer_id: s.customer_id,
+                customer_name: a.customer_name.clone(),
+                customer_phone: a.customer_phone.clone(),
+                billed_by: p.user_id,
+                billed_by_username: p.username.clone(),
+                payment_method: s.payment.as_str().to_owned(),
+                subtotal: money(a.subtotal),
+                discount: money(s.discount),
+                tax_rate,
+                tax: money(a.tax),
+                total: money(a.total),
+                amount_received: money(a.received),
+                change_due: money(a.change),
+                status: "completed".to_owned(),
+                voided_at: None,
+                void_reason: None,
+                lines,
+                returns: Vec::new(),
+                refunded: money(Decimal::ZERO),
+            }
+        })
+        .collect())
+}
+
+#[derive(Default)]
+struct InvoiceColumns<'a> {
+    customer_id: Vec<Option<i64>>,
+    customer_name: Vec<Option<&'a str>>,
+    customer_phone: Vec<Option<&'a str>>,
+    billed_by: Vec<i64>,
+    payment: Vec<&'static str>,
+    subtotal: Vec<Decimal>,
+    discount: Vec<Decimal>,
+    tax: Vec<Decimal>,
+    total: Vec<Decimal>,
+    received: Vec<Decimal>,
+    change: Vec<Decimal>,
+    key: Vec<Option<&'a str>>,
+    hash: Vec<Option<&'a [u8]>>,
+}
+
+#[derive(Default)]
+struct LineColumns<'a> {
+    /// 1-based position of the line's invoice.
+    invoice: Vec<i32>,
+    line_no: Vec<i32>,
+    medicine_id: Vec<i64>,
+    name: Vec<&'a str>,
+    quantity: Vec<i32>,
+    price: Vec<Decimal>,
+    total: Vec<Decimal>,
+}
+
+#[derive(Default)]
+struct AllocationColumns {
+    /// 1-based position of the allocation's line.
+    line: Vec<i32>,
+    batch: Vec<i64>,
+    quantity: Vec<i32>,
+    user: Vec<i64>,
+}
+
+/// Every write of a batch of sales, in one statement. $1–$14 the invoices ($8, the tax rate,
+/// is one for all), $15–$21 the lines ($15: the invoice's position), $22–$25 the allocations
+/// ($22: the line's position). Ids are drawn from the tables' own sequences in position order,
+/// so rows are tied together by position, never by the order RETURNING happens to give.
+///
+/// The tenant's invoice counter moves once for the whole batch: the batch's numbers are
+/// consecutive, in position order, and gap-free (a rolled-back batch rolls its numbers back).
+/// The counter row is locked after the batches, like every sale does, so it never deadlocks;
+/// concurrent batches of the same medicines are already queued on the batch locks.
+///
+/// Returns the first number, the ids of the invoices and of the lines in position order, and
+/// the transaction's time (every row's `created_at` / `at`).
+const WRITE_SALES: &str = "
+WITH inv_ids AS MATERIALIZED (
+    SELECT ord, nextval('invoices_id_seq') AS id
+    FROM generate_series(1, cardinality($4::bigint[])) AS ord ORDER BY ord
+), line_ids AS MATERIALIZED (
+    SELECT ord, nextval('invoice_lines_id_seq') AS id
+    FROM generate_series(1, cardinality($15::int[])) AS ord ORDER BY ord
+), n AS (
+    UPDATE invoice_counter SET last_number = last_number + cardinality($4::bigint[])
+    RETURNING last_number - cardinality($4::bigint[]) AS base
+), inv AS (
+    INSERT INTO invoices (id, number, customer_id, customer_name, customer_phone, billed_by,
+                          payment_method, subtotal, discount, tax_rate, tax, total,
+                          amount_received, change_due, idempotency_key, request_hash)
+    SELECT i.id, n.base + t.ord, t.customer_id, t.customer_name, t.customer_phone, t.billed_by,
+           t.payment, t.subtotal, t.discount, $8, t.tax, t.total, t.received, t.change, t.key,
+           t.hash
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::numeric[],
+                $7::numeric[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[],
+                $13::text[], $14::bytea[])
+         WITH ORDINALITY AS t(customer_id, customer_name, customer_phone, billed_by, payment,
+                              subtotal, discount, tax, total, received, change, key, hash, ord)
+    JOIN inv_ids i USING (ord) CROSS JOIN n
+), lines AS (
+    INSERT INTO invoice_lines (id, invoice_id, line_no, medicine_id, medicine_name, quantity,
+                               unit_price, line_total)
+    SELECT li.id, i.id, t.line_no, t.medicine_id, t.name, t.quantity, t.price, t.total
+    FROM unnest($15::int[], $16::int[], $17::bigint[], $18::text[], $19::int[], $20::numeric[],
+                $21::numeric[])
+         WITH ORDINALITY AS t(invoice, line_no, medicine_id, name, quantity, price, total, ord)
+    JOIN line_ids li USING (ord)
+    JOIN inv_ids i ON i.ord = t.invoice
+), alloc AS (
+    INSERT INTO invoice_line_batches (invoice_line_id, batch_id, invoice_id, medicine_id, quantity)
+    SELECT li.id, a.batch, i.id, ($17::bigint[])[a.line], a.quantity
+    FROM unnest($22::int[], $23::bigint[], $24::int[]) AS a(line, batch, quantity)
+    JOIN line_ids li ON li.ord = a.line
+    JOIN inv_ids i ON i.ord = ($15::int[])[a.line]
+), ledger AS (
+    INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id)
+    SELECT a.batch, -a.quantity, 'sale', 'INV-' || (n.base + ($15::int[])[a.line]), a.user_id
+    FROM unnest($22::int[], $23::bigint[], $24::int[], $25::bigint[])
+         AS a(line, batch, quantity, user_id)
+    CROSS JOIN n
+), stock AS (
+    UPDATE batches SET quantity_on_hand = batches.quantity_on_hand - s.quantity
+    FROM (SELECT batch, sum(quantity)::int AS quantity
+          FROM unnest($23::bigint[], $24::int[]) AS a(batch, quantity) GROUP BY batch) s
+    WHERE batches.id = s.batch
+)
+SELECT (SELECT base + 1 FROM n),
+       (SELECT array_agg(id ORDER BY ord) FROM inv_ids),
+       (SELECT array_agg(id ORDER BY ord) FROM line_ids),
+       now()";

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod api;
 pub mod authcache;
 pub mod changes;
+pub mod channel;
 pub mod domain;
 pub mod http;
 pub mod mail;
@@ -42,9 +43,18 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "tcp:127.0.0.1:0")]
     pub listen: server::Listen,
     /// Write "ready <address>" on this inherited descriptor once listening and the database
-    /// answers (control uses it).
+    /// answers (for scripts; control uses --control-fd).
     #[arg(long, value_name = "FD")]
     pub ready_fd: Option<i32>,
+    /// Control's channel: an inherited stream socket. The worker says "ready <address>" on it,
+    /// reports its load every --report-interval-ms, drains when control says "drain", and
+    /// drains and exits by itself when the channel closes (control is gone).
+    #[arg(long, value_name = "FD", conflicts_with = "ready_fd")]
+    pub control_fd: Option<i32>,
+    /// How often to report load on the control channel.
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "control_fd",
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub report_interval_ms: u64,
     /// The tenant role's connection URL (`apotheca db url --schema S` prints it).
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -99,6 +109,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("error: no database URL: pass --database-url or DATABASE_URL (see `apotheca db url --schema {schema}`)");
         return ExitCode::from(2);
     };
+    // Taken before anything else, so a bad descriptor is refused at once.
+    let channel = match cli.control_fd.map(channel::Channel::inherit).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --control-fd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let version = match startup::check(&url, &schema).await {
         Ok(version) => version,
         Err(e) => {
@@ -110,15 +128,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         println!("schema {schema}: role and search_path OK, migration version {version:04}");
         return ExitCode::SUCCESS;
     }
-    match serve(
-        cli.listen,
-        cli.ready_fd,
-        &schema,
-        &url,
-        loaded.settings.worker,
-    )
-    .await
-    {
+    let announce = match channel {
+        Some(channel) => Announce::Control {
+            channel,
+            interval: std::time::Duration::from_millis(cli.report_interval_ms),
+        },
+        None => Announce::ReadyFd(cli.ready_fd),
+    };
+    match serve(cli.listen, announce, &schema, &url, loaded.settings.worker).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -127,10 +144,22 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Binds, announces readiness, serves until SIGTERM/SIGINT, drains, closes the pool.
+/// How the worker tells the world it is ready.
+enum Announce {
+    /// `--ready-fd N` (or nothing): one line, then the descriptor is left alone.
+    ReadyFd(Option<i32>),
+    /// `--control-fd N`: the process contract with control.
+    Control {
+        channel: channel::Channel,
+        interval: std::time::Duration,
+    },
+}
+
+/// Binds, announces readiness, serves until SIGTERM/SIGINT (or, under control, a drain or the
+/// channel's end), drains, closes the pool.
 async fn serve(
     listen: server::Listen,
-    ready_fd: Option<i32>,
+    announce: Announce,
     schema: &str,
     url: &str,
     settings: settings::WorkerSettings,
@@ -145,15 +174,38 @@ async fn serve(
     if matches!(listen, server::Listen::Tcp(_)) {
         println!("listening on {address}");
     }
-    if let Some(fd) = ready_fd {
-        server::announce_ready(fd, &address)
-            .map_err(|e| format!("writing to the ready descriptor {fd}: {e}"))?;
-    }
     let (stop_listener, stopped) = tokio::sync::watch::channel(false);
     let listener = { tokio::spawn(changes::listen(state.clone(), url.to_owned(), stopped)) };
     let app = http::router(state.clone());
+    let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match announce {
+        Announce::ReadyFd(fd) => {
+            if let Some(fd) = fd {
+                server::announce_ready(fd, &address)
+                    .map_err(|e| format!("writing to the ready descriptor {fd}: {e}"))?;
+            }
+            Box::pin(server::shutdown_signal())
+        }
+        Announce::Control {
+            mut channel,
+            interval,
+        } => {
+            channel
+                .ready(&address)
+                .await
+                .map_err(|e| format!("saying ready on the control channel: {e}"))?;
+            let state = state.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    () = server::shutdown_signal() => {}
+                    why = channel.supervise(&state.stats, interval) => {
+                        tracing::info!("{why}: finishing in-flight requests");
+                    }
+                }
+            })
+        }
+    };
     bound
-        .serve(app, server::shutdown_signal(), deadline)
+        .serve(app, shutdown, deadline)
         .await
         .map_err(|e| format!("serving: {e}"))?;
     let _ = stop_listener.send(true);

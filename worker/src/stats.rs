@@ -1,28 +1,41 @@
-//! The worker's own load figures: requests in flight, requests served, resident memory.
-//! Read by `/_apotheca/stats` and (later) reported to control.
+//! The worker's own load figures: requests in flight, requests served, time spent answering
+//! them, resident memory. Read by `/_apotheca/stats` and reported to control
+//! ([`crate::channel`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::channel::Load;
 
 #[derive(Debug, Default)]
 pub struct Stats {
     in_flight: AtomicU64,
     served: AtomicU64,
+    busy_us: AtomicU64,
 }
 
 /// Counts a request as in flight until dropped.
-pub struct InFlight<'a>(&'a Stats);
+pub struct InFlight<'a> {
+    stats: &'a Stats,
+    started: Instant,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.served.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.busy_us.fetch_add(us, Ordering::Relaxed);
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.served.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Stats {
     pub fn begin(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+        InFlight {
+            stats: self,
+            started: Instant::now(),
+        }
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -31,6 +44,21 @@ impl Stats {
 
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Microseconds spent answering requests, summed over the requests that finished.
+    pub fn busy_us(&self) -> u64 {
+        self.busy_us.load(Ordering::Relaxed)
+    }
+
+    /// Everything at once, with the current RSS: what the worker reports to control.
+    pub fn load(&self) -> Load {
+        Load {
+            in_flight: self.in_flight(),
+            served: self.served(),
+            rss_bytes: rss_bytes(),
+            busy_us: self.busy_us(),
+        }
     }
 }
 

@@ -24,10 +24,16 @@ pub const TENANT_HEADER: &str = "x-apotheca-tenant";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/_apotheca/health", get(health))
-        .route("/_apotheca/stats", get(stats))
-        .nest("/api/v1", crate::api::router(&state))
+        .route("/_apotheca/stats", get(stats));
+    // The public schema holds no pharmacy: its worker serves only the public site.
+    let router = if state.schema == apotheca_common::names::SchemaName::PUBLIC {
+        router
+    } else {
+        router.nest("/api/v1", crate::api::router(&state))
+    };
+    router
         .fallback(|| async { ApiError::not_found("page") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

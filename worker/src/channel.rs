@@ -1,0 +1,215 @@
+//! The worker's side of the process contract with control (ARCHITECTURE.md, "Process
+//! contract"), and the messages both sides speak. Control hands the worker one end of a stream
+//! socketpair (`--control-fd N`); over it, one line per message:
+//!
+//! - worker → control: `ready <address>` once it listens and the database answered, then
+//!   `load <in_flight> <served> <rss_bytes> <busy_us>` every report interval;
+//! - control → worker: `drain` (stop accepting, finish what is in flight, exit 0).
+//!
+//! The end of the channel (EOF, or a failed write) means control is gone: the worker drains
+//! and exits by itself, so a killed control never leaves orphans serving on.
+
+use std::fmt;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use crate::stats::Stats;
+
+/// One load report: what control scales and guards memory on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Load {
+    /// Requests being answered right now.
+    pub in_flight: u64,
+    /// Requests answered since the worker started.
+    pub served: u64,
+    /// Resident memory.
+    pub rss_bytes: u64,
+    /// Time spent answering requests since the worker started, summed over requests: its
+    /// growth over an interval divided by the interval is the mean number of requests in
+    /// flight, which a single sample of `in_flight` only guesses at.
+    pub busy_us: u64,
+}
+
+/// What a worker says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerMessage {
+    Ready { address: String },
+    Load(Load),
+}
+
+/// What control says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlMessage {
+    Drain,
+}
+
+impl fmt::Display for WorkerMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready { address } => write!(f, "ready {address}"),
+            Self::Load(l) => write!(
+                f,
+                "load {} {} {} {}",
+                l.in_flight, l.served, l.rss_bytes, l.busy_us
+            ),
+        }
+    }
+}
+
+impl WorkerMessage {
+    pub fn parse(line: &str) -> Result<Self, String> {
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match word {
+            "ready" if !rest.is_empty() => Ok(Self::Ready {
+                address: rest.to_owned(),
+            }),
+            "load" => {
+                let numbers: Vec<u64> = rest
+                    .split(' ')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("bad load report {line:?}"))?;
+                match numbers[..] {
+                    [in_flight, served, rss_bytes, busy_us] => Ok(Self::Load(Load {
+                        in_flight,
+                        served,
+                        rss_bytes,
+                        busy_us,
+                    })),
+                    _ => Err(format!("bad load report {line:?}")),
+                }
+            }
+            _ => Err(format!("unknown message {line:?}")),
+        }
+    }
+}
+
+impl fmt::Display for ControlMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Drain => f.write_str("drain"),
+        }
+    }
+}
+
+impl ControlMessage {
+    pub fn parse(line: &str) -> Result<Self, String> {
+        match line {
+            "drain" => Ok(Self::Drain),
+            _ => Err(format!("unknown message {line:?}")),
+        }
+    }
+}
+
+/// The worker's end of the channel.
+pub struct Channel {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Channel {
+    /// Takes over the inherited descriptor `fd`. It must be a stream socket (control makes a
+    /// socketpair); anything else is refused here, before the worker does any work.
+    pub fn inherit(fd: i32) -> std::io::Result<Self> {
+        use nix::sys::stat::{fstat, SFlag};
+        // SAFETY: only looked at; if `fd` is not open, fstat fails with EBADF.
+        let stat = fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+            .map_err(std::io::Error::from)?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("descriptor {fd} is not a socket"),
+            ));
+        }
+        // SAFETY: the descriptor is open (fstat succeeded) and was handed to this process for
+        // this use only; from here on this Channel owns and closes it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let std_stream = std::os::unix::net::UnixStream::from(owned);
+        std_stream.set_nonblocking(true)?;
+        let (read, write) = UnixStream::from_std(std_stream)?.into_split();
+        Ok(Self {
+            reader: BufReader::new(read),
+            writer: write,
+        })
+    }
+
+    /// Says `ready <address>`.
+    pub async fn ready(&mut self, address: &str) -> std::io::Result<()> {
+        let line = format!(
+            "{}\n",
+            WorkerMessage::Ready {
+                address: address.to_owned()
+            }
+        );
+        self.writer.write_all(line.as_bytes()).await
+    }
+
+    /// Reports load every `interval` and listens for control's messages. Returns when control
+    /// asks for a drain or is gone (EOF, a read or write error, a message it cannot have sent):
+    /// either way the worker should stop.
+    pub async fn supervise(self, stats: &Stats, interval: Duration) -> &'static str {
+        let Self {
+            mut reader,
+            mut writer,
+        } = self;
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut line = String::new();
+        loop {
+            tokio::select! {
+                read = reader.read_line(&mut line) => {
+                    match read {
+                        Ok(0) | Err(_) => return "control closed the channel",
+                        Ok(_) => match ControlMessage::parse(line.trim_end()) {
+                            Ok(ControlMessage::Drain) => return "control asked for a drain",
+                            Err(e) => {
+                                tracing::error!(error = %e, "unreadable message from control");
+                                return "control sent an unreadable message";
+                            }
+                        },
+                    }
+                }
+                _ = ticks.tick() => {
+                    let report = WorkerMessage::Load(stats.load());
+                    if writer.write_all(format!("{report}\n").as_bytes()).await.is_err() {
+                        return "control stopped reading the channel";
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [
+            WorkerMessage::Ready {
+                address: "unix:/run/a b.sock".into(),
+            },
+            WorkerMessage::Load(Load {
+                in_flight: 3,
+                served: 40,
+                rss_bytes: 7_000_000,
+                busy_us: 12,
+            }),
+        ] {
+            assert_eq!(WorkerMessage::parse(&m.to_string()), Ok(m));
+        }
+        assert_eq!(
+            ControlMessage::parse(&ControlMessage::Drain.to_string()),
+            Ok(ControlMessage::Drain)
+        );
+        assert!(WorkerMessage::parse("ready").is_err());
+        assert!(WorkerMessage::parse("load 1 2 3").is_err());
+        assert!(WorkerMessage::parse("load 1 2 3 x").is_err());
+        assert!(ControlMessage::parse("drain now").is_err());
+    }
+}

@@ -1,6 +1,7 @@
 //! The `apotheca` command line: its arguments (clap) and what each command prints.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use apotheca_common::names::{DomainName, SchemaName};
 use apotheca_common::settings::LogFormat;
@@ -10,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "apotheca",
     version,
-    about = "Apotheca control: provision pharmacies (tenants), migrate their schemas, run the private database",
+    about = "Apotheca control: provision pharmacies (tenants), migrate their schemas, supervise their workers, run the private database",
     long_about = "Apotheca control: the only component that changes the database's shape.\n\n\
         Settings come from defaults, then apotheca.toml (--config, APOTHECA_CONFIG, or the working folder), \
         then APOTHECA_* environment variables (APOTHECA_SECTION__KEY). The database is --database-url, \
@@ -114,6 +115,103 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
     },
+    /// Run the daemon: supervise every tenant's workers and serve its API.
+    ///
+    /// In the foreground: spawns, wakes, scales, restarts and reaps every tenant's workers and
+    /// the public site's, and serves the API on a Unix socket ([control.serve] socket).
+    /// SIGTERM or SIGINT drains every worker and exits 0; a second one kills them.
+    Serve,
+    /// Wake a tenant: return once one of its workers is ready, printing its endpoints.
+    ///
+    /// Exit 1 if none is ready in time, 2 for an unknown tenant. Needs `apotheca serve`.
+    Wake {
+        /// A tenant schema, or `public` for the public site.
+        #[arg(long, value_name = "SCHEMA", value_parser = parse_target)]
+        schema: String,
+        /// Give up after this long, e.g. 10s (default: [control.serve] wake_timeout_ms).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Workers per tenant, restarts, last exit and policy, as the daemon sees them.
+    ///
+    /// Each worker with its pid, state, uptime, requests in flight and served, RSS. Needs
+    /// `apotheca serve`.
+    Status {
+        /// Only this tenant (or `public`).
+        #[arg(long, value_name = "SCHEMA", value_parser = parse_target)]
+        schema: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's worker policy; a running daemon applies it at once.
+    Scale(ScaleArgs),
+    /// Rolling restart: replace workers one at a time, each new one ready first.
+    ///
+    /// Each new worker is ready before an old one drains, so no request fails. Also lifts a
+    /// crash-loop mark. Needs `apotheca serve`.
+    Restart {
+        /// A tenant schema, or `public` for the public site.
+        #[arg(long, value_name = "SCHEMA", value_parser = parse_target, required_unless_present = "all", conflicts_with = "all")]
+        schema: Option<String>,
+        /// Every tenant and the public site.
+        #[arg(long)]
+        all: bool,
+        /// Stop waiting after this long (the restart goes on), e.g. 5m (default 300s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: SchemaName,
+    /// Workers kept running even when idle (0: scale to zero).
+    #[arg(long, value_name = "N")]
+    pub min: Option<u16>,
+    /// At most this many workers (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max: Option<u16>,
+    /// Idle this long, the tenant goes down to its min, e.g. 300s, 5m, 1h (at least 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Requests in flight per worker above which another worker is added (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_inflight: Option<u16>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `public` (the public site) or a tenant schema name.
+pub fn parse_target(raw: &str) -> Result<String, String> {
+    if raw == SchemaName::PUBLIC {
+        return Ok(raw.to_owned());
+    }
+    SchemaName::parse(raw)
+        .map(|s| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A duration: a whole number with a unit (`ms`, `s`, `m`/`min`, `h`), or seconds alone:
+/// `300`, `90s`, `5m`, `1h`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let bad = || format!("{raw:?} is not a duration like 300, 90s, 5m or 1h");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    ms.map(Duration::from_millis).ok_or_else(bad)
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,4 +283,24 @@ pub struct CreateTenantArgs {
     /// generated and printed once.
     #[arg(long, value_name = "FILE", requires = "admin_user")]
     pub admin_password_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "m", "5 weeks", "-1s", "1.5s", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_target("public"), Ok("public".into()));
+        assert!(parse_target("pg_catalog").is_err());
+    }
 }

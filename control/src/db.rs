@@ -98,6 +98,17 @@ impl Database {
         Ok(client)
     }
 
+    /// An admin connection whose driver the caller runs: a LISTEN receives its notifications
+    /// through it (`Connection::poll_message`).
+    pub async fn connect_driven(
+        &self,
+    ) -> Result<(
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    )> {
+        Ok(self.config.connect(NoTls).await?)
+    }
+
     /// A pool of at most `size` admin connections, opened lazily.
     pub fn pool(&self, size: usize) -> Result<Pool> {
         let manager = Manager::from_config(

@@ -1,6 +1,7 @@
-//! Apotheca control (`apotheca`): the ops CLI over the tenancy core. It is the only component
-//! that changes the database's shape: it runs the private cluster ([`db`]), applies migrations
-//! ([`migrate`]) and provisions tenants with their roles and domains ([`tenants`], [`roles`]).
+//! Apotheca control (`apotheca`): the ops CLI over the tenancy core, and the daemon. It is the
+//! only component that changes the database's shape: it runs the private cluster ([`db`]),
+//! applies migrations ([`migrate`]) and provisions tenants with their roles and domains
+//! ([`tenants`], [`roles`]). `apotheca serve` ([`serve`]) supervises every tenant's workers.
 //! `main.rs` only parses the command line and calls [`run`].
 
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod migrate;
 pub mod roles;
+pub mod serve;
 pub mod settings;
 pub mod spares;
 pub mod tenants;

@@ -222,6 +222,50 @@ pub fn activate_role_sql(
     )
 }
 
+/// The role the public site's workers log in as: the `public` schema's counterpart of a
+/// tenant role (one per database, hence the hash, like [`group_role`]).
+pub fn public_role(database: &str) -> String {
+    let digest = Sha256::digest(format!("{database}\0public site").as_bytes());
+    format!("apotheca_public_{}", &hex::encode(digest)[..8])
+}
+
+/// Creates the public site's role if it is missing and (re)sets what it may do: log in to this
+/// database only (through the tenant group), `search_path` fixed to `public`, the tenant
+/// roles' timeouts and connection limit, and read the migration records, which is how a worker
+/// checks that the schema it serves is at the version it was built for. Nothing else: it owns
+/// no objects and may not create any (`public` gives PUBLIC no CREATE).
+pub fn public_role_sql(
+    role: &str,
+    password: &str,
+    database: &str,
+    limits: &TenantRoleSettings,
+) -> String {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let r = quote_ident(role);
+    let db = quote_ident(database);
+    format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN
+                 CREATE ROLE {r} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT
+                     NOREPLICATION NOBYPASSRLS;
+             END IF;
+         END $$;
+         GRANT {group} TO {r};
+         ALTER ROLE {r} LOGIN CONNECTION LIMIT {limit} PASSWORD {verifier};
+         ALTER ROLE {r} IN DATABASE {db} SET search_path TO public;
+         ALTER ROLE {r} IN DATABASE {db} SET statement_timeout TO {st};
+         ALTER ROLE {r} IN DATABASE {db} SET idle_in_transaction_session_timeout TO {it};
+         GRANT USAGE ON SCHEMA public TO {r};
+         GRANT SELECT ON public.apotheca_migrations TO {r};\n",
+        lit = quote_literal(role),
+        group = quote_ident(&group_role(database)),
+        limit = limits.connection_limit,
+        verifier = quote_literal(&verifier),
+        st = quote_literal(&limits.statement_timeout),
+        it = quote_literal(&limits.idle_in_transaction_session_timeout),
+    )
+}
+
 /// The slow path: grants on whatever the schema holds now. Only for a schema migrated by an
 /// admin other than the one whose default privileges cover it.
 pub fn grants_sql(role: &str, schema: &str) -> String {

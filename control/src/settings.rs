@@ -44,7 +44,7 @@ impl Settings {
         if !self.control.tenant_url.contains("{domain}") {
             return Err("[control] tenant_url must contain {domain}".into());
         }
-        Ok(())
+        self.control.serve.check()
     }
 }
 
@@ -75,6 +75,7 @@ pub struct ControlSettings {
     /// How a tenant is reached in a browser, printed by `create-tenant`; `{domain}` is replaced.
     pub tenant_url: String,
     pub tenant_role: TenantRoleSettings,
+    pub serve: ServeSettings,
 }
 
 impl Default for ControlSettings {
@@ -86,6 +87,7 @@ impl Default for ControlSettings {
             spare_schemas: 4,
             tenant_url: "http://{domain}:8080/".to_owned(),
             tenant_role: TenantRoleSettings::default(),
+            serve: ServeSettings::default(),
         }
     }
 }
@@ -110,6 +112,109 @@ impl Default for TenantRoleSettings {
     }
 }
 
+/// `[control.serve]`: the daemon, `apotheca serve`, and how it supervises workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeSettings {
+    /// The daemon's API (HTTP/1.1 + JSON on a Unix socket, mode 0600), used by the proxy and
+    /// by `apotheca wake|status|restart`.
+    pub socket: PathBuf,
+    /// One Unix socket per worker is made here.
+    pub worker_dir: PathBuf,
+    /// The worker program. Unset: `apotheca-worker` beside the `apotheca` binary, else on PATH.
+    pub worker_bin: Option<PathBuf>,
+    /// A worker that has not said "ready" by then is killed and counts as a failed start.
+    pub ready_timeout_ms: u64,
+    /// How long a wake request waits for a ready worker before answering 503.
+    pub wake_timeout_ms: u64,
+    /// How often workers report their load (in flight, served, RSS).
+    pub report_interval_ms: u64,
+    /// A tenant is given one more worker (up to its max) when its workers have carried, on
+    /// average, at least its max in-flight per worker for this long.
+    pub scale_up_after_ms: u64,
+    /// The first restart after a crash waits this long; each further crash within
+    /// `crash_loop_window_secs` doubles it, up to `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A tenant whose workers crash this many times within `crash_loop_window_secs` is marked
+    /// crash-looping and not restarted until `apotheca restart --schema S`.
+    pub crash_loop_crashes: u32,
+    pub crash_loop_window_secs: u64,
+    /// Memory guard: a worker whose RSS goes above this is replaced (a new one first, then the
+    /// old one drains). 0 turns the guard off.
+    pub max_worker_rss_mb: u64,
+    /// A worker leaving (scale-down, restart, memory) first disappears from the endpoints
+    /// the proxy is told about, and is told to drain this much later.
+    pub drain_grace_ms: u64,
+    /// A draining worker still running after this long is killed (keep it above
+    /// `[worker] shutdown_timeout_secs`).
+    pub drain_timeout_secs: u64,
+    /// On SIGTERM the daemon drains every worker and waits at most this long before killing
+    /// the rest (a second SIGTERM kills at once).
+    pub shutdown_timeout_secs: u64,
+    /// Workers of the public site (schema `public`): always at least 1.
+    pub public_min_workers: u32,
+    pub public_max_workers: u32,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("var/run/apotheca.sock"),
+            worker_dir: PathBuf::from("var/run/workers"),
+            worker_bin: None,
+            ready_timeout_ms: 10_000,
+            wake_timeout_ms: 15_000,
+            report_interval_ms: 1_000,
+            scale_up_after_ms: 2_000,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 30_000,
+            crash_loop_crashes: 5,
+            crash_loop_window_secs: 60,
+            max_worker_rss_mb: 256,
+            drain_grace_ms: 100,
+            drain_timeout_secs: 15,
+            shutdown_timeout_secs: 20,
+            public_min_workers: 1,
+            public_max_workers: 2,
+        }
+    }
+}
+
+impl ServeSettings {
+    fn check(&self) -> Result<(), String> {
+        let at_least = |key: &str, value: u64, min: u64| {
+            if value < min {
+                Err(format!("[control.serve] {key} must be at least {min}"))
+            } else {
+                Ok(())
+            }
+        };
+        at_least("ready_timeout_ms", self.ready_timeout_ms, 100)?;
+        at_least("wake_timeout_ms", self.wake_timeout_ms, 100)?;
+        at_least("report_interval_ms", self.report_interval_ms, 10)?;
+        at_least("backoff_initial_ms", self.backoff_initial_ms, 1)?;
+        at_least(
+            "backoff_max_ms",
+            self.backoff_max_ms,
+            self.backoff_initial_ms,
+        )?;
+        at_least("crash_loop_crashes", self.crash_loop_crashes.into(), 1)?;
+        at_least("crash_loop_window_secs", self.crash_loop_window_secs, 1)?;
+        at_least("drain_timeout_secs", self.drain_timeout_secs, 1)?;
+        at_least("public_min_workers", self.public_min_workers.into(), 1)?;
+        at_least(
+            "public_max_workers",
+            self.public_max_workers.into(),
+            self.public_min_workers.into(),
+        )?;
+        if self.report_interval_ms > 3_600_000 {
+            return Err("[control.serve] report_interval_ms must be at most 3600000".into());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +229,17 @@ mod tests {
         s.control.tenant_role.connection_limit = 0;
         assert!(s.check().is_err());
         assert!(is_pg_duration("0") && is_pg_duration("500ms") && !is_pg_duration("s"));
+    }
+
+    #[test]
+    fn checks_serve_settings() {
+        let mut s = Settings::default();
+        s.control.serve.public_min_workers = 0;
+        assert!(s.check().unwrap_err().contains("public_min_workers"));
+        s.control.serve.public_min_workers = 3;
+        assert!(s.check().unwrap_err().contains("public_max_workers"));
+        s.control.serve.public_max_workers = 3;
+        s.control.serve.backoff_max_ms = 10;
+        assert!(s.check().unwrap_err().contains("backoff_max_ms"));
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! This module owns the dispatch, the [`Context`] every command works from, `migrate-schemas`
 //! and the printing shared by several commands; `db` has the `apotheca db ...` subcommands,
-//! `tenant` the per-tenant commands and `up` the one-shot local set-up.
+//! `tenant` the per-tenant commands, `daemon` the daemon and the commands that talk to it,
+//! and `up` the one-shot local set-up.
 
+mod daemon;
 mod db;
 mod tenant;
 mod up;
@@ -30,6 +32,8 @@ struct Context {
     settings: Settings,
     cli_url: Option<String>,
     migrations_dir: Option<std::path::PathBuf>,
+    /// The settings file that was read, if any (the daemon hands it on to workers).
+    config_file: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -68,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         settings: loaded.settings,
         cli_url: cli.database_url,
         migrations_dir: cli.migrations_dir,
+        config_file: loaded.file.clone(),
     };
     if cli.validate_config {
         return validate(&ctx, loaded.file.as_deref());
@@ -127,6 +132,20 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::SuspendTenant { schema } => set_status(&ctx, &schema, "suspended").await,
         Command::ResumeTenant { schema } => set_status(&ctx, &schema, "active").await,
+        Command::Serve => daemon::serve(&ctx).await,
+        Command::Wake {
+            schema,
+            timeout,
+            json,
+        } => daemon::wake(&ctx, &schema, timeout, json).await,
+        Command::Status { schema, json } => daemon::status(&ctx, schema.as_deref(), json).await,
+        Command::Scale(args) => daemon::scale(&ctx, args).await,
+        Command::Restart {
+            schema,
+            all: _,
+            timeout,
+            json,
+        } => daemon::restart(&ctx, schema.as_deref(), timeout, json).await,
         Command::DeleteTenant {
             schema,
             yes,

@@ -58,7 +58,10 @@ pub(super) async fn up(ctx: &Context) -> Result<()> {
     println!("  target/release/apotheca db psql                 # as admin");
     println!("  target/release/apotheca db psql --schema acme   # as tenant acme's own role");
     println!("  target/release/apotheca list-tenants");
-    println!("Serve a pharmacy's JSON API on 127.0.0.1:8081 (log in with the logins above):");
+    println!("Supervise the workers (wake a tenant, then reach its worker's socket):");
+    println!("  target/release/apotheca serve &");
+    println!("  target/release/apotheca wake --schema acme");
+    println!("Or serve one pharmacy's JSON API on 127.0.0.1:8081 by hand (log in with the logins above):");
     println!(
         "  DATABASE_URL=$(target/release/apotheca db url --schema acme) target/release/apotheca-worker --schema acme --listen tcp:127.0.0.1:8081"
     );

@@ -2,6 +2,7 @@
 //! one transaction), listing, suspending, resuming and deleting. Domains live in [`domains`].
 
 pub mod domains;
+pub mod policy;
 
 use std::path::Path;
 
@@ -77,7 +78,7 @@ pub struct TenantInfo {
 }
 
 /// A tenant's worker policy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Policy {
     pub min_workers: i32,
     pub max_workers: i32,

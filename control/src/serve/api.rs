@@ -1,0 +1,329 @@
+//! The daemon's API: HTTP/1.1 + JSON on a Unix socket, for the proxy and the CLI
+//! (`curl --unix-socket var/run/apotheca.sock http://control/v1/status` works too).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /v1/tenants/{schema}/wake[?timeout_ms=N]` | 200 `{schema, endpoints}` once a worker is ready; 404 unknown, 409 suspended, 503 crash-looping, stopping or timed out (with `Retry-After`) |
+//! | `POST /v1/tenants/{schema}/restart[?timeout_ms=N]` | 200 `{schema, replaced, pids}` once every worker was replaced, one at a time |
+//! | `POST /v1/restart[?timeout_ms=N]` | the same for every tenant and the public site: `[{schema, replaced, pids}]` |
+//! | `GET /v1/status`, `GET /v1/tenants/{schema}` | workers (pid, state, uptime, in flight, served, RSS), restarts, last exit, policy |
+//! | `GET /v1/endpoints` | `{schema: [endpoint]}` for every tenant with a ready worker |
+//! | `GET /v1/endpoints/watch` | a stream of JSON lines: first `{"snapshot": {...}}`, then `{"schema", "endpoints"}` per change |
+//!
+//! Errors are `{"error": {"code", "message"}}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use apotheca_common::names::SchemaName;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::catalog::Catalog;
+use super::status::{Restarted, StatusReport, TenantStatus, WakeError, Woken};
+use super::supervisor::{Endpoints, Msg};
+
+#[derive(Clone)]
+pub struct Api {
+    pub to: mpsc::Sender<Msg>,
+    pub endpoints: watch::Receiver<Endpoints>,
+    pub catalog: Catalog,
+    pub wake_timeout: Duration,
+    pub restart_timeout: Duration,
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/tenants/{schema}", get(tenant_status))
+        .route("/v1/tenants/{schema}/wake", post(wake))
+        .route("/v1/tenants/{schema}/restart", post(restart))
+        .route("/v1/restart", post(restart_all))
+        .route("/v1/endpoints", get(endpoints))
+        .route("/v1/endpoints/watch", get(watch_endpoints))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+        })
+        .with_state(api)
+}
+
+/// An API error: its status, a stable code and a message for people.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn gone() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "control is shutting down",
+        )
+    }
+}
+
+impl From<&WakeError> for ApiError {
+    fn from(e: &WakeError) -> Self {
+        let (status, code) = match e {
+            WakeError::Unknown => (StatusCode::NOT_FOUND, "unknown_tenant"),
+            WakeError::Suspended => (StatusCode::CONFLICT, "suspended"),
+            WakeError::CrashLooping { .. } => (StatusCode::SERVICE_UNAVAILABLE, "crash_looping"),
+            WakeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+/// `public` or a tenant schema name; anything else is a 400.
+fn schema(raw: &str) -> Result<String, ApiError> {
+    if raw == SchemaName::PUBLIC {
+        return Ok(raw.to_owned());
+    }
+    SchemaName::parse(raw)
+        .map(|s| s.to_string())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_schema", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct Timeout {
+    timeout_ms: Option<u64>,
+}
+
+impl Timeout {
+    fn or(&self, default: Duration) -> Duration {
+        self.timeout_ms
+            .map_or(default, |ms| Duration::from_millis(ms.clamp(1, 3_600_000)))
+    }
+}
+
+/// Sends a request to the supervisor and waits for its answer.
+async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
+    let (reply, answer) = oneshot::channel();
+    api.to.send(make(reply)).await.ok()?;
+    answer.await.ok()
+}
+
+async fn status(State(api): State<Api>) -> Result<Json<StatusReport>, ApiError> {
+    let report = ask(&api, |reply| Msg::Status { reply }).await;
+    report.map(Json).ok_or_else(ApiError::gone)
+}
+
+async fn tenant_status(
+    State(api): State<Api>,
+    Path(raw): Path<String>,
+) -> Result<Json<TenantStatus>, ApiError> {
+    let schema = schema(&raw)?;
+    let report: StatusReport = ask(&api, |reply| Msg::Status { reply })
+        .await
+        .ok_or_else(ApiError::gone)?;
+    let tenant = report.tenants.into_iter().find(|t| t.schema == schema);
+    tenant
+        .map(Json)
+        .ok_or_else(|| ApiError::from(&WakeError::Unknown))
+}
+
+async fn wake(
+    State(api): State<Api>,
+    Path(raw): Path<String>,
+    Query(timeout): Query<Timeout>,
+) -> Result<Json<Woken>, ApiError> {
+    let schema = schema(&raw)?;
+    let timeout = timeout.or(api.wake_timeout);
+    let attempt = async {
+        let mut looked_up = false;
+        loop {
+            let s = schema.clone();
+            let answer = ask(&api, |reply| Msg::Wake { schema: s, reply })
+                .await
+                .ok_or_else(ApiError::gone)?;
+            match answer {
+                Ok(endpoints) => {
+                    let schema = schema.clone();
+                    return Ok(Json(Woken { schema, endpoints }));
+                }
+                // Perhaps created a moment ago, before its notification arrived.
+                Err(WakeError::Unknown) if !looked_up && schema != SchemaName::PUBLIC => {
+                    looked_up = true;
+                    if !lookup(&api, &schema).await? {
+                        return Err(ApiError::from(&WakeError::Unknown));
+                    }
+                }
+                Err(e) => return Err(ApiError::from(&e)),
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "no worker of {schema} became ready within {} ms",
+                timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// Reads one tenant from the database and hands it to the supervisor; false if none.
+async fn lookup(api: &Api, schema: &str) -> Result<bool, ApiError> {
+    let failed = |e: crate::error::ControlError| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database", e.to_string())
+    };
+    let client = api.catalog.db.connect().await.map_err(failed)?;
+    let row = api
+        .catalog
+        .load_one(&client, schema)
+        .await
+        .map_err(failed)?;
+    let found = row.is_some();
+    if found {
+        let msg = Msg::Tenant {
+            schema: schema.to_owned(),
+            row,
+        };
+        api.to.send(msg).await.map_err(|_| ApiError::gone())?;
+    }
+    Ok(found)
+}
+
+async fn restart(
+    State(api): State<Api>,
+    Path(raw): Path<String>,
+    Query(timeout): Query<Timeout>,
+) -> Result<Json<Restarted>, ApiError> {
+    let schema = schema(&raw)?;
+    restart_one(&api, schema, timeout.or(api.restart_timeout))
+        .await
+        .map(Json)
+}
+
+async fn restart_one(api: &Api, schema: String, timeout: Duration) -> Result<Restarted, ApiError> {
+    let s = schema.clone();
+    let answer = ask(api, |reply| Msg::Restart { schema: s, reply });
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Some(Ok((replaced, pids)))) => Ok(Restarted {
+            schema,
+            replaced,
+            pids,
+        }),
+        Ok(Some(Err(e))) => Err(ApiError::from(&e)),
+        Ok(None) => Err(ApiError::gone()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "{schema}: the restart did not finish within {} ms; it goes on",
+                timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+async fn restart_all(
+    State(api): State<Api>,
+    Query(timeout): Query<Timeout>,
+) -> Result<Json<Vec<Restarted>>, ApiError> {
+    let report: StatusReport = ask(&api, |reply| Msg::Status { reply })
+        .await
+        .ok_or_else(ApiError::gone)?;
+    let timeout = timeout.or(api.restart_timeout);
+    let runs = report
+        .tenants
+        .into_iter()
+        .filter(|t| t.state != "deleted")
+        .map(|t| restart_one(&api, t.schema, timeout));
+    let mut done = Vec::new();
+    for outcome in futures::future::join_all(runs).await {
+        match outcome {
+            Ok(r) => done.push(r),
+            // A tenant deleted meanwhile has nothing left to restart.
+            Err(e) if e.status == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json(done))
+}
+
+async fn endpoints(State(api): State<Api>) -> Json<BTreeMap<String, Vec<String>>> {
+    let map = api.endpoints.borrow().clone();
+    Json(map.as_ref().clone())
+}
+
+/// A snapshot, then one line per tenant whose endpoints changed (an empty list: none left).
+async fn watch_endpoints(State(api): State<Api>) -> Response {
+    let mut rx = api.endpoints.clone();
+    let first = rx.borrow_and_update().clone();
+    let snapshot = line(&json!({ "snapshot": &*first }));
+    let changes = futures::stream::unfold((rx, first), |(mut rx, before)| async move {
+        rx.changed().await.ok()?;
+        let now = rx.borrow_and_update().clone();
+        let lines = diff(&before, &now)
+            .into_iter()
+            .map(|(schema, endpoints)| line(&json!({"schema": schema, "endpoints": endpoints})))
+            .collect::<Vec<_>>();
+        Some((futures::stream::iter(lines), (rx, now)))
+    })
+    .flatten();
+    let stream = futures::stream::once(async move { snapshot })
+        .chain(changes)
+        .map(Ok::<_, std::convert::Infallible>);
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn line(value: &serde_json::Value) -> String {
+    format!("{value}\n")
+}
+
+/// The tenants whose endpoints differ, with their new list.
+fn diff<'a>(
+    before: &'a BTreeMap<String, Vec<String>>,
+    now: &'a BTreeMap<String, Vec<String>>,
+) -> Vec<(&'a str, &'a [String])> {
+    let mut changed: Vec<(&str, &[String])> = now
+        .iter()
+        .filter(|(s, e)| before.get(*s) != Some(*e))
+        .map(|(s, e)| (s.as_str(), e.as_slice()))
+        .collect();
+    changed.extend(
+        before
+            .keys()
+            .filter(|s| !now.contains_key(*s))
+            .map(|s| (s.as_str(), &[][..])),
+    );
+    changed
+}

@@ -1,0 +1,180 @@
+//! What the daemon reads from the database: tenants with their status, worker policy and the
+//! role URL their workers log in with; the public site's role; and the follower, which
+//! LISTENs on `apotheca_tenants` and re-reads a tenant whenever a notification names it (a
+//! payload is a hint, never the truth), re-reading everything after each (re)connection.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{AsyncMessage, GenericClient};
+
+use super::status::Policy;
+use super::supervisor::Msg;
+use super::tenant::Status;
+use crate::db::Database;
+use crate::error::Result;
+use crate::roles::{self, Secret};
+use crate::settings::TenantRoleSettings;
+use crate::tenants::{Event, NOTIFY_CHANNEL};
+
+/// A tenant as the daemon needs it.
+#[derive(Clone)]
+pub struct TenantRow {
+    pub schema: String,
+    pub status: Status,
+    pub policy: Policy,
+    /// Holds the role's password.
+    pub db_url: String,
+}
+
+/// Reads tenants and makes their role URLs.
+#[derive(Clone)]
+pub struct Catalog {
+    pub db: Database,
+    secret: Secret,
+}
+
+const SELECT: &str = "SELECT schema_name, status, db_role, min_workers, max_workers,
+                             idle_timeout_secs, max_inflight_per_worker
+                      FROM public.tenants";
+
+impl Catalog {
+    pub fn new(db: Database, secret: Secret) -> Self {
+        Self { db, secret }
+    }
+
+    fn row(&self, row: &tokio_postgres::Row) -> TenantRow {
+        let role: String = row.get(2);
+        let status: String = row.get(1);
+        let count = |i: usize| u32::try_from(row.get::<_, i32>(i)).unwrap_or(0);
+        TenantRow {
+            schema: row.get(0),
+            status: if status == "active" {
+                Status::Active
+            } else {
+                Status::Suspended
+            },
+            policy: Policy {
+                min_workers: count(3),
+                max_workers: count(4).max(1),
+                idle_timeout_secs: u64::from(count(5).max(1)),
+                max_in_flight: count(6).max(1),
+            },
+            db_url: self
+                .db
+                .role_url(&role, &roles::role_password(&self.secret, &role)),
+        }
+    }
+
+    pub async fn load_all(&self, client: &impl GenericClient) -> Result<Vec<TenantRow>> {
+        let rows = client.query(SELECT, &[]).await?;
+        Ok(rows.iter().map(|r| self.row(r)).collect())
+    }
+
+    pub async fn load_one(
+        &self,
+        client: &impl GenericClient,
+        schema: &str,
+    ) -> Result<Option<TenantRow>> {
+        let row = client
+            .query_opt(&format!("{SELECT} WHERE schema_name = $1"), &[&schema])
+            .await?;
+        Ok(row.map(|r| self.row(&r)))
+    }
+
+    /// Creates or refreshes the public site's role (one transaction, under the lock that
+    /// also guards the tenant group, so two daemons starting at once do not race) and
+    /// returns the URL its workers log in with.
+    pub async fn public_role_url(&self, limits: &TenantRoleSettings) -> Result<String> {
+        let mut client = self.db.connect().await?;
+        let tx = client.transaction().await?;
+        crate::migrate::ensure_database_access(&tx).await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, 1)",
+            &[&crate::migrate::LOCK_NAMESPACE],
+        )
+        .await?;
+        let database = self.db.name().to_owned();
+        let role = roles::public_role(&database);
+        let password = roles::role_password(&self.secret, &role);
+        tx.batch_execute(&roles::public_role_sql(&role, &password, &database, limits))
+            .await?;
+        tx.commit().await?;
+        Ok(self.db.role_url(&role, &password))
+    }
+}
+
+/// Follows tenant changes until `stop`: LISTEN, then a full read (so nothing notified in
+/// between is missed), then one re-read per notification; reconnects with backoff.
+pub async fn follow(catalog: Catalog, to: mpsc::Sender<Msg>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let outcome = tokio::select! {
+            r = follow_once(&catalog, &to) => r,
+            _ = stop.changed() => return,
+        };
+        match outcome {
+            Ok(()) => return, // the supervisor is gone
+            Err(e) => {
+                tracing::warn!(error = %e, "tenant follower: lost the database; reconnecting")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn follow_once(catalog: &Catalog, to: &mpsc::Sender<Msg>) -> Result<()> {
+    let (client, mut connection) = catalog.db.connect_driven().await?;
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if notes_tx.send(n.payload().to_owned()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    let result = async {
+        client
+            .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+            .await?;
+        let rows = catalog.load_all(&client).await?;
+        tracing::debug!(tenants = rows.len(), "tenant follower: in sync");
+        if to.send(Msg::Sync { rows }).await.is_err() {
+            return Ok(());
+        }
+        while let Some(payload) = notes.recv().await {
+            let msg = match serde_json::from_str::<Event>(&payload) {
+                Ok(event) => Msg::Tenant {
+                    row: catalog.load_one(&client, &event.schema).await?,
+                    schema: event.schema,
+                },
+                // Not one of ours: read everything again rather than guess.
+                Err(_) => Msg::Sync {
+                    rows: catalog.load_all(&client).await?,
+                },
+            };
+            if to.send(msg).await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(crate::error::ControlError::Other(
+            "the LISTEN connection closed".into(),
+        ))
+    }
+    .await;
+    driver.abort();
+    result
+}

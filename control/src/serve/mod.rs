@@ -1,0 +1,262 @@
+//! `apotheca serve`: the daemon that supervises workers (ARCHITECTURE.md, "Process contract").
+//!
+//! - [`supervisor`]: the one task owning all state; handles every event, then reconciles;
+//! - [`tenant`]: one tenant's workers, phases, backoff and crash-loop mark (no I/O);
+//! - [`scaling`]: when a tenant gets one worker more or fewer;
+//! - [`process`]: spawning (own process group, inherited channel), reaping, killing;
+//! - [`link`]: control's end of each worker's channel;
+//! - [`catalog`]: tenants from the database, the public site's role, the LISTEN/NOTIFY follower;
+//! - [`api`]: the HTTP/1.1 + JSON API on a Unix socket; [`client`]: the CLI's side of it;
+//! - [`status`]: the API's answers, shared by both sides.
+//!
+//! This module wires them together and owns the daemon's life: the lock against a second
+//! daemon, stale sockets, signals, and leaving nothing behind.
+
+pub mod api;
+pub mod catalog;
+pub mod client;
+pub mod link;
+pub mod process;
+pub mod scaling;
+pub mod status;
+pub mod supervisor;
+pub mod tenant;
+
+use std::collections::BTreeMap;
+use std::future::IntoFuture;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::db::Database;
+use crate::error::{ControlError, Result};
+use crate::roles::Secret;
+use crate::settings::{ServeSettings, Settings};
+use catalog::Catalog;
+use process::WorkerCommand;
+use status::Policy;
+use supervisor::Supervisor;
+use tenant::{Status, Tenant};
+
+/// The supervision settings as durations, as the supervisor uses them.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    pub ready_timeout: Duration,
+    pub report_interval: Duration,
+    pub scale_up_after: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub crash_loop_crashes: u32,
+    pub crash_loop_window: Duration,
+    /// 0: no memory guard.
+    pub max_rss_bytes: u64,
+    pub drain_grace: Duration,
+    pub drain_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl From<&ServeSettings> for Tuning {
+    fn from(s: &ServeSettings) -> Self {
+        let ms = Duration::from_millis;
+        Self {
+            ready_timeout: ms(s.ready_timeout_ms),
+            report_interval: ms(s.report_interval_ms),
+            scale_up_after: ms(s.scale_up_after_ms),
+            backoff_initial: ms(s.backoff_initial_ms),
+            backoff_max: ms(s.backoff_max_ms),
+            crash_loop_crashes: s.crash_loop_crashes,
+            crash_loop_window: Duration::from_secs(s.crash_loop_window_secs),
+            max_rss_bytes: s.max_worker_rss_mb.saturating_mul(1_048_576),
+            drain_grace: ms(s.drain_grace_ms),
+            drain_timeout: Duration::from_secs(s.drain_timeout_secs),
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
+        }
+    }
+}
+
+/// The public site's policy: its min and max from the settings, the tenant defaults else.
+fn public_policy(s: &ServeSettings) -> Policy {
+    Policy {
+        min_workers: s.public_min_workers.max(1),
+        max_workers: s.public_max_workers.max(s.public_min_workers).max(1),
+        idle_timeout_secs: 300,
+        max_in_flight: 32,
+    }
+}
+
+/// How long a restart request waits by default before answering that it goes on.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the daemon until SIGTERM or SIGINT has drained every worker. `config_file` is the
+/// settings file control read, handed on to workers.
+pub async fn run(
+    settings: &Settings,
+    db: Database,
+    secret: Secret,
+    config_file: Option<&Path>,
+) -> Result<()> {
+    let serve = &settings.control.serve;
+    let io = |what: &str, path: &Path, e: std::io::Error| {
+        ControlError::Other(format!("{what} {}: {e}", path.display()))
+    };
+    let socket = absolute(&serve.socket)?;
+    let worker_dir = absolute(&serve.worker_dir)?;
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+    }
+    std::fs::create_dir_all(&worker_dir).map_err(|e| io("creating", &worker_dir, e))?;
+    // Worker sockets bypass the proxy: only this user (the proxy's) may reach them.
+    std::fs::set_permissions(&worker_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io("securing", &worker_dir, e))?;
+    let _lock = lock(&socket)?;
+    remove_stale_sockets(&worker_dir);
+    process::remove_socket(&socket);
+
+    let program = WorkerCommand::locate(serve.worker_bin.as_deref());
+    if program.components().count() > 1 && !program.is_file() {
+        return Err(ControlError::invalid(format!(
+            "the worker program {} does not exist (set [control.serve] worker_bin)",
+            program.display()
+        )));
+    }
+    let command = WorkerCommand {
+        program,
+        config: config_file.map(absolute).transpose()?,
+        report_interval: Duration::from_millis(serve.report_interval_ms),
+    };
+    let catalog = Catalog::new(db, secret);
+    let public_url = catalog
+        .public_role_url(&settings.control.tenant_role)
+        .await?;
+
+    let (to, inbox) = mpsc::channel(4096);
+    let (endpoints_tx, endpoints_rx) = watch::channel(Arc::new(BTreeMap::new()));
+    let public = Tenant::new(
+        "public",
+        Status::Active,
+        public_policy(serve),
+        public_url,
+        tokio::time::Instant::now(),
+    );
+    let supervisor = Supervisor::new(
+        Tuning::from(serve),
+        command,
+        worker_dir.clone(),
+        socket.clone(),
+        public,
+        to.clone(),
+        endpoints_tx,
+    );
+    let mut supervised = tokio::spawn(supervisor.run(inbox));
+    let (stop_follower, follower_stop) = watch::channel(false);
+    let follower = tokio::spawn(catalog::follow(catalog.clone(), to.clone(), follower_stop));
+
+    let listener =
+        tokio::net::UnixListener::bind(&socket).map_err(|e| io("listening on", &socket, e))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("securing", &socket, e))?;
+    let api = api::Api {
+        to: to.clone(),
+        endpoints: endpoints_rx,
+        catalog,
+        wake_timeout: Duration::from_millis(serve.wake_timeout_ms),
+        restart_timeout: RESTART_TIMEOUT,
+    };
+    let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, api::router(api))
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.await;
+            })
+            .into_future(),
+    );
+    println!(
+        "apotheca serve: API on unix:{}, workers in {}",
+        socket.display(),
+        worker_dir.display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let signal_err = |e: std::io::Error| ControlError::Other(format!("signal handler: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+    let mut stops = 0;
+    let outcome = loop {
+        tokio::select! {
+            r = &mut supervised => break r,
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        stops += 1;
+        if stops == 1 {
+            tracing::info!("stop signal: draining every worker (again to kill them)");
+            let _ = stop_follower.send(true);
+        }
+        let _ = to
+            .send(supervisor::Msg::Shutdown { force: stops > 1 })
+            .await;
+    };
+    let _ = follower.await;
+    // Endpoint watchers end with the supervisor; then the server stops at once.
+    let _ = stop_api.send(());
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("API connections still open at exit");
+    }
+    process::remove_socket(&socket);
+    remove_stale_sockets(&worker_dir);
+    match outcome {
+        Ok(Ok(())) => {
+            println!("apotheca serve: stopped");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ControlError::Other(format!("supervisor: {e}"))),
+        Err(e) => Err(ControlError::Other(format!("supervisor failed: {e}"))),
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path)
+        .map_err(|e| ControlError::invalid(format!("path {}: {e}", path.display())))
+}
+
+/// One daemon per socket: an exclusive lock on `<socket>.lock`, held while it runs.
+fn lock(socket: &Path) -> Result<Flock<std::fs::File>> {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ControlError::Other(format!("lock file {}: {e}", path.display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        ControlError::Other(format!(
+            "another `apotheca serve` is running with the socket {} (lock {}: {e})",
+            socket.display(),
+            path.display()
+        ))
+    })
+}
+
+/// Sockets left by workers of a daemon that died (killed workers cannot remove theirs). Such
+/// a daemon's workers stop by themselves once their channels close, and nothing routes to them.
+fn remove_stale_sockets(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "sock") {
+            process::remove_socket(&entry.path());
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! What the daemon's API answers, as types both sides share: the daemon serialises them, the
+//! `apotheca wake|status|restart` commands read them back.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A tenant's worker policy, as control applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub min_workers: u32,
+    pub max_workers: u32,
+    pub idle_timeout_secs: u64,
+    pub max_in_flight: u32,
+}
+
+/// How a worker's process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub reason: String,
+    /// Unexpected (counted towards the crash loop), as opposed to drained on purpose.
+    pub crash: bool,
+    pub at_unix_ms: u64,
+}
+
+impl ExitRecord {
+    pub fn new(reason: String, crash: bool) -> Self {
+        Self {
+            reason,
+            crash,
+            at_unix_ms: unix_ms(SystemTime::now()),
+        }
+    }
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Why a wake (or a restart) could not give a ready worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WakeError {
+    #[error("no such tenant")]
+    Unknown,
+    #[error("the tenant is suspended")]
+    Suspended,
+    #[error("the workers of {schema} crash-loop{}; fix the cause, then `apotheca restart --schema {schema}`", last_exit.as_ref().map(|e| format!(" (last: {e})")).unwrap_or_default())]
+    CrashLooping {
+        schema: String,
+        last_exit: Option<String>,
+    },
+    #[error("control is shutting down")]
+    ShuttingDown,
+}
+
+/// A finished rolling restart: how many workers it replaced, the pids running now.
+pub type RestartReply = Result<(usize, Vec<i32>), WakeError>;
+
+/// `POST /v1/tenants/{schema}/wake`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Woken {
+    pub schema: String,
+    /// `unix:/path` of every ready worker.
+    pub endpoints: Vec<String>,
+}
+
+/// `POST /v1/tenants/{schema}/restart` (and one per tenant for `/v1/restart`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Restarted {
+    pub schema: String,
+    pub replaced: usize,
+    pub pids: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub pid: i32,
+    /// starting, ready, retiring (ready, being replaced), draining, killed
+    pub state: String,
+    pub address: String,
+    pub started_at_unix_ms: u64,
+    pub uptime_ms: u64,
+    pub in_flight: u64,
+    pub served: u64,
+    pub rss_bytes: u64,
+    /// Mean requests in flight over the last report interval.
+    pub concurrency: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantStatus {
+    pub schema: String,
+    /// cold, starting, running, backoff, crash-looping, suspended, deleted
+    pub state: String,
+    pub target: u32,
+    pub workers: Vec<WorkerStatus>,
+    /// Unexpected exits (each one restarted, unless the tenant was marked crash-looping).
+    pub restarts: u64,
+    pub crash_looping: bool,
+    /// The delay before the last restart after a crash.
+    pub last_backoff_ms: Option<u64>,
+    pub restart_in_ms: Option<u64>,
+    pub last_exit: Option<ExitRecord>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub pid: u32,
+    pub uptime_ms: u64,
+    pub socket: String,
+    pub worker_dir: String,
+    pub tenants: Vec<TenantStatus>,
+}

@@ -1,0 +1,525 @@
+//! The supervisor: one task that owns every tenant's state and every worker process, fed by
+//! one queue (worker channels, API requests, catalog changes, shutdown) plus SIGCHLD and its
+//! own timers. Owning everything in one place means no locks and no races between, say, a
+//! wake and a reap: each message is handled to the end, then the touched tenants are
+//! reconciled (spawn, drain, kill) and the endpoints the proxy sees are republished.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use apotheca_worker::channel::{ControlMessage, WorkerMessage};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::catalog::TenantRow;
+use super::link::{Link, LinkEvent};
+use super::process::{self, WorkerCommand};
+use super::status::{unix_ms, RestartReply, StatusReport, TenantStatus, WakeError, WorkerStatus};
+use super::tenant::{Action, Status, Tenant, WakeReply, Worker, WorkerId};
+use super::{scaling, Tuning};
+
+/// Every ready endpoint by schema: what the proxy routes to.
+pub type Endpoints = Arc<BTreeMap<String, Vec<String>>>;
+
+/// What the supervisor is told.
+pub enum Msg {
+    Worker {
+        id: WorkerId,
+        event: LinkEvent,
+    },
+    Wake {
+        schema: String,
+        reply: oneshot::Sender<WakeReply>,
+    },
+    Restart {
+        schema: String,
+        reply: oneshot::Sender<RestartReply>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReport>,
+    },
+    /// One tenant as the database has it now (`None`: gone).
+    Tenant {
+        schema: String,
+        row: Option<TenantRow>,
+    },
+    /// Every tenant: after (re)connecting to the database.
+    Sync {
+        rows: Vec<TenantRow>,
+    },
+    /// Drain everything and stop; `force`: kill what is left now.
+    Shutdown {
+        force: bool,
+    },
+}
+
+pub struct Supervisor {
+    tuning: Tuning,
+    command: WorkerCommand,
+    worker_dir: PathBuf,
+    socket: PathBuf,
+    tenants: BTreeMap<String, Tenant>,
+    owners: HashMap<WorkerId, String>,
+    links: HashMap<WorkerId, Link>,
+    next_id: WorkerId,
+    events: mpsc::Sender<Msg>,
+    endpoints: watch::Sender<Endpoints>,
+    started: Instant,
+    stopping: Option<Instant>,
+    /// The shutdown deadline passed and whatever was left got SIGKILL.
+    killed_all: bool,
+}
+
+impl Supervisor {
+    /// `public` is the public site, supervised like a tenant.
+    pub fn new(
+        tuning: Tuning,
+        command: WorkerCommand,
+        worker_dir: PathBuf,
+        socket: PathBuf,
+        public: Tenant,
+        events: mpsc::Sender<Msg>,
+        endpoints: watch::Sender<Endpoints>,
+    ) -> Self {
+        let mut tenants = BTreeMap::new();
+        tenants.insert(public.schema.clone(), public);
+        Self {
+            tuning,
+            command,
+            worker_dir,
+            socket,
+            tenants,
+            owners: HashMap::new(),
+            links: HashMap::new(),
+            next_id: 1,
+            events,
+            endpoints,
+            started: Instant::now(),
+            stopping: None,
+            killed_all: false,
+        }
+    }
+
+    /// Runs until a shutdown has drained (or killed) every worker.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Msg>) -> std::io::Result<()> {
+        let mut sigchld = signal(SignalKind::child())?;
+        let mut tick = tokio::time::interval(self.tuning.report_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.reconcile_all();
+        let mut inbox_open = true;
+        loop {
+            if let Some(since) = self.stopping {
+                if self.owners.is_empty() {
+                    tracing::info!(
+                        took_ms = since.elapsed().as_millis() as u64,
+                        "every worker stopped"
+                    );
+                    return Ok(());
+                }
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                msg = inbox.recv(), if inbox_open => match msg {
+                    Some(msg) => self.handle(msg),
+                    // Every sender is gone: nobody can ask for anything any more.
+                    None => {
+                        inbox_open = false;
+                        self.handle(Msg::Shutdown { force: false });
+                    }
+                },
+                _ = sigchld.recv() => self.reap_all(),
+                _ = tick.tick() => {
+                    // Signals can coalesce; a sweep now and then reaps whatever was missed.
+                    self.reap_all();
+                    let now = Instant::now();
+                    for t in self.tenants.values_mut() {
+                        scaling::evaluate(t, now, &self.tuning);
+                    }
+                    self.reconcile_all();
+                }
+                () = sleep_until(deadline) => {
+                    let overdue = self
+                        .stopping
+                        .is_some_and(|since| since.elapsed() >= self.tuning.shutdown_timeout);
+                    if overdue && !self.killed_all {
+                        self.kill_everything("the shutdown deadline passed");
+                    }
+                    self.reconcile_all();
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::Worker { id, event } => {
+                let Some(schema) = self.owners.get(&id).cloned() else {
+                    return;
+                };
+                let Some(t) = self.tenants.get_mut(&schema) else {
+                    return;
+                };
+                match event {
+                    LinkEvent::Message(WorkerMessage::Ready { address }) => {
+                        if let Some(w) = t.worker_mut(id) {
+                            if address != w.address() {
+                                tracing::warn!(%schema, pid = w.pid, %address, "worker announced an unexpected address");
+                            }
+                            tracing::info!(%schema, pid = w.pid, ms = w.started.elapsed().as_millis() as u64, "worker ready");
+                        }
+                        t.on_ready(id, now);
+                    }
+                    LinkEvent::Message(WorkerMessage::Load(load)) => {
+                        t.on_load(id, load, now, &self.tuning)
+                    }
+                    LinkEvent::Closed(error) => {
+                        if let Some(e) = error {
+                            tracing::warn!(%schema, error = %e, "unreadable worker channel");
+                        }
+                        t.on_channel_closed(id, now, &self.tuning);
+                    }
+                }
+                self.reconcile(&schema);
+            }
+            Msg::Wake { schema, reply } => {
+                if self.stopping.is_some() {
+                    let _ = reply.send(Err(WakeError::ShuttingDown));
+                    return;
+                }
+                match self.tenants.get_mut(&schema) {
+                    Some(t) => {
+                        t.wake(now, reply);
+                        self.reconcile(&schema);
+                    }
+                    None => drop(reply.send(Err(WakeError::Unknown))),
+                }
+            }
+            Msg::Restart { schema, reply } => {
+                if self.stopping.is_some() {
+                    let _ = reply.send(Err(WakeError::ShuttingDown));
+                    return;
+                }
+                match self.tenants.get_mut(&schema) {
+                    Some(t) if t.status != Status::Deleted => {
+                        tracing::info!(%schema, "rolling restart");
+                        t.restart(reply);
+                        self.reconcile(&schema);
+                    }
+                    _ => drop(reply.send(Err(WakeError::Unknown))),
+                }
+            }
+            Msg::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Msg::Tenant { schema, row } => {
+                self.apply_row(&schema, row, now);
+                self.reconcile(&schema);
+            }
+            Msg::Sync { rows } => {
+                let mut seen: HashSet<String> = HashSet::with_capacity(rows.len());
+                for row in rows {
+                    let schema = row.schema.clone();
+                    self.apply_row(&schema, Some(row), now);
+                    seen.insert(schema);
+                }
+                let gone: Vec<String> = self
+                    .tenants
+                    .keys()
+                    .filter(|s| s.as_str() != "public" && !seen.contains(*s))
+                    .cloned()
+                    .collect();
+                for schema in gone {
+                    self.apply_row(&schema, None, now);
+                }
+                self.reconcile_all();
+            }
+            Msg::Shutdown { force } => {
+                if self.stopping.is_none() {
+                    tracing::info!(
+                        workers = self.owners.len(),
+                        "stopping: draining every worker"
+                    );
+                    self.stopping = Some(now);
+                    for t in self.tenants.values_mut() {
+                        t.fail_wakes(&WakeError::ShuttingDown);
+                    }
+                }
+                if force && !self.killed_all {
+                    self.kill_everything("a second stop signal");
+                }
+                self.reconcile_all();
+            }
+        }
+    }
+
+    fn apply_row(&mut self, schema: &str, row: Option<TenantRow>, now: Instant) {
+        match (row, self.tenants.get_mut(schema)) {
+            (Some(row), Some(t)) => t.update(row.status, row.policy, row.db_url),
+            (Some(row), None) => {
+                tracing::info!(schema, "new tenant");
+                let t = Tenant::new(schema, row.status, row.policy, row.db_url, now);
+                self.tenants.insert(schema.to_owned(), t);
+            }
+            (None, Some(t)) if t.status != Status::Deleted => {
+                tracing::info!(schema, "tenant deleted: draining its workers");
+                let (policy, url) = (t.policy.clone(), t.db_url.clone());
+                t.update(Status::Deleted, policy, url);
+                t.restart_waiters
+                    .drain(..)
+                    .for_each(|(_, r)| drop(r.send(Err(WakeError::Unknown))));
+            }
+            (None, _) => {}
+        }
+    }
+
+    fn reconcile_all(&mut self) {
+        let schemas: Vec<String> = self.tenants.keys().cloned().collect();
+        for schema in schemas {
+            self.reconcile(&schema);
+        }
+    }
+
+    /// Carries out what the tenant needs, then forgets a deleted tenant with no workers left
+    /// and republishes its endpoints if they changed.
+    fn reconcile(&mut self, schema: &str) {
+        let now = Instant::now();
+        let stopping = self.stopping.is_some();
+        let Some(t) = self.tenants.get_mut(schema) else {
+            return;
+        };
+        let mut actions = t.reconcile(now, &self.tuning, stopping);
+        // A spawn that fails is a failed start; reconciling again applies its backoff.
+        while !actions.is_empty() {
+            let mut again = false;
+            for action in actions {
+                again |= self.act(schema, action, now);
+            }
+            let Some(t) = self.tenants.get_mut(schema) else {
+                return;
+            };
+            actions = if again {
+                t.reconcile(now, &self.tuning, stopping)
+            } else {
+                vec![]
+            };
+        }
+        if let Some(t) = self.tenants.get(schema) {
+            if t.status == Status::Deleted && t.workers.is_empty() {
+                self.tenants.remove(schema);
+            }
+        }
+        self.publish(schema);
+    }
+
+    /// Returns true when the tenant must be reconciled again (a spawn failed).
+    fn act(&mut self, schema: &str, action: Action, now: Instant) -> bool {
+        match action {
+            Action::Spawn => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let socket = self.socket_path(schema, id);
+                let Some(t) = self.tenants.get_mut(schema) else {
+                    return false;
+                };
+                match self.command.spawn(schema, &socket, &t.db_url) {
+                    Ok(spawned) => {
+                        tracing::debug!(schema, pid = spawned.pid, "worker spawned");
+                        t.workers.push(Worker::new(
+                            id,
+                            spawned.pid,
+                            socket,
+                            now,
+                            self.tuning.ready_timeout,
+                        ));
+                        self.owners.insert(id, schema.to_owned());
+                        self.links
+                            .insert(id, Link::start(id, spawned.channel, self.events.clone()));
+                        false
+                    }
+                    Err(e) => {
+                        let reason =
+                            format!("cannot start {}: {e}", self.command.program.display());
+                        t.start_failed(reason, now, &self.tuning);
+                        true
+                    }
+                }
+            }
+            Action::Drain(id) => {
+                if let Some(link) = self.links.get(&id) {
+                    link.send(ControlMessage::Drain);
+                }
+                false
+            }
+            Action::Kill(id) => {
+                if let Some(w) = self
+                    .tenants
+                    .get(schema)
+                    .and_then(|t| t.workers.iter().find(|w| w.id == id))
+                {
+                    process::kill_group(w.pid);
+                }
+                false
+            }
+        }
+    }
+
+    /// `<worker_dir>/<schema>.<daemon pid>.<id>.sock`, or `w<pid>.<id>.sock` when that would
+    /// not fit in a Unix socket address (108 bytes). The daemon's pid keeps the names of two
+    /// runs apart: a worker of the last run may still be draining, and removes its socket
+    /// file when it exits.
+    fn socket_path(&self, schema: &str, id: WorkerId) -> PathBuf {
+        let pid = std::process::id();
+        let named = self.worker_dir.join(format!("{schema}.{pid}.{id}.sock"));
+        if named.as_os_str().len() < 100 {
+            named
+        } else {
+            self.worker_dir.join(format!("w{pid}.{id}.sock"))
+        }
+    }
+
+    fn reap_all(&mut self) {
+        let now = Instant::now();
+        let stopping = self.stopping.is_some();
+        let pids: Vec<(WorkerId, i32)> = self
+            .owners
+            .iter()
+            .filter_map(|(id, schema)| {
+                let t = self.tenants.get(schema)?;
+                Some((*id, t.workers.iter().find(|w| w.id == *id)?.pid))
+            })
+            .collect();
+        for (id, pid) in pids {
+            let Some(how) = process::reap(pid) else {
+                continue;
+            };
+            let Some(schema) = self.owners.remove(&id) else {
+                continue;
+            };
+            self.links.remove(&id);
+            if let Some(t) = self.tenants.get_mut(&schema) {
+                if let Some(w) = t.on_exit(id, &how, now, &self.tuning, stopping) {
+                    tracing::info!(%schema, pid, %how, "worker exited");
+                    process::remove_socket(&w.socket);
+                }
+            }
+            self.reconcile(&schema);
+        }
+    }
+
+    fn kill_everything(&mut self, why: &str) {
+        self.killed_all = true;
+        for t in self.tenants.values_mut() {
+            for w in t.workers.iter_mut().filter(|w| !w.killed) {
+                tracing::warn!(schema = %t.schema, pid = w.pid, "{why}: killing the worker");
+                w.killed = true;
+                process::kill_group(w.pid);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let tenants = self.tenants.values().filter_map(Tenant::next_deadline);
+        let stop = self
+            .stopping
+            .filter(|_| !self.killed_all)
+            .map(|since| since + self.tuning.shutdown_timeout);
+        tenants.chain(stop).min()
+    }
+
+    fn publish(&mut self, schema: &str) {
+        let now: Vec<String> = self
+            .tenants
+            .get(schema)
+            .map(Tenant::endpoints)
+            .unwrap_or_default();
+        let before = self
+            .endpoints
+            .borrow()
+            .get(schema)
+            .cloned()
+            .unwrap_or_default();
+        if now != before {
+            self.endpoints.send_modify(|map| {
+                let map = Arc::make_mut(map);
+                if now.is_empty() {
+                    map.remove(schema);
+                } else {
+                    map.insert(schema.to_owned(), now);
+                }
+            });
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        let now = Instant::now();
+        let tenants = self
+            .tenants
+            .values()
+            .map(|t| TenantStatus {
+                schema: t.schema.clone(),
+                state: tenant_state(t, now).to_owned(),
+                target: t.target,
+                workers: t.workers.iter().map(|w| worker_status(w, now)).collect(),
+                restarts: t.restarts,
+                crash_looping: t.crash_looping,
+                last_backoff_ms: t.last_backoff.map(|d| d.as_millis() as u64),
+                restart_in_ms: t
+                    .restart_at
+                    .filter(|at| *at > now)
+                    .map(|at| at.duration_since(now).as_millis() as u64),
+                last_exit: t.last_exit.clone(),
+                policy: t.policy.clone(),
+            })
+            .collect();
+        StatusReport {
+            pid: std::process::id(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            socket: self.socket.display().to_string(),
+            worker_dir: self.worker_dir.display().to_string(),
+            tenants,
+        }
+    }
+}
+
+fn tenant_state(t: &Tenant, now: Instant) -> &'static str {
+    match t.status {
+        Status::Suspended => return "suspended",
+        Status::Deleted => return "deleted",
+        Status::Active => {}
+    }
+    if t.crash_looping {
+        "crash-looping"
+    } else if t.workers.iter().any(|w| w.is_ready()) {
+        "running"
+    } else if t.restart_at.is_some_and(|at| at > now) {
+        "backoff"
+    } else if t.workers.iter().any(|w| w.is_live()) {
+        "starting"
+    } else {
+        "cold"
+    }
+}
+
+fn worker_status(w: &Worker, now: Instant) -> WorkerStatus {
+    WorkerStatus {
+        pid: w.pid,
+        state: w.state_name().to_owned(),
+        address: w.address(),
+        started_at_unix_ms: unix_ms(w.started_wall),
+        uptime_ms: now.duration_since(w.started).as_millis() as u64,
+        in_flight: w.load.in_flight,
+        served: w.load.served,
+        rss_bytes: w.load.rss_bytes,
+        concurrency: (w.concurrency * 100.0).round() / 100.0,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

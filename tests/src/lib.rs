@@ -1,7 +1,8 @@
 //! Test support shared by every integration test: the private cluster of this test run
 //! (started through the same launcher as `apotheca db start`, see [`test_dir`]), and
 //! [`TestDb`], a fresh database per test, empty or cloned from a template that has the public
-//! schema migrated, dropped together with its tenant roles when the test ends (even on panic).
+//! schema migrated, dropped together with its tenant roles (and the public site's role, when
+//! a daemon made one) when the test ends (even on panic).
 //!
 //! The README's test command wipes the cluster before the run and stops it afterwards; a plain
 //! `cargo test` starts it on first use and leaves it running for the next run.
@@ -170,7 +171,8 @@ impl Drop for TestDb {
                         quote_ident(&name)
                     ))
                     .await?;
-                for role in tenant_roles.iter().chain([&roles::group_role(&name)]) {
+                let own = [roles::public_role(&name), roles::group_role(&name)];
+                for role in tenant_roles.iter().chain(&own) {
                     admin
                         .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
                         .await?;

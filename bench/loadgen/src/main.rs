@@ -2,7 +2,8 @@
 //! socket, which is how the proxy reaches workers, so this drives N keep-alive HTTP/1.1
 //! connections (Unix socket or TCP) for a fixed time and prints one JSON line: requests/s,
 //! latency percentiles, statuses. `startup` times a command from spawn to its first answered
-//! request. Everything it does is bounded in time and stops by itself.
+//! request; `wake` times cold wakes through the control daemon ([`wake`]). Everything it does
+//! is bounded in time and stops by itself.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+
+mod wake;
 
 #[derive(Parser)]
 #[command(about = "Bench-only load generator (keep-alive HTTP/1.1 over a Unix socket or TCP)")]
@@ -38,6 +41,8 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Time cold wakes through the control daemon: wake, then the first answered request.
+    Wake(wake::WakeArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -267,5 +272,6 @@ async fn main() -> Result<()> {
             timeout,
             command,
         } => startup(target, path, timeout, command).await,
+        Cmd::Wake(args) => wake::wake(args).await,
     }
 }

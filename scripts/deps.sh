@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and running Apotheca needs on Debian, when it is missing:
-# a C toolchain, cmake and pkg-config (for native crates), and PostgreSQL's server programs
+# a C toolchain, cmake, pkg-config and OpenSSL's headers (for native crates), and PostgreSQL's server programs
 # (initdb, pg_ctl, postgres, psql, pg_dump), which the private cluster runs.
 # Rust itself must already be installed (rustup); Debian's own cargo is too old.
 set -euo pipefail
@@ -9,6 +9,8 @@ need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# OpenSSL's headers: the proxy's TLS (Pingora, openssl backend).
+[[ -e /usr/include/openssl/ssl.h ]] || need+=(libssl-dev)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 compgen -G '/usr/lib/postgresql/*/bin/pg_dump' >/dev/null || need+=(postgresql-client)
 

@@ -1,19 +1,46 @@
-//! Apotheca edge proxy (`apotheca-proxy`). This crate owns the proxy's command line and
-//! settings; the Pingora server that routes hosts to tenants arrives in a later step, and until
-//! then the binary only validates its settings and says so rather than pretending to serve.
+//! Apotheca edge proxy (`apotheca-proxy`): Pingora serving every pharmacy's host. This file
+//! owns the command line and the assembly — the first route load, the listeners (HTTP and,
+//! when configured, HTTPS with certificates by SNI and HTTP/2), the background tasks (route
+//! follower, control's endpoint feed, certificate watcher, admin listener) and Pingora's
+//! process settings (threads, graceful shutdown, SIGQUIT socket hand-over).
+
+pub mod control;
+pub mod host;
+pub mod metrics;
+pub mod pages;
+pub mod routes;
+pub mod service;
+pub mod settings;
+pub mod tls;
+pub mod upstreams;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use apotheca_common::settings::{self as loader, LogSettings};
+use apotheca_common::devdb::PrivateCluster;
+use apotheca_common::settings as loader;
+use async_trait::async_trait;
 use clap::Parser;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+
+use crate::control::Control;
+use crate::metrics::Metrics;
+use crate::routes::Routes;
+use crate::service::{Edge, Shared};
+use crate::settings::Settings;
+use crate::upstreams::Upstreams;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "apotheca-proxy",
     version,
-    about = "Apotheca edge proxy: routes every host to its tenant's workers"
+    about = "Apotheca edge proxy: routes every host to its tenant's workers",
+    long_about = "Apotheca edge proxy: routes every host to its tenant's workers.\n\n\
+        SIGTERM drains and exits; SIGQUIT hands the listening sockets to a successor started \
+        with --upgrade (zero-downtime upgrade); SIGHUP reloads the certificates."
 )]
 pub struct Cli {
     /// Settings file (default: $APOTHECA_CONFIG, else ./apotheca.toml when present).
@@ -22,21 +49,25 @@ pub struct Cli {
     /// Load and check the settings and exit.
     #[arg(long)]
     pub validate_config: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    pub log: LogSettings,
-    pub proxy: Option<IgnoredAny>,
-    pub database: Option<IgnoredAny>,
-    pub private_db: Option<IgnoredAny>,
-    pub control: Option<IgnoredAny>,
-    pub worker: Option<IgnoredAny>,
+    /// The database with the tenant and domain tables (default: [database] url, else the
+    /// private cluster, which must be running).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Take the listening sockets over from a running proxy that was sent SIGQUIT.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    if let Err(e) = loader::load::<Settings>(cli.config.as_deref()) {
+    let loaded = match loader::load::<Settings>(cli.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = loaded.settings;
+    if let Err(e) = settings.proxy.check() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -44,8 +75,153 @@ pub fn run(cli: Cli) -> ExitCode {
         println!("settings OK");
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "error: this build of apotheca-proxy does not serve yet; only --validate-config works"
+    apotheca_common::telemetry::init(settings.log.format, "info,pingora=warn");
+
+    let url = match settings.database.resolve(cli.database_url.as_deref()) {
+        Some(url) => url,
+        None => match PrivateCluster::new(&settings.private_db).and_then(|c| c.admin_url()) {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("error: no database configured and the private cluster is unusable: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let certificates = match (&settings.proxy.tls_cert, &settings.proxy.tls_key) {
+        (Some(cert), Some(key)) if settings.proxy.https_listen.is_some() => {
+            match tls::Certificates::new(cert, key, settings.proxy.tls_cert_dir.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("error: certificates: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+
+    // The routes before the first request: a proxy that cannot route does not listen.
+    let routes = Arc::new(Routes::default());
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(routes.load_first(&url, Duration::from_secs(10))));
+    if let Err(e) = first {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+
+    let p = &settings.proxy;
+    let conf = ServerConf {
+        threads: p.threads,
+        work_stealing: true,
+        grace_period_seconds: Some(p.grace_period_secs),
+        graceful_shutdown_timeout_seconds: Some(p.graceful_shutdown_timeout_secs),
+        upgrade_sock: p.upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: p
+            .upgrade_sock
+            .with_extension("pid")
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let upstreams = Arc::new(Upstreams::default());
+    let control = Arc::new(Control::new(&p.control_socket));
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(Shared::new(
+        routes.clone(),
+        upstreams.clone(),
+        control.clone(),
+        metrics.clone(),
+        p.clone(),
+    ));
+
+    let mut http = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Edge {
+            shared: shared.clone(),
+            https: false,
+        },
+        "apotheca http",
     );
-    ExitCode::from(2)
+    http.add_tcp(&p.http_listen);
+    server.add_service(http);
+    if let (Some(addr), Some(certs)) = (&p.https_listen, &certificates) {
+        let mut https = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Edge {
+                shared: shared.clone(),
+                https: true,
+            },
+            "apotheca https",
+        );
+        let mut tls = match pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
+            tls::Callback(certs.clone()),
+        )) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: TLS: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        tls.enable_h2();
+        https.add_tls_with_settings(addr, None, tls);
+        server.add_service(https);
+    }
+    server.add_service(background_service(
+        "apotheca background",
+        Background {
+            routes,
+            url,
+            control,
+            upstreams,
+            metrics,
+            admin: p.admin_listen.clone(),
+            certificates,
+        },
+    ));
+    tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, "proxy serving");
+    server.run_forever()
+}
+
+/// The proxy's tasks beside the request path, on Pingora's background runtime.
+struct Background {
+    routes: Arc<Routes>,
+    url: String,
+    control: Arc<Control>,
+    upstreams: Arc<Upstreams>,
+    metrics: Arc<Metrics>,
+    admin: Option<String>,
+    certificates: Option<Arc<tls::Certificates>>,
+}
+
+#[async_trait]
+impl BackgroundService for Background {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tasks = vec![
+            tokio::spawn(self.routes.clone().follow(self.url.clone())),
+            tokio::spawn(self.control.clone().follow(self.upstreams.clone())),
+        ];
+        if let Some(certs) = &self.certificates {
+            tasks.push(tokio::spawn(certs.clone().watch()));
+        }
+        if let Some(addr) = &self.admin {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => tasks.push(tokio::spawn(self.metrics.clone().serve(listener))),
+                Err(e) => tracing::error!(error = %e, addr, "cannot open the admin listener"),
+            }
+        }
+        let _ = shutdown.changed().await;
+        for t in tasks {
+            t.abort();
+        }
+    }
 }

@@ -106,8 +106,15 @@ fn request(args: &RunArgs, k: u64) -> Result<Request<Full<Bytes>>> {
     let fill = |t: &str| t.replace("{n}", &n).replace("{m}", &m);
     let mut req = Request::builder()
         .method(args.method.as_str())
-        .uri(fill(&args.path))
-        .header("host", "bench.localhost");
+        .uri(fill(&args.path));
+    // A Host given with --header replaces the default one.
+    if !args
+        .headers
+        .iter()
+        .any(|h| h.trim_start().to_ascii_lowercase().starts_with("host:"))
+    {
+        req = req.header("host", "bench.localhost");
+    }
     for h in &args.headers {
         let (k, v) = h.split_once(':').context("headers are \"Name: value\"")?;
         req = req.header(k.trim(), v.trim());

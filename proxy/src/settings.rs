@@ -1,0 +1,109 @@
+//! `apotheca-proxy`'s typed settings (`[proxy]`, plus the shared `[database]`, `[private_db]`
+//! and `[log]`; the other binaries' sections are accepted so one file serves all).
+
+use std::path::PathBuf;
+
+use apotheca_common::settings::{DatabaseSettings, LogSettings, PrivateDbSettings};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub private_db: PrivateDbSettings,
+    pub log: LogSettings,
+    pub proxy: ProxySettings,
+    pub control: Option<IgnoredAny>,
+    pub worker: Option<IgnoredAny>,
+}
+
+/// `[proxy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Plain HTTP listener (127.0.0.1 or another local address).
+    pub http_listen: String,
+    /// HTTPS listener; unset: none. Needs `tls_cert` and `tls_key`.
+    pub https_listen: Option<String>,
+    /// The default (e.g. wildcard) certificate chain and key, PEM.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Per-domain certificates: `<domain>.crt` and `<domain>.key` (PEM) in this folder, chosen
+    /// by SNI before the default; re-read on SIGHUP and when the folder changes.
+    pub tls_cert_dir: Option<PathBuf>,
+    /// Answer plain HTTP with a redirect to HTTPS (needs `https_listen`).
+    pub redirect_https: bool,
+    /// `Strict-Transport-Security: max-age=N` on HTTPS answers; 0: not sent.
+    pub hsts_max_age_secs: u64,
+    /// Hosts of the public site (landing page, sign-up).
+    pub public_hosts: Vec<String>,
+    /// An unknown host gets the public site instead of the "no pharmacy at this address" page.
+    pub show_public_if_no_tenant_found: bool,
+    /// The control daemon's API socket (`[control] socket`).
+    pub control_socket: PathBuf,
+    /// How long a request may wait for a sleeping tenant's worker to wake.
+    pub wake_timeout_ms: u64,
+    /// How long a request may wait in its tenant's queue for a free slot.
+    pub queue_timeout_ms: u64,
+    /// Upstream (worker) connect and read timeouts.
+    pub upstream_connect_timeout_ms: u64,
+    pub upstream_read_timeout_secs: u64,
+    /// Worker threads of the proxy (Pingora's default is 1).
+    pub threads: usize,
+    /// On SIGTERM: seconds to keep accepting while a successor takes over, then seconds for
+    /// in-flight requests to finish.
+    pub grace_period_secs: u64,
+    pub graceful_shutdown_timeout_secs: u64,
+    /// Where a running proxy hands its listening sockets to its successor (SIGQUIT, then
+    /// start the new one with `--upgrade`).
+    pub upgrade_sock: PathBuf,
+    /// Prometheus `/metrics` and `/health`; unset: off.
+    pub admin_listen: Option<String>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            http_listen: "127.0.0.1:8080".to_owned(),
+            https_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_cert_dir: None,
+            redirect_https: false,
+            hsts_max_age_secs: 0,
+            public_hosts: vec!["localhost".to_owned()],
+            show_public_if_no_tenant_found: false,
+            control_socket: PathBuf::from("var/run/apotheca.sock"),
+            wake_timeout_ms: 5000,
+            queue_timeout_ms: 5000,
+            upstream_connect_timeout_ms: 1000,
+            upstream_read_timeout_secs: 60,
+            threads: 2,
+            grace_period_secs: 1,
+            graceful_shutdown_timeout_secs: 10,
+            upgrade_sock: PathBuf::from("var/run/apotheca-proxy-upgrade.sock"),
+            admin_listen: Some("127.0.0.1:9180".to_owned()),
+        }
+    }
+}
+
+impl ProxySettings {
+    /// Settings that cannot work together, said before anything starts.
+    pub fn check(&self) -> Result<(), String> {
+        if self.https_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err("[proxy] https_listen needs tls_cert and tls_key".into());
+        }
+        if self.redirect_https && self.https_listen.is_none() {
+            return Err("[proxy] redirect_https needs https_listen".into());
+        }
+        if self.threads == 0 {
+            return Err("[proxy] threads must be at least 1".into());
+        }
+        for host in &self.public_hosts {
+            crate::host::normalise(host)
+                .map_err(|e| format!("[proxy] public_hosts: {host:?}: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -40,16 +40,23 @@ pub async fn announce_writes(State(state): State<AppState>, req: Request, next: 
     let wrote = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let response = next.run(req).await;
     if wrote && response.status().is_success() {
-        state.read_cache.clear();
-        let announced = async {
-            announce(&**state.db().await?, &state.schema, DATA).await?;
-            Ok::<_, crate::http::error::ApiError>(())
-        };
-        if let Err(e) = announced.await {
-            tracing::warn!(error = %e.message, "could not announce a change; caches expire on their own");
-        }
+        data_changed(&state).await;
     }
     response
+}
+
+/// After a committed write of stock, medicines, suppliers or settings: forgets this
+/// worker's kept reads and tells the tenant's other workers to do the same (the HTML pages
+/// call it themselves: their successful writes answer with a redirect).
+pub async fn data_changed(state: &AppState) {
+    state.read_cache.clear();
+    let announced = async {
+        announce(&**state.db().await?, &state.schema, DATA).await?;
+        Ok::<_, crate::http::error::ApiError>(())
+    };
+    if let Err(e) = announced.await {
+        tracing::warn!(error = %e.message, "could not announce a change; caches expire on their own");
+    }
 }
 
 fn set_live(state: &AppState, live: bool) {

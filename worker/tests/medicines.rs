@@ -661,7 +661,7 @@ async fn alerts_counts_and_lists() {
         .unwrap();
     let counts = apotheca_worker::api::alerts::counts(&**db).await.unwrap();
     assert_eq!(
-        counts,
+        serde_json::to_value(counts).unwrap(),
         json!({"expired": 2, "out_of_stock": 2, "low_stock": 1, "expiring": 0})
     );
 }

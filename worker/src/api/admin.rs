@@ -56,23 +56,26 @@ fn company_from_row(r: &tokio_postgres::Row) -> Company {
 
 async fn get_company(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<Company>> {
     // Every logged-in role may read it: the receipt header prints it.
-    let row = state
-        .db()
-        .await?
-        .query_opt(&format!("SELECT {COMPANY_COLUMNS} FROM company"), &[])
-        .await?;
-    Ok(Json(row.as_ref().map(company_from_row).unwrap_or_default()))
+    Ok(Json(company(&**state.db().await?).await?))
 }
 
-#[derive(Debug, Deserialize)]
-struct CompanyIn {
-    name: Option<String>,
-    address: Option<String>,
-    phone: Option<String>,
-    email: Option<String>,
-    pan: Option<String>,
-    vat_no: Option<String>,
-    licence_no: Option<String>,
+/// The company profile (all `None` until saved).
+pub(crate) async fn company(db: &tokio_postgres::Client) -> ApiResult<Company> {
+    let row = db
+        .query_opt(&format!("SELECT {COMPANY_COLUMNS} FROM company"), &[])
+        .await?;
+    Ok(row.as_ref().map(company_from_row).unwrap_or_default())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CompanyIn {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub pan: Option<String>,
+    pub vat_no: Option<String>,
+    pub licence_no: Option<String>,
 }
 
 /// Replaces the whole profile (a PUT: absent optional fields become empty).
@@ -82,6 +85,14 @@ async fn put_company(
     ApiJson(body): ApiJson<CompanyIn>,
 ) -> ApiResult<Json<Company>> {
     auth.require(Area::Company)?;
+    Ok(Json(save_company(&**state.db().await?, &body).await?))
+}
+
+/// Replaces the company profile (the caller has checked that they may).
+pub(crate) async fn save_company(
+    db: &tokio_postgres::Client,
+    body: &CompanyIn,
+) -> ApiResult<Company> {
     let name = values::text("name", body.name.as_deref().unwrap_or_default(), 200)?;
     let address = values::opt_text("address", body.address.as_deref(), 500)?;
     let phone = values::opt_text("phone", body.phone.as_deref(), 50)?;
@@ -89,9 +100,7 @@ async fn put_company(
     let pan = values::opt_text("pan", body.pan.as_deref(), 30)?;
     let vat_no = values::opt_text("vat_no", body.vat_no.as_deref(), 30)?;
     let licence_no = values::opt_text("licence_no", body.licence_no.as_deref(), 50)?;
-    let row = state
-        .db()
-        .await?
+    let row = db
         .query_one(
             &format!(
                 "INSERT INTO company (id, name, address, phone, email, pan, vat_no, licence_no)
@@ -104,7 +113,7 @@ async fn put_company(
             &[&name, &address, &phone, &email, &pan, &vat_no, &licence_no],
         )
         .await?;
-    Ok(Json(company_from_row(&row)))
+    Ok(company_from_row(&row))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -135,29 +144,30 @@ fn settings_from_row(r: &tokio_postgres::Row) -> Settings {
 
 async fn get_settings(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<Settings>> {
     // Every role reads them (the counter needs the tax rate and currency).
-    let row = state
-        .db()
-        .await?
+    Ok(Json(settings(&**state.db().await?).await?))
+}
+
+/// The tenant's settings.
+pub(crate) async fn settings(db: &tokio_postgres::Client) -> ApiResult<Settings> {
+    let row = db
         .query_opt(&format!("SELECT {SETTINGS_COLUMNS} FROM settings"), &[])
         .await?;
     // The migration inserts the row; the schema defaults stand in should it be missing.
-    Ok(Json(row.as_ref().map(settings_from_row).unwrap_or(
-        Settings {
-            low_stock_threshold: 30,
-            near_expiry_days: 90,
-            tax_rate: Decimal::ZERO,
-            currency: "NPR".to_owned(),
-            updated_at: None,
-        },
-    )))
+    Ok(row.as_ref().map(settings_from_row).unwrap_or(Settings {
+        low_stock_threshold: 30,
+        near_expiry_days: 90,
+        tax_rate: Decimal::ZERO,
+        currency: "NPR".to_owned(),
+        updated_at: None,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct SettingsIn {
-    low_stock_threshold: Option<i64>,
-    near_expiry_days: Option<i64>,
-    tax_rate: Option<Decimal>,
-    currency: Option<String>,
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SettingsIn {
+    pub low_stock_threshold: Option<i64>,
+    pub near_expiry_days: Option<i64>,
+    pub tax_rate: Option<Decimal>,
+    pub currency: Option<String>,
 }
 
 fn int_in(field: &str, value: Option<i64>, min: i64, max: i64) -> ApiResult<Option<i32>> {
@@ -195,6 +205,14 @@ async fn put_settings(
     ApiJson(body): ApiJson<SettingsIn>,
 ) -> ApiResult<Json<Settings>> {
     auth.require(Area::Company)?;
+    Ok(Json(save_settings(&**state.db().await?, &body).await?))
+}
+
+/// Changes the settings given (the caller has checked that they may).
+pub(crate) async fn save_settings(
+    db: &tokio_postgres::Client,
+    body: &SettingsIn,
+) -> ApiResult<Settings> {
     let low = int_in(
         "low_stock_threshold",
         body.low_stock_threshold,
@@ -213,9 +231,7 @@ async fn put_settings(
         c => c.map(str::to_owned),
     };
     // An upsert, so that a tenant whose settings row went missing heals itself.
-    let row = state
-        .db()
-        .await?
+    let row = db
         .query_one(
             &format!(
                 "INSERT INTO settings (id, low_stock_threshold, near_expiry_days, tax_rate, currency)
@@ -232,5 +248,5 @@ async fn put_settings(
             &[&low, &near, &tax_rate, &currency],
         )
         .await?;
-    Ok(Json(settings_from_row(&row)))
+    Ok(settings_from_row(&row))
 }

@@ -6,7 +6,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 use crate::accounts::Area;
@@ -79,20 +80,90 @@ const ALERTS_SQL: &str = concat!(
               ORDER BY b.expires_on, b.id LIMIT $2) x)"
 );
 
-fn counts_json(r: &tokio_postgres::Row) -> serde_json::Value {
-    serde_json::json!({
-        "expired": r.get::<_, i64>(0),
-        "out_of_stock": r.get::<_, i64>(1),
-        "low_stock": r.get::<_, i64>(2),
-        "expiring": r.get::<_, i64>(3),
-    })
+/// How many of each kind of alert there are.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Counts {
+    pub expired: i64,
+    pub out_of_stock: i64,
+    pub low_stock: i64,
+    pub expiring: i64,
 }
 
-/// `{"expired", "out_of_stock", "low_stock", "expiring"}` with the settings' near-expiry
-/// window; for the dashboard (pass `&**db` for a pool connection, or a transaction).
-pub async fn counts(db: &impl GenericClient) -> Result<serde_json::Value, ApiError> {
+impl Counts {
+    pub fn total(&self) -> i64 {
+        self.expired + self.out_of_stock + self.low_stock + self.expiring
+    }
+}
+
+fn counts_from(r: &tokio_postgres::Row) -> Counts {
+    Counts {
+        expired: r.get(0),
+        out_of_stock: r.get(1),
+        low_stock: r.get(2),
+        expiring: r.get(3),
+    }
+}
+
+/// The counts with the settings' near-expiry window; for the dashboard (pass `&**db` for a
+/// pool connection, or a transaction).
+pub async fn counts(db: &impl GenericClient) -> Result<Counts, ApiError> {
     let row = db.query_one(COUNTS_SQL, &[&None::<i32>]).await?;
-    Ok(counts_json(&row))
+    Ok(counts_from(&row))
+}
+
+/// A batch in the expired or expiring list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchAlert {
+    pub batch_id: i64,
+    pub medicine_id: i64,
+    pub medicine_name: String,
+    pub batch_no: String,
+    pub expires_on: NaiveDate,
+    /// Expiring batches only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i32>,
+    pub quantity: i64,
+}
+
+/// A medicine in the out-of-stock or low-stock list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StockAlert {
+    pub medicine_id: i64,
+    pub medicine_name: String,
+    pub reorder_level: i64,
+    pub stock: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Alerts {
+    pub counts: Counts,
+    pub expired: Vec<BatchAlert>,
+    pub out_of_stock: Vec<StockAlert>,
+    pub low_stock: Vec<StockAlert>,
+    pub expiring: Vec<BatchAlert>,
+}
+
+/// The counts and the lists (each at most 200 long) in one snapshot; `days` replaces the
+/// settings' near-expiry window.
+pub async fn load(db: &deadpool_postgres::ClientWrapper, days: Option<i32>) -> ApiResult<Alerts> {
+    let stmt = db.prepare_cached(ALERTS_SQL).await?;
+    let row = db.query_one(&stmt, &[&days, &LIST_LIMIT]).await?;
+    fn list<T: serde::de::DeserializeOwned>(
+        row: &tokio_postgres::Row,
+        i: usize,
+    ) -> ApiResult<Vec<T>> {
+        serde_json::from_value(row.get::<_, serde_json::Value>(i)).map_err(|e| {
+            tracing::error!(error = %e, "an alert list does not read back");
+            ApiError::internal()
+        })
+    }
+    Ok(Alerts {
+        counts: counts_from(&row),
+        expired: list(&row, 4)?,
+        out_of_stock: list(&row, 5)?,
+        low_stock: list(&row, 6)?,
+        expiring: list(&row, 7)?,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +172,8 @@ struct AlertsQuery {
     days: Option<String>,
 }
 
-fn days(raw: Option<&str>) -> ApiResult<Option<i32>> {
+/// `?days=`: blank is the settings' window.
+pub fn days(raw: Option<&str>) -> ApiResult<Option<i32>> {
     let Some(raw) = raw.map(str::trim).filter(|d| !d.is_empty()) else {
         return Ok(None);
     };
@@ -118,20 +190,10 @@ async fn alerts(
     State(state): State<AppState>,
     auth: Auth,
     ApiQuery(query): ApiQuery<AlertsQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Alerts>> {
     auth.require(Area::Alerts)?;
     let days = days(query.days.as_deref())?;
-    let db = state.db().await?;
-    let stmt = db.prepare_cached(ALERTS_SQL).await?;
-    let row = db.query_one(&stmt, &[&days, &LIST_LIMIT]).await?;
-    let list = |i: usize| row.get::<_, serde_json::Value>(i);
-    Ok(Json(serde_json::json!({
-        "counts": counts_json(&row),
-        "expired": list(4),
-        "out_of_stock": list(5),
-        "low_stock": list(6),
-        "expiring": list(7),
-    })))
+    Ok(Json(load(&*state.db().await?, days).await?))
 }
 
 #[cfg(test)]

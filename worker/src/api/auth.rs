@@ -1,16 +1,16 @@
-//! Logging in and out, the current user, changing and resetting passwords, personal API
-//! tokens. Failed logins are counted per username and per client address: after a few each
+//! Logging in and out, the current user, changing and resetting passwords (personal API
+//! tokens are in `super::tokens`). The login page and the other account pages call the
+//! functions here too. Failed logins are counted per username and per client address: after a few each
 //! attempt is slowed down, after more they are refused until the window passes.
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::users::{self, user_from_row, User, USER_COLUMNS};
@@ -25,11 +25,9 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/auth/me", get(me))
-        .route("/auth/password", post(change_password))
+        .route("/auth/password", post(change_password_route))
         .route("/auth/password-reset", post(request_reset))
         .route("/auth/password-reset/confirm", post(confirm_reset))
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", delete(revoke_token))
 }
 
 #[derive(Deserialize)]
@@ -50,7 +48,8 @@ pub fn client_address(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "local".to_owned())
 }
 
-fn secure(headers: &HeaderMap) -> bool {
+/// Whether the client reached the proxy over https.
+pub(crate) fn secure(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
@@ -58,7 +57,7 @@ fn secure(headers: &HeaderMap) -> bool {
 
 /// The session cookie: HttpOnly, SameSite=Lax, host-only (no Domain, so never shared
 /// across subdomains), Secure behind https.
-fn session_cookie(token: &str, headers: &HeaderMap) -> String {
+pub(crate) fn session_cookie(token: &str, headers: &HeaderMap) -> String {
     let secure = if secure(headers) { "; Secure" } else { "" };
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax{secure}")
 }
@@ -68,11 +67,35 @@ async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let username = body.username.trim().to_lowercase();
-    if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
+    let done = log_in(&state, &headers, &body.username, &body.password).await?;
+    let body = Json(json!({"user": done.user, "csrf_token": done.csrf_token}));
+    Ok((
+        [(header::SET_COOKIE, session_cookie(&done.token, &headers))],
+        body,
+    )
+        .into_response())
+}
+
+/// A new session: its token (for the cookie), its CSRF token, and who logged in.
+pub(crate) struct LoggedIn {
+    pub token: String,
+    pub csrf_token: String,
+    pub user: User,
+}
+
+/// Checks a username and password (with the failed-login throttling) and opens a session;
+/// the API and the login page both log in here.
+pub(crate) async fn log_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    username: &str,
+    password: &str,
+) -> ApiResult<LoggedIn> {
+    let username = username.trim().to_lowercase();
+    if username.is_empty() || username.len() > 150 || password.len() > accounts::MAX_PASSWORD {
         return Err(ApiError::unauthorized("wrong username or password"));
     }
-    let address = client_address(&headers);
+    let address = client_address(headers);
     let s = &state.settings;
     let db = state.db().await?;
     // The attempt is recorded as a failure before anything is checked (and removed again on
@@ -120,7 +143,7 @@ async fn login(
         .as_ref()
         .map(|u| u.get::<_, String>(1))
         .unwrap_or_else(|| accounts::dummy_hash().to_owned());
-    let matches = accounts::verify_password_async(&hash, &body.password).await;
+    let matches = accounts::verify_password_async(&hash, password).await;
     let user = match user {
         Some(u) if matches && u.get::<_, bool>(2) => u,
         _ => return Err(ApiError::unauthorized("wrong username or password")),
@@ -163,13 +186,11 @@ async fn login(
             &[&user_id],
         )
         .await?;
-    let out = user_from_row(&row)?;
-    let body = Json(json!({"user": out, "csrf_token": hex::encode(&csrf_secret)}));
-    Ok((
-        [(header::SET_COOKIE, session_cookie(&token, &headers))],
-        body,
-    )
-        .into_response())
+    Ok(LoggedIn {
+        token,
+        csrf_token: crate::http::auth::csrf_token(&csrf_secret),
+        user: user_from_row(&row)?,
+    })
 }
 
 async fn logout(
@@ -177,17 +198,31 @@ async fn logout(
     headers: HeaderMap,
     auth: Auth,
 ) -> ApiResult<Response> {
+    log_out(&state, &auth).await?;
+    Ok((
+        [(header::SET_COOKIE, expired_cookie(&headers))],
+        StatusCode::NO_CONTENT,
+    )
+        .into_response())
+}
+
+/// Ends the caller's session (a bearer token has none to end).
+pub(crate) async fn log_out(state: &AppState, auth: &Auth) -> ApiResult<()> {
     if let Some(id) = auth.session_id {
         state
             .db()
             .await?
             .execute("DELETE FROM sessions WHERE id = $1", &[&id])
             .await?;
-        announce_auth_change(&state).await?;
+        announce_auth_change(state).await?;
     }
-    let secure = if secure(&headers) { "; Secure" } else { "" };
-    let expired = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}");
-    Ok(([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response())
+    Ok(())
+}
+
+/// A Set-Cookie value that removes the session cookie.
+pub(crate) fn expired_cookie(headers: &HeaderMap) -> String {
+    let secure = if secure(headers) { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
 }
 
 async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<User>> {
@@ -201,13 +236,23 @@ struct ChangePassword {
 }
 
 /// Changing the password ends every other session of the user.
-async fn change_password(
+async fn change_password_route(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> ApiResult<StatusCode> {
-    accounts::check_new_password(&body.new_password)
-        .map_err(|m| ApiError::invalid("new_password", m))?;
+    change_password(&state, &auth, &body.current_password, &body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the caller's password; their other sessions end.
+pub(crate) async fn change_password(
+    state: &AppState,
+    auth: &Auth,
+    current_password: &str,
+    new_password: &str,
+) -> ApiResult<()> {
+    accounts::check_new_password(new_password).map_err(|m| ApiError::invalid("new_password", m))?;
     let db = state.db().await?;
     let hash: String = db
         .query_one(
@@ -216,14 +261,14 @@ async fn change_password(
         )
         .await?
         .get(0);
-    let ok = accounts::verify_password_async(&hash, &body.current_password).await;
+    let ok = accounts::verify_password_async(&hash, current_password).await;
     if !ok {
         return Err(ApiError::invalid(
             "current_password",
             "the current password is wrong",
         ));
     }
-    let new_hash = accounts::hash_password_async(&body.new_password)
+    let new_hash = accounts::hash_password_async(new_password)
         .await
         .ok_or_else(ApiError::internal)?;
     db.execute(
@@ -236,8 +281,7 @@ async fn change_password(
         &[&auth.user_id, &auth.session_id],
     )
     .await?;
-    announce_auth_change(&state).await?;
-    Ok(StatusCode::NO_CONTENT)
+    announce_auth_change(state).await
 }
 
 #[derive(Deserialize)]
@@ -253,7 +297,18 @@ async fn request_reset(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> ApiResult<StatusCode> {
-    let login = body.login.trim().to_lowercase();
+    send_reset_link(&state, &headers, &body.login).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Stores and sends a reset link when `login` names an active user (by username or email);
+/// answers alike either way, and in the same time (the mail leaves in the background).
+pub(crate) async fn send_reset_link(
+    state: &AppState,
+    headers: &HeaderMap,
+    login: &str,
+) -> ApiResult<()> {
+    let login = login.trim().to_lowercase();
     let db = state.db().await?;
     let user = db
         .query_opt(
@@ -265,7 +320,7 @@ async fn request_reset(
         let id: i64 = user.get(0);
         let email: Option<String> = user.get(1);
         let (token, hash) = accounts::new_token();
-        let address: Option<std::net::IpAddr> = client_address(&headers).parse().ok();
+        let address: Option<std::net::IpAddr> = client_address(headers).parse().ok();
         // At most three open links per user: requests beyond that are answered alike but
         // neither stored nor mailed, so nobody can flood a user's mailbox or the table.
         let stored = db
@@ -278,7 +333,7 @@ async fn request_reset(
             )
             .await?;
         if stored == 0 {
-            return Ok(StatusCode::ACCEPTED);
+            return Ok(());
         }
         // Only Host: the proxy routes a request here only when its Host is one of this
         // tenant's domains, whereas X-Forwarded-Host could be anything a client sent.
@@ -296,7 +351,7 @@ async fn request_reset(
             crate::mail::send_reset(&settings, email.as_deref(), &username, &link).await;
         });
     }
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -309,9 +364,18 @@ async fn confirm_reset(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResetConfirm>,
 ) -> ApiResult<StatusCode> {
-    accounts::check_new_password(&body.new_password)
-        .map_err(|m| ApiError::invalid("new_password", m))?;
-    let hash = accounts::token_hash(body.token.trim());
+    reset_password(&state, &body.token, &body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a new password through a reset link's token; every session of the user ends.
+pub(crate) async fn reset_password(
+    state: &AppState,
+    token: &str,
+    new_password: &str,
+) -> ApiResult<()> {
+    accounts::check_new_password(new_password).map_err(|m| ApiError::invalid("new_password", m))?;
+    let hash = accounts::token_hash(token.trim());
     let mut db = state.db().await?;
     // The token first: an unknown one must not cost a password hash.
     let known = db
@@ -326,7 +390,7 @@ async fn confirm_reset(
             "the reset link is unknown, used or expired",
         ));
     }
-    let new_hash = accounts::hash_password_async(&body.new_password)
+    let new_hash = accounts::hash_password_async(new_password)
         .await
         .ok_or_else(ApiError::internal)?;
     let tx = db.transaction().await?;
@@ -347,103 +411,7 @@ async fn confirm_reset(
     tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])
         .await?;
     tx.commit().await?;
-    announce_auth_change(&state).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize)]
-struct TokenOut {
-    id: i64,
-    name: String,
-    prefix: String,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked: bool,
-}
-
-async fn list_tokens(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<TokenOut>>> {
-    let rows = state
-        .db()
-        .await?
-        .query(
-            "SELECT id, name, token_prefix, created_at, last_used_at, expires_at, revoked_at IS NOT NULL
-             FROM api_tokens WHERE user_id = $1 ORDER BY id",
-            &[&auth.user_id],
-        )
-        .await?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| TokenOut {
-                id: r.get(0),
-                name: r.get(1),
-                prefix: r.get(2),
-                created_at: r.get(3),
-                last_used_at: r.get(4),
-                expires_at: r.get(5),
-                revoked: r.get(6),
-            })
-            .collect(),
-    ))
-}
-
-#[derive(Deserialize)]
-struct NewToken {
-    name: String,
-    /// Days until it expires; none: until revoked.
-    expires_in_days: Option<u16>,
-}
-
-/// The token is shown in this answer only.
-async fn create_token(
-    State(state): State<AppState>,
-    auth: Auth,
-    ApiJson(body): ApiJson<NewToken>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid(
-            "name",
-            "give the token a name of 1 to 100 characters",
-        ));
-    }
-    let (token, hash) = accounts::new_token();
-    let prefix: String = token.chars().take(8).collect();
-    let days = body.expires_in_days.map(i32::from);
-    let row = state
-        .db()
-        .await?
-        .query_one(
-            "INSERT INTO api_tokens (user_id, name, token_hash, token_prefix, expires_at)
-             VALUES ($1, $2, $3, $4, CASE WHEN $5::int IS NULL THEN NULL ELSE now() + make_interval(days => $5) END)
-             RETURNING id",
-            &[&auth.user_id, &name, &hash, &prefix, &days],
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": row.get::<_, i64>(0), "name": name, "token": token})),
-    ))
-}
-
-async fn revoke_token(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
-    let n = state
-        .db()
-        .await?
-        .execute(
-            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND user_id = $2",
-            &[&id, &auth.user_id],
-        )
-        .await?;
-    announce_auth_change(&state).await?;
-    if n == 0 {
-        return Err(ApiError::not_found("token"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    announce_auth_change(state).await
 }
 
 /// Tells every worker of this tenant (this one at once, the others through the tenant's

@@ -101,7 +101,23 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Customers)?;
-    let q = query.q.as_deref().map(str::trim).unwrap_or_default();
+    let page = Page {
+        page: query.page.unwrap_or(1),
+        per_page: query.per_page.unwrap_or(50),
+    };
+    let (total, items) = list_of(&state, query.q.as_deref(), page).await?;
+    Ok(Json(
+        serde_json::json!({"total": total, "page": page.page.max(1), "items": items}),
+    ))
+}
+
+/// Customers whose name or phone starts with `q`: a page, and how many.
+pub(crate) async fn list_of(
+    state: &AppState,
+    q: Option<&str>,
+    page: Page,
+) -> ApiResult<(i64, Vec<Customer>)> {
+    let q = q.map(str::trim).unwrap_or_default();
     if q.chars().count() > MAX_QUERY {
         return Err(ApiError::invalid(
             "q",
@@ -110,10 +126,6 @@ async fn list(
     }
     let name_pattern = (!q.is_empty()).then(|| values::like_prefix(q));
     let phone_pattern = phone_prefix(q);
-    let page = Page {
-        page: query.page.unwrap_or(1),
-        per_page: query.per_page.unwrap_or(50),
-    };
     let db = state.db().await?;
     let stmt = db
         .prepare_cached(
@@ -129,19 +141,16 @@ async fn list(
         )
         .await?;
     let total: i64 = rows.first().map_or(0, |r| r.get(6));
-    let items: Vec<Customer> = rows.iter().map(from_row).collect();
-    Ok(Json(
-        serde_json::json!({"total": total, "page": page.page.max(1), "items": items}),
-    ))
+    Ok((total, rows.iter().map(from_row).collect()))
 }
 
 #[derive(Debug, Serialize)]
-struct Purchase {
-    id: i64,
-    number: i64,
-    created_at: DateTime<Utc>,
-    total: Decimal,
-    status: String,
+pub struct Purchase {
+    pub id: i64,
+    pub number: i64,
+    pub created_at: DateTime<Utc>,
+    pub total: Decimal,
+    pub status: String,
 }
 
 async fn detail(
@@ -150,6 +159,18 @@ async fn detail(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Customers)?;
+    let (customer, invoices) = load(&state, &auth, id).await?;
+    Ok(Json(
+        serde_json::json!({"customer": customer, "invoices": invoices}),
+    ))
+}
+
+/// A customer and their last 100 purchases, or 404.
+pub(crate) async fn load(
+    state: &AppState,
+    auth: &Auth,
+    id: i64,
+) -> ApiResult<(Customer, Vec<Purchase>)> {
     // Staff: only what they billed (DOMAIN.md "invoices (own)"); others see everything.
     let billed_by = auth.own_invoices_only().then_some(auth.user_id);
     let db = state.db().await?;
@@ -168,7 +189,7 @@ async fn detail(
     let customer = customer
         .map(|r| from_row(&r))
         .ok_or_else(|| ApiError::not_found("customer"))?;
-    let invoices: Vec<Purchase> = invoices
+    let invoices = invoices
         .iter()
         .map(|r| Purchase {
             id: r.get(0),
@@ -178,17 +199,15 @@ async fn detail(
             status: r.get(4),
         })
         .collect();
-    Ok(Json(
-        serde_json::json!({"customer": customer, "invoices": invoices}),
-    ))
+    Ok((customer, invoices))
 }
 
-#[derive(Debug, Deserialize)]
-struct CustomerIn {
-    name: Option<String>,
-    phone: Option<String>,
-    email: Option<String>,
-    address: Option<String>,
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CustomerIn {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
 }
 
 async fn create(
@@ -197,13 +216,20 @@ async fn create(
     ApiJson(body): ApiJson<CustomerIn>,
 ) -> ApiResult<(StatusCode, Json<Customer>)> {
     auth.require(Area::Customers)?;
+    let customer = create_customer(&**state.db().await?, &body).await?;
+    Ok((StatusCode::CREATED, Json(customer)))
+}
+
+/// Adds a customer (the caller has checked that they may).
+pub(crate) async fn create_customer(
+    db: &tokio_postgres::Client,
+    body: &CustomerIn,
+) -> ApiResult<Customer> {
     let name = values::text("name", body.name.as_deref().unwrap_or_default(), 200)?;
     let phone = values::opt_phone("phone", body.phone.as_deref())?;
     let email = values::opt_email("email", body.email.as_deref())?;
     let address = values::opt_text("address", body.address.as_deref(), 500)?;
-    let row = state
-        .db()
-        .await?
+    let row = db
         .query_one(
             &format!(
                 "INSERT INTO customers (name, phone, email, address) VALUES ($1, $2, $3, $4)
@@ -213,7 +239,7 @@ async fn create(
         )
         .await
         .map_err(phone_taken)?;
-    Ok((StatusCode::CREATED, Json(from_row(&row))))
+    Ok(from_row(&row))
 }
 
 /// Changes the fields given (absent or null keeps a field; "" clears an optional one), in
@@ -225,6 +251,17 @@ async fn update(
     ApiJson(body): ApiJson<CustomerIn>,
 ) -> ApiResult<Json<Customer>> {
     auth.require(Area::Customers)?;
+    Ok(Json(
+        update_customer(&**state.db().await?, id, &body).await?,
+    ))
+}
+
+/// Changes the fields given (the caller has checked that they may).
+pub(crate) async fn update_customer(
+    db: &tokio_postgres::Client,
+    id: i64,
+    body: &CustomerIn,
+) -> ApiResult<Customer> {
     let name = match body.name.as_deref() {
         Some(raw) => Some(values::text("name", raw, 200)?),
         None => None,
@@ -232,9 +269,7 @@ async fn update(
     let phone = values::opt_phone("phone", body.phone.as_deref())?;
     let email = values::opt_email("email", body.email.as_deref())?;
     let address = values::opt_text("address", body.address.as_deref(), 500)?;
-    let row = state
-        .db()
-        .await?
+    let row = db
         .query_opt(
             &format!(
                 "UPDATE customers SET
@@ -259,7 +294,7 @@ async fn update(
         .await
         .map_err(phone_taken)?
         .ok_or_else(|| ApiError::not_found("customer"))?;
-    Ok(Json(from_row(&row)))
+    Ok(from_row(&row))
 }
 
 #[cfg(test)]

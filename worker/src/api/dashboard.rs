@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use chrono::{Datelike, Days, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::json;
 
 use super::reports;
 use crate::accounts::Area;
@@ -24,20 +23,35 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/dashboard", get(dashboard))
 }
 
-#[derive(Debug, Serialize)]
-struct Sales {
-    count: i64,
-    total: Decimal,
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sales {
+    pub count: i64,
+    pub total: Decimal,
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> ApiResult<Json<serde_json::Value>> {
+/// What the dashboard shows.
+#[derive(Debug, Serialize)]
+pub struct Dashboard {
+    pub today: Sales,
+    pub this_month: Sales,
+    pub last_month: Sales,
+    pub top_medicines: Vec<reports::TopSeller>,
+    /// The last 7 days, oldest first, today last.
+    pub trend: Vec<reports::DaySales>,
+    pub alerts: super::alerts::Counts,
+    /// Staff see their own sales only.
+    pub own_sales_only: bool,
+}
+
+async fn dashboard(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Dashboard>> {
     auth.require(Area::Dashboard)?;
+    Ok(Json(load(&**state.db().await?, &auth).await?))
+}
+
+/// The dashboard of `auth`'s user (the caller has checked that they may see it).
+pub async fn load(db: &tokio_postgres::Client, auth: &Auth) -> ApiResult<Dashboard> {
     let billed_by = auth.own_invoices_only().then_some(auth.user_id);
-    let db = state.db().await?;
-    let today = reports::today(&db).await?;
+    let today = reports::today(db).await?;
     let month_start = today.with_day(1).ok_or_else(ApiError::internal)?;
     let last_month_start = month_start
         .checked_sub_months(chrono::Months::new(1))
@@ -61,17 +75,17 @@ async fn dashboard(
         count: r.get(i),
         total: r.get(i + 1),
     };
-    let top = reports::top_sellers(&db, month_start, today, 5, billed_by).await?;
+    let top_medicines = reports::top_sellers(db, month_start, today, 5, billed_by).await?;
     let week_start: NaiveDate = today - Days::new(6);
-    let trend = reports::sales_by_day(&db, week_start, today, billed_by).await?;
-    let alerts = super::alerts::counts(&**db).await?;
-    Ok(Json(json!({
-        "today": sales(0),
-        "this_month": sales(2),
-        "last_month": sales(4),
-        "top_medicines": top,
-        "trend": trend,
-        "alerts": alerts,
-        "own_sales_only": billed_by.is_some(),
-    })))
+    let trend = reports::sales_by_day(db, week_start, today, billed_by).await?;
+    let alerts = super::alerts::counts(db).await?;
+    Ok(Dashboard {
+        today: sales(0),
+        this_month: sales(2),
+        last_month: sales(4),
+        top_medicines,
+        trend,
+        alerts,
+        own_sales_only: billed_by.is_some(),
+    })
 }

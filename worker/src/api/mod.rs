@@ -14,6 +14,7 @@ pub mod reports;
 pub mod sales;
 pub mod stock;
 pub mod suppliers;
+pub mod tokens;
 pub mod users;
 
 use axum::Router;
@@ -38,6 +39,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(stock_writes)
         .merge(sales::sale_route())
         .merge(auth::routes())
+        .merge(tokens::routes())
         .merge(counter::routes())
         .merge(customers::routes())
         .merge(alerts::routes())

@@ -72,16 +72,26 @@ struct ListQuery {
     page: Page,
 }
 
+/// Which invoices a list shows.
+#[derive(Debug, Default)]
+pub(crate) struct InvoiceFilter {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub status: Option<String>,
+    /// Staff: only what they billed.
+    pub billed_by: Option<i64>,
+}
+
 #[derive(Debug, Serialize)]
-struct Summary {
-    id: i64,
-    number: i64,
-    created_at: DateTime<Utc>,
-    customer_name: Option<String>,
-    billed_by: String,
-    payment_method: String,
-    total: Decimal,
-    status: String,
+pub struct Summary {
+    pub id: i64,
+    pub number: i64,
+    pub created_at: DateTime<Utc>,
+    pub customer_name: Option<String>,
+    pub billed_by: String,
+    pub payment_method: String,
+    pub total: Decimal,
+    pub status: String,
 }
 
 /// Invoices by date range (inclusive, by day), newest first.
@@ -91,20 +101,35 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Invoices)?;
-    if let (Some(from), Some(to)) = (q.from, q.to) {
+    let filter = InvoiceFilter {
+        from: q.from,
+        to: q.to,
+        status: q.status,
+        billed_by: auth.own_invoices_only().then_some(auth.user_id),
+    };
+    let (total, items) = list_of(&**state.db().await?, &filter, q.page).await?;
+    Ok(Json(
+        serde_json::json!({"total": total, "page": q.page.page.max(1), "items": items}),
+    ))
+}
+
+/// One page of the invoices `filter` selects, and how many there are.
+pub(crate) async fn list_of(
+    db: &tokio_postgres::Client,
+    filter: &InvoiceFilter,
+    page: Page,
+) -> ApiResult<(i64, Vec<Summary>)> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to) {
         if to < from {
             return Err(ApiError::invalid("to", "the range ends before it starts"));
         }
     }
-    if let Some(s) = q.status.as_deref() {
+    if let Some(s) = filter.status.as_deref() {
         if s != "completed" && s != "voided" {
             return Err(ApiError::invalid("status", "status is completed or voided"));
         }
     }
-    let own = auth.own_invoices_only().then_some(auth.user_id);
-    let rows = state
-        .db()
-        .await?
+    let rows = db
         .query(
             "SELECT i.id, i.number, i.created_at, i.customer_name, u.username, i.payment_method, i.total, i.status,
                     count(*) OVER ()
@@ -112,7 +137,7 @@ async fn list(
              WHERE ($1::date IS NULL OR i.created_at >= $1::date) AND ($2::date IS NULL OR i.created_at < $2::date + 1)
                AND ($3::bigint IS NULL OR i.billed_by = $3) AND ($4::text IS NULL OR i.status = $4)
              ORDER BY i.created_at DESC, i.id DESC LIMIT $5 OFFSET $6",
-            &[&q.from, &q.to, &own, &q.status, &q.page.limit(), &q.page.offset()],
+            &[&filter.from, &filter.to, &filter.billed_by, &filter.status, &page.limit(), &page.offset()],
         )
         .await?;
     let total: i64 = rows.first().map_or(0, |r| r.get(8));
@@ -129,9 +154,7 @@ async fn list(
             status: r.get(7),
         })
         .collect();
-    Ok(Json(
-        serde_json::json!({"total": total, "page": q.page.page.max(1), "items": items}),
-    ))
+    Ok((total, items))
 }
 
 async fn detail(
@@ -152,13 +175,38 @@ async fn create_return(
 ) -> ApiResult<(StatusCode, Json<Invoice>)> {
     auth.require(Area::Returns)?;
     let mut db = state.db().await?;
-    let tx = db.transaction().await?;
-    returns::post_return(&tx, auth.user_id, id, &req).await?;
-    tx.commit().await?;
+    record_return(&mut db, auth.user_id, id, &req).await?;
     Ok((
         StatusCode::CREATED,
         Json(invoices::load(&db, id, None).await?),
     ))
+}
+
+/// Records a return of invoice `id` in a transaction of its own (the caller has checked
+/// that the user may, and announces the change).
+pub(crate) async fn record_return(
+    db: &mut deadpool_postgres::Object,
+    user_id: i64,
+    id: i64,
+    req: &ReturnRequest,
+) -> ApiResult<i64> {
+    let tx = db.transaction().await?;
+    let return_id = returns::post_return(&tx, user_id, id, req).await?;
+    tx.commit().await?;
+    Ok(return_id)
+}
+
+/// Voids invoice `id` in a transaction of its own (likewise).
+pub(crate) async fn void_invoice(
+    db: &mut deadpool_postgres::Object,
+    user_id: i64,
+    id: i64,
+    reason: &str,
+) -> ApiResult<()> {
+    let tx = db.transaction().await?;
+    returns::void(&tx, user_id, id, reason).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,8 +222,6 @@ async fn void(
 ) -> ApiResult<Json<Invoice>> {
     auth.require(Area::Voids)?;
     let mut db = state.db().await?;
-    let tx = db.transaction().await?;
-    returns::void(&tx, auth.user_id, id, &req.reason).await?;
-    tx.commit().await?;
+    void_invoice(&mut db, auth.user_id, id, &req.reason).await?;
     Ok(Json(invoices::load(&db, id, None).await?))
 }

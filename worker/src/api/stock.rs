@@ -38,48 +38,87 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Receipts)?;
-    let rows = state
-        .db()
-        .await?
-        .query(
-            "SELECT i.id, i.supplier_id, s.name, i.invoice_no, i.invoice_date, i.total, u.username, i.created_at, count(*) OVER ()
-             FROM supplier_invoices i JOIN suppliers s ON s.id = i.supplier_id JOIN users u ON u.id = i.received_by
-             WHERE $1::bigint IS NULL OR i.supplier_id = $1
-             ORDER BY i.invoice_date DESC, i.id DESC LIMIT $2 OFFSET $3",
-            &[&q.supplier_id, &q.page.limit(), &q.page.offset()],
-        )
-        .await?;
-    let total: i64 = rows.first().map_or(0, |r| r.get(8));
-    let items: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.get::<_, i64>(0), "supplier_id": r.get::<_, i64>(1), "supplier": r.get::<_, String>(2),
-                "invoice_no": r.get::<_, String>(3), "invoice_date": r.get::<_, NaiveDate>(4),
-                "total": r.get::<_, Decimal>(5), "received_by": r.get::<_, String>(6),
-                "created_at": r.get::<_, DateTime<Utc>>(7),
-            })
-        })
-        .collect();
+    let (total, items) = list_of(&**state.db().await?, q.supplier_id, q.page).await?;
     Ok(Json(
         serde_json::json!({"total": total, "page": q.page.page.max(1), "items": items}),
     ))
 }
 
+/// A goods receipt as lists show it.
 #[derive(Debug, Serialize)]
-struct ReceiptLineOut {
-    medicine_id: i64,
-    medicine: String,
-    batch_id: i64,
-    batch_no: String,
-    manufactured_on: Option<NaiveDate>,
-    expires_on: NaiveDate,
-    quantity: i32,
-    unit_cost: Decimal,
-    line_total: Decimal,
+pub struct ReceiptSummary {
+    pub id: i64,
+    pub supplier_id: i64,
+    pub supplier: String,
+    pub invoice_no: String,
+    pub invoice_date: NaiveDate,
+    pub total: Decimal,
+    pub received_by: String,
+    pub created_at: DateTime<Utc>,
 }
 
-async fn load(db: &impl tokio_postgres::GenericClient, id: i64) -> ApiResult<serde_json::Value> {
+/// Goods receipts, newest first, optionally of one supplier: a page, and how many.
+pub(crate) async fn list_of(
+    db: &tokio_postgres::Client,
+    supplier_id: Option<i64>,
+    page: Page,
+) -> ApiResult<(i64, Vec<ReceiptSummary>)> {
+    let rows = db
+        .query(
+            "SELECT i.id, i.supplier_id, s.name, i.invoice_no, i.invoice_date, i.total, u.username, i.created_at, count(*) OVER ()
+             FROM supplier_invoices i JOIN suppliers s ON s.id = i.supplier_id JOIN users u ON u.id = i.received_by
+             WHERE $1::bigint IS NULL OR i.supplier_id = $1
+             ORDER BY i.invoice_date DESC, i.id DESC LIMIT $2 OFFSET $3",
+            &[&supplier_id, &page.limit(), &page.offset()],
+        )
+        .await?;
+    let total: i64 = rows.first().map_or(0, |r| r.get(8));
+    let items = rows
+        .iter()
+        .map(|r| ReceiptSummary {
+            id: r.get(0),
+            supplier_id: r.get(1),
+            supplier: r.get(2),
+            invoice_no: r.get(3),
+            invoice_date: r.get(4),
+            total: r.get(5),
+            received_by: r.get(6),
+            created_at: r.get(7),
+        })
+        .collect();
+    Ok((total, items))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReceiptLineOut {
+    pub medicine_id: i64,
+    pub medicine: String,
+    pub batch_id: i64,
+    pub batch_no: String,
+    pub manufactured_on: Option<NaiveDate>,
+    pub expires_on: NaiveDate,
+    pub quantity: i32,
+    pub unit_cost: Decimal,
+    pub line_total: Decimal,
+}
+
+/// A goods receipt with its lines.
+#[derive(Debug, Serialize)]
+pub struct Receipt {
+    pub id: i64,
+    pub supplier_id: i64,
+    pub supplier: String,
+    pub invoice_no: String,
+    pub invoice_date: NaiveDate,
+    pub total: Decimal,
+    pub received_by: String,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub lines: Vec<ReceiptLineOut>,
+}
+
+/// One goods receipt, or 404.
+pub(crate) async fn load(db: &impl tokio_postgres::GenericClient, id: i64) -> ApiResult<Receipt> {
     let head = db
         .query_opt(
             "SELECT i.id, i.supplier_id, s.name, i.invoice_no, i.invoice_date, i.total, u.username, i.notes, i.created_at
@@ -110,20 +149,25 @@ async fn load(db: &impl tokio_postgres::GenericClient, id: i64) -> ApiResult<ser
             line_total: r.get(8),
         })
         .collect();
-    Ok(serde_json::json!({
-        "id": head.get::<_, i64>(0), "supplier_id": head.get::<_, i64>(1), "supplier": head.get::<_, String>(2),
-        "invoice_no": head.get::<_, String>(3), "invoice_date": head.get::<_, NaiveDate>(4),
-        "total": head.get::<_, Decimal>(5), "received_by": head.get::<_, String>(6),
-        "notes": head.get::<_, Option<String>>(7), "created_at": head.get::<_, DateTime<Utc>>(8),
-        "lines": lines,
-    }))
+    Ok(Receipt {
+        id: head.get(0),
+        supplier_id: head.get(1),
+        supplier: head.get(2),
+        invoice_no: head.get(3),
+        invoice_date: head.get(4),
+        total: head.get(5),
+        received_by: head.get(6),
+        notes: head.get(7),
+        created_at: head.get(8),
+        lines,
+    })
 }
 
 async fn detail(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Receipt>> {
     auth.require(Area::Receipts)?;
     Ok(Json(load(&**state.db().await?, id).await?))
 }
@@ -132,13 +176,24 @@ async fn create(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(req): ApiJson<ReceiptRequest>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<Receipt>)> {
     auth.require(Area::Receipts)?;
     let mut db = state.db().await?;
-    let tx = db.transaction().await?;
-    let id = stock::post_receipt(&tx, auth.user_id, &req).await?;
-    tx.commit().await?;
+    let id = receive(&mut db, auth.user_id, &req).await?;
     Ok((StatusCode::CREATED, Json(load(&**db, id).await?)))
+}
+
+/// Posts a goods receipt in a transaction of its own; returns its id (the caller has
+/// checked that the user may, and announces the change).
+pub(crate) async fn receive(
+    db: &mut deadpool_postgres::Object,
+    user_id: i64,
+    req: &ReceiptRequest,
+) -> ApiResult<i64> {
+    let tx = db.transaction().await?;
+    let id = stock::post_receipt(&tx, user_id, req).await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,38 +65,50 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Suppliers)?;
-    let pattern = query
-        .q
-        .as_deref()
+    let (total, items) = list_of(
+        &**state.db().await?,
+        query.q.as_deref(),
+        query.active,
+        query.page,
+    )
+    .await?;
+    Ok(Json(
+        serde_json::json!({"total": total, "page": query.page.page.max(1), "items": items}),
+    ))
+}
+
+/// Suppliers by name (prefix `q`), optionally only (in)active ones: a page, and how many.
+pub(crate) async fn list_of(
+    db: &tokio_postgres::Client,
+    q: Option<&str>,
+    active: Option<bool>,
+    page: Page,
+) -> ApiResult<(i64, Vec<Supplier>)> {
+    let pattern = q
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(values::like_prefix);
-    let rows = state
-        .db()
-        .await?
+    let rows = db
         .query(
             &format!(
                 "SELECT {COLUMNS}, count(*) OVER () FROM suppliers
                  WHERE ($1::text IS NULL OR lower(name) LIKE $1) AND ($2::bool IS NULL OR active = $2)
                  ORDER BY name, id LIMIT $3 OFFSET $4"
             ),
-            &[&pattern, &query.active, &query.page.limit(), &query.page.offset()],
+            &[&pattern, &active, &page.limit(), &page.offset()],
         )
         .await?;
     let total: i64 = rows.first().map_or(0, |r| r.get(9));
-    let items: Vec<Supplier> = rows.iter().map(from_row).collect();
-    Ok(Json(
-        serde_json::json!({"total": total, "page": query.page.page.max(1), "items": items}),
-    ))
+    Ok((total, rows.iter().map(from_row).collect()))
 }
 
 #[derive(Debug, Serialize)]
-struct InvoiceSummary {
-    id: i64,
-    invoice_no: String,
-    invoice_date: NaiveDate,
-    total: Decimal,
-    lines: i64,
+pub struct InvoiceSummary {
+    pub id: i64,
+    pub invoice_no: String,
+    pub invoice_date: NaiveDate,
+    pub total: Decimal,
+    pub lines: i64,
 }
 
 async fn detail(
@@ -105,7 +117,17 @@ async fn detail(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Suppliers)?;
-    let db = state.db().await?;
+    let (supplier, invoices) = load(&**state.db().await?, id).await?;
+    Ok(Json(
+        serde_json::json!({"supplier": supplier, "invoices": invoices}),
+    ))
+}
+
+/// A supplier and their last 200 invoices, or 404.
+pub(crate) async fn load(
+    db: &tokio_postgres::Client,
+    id: i64,
+) -> ApiResult<(Supplier, Vec<InvoiceSummary>)> {
     let row = db
         .query_opt(
             &format!("SELECT {COLUMNS} FROM suppliers WHERE id = $1"),
@@ -124,20 +146,18 @@ async fn detail(
         .iter()
         .map(|r| InvoiceSummary { id: r.get(0), invoice_no: r.get(1), invoice_date: r.get(2), total: r.get(3), lines: r.get(4) })
         .collect();
-    Ok(Json(
-        serde_json::json!({"supplier": from_row(&row), "invoices": invoices}),
-    ))
+    Ok((from_row(&row), invoices))
 }
 
-#[derive(Debug, Deserialize)]
-struct SupplierIn {
-    name: Option<String>,
-    contact_person: Option<String>,
-    phone: Option<String>,
-    email: Option<String>,
-    address: Option<String>,
-    pan: Option<String>,
-    active: Option<bool>,
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SupplierIn {
+    pub name: Option<String>,
+    pub contact_person: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub pan: Option<String>,
+    pub active: Option<bool>,
 }
 
 struct Valid {
@@ -166,10 +186,17 @@ async fn create(
     ApiJson(body): ApiJson<SupplierIn>,
 ) -> ApiResult<(StatusCode, Json<Supplier>)> {
     auth.require(Area::Suppliers)?;
-    let v = validate(&body, body.name.as_deref().unwrap_or_default())?;
-    let row = state
-        .db()
-        .await?
+    let supplier = create_supplier(&**state.db().await?, &body).await?;
+    Ok((StatusCode::CREATED, Json(supplier)))
+}
+
+/// Adds a supplier (the caller has checked that they may).
+pub(crate) async fn create_supplier(
+    db: &tokio_postgres::Client,
+    body: &SupplierIn,
+) -> ApiResult<Supplier> {
+    let v = validate(body, body.name.as_deref().unwrap_or_default())?;
+    let row = db
         .query_one(
             &format!(
                 "INSERT INTO suppliers (name, contact_person, phone, email, address, pan, active)
@@ -186,7 +213,7 @@ async fn create(
             ],
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(from_row(&row))))
+    Ok(from_row(&row))
 }
 
 /// Changes the fields given; `active: false` deactivates.
@@ -197,6 +224,15 @@ async fn update(
     ApiJson(body): ApiJson<SupplierIn>,
 ) -> ApiResult<Json<Supplier>> {
     auth.require(Area::Suppliers)?;
+    Ok(Json(update_supplier(&state, id, &body).await?))
+}
+
+/// Changes the fields given (the caller has checked that they may).
+pub(crate) async fn update_supplier(
+    state: &AppState,
+    id: i64,
+    body: &SupplierIn,
+) -> ApiResult<Supplier> {
     let mut db = state.db().await?;
     let tx = db.transaction().await?;
     let current = tx
@@ -228,7 +264,7 @@ async fn update(
         )
         .await?;
     tx.commit().await?;
-    Ok(Json(from_row(&row)))
+    Ok(from_row(&row))
 }
 
 /// Deletes a supplier that nothing refers to; one with invoices or batches is refused.

@@ -93,9 +93,15 @@ async fn list_users(
     ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Area::Users)?;
-    let rows = state
-        .db()
-        .await?
+    let (total, items) = list(&**state.db().await?, page).await?;
+    Ok(Json(
+        serde_json::json!({"total": total, "page": page.page.max(1), "items": items}),
+    ))
+}
+
+/// One page of users by username, and how many there are.
+pub(crate) async fn list(db: &tokio_postgres::Client, page: Page) -> ApiResult<(i64, Vec<User>)> {
+    let rows = db
         .query(
             &format!(
                 "SELECT {USER_COLUMNS}, count(*) OVER () FROM users
@@ -109,9 +115,7 @@ async fn list_users(
         .iter()
         .map(user_from_row)
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(
-        serde_json::json!({"total": total, "page": page.page.max(1), "items": items}),
-    ))
+    Ok((total, items))
 }
 
 async fn user_detail(
@@ -135,13 +139,13 @@ pub(crate) async fn load(db: &tokio_postgres::Client, id: i64) -> ApiResult<User
     user_from_row(&row)
 }
 
-#[derive(Debug, Deserialize)]
-struct NewUser {
-    username: Option<String>,
-    password: Option<String>,
-    full_name: Option<String>,
-    email: Option<String>,
-    role: Option<String>,
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NewUser {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<String>,
 }
 
 async fn create_user(
@@ -150,6 +154,11 @@ async fn create_user(
     ApiJson(body): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     auth.require(Area::Users)?;
+    Ok((StatusCode::CREATED, Json(create(&state, body).await?)))
+}
+
+/// Adds a user (the caller has checked that they may).
+pub(crate) async fn create(state: &AppState, body: NewUser) -> ApiResult<User> {
     let username = valid_username(body.username.as_deref().unwrap_or_default())?;
     let password = body.password.unwrap_or_default();
     accounts::check_new_password(&password).map_err(|m| ApiError::invalid("password", m))?;
@@ -189,17 +198,17 @@ async fn create_user(
             Some(code) if *code == SqlState::UNIQUE_VIOLATION => duplicate_username(),
             _ => ApiError::from(e),
         })?;
-    Ok((StatusCode::CREATED, Json(user_from_row(&row)?)))
+    user_from_row(&row)
 }
 
-#[derive(Debug, Deserialize)]
-struct UserPatch {
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct UserPatch {
     /// Blank clears it.
-    full_name: Option<String>,
+    pub full_name: Option<String>,
     /// Blank clears it.
-    email: Option<String>,
-    role: Option<String>,
-    active: Option<bool>,
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub active: Option<bool>,
 }
 
 /// Changes the fields given. Deactivating ends the user's sessions and revokes their API
@@ -211,6 +220,17 @@ async fn update_user(
     ApiJson(body): ApiJson<UserPatch>,
 ) -> ApiResult<Json<User>> {
     auth.require(Area::Users)?;
+    Ok(Json(update(&state, &auth, id, body).await?))
+}
+
+/// Changes a user (the caller has checked that `auth` may), keeping the pharmacy
+/// administrable.
+pub(crate) async fn update(
+    state: &AppState,
+    auth: &Auth,
+    id: i64,
+    body: UserPatch,
+) -> ApiResult<User> {
     let full_name = match body.full_name.as_deref() {
         None => None,
         Some(raw) => Some(values::opt_text("full_name", Some(raw), 200)?.unwrap_or_default()),
@@ -287,8 +307,8 @@ async fn update_user(
         .await?;
     }
     tx.commit().await?;
-    super::auth::announce_auth_change(&state).await?;
-    Ok(Json(user_from_row(&row)?))
+    super::auth::announce_auth_change(state).await?;
+    user_from_row(&row)
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,7 +325,17 @@ async fn reset_password(
     ApiJson(body): ApiJson<PasswordReset>,
 ) -> ApiResult<StatusCode> {
     auth.require(Area::Users)?;
-    let password = body.new_password.unwrap_or_default();
+    set_password(&state, &auth, id, body.new_password.unwrap_or_default()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An admin sets user `id`'s password (the caller has checked that `auth` may).
+pub(crate) async fn set_password(
+    state: &AppState,
+    auth: &Auth,
+    id: i64,
+    password: String,
+) -> ApiResult<()> {
     accounts::check_new_password(&password).map_err(|m| ApiError::invalid("new_password", m))?;
     let mut db = state.db().await?;
     let exists = db
@@ -331,6 +361,5 @@ async fn reset_password(
     )
     .await?;
     tx.commit().await?;
-    super::auth::announce_auth_change(&state).await?;
-    Ok(StatusCode::NO_CONTENT)
+    super::auth::announce_auth_change(state).await
 }

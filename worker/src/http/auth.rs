@@ -41,8 +41,12 @@ impl Auth {
 
 /// The value of one cookie from the Cookie header(s).
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+    cookie_value(&parts.headers, name)
+}
+
+/// The value of one cookie from the Cookie header(s).
+pub fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -146,14 +150,23 @@ async fn by_session(
     method: &Method,
     csrf: Option<&[u8]>,
 ) -> ApiResult<Auth> {
+    let (auth, secret) = session(state, token).await?;
+    check_csrf(method, &secret, csrf)?;
+    Ok(auth)
+}
+
+/// The user of a session token and the session's CSRF secret (the caller checks the token
+/// it was sent: a header for the API, a form field for the HTML pages).
+pub async fn session(state: &AppState, token: &str) -> ApiResult<(Auth, Vec<u8>)> {
     let hash = accounts::token_hash(token);
     if let Some(entry) = state.auth_cache.get(&hash) {
-        check_csrf(
-            method,
-            entry.csrf_secret.as_deref().unwrap_or_default(),
-            csrf,
-        )?;
-        return Ok(entry.auth);
+        // An entry without a secret is an API token's: not a session.
+        return match entry.csrf_secret {
+            Some(secret) => Ok((entry.auth, secret)),
+            None => Err(ApiError::unauthorized(
+                "the session has ended; log in again",
+            )),
+        };
     }
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
@@ -170,7 +183,6 @@ async fn by_session(
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
     let secret: Vec<u8> = row.get(1);
-    check_csrf(method, &secret, csrf)?;
     let session_id: i64 = row.get(0);
     let mut expires_at: chrono::DateTime<chrono::Utc> = row.get(6);
     if row.get::<_, bool>(2) {
@@ -191,10 +203,14 @@ async fn by_session(
         role: parse_role(row.get(5))?,
         session_id: Some(session_id),
     };
-    state
-        .auth_cache
-        .put(generation, hash, auth.clone(), Some(secret), expires_at);
-    Ok(auth)
+    state.auth_cache.put(
+        generation,
+        hash,
+        auth.clone(),
+        Some(secret.clone()),
+        expires_at,
+    );
+    Ok((auth, secret))
 }
 
 /// State-changing requests with the session cookie must carry the session's CSRF token.
@@ -202,8 +218,7 @@ fn check_csrf(method: &Method, secret: &[u8], csrf: Option<&[u8]>) -> ApiResult<
     if is_safe(method) {
         return Ok(());
     }
-    let expected = hex::encode(secret);
-    if csrf.is_some_and(|got| accounts::same_secret(got, expected.as_bytes())) {
+    if csrf.is_some_and(|got| csrf_matches(secret, got)) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -212,6 +227,16 @@ fn check_csrf(method: &Method, secret: &[u8], csrf: Option<&[u8]>) -> ApiResult<
             "missing or wrong X-CSRF-Token (it comes with the login answer)",
         ))
     }
+}
+
+/// Whether `got` is the CSRF token of the session whose secret is `secret`.
+pub fn csrf_matches(secret: &[u8], got: &[u8]) -> bool {
+    !secret.is_empty() && accounts::same_secret(got, csrf_token(secret).as_bytes())
+}
+
+/// The CSRF token clients send back: the session secret in hex.
+pub fn csrf_token(secret: &[u8]) -> String {
+    hex::encode(secret)
 }
 
 /// A role stored in the database; its CHECK makes an unknown one a bug, not bad input.

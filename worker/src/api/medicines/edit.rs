@@ -55,17 +55,17 @@ const UPDATE_SQL: &str = concat!(
 
 /// Create and edit bodies. `sale_price` is taken as raw JSON so that a malformed amount is a
 /// 422 naming the field (a string such as "12.50" is preferred; a number is accepted).
-#[derive(Debug, Deserialize)]
-pub(super) struct MedicineIn {
-    name: Option<String>,
-    brand: Option<String>,
-    generic_name: Option<String>,
-    dosage_form: Option<String>,
-    strength: Option<String>,
-    sale_price: Option<serde_json::Value>,
-    reorder_level: Option<i64>,
-    prescription_only: Option<bool>,
-    active: Option<bool>,
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct MedicineIn {
+    pub name: Option<String>,
+    pub brand: Option<String>,
+    pub generic_name: Option<String>,
+    pub dosage_form: Option<String>,
+    pub strength: Option<String>,
+    pub sale_price: Option<serde_json::Value>,
+    pub reorder_level: Option<i64>,
+    pub prescription_only: Option<bool>,
+    pub active: Option<bool>,
 }
 
 fn price(raw: &serde_json::Value) -> ApiResult<Decimal> {
@@ -127,13 +127,20 @@ pub(super) async fn create(
     ApiJson(body): ApiJson<MedicineIn>,
 ) -> ApiResult<(StatusCode, Json<Medicine>)> {
     auth.require(Area::Medicines)?;
-    let f = fields(&body)?;
+    let medicine = create_medicine(&**state.db().await?, &body).await?;
+    Ok((StatusCode::CREATED, Json(medicine)))
+}
+
+/// Adds a medicine (the caller has checked that they may).
+pub(crate) async fn create_medicine(
+    db: &tokio_postgres::Client,
+    body: &MedicineIn,
+) -> ApiResult<Medicine> {
+    let f = fields(body)?;
     let name = required(f.name, "name")?;
     let form = required(f.dosage_form, "dosage_form")?;
     let sale_price = required(f.sale_price, "sale_price")?;
-    let row = state
-        .db()
-        .await?
+    let row = db
         .query_one(
             INSERT_SQL,
             &[
@@ -149,7 +156,7 @@ pub(super) async fn create(
             ],
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(from_row(&row))))
+    Ok(from_row(&row))
 }
 
 /// Changes the fields given (absent or null keeps a field; "" clears an optional text);
@@ -161,10 +168,19 @@ pub(super) async fn update(
     ApiJson(body): ApiJson<MedicineIn>,
 ) -> ApiResult<Json<Medicine>> {
     auth.require(Area::Medicines)?;
-    let f = fields(&body)?;
-    let row = state
-        .db()
-        .await?
+    Ok(Json(
+        update_medicine(&**state.db().await?, id, &body).await?,
+    ))
+}
+
+/// Changes the fields given (the caller has checked that they may).
+pub(crate) async fn update_medicine(
+    db: &tokio_postgres::Client,
+    id: i64,
+    body: &MedicineIn,
+) -> ApiResult<Medicine> {
+    let f = fields(body)?;
+    let row = db
         .query_opt(
             UPDATE_SQL,
             &[
@@ -185,7 +201,7 @@ pub(super) async fn update(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("medicine"))?;
-    Ok(Json(from_row(&row)))
+    Ok(from_row(&row))
 }
 
 #[cfg(test)]

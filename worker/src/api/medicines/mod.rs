@@ -192,7 +192,7 @@ pub(crate) fn search_pattern(raw: Option<&str>, min_chars: usize) -> ApiResult<O
     Ok(Some(values::like_prefix(q)))
 }
 
-pub(super) fn dosage_form(raw: &str) -> ApiResult<String> {
+pub(crate) fn dosage_form(raw: &str) -> ApiResult<String> {
     let form = raw.trim().to_lowercase();
     if DOSAGE_FORMS.contains(&form.as_str()) {
         Ok(form)
@@ -204,19 +204,28 @@ pub(super) fn dosage_form(raw: &str) -> ApiResult<String> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    q: Option<String>,
-    dosage_form: Option<String>,
-    supplier_id: Option<i64>,
-    low_stock: Option<bool>,
-    expiring: Option<bool>,
-    expired: Option<bool>,
-    active: Option<bool>,
+/// The list's search and filters.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    pub q: Option<String>,
+    pub dosage_form: Option<String>,
+    pub supplier_id: Option<i64>,
+    pub low_stock: Option<bool>,
+    pub expiring: Option<bool>,
+    pub expired: Option<bool>,
+    pub active: Option<bool>,
     // Not `#[serde(flatten)] Page`: flattened fields reach serde as strings, and a query
     // string's `page=2` would then fail to parse as a number.
-    page: Option<i64>,
-    per_page: Option<i64>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// One page of the list.
+#[derive(Debug, Serialize)]
+pub struct MedicineList {
+    pub total: i64,
+    pub page: i64,
+    pub items: Vec<Medicine>,
 }
 
 async fn list(
@@ -229,7 +238,12 @@ async fn list(
     readcache::respond(&state, &uri.to_string(), || list_page(&state, query)).await
 }
 
-async fn list_page(state: &AppState, query: ListQuery) -> ApiResult<serde_json::Value> {
+async fn list_page(state: &AppState, query: ListQuery) -> ApiResult<MedicineList> {
+    list_of(state, &query).await
+}
+
+/// The medicines matching `query`, one page of them.
+pub(crate) async fn list_of(state: &AppState, query: &ListQuery) -> ApiResult<MedicineList> {
     let pattern = search_pattern(query.q.as_deref(), 1)?;
     let form = match query.dosage_form.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -263,32 +277,44 @@ async fn list_page(state: &AppState, query: ListQuery) -> ApiResult<serde_json::
         .filter(|r| r.get::<_, Option<i64>>(0).is_some())
         .map(from_row)
         .collect();
-    Ok(serde_json::json!({"total": total, "page": page.page.max(1), "items": items}))
+    Ok(MedicineList {
+        total,
+        page: page.page.max(1),
+        items,
+    })
 }
 
 #[derive(Debug, Serialize)]
-struct Batch {
-    id: i64,
-    batch_no: String,
-    manufactured_on: Option<NaiveDate>,
-    expires_on: NaiveDate,
-    quantity_on_hand: i32,
-    unit_cost: Decimal,
-    supplier_id: Option<i64>,
-    supplier_name: Option<String>,
-    received_at: DateTime<Utc>,
-    expired: bool,
+pub struct Batch {
+    pub id: i64,
+    pub batch_no: String,
+    pub manufactured_on: Option<NaiveDate>,
+    pub expires_on: NaiveDate,
+    pub quantity_on_hand: i32,
+    pub unit_cost: Decimal,
+    pub supplier_id: Option<i64>,
+    pub supplier_name: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub expired: bool,
 }
 
 #[derive(Debug, Serialize)]
-struct Movement {
-    id: i64,
-    at: DateTime<Utc>,
-    batch_no: String,
-    quantity: i32,
-    reason: String,
-    reference: Option<String>,
-    username: Option<String>,
+pub struct Movement {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub batch_no: String,
+    pub quantity: i32,
+    pub reason: String,
+    pub reference: Option<String>,
+    pub username: Option<String>,
+}
+
+/// A medicine with its batches (earliest expiry first) and its last 100 movements.
+#[derive(Debug, Serialize)]
+pub struct MedicinePage {
+    pub medicine: Medicine,
+    pub batches: Vec<Batch>,
+    pub ledger: Vec<Movement>,
 }
 
 async fn detail(
@@ -301,7 +327,8 @@ async fn detail(
     readcache::respond(&state, &uri.to_string(), || medicine_page(&state, id)).await
 }
 
-async fn medicine_page(state: &AppState, id: i64) -> ApiResult<serde_json::Value> {
+/// One medicine's page, or 404.
+pub(crate) async fn medicine_page(state: &AppState, id: i64) -> ApiResult<MedicinePage> {
     let db = state.db().await?;
     // Prepared once per connection, and the three queries pipelined on it.
     let (one, all, moves) = futures::try_join!(
@@ -345,5 +372,9 @@ async fn medicine_page(state: &AppState, id: i64) -> ApiResult<serde_json::Value
             username: r.get(6),
         })
         .collect();
-    Ok(serde_json::json!({"medicine": medicine, "batches": batches, "ledger": ledger}))
+    Ok(MedicinePage {
+        medicine,
+        batches,
+        ledger,
+    })
 }

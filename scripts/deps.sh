@@ -11,6 +11,8 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # OpenSSL's headers: the proxy's TLS (Pingora, openssl backend).
 [[ -e /usr/include/openssl/ssl.h ]] || need+=(libssl-dev)
+# `apotheca up` makes its development certificate with the openssl command.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 compgen -G '/usr/lib/postgresql/*/bin/pg_dump' >/dev/null || need+=(postgresql-client)
 

@@ -46,7 +46,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the private database if needed, migrate, create the demo tenants, print how to reach them.
+    /// Development all-in-one: the private database if none is configured, migrations, the demo
+    /// tenants (seeded) on an empty system, then the daemon and the proxy (HTTP, and HTTPS with a
+    /// self-signed certificate) until Ctrl-C, which stops everything.
     Up,
     /// The private PostgreSQL cluster.
     #[command(subcommand)]

@@ -16,8 +16,34 @@ pub struct Settings {
     /// Read by apotheca-worker and apotheca-proxy; accepted here so one file serves all.
     #[serde(skip_serializing)]
     pub worker: Option<IgnoredAny>,
+    /// Only the listeners, for `apotheca up` to print where the proxy serves; the proxy
+    /// checks the whole section.
     #[serde(skip_serializing)]
-    pub proxy: Option<IgnoredAny>,
+    pub proxy: ProxyView,
+}
+
+/// What `apotheca up` reads of `[proxy]` (the proxy's own defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProxyView {
+    pub http_listen: String,
+    pub https_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub admin_listen: Option<String>,
+    #[serde(flatten)]
+    _rest: std::collections::HashMap<String, IgnoredAny>,
+}
+
+impl Default for ProxyView {
+    fn default() -> Self {
+        Self {
+            http_listen: "127.0.0.1:8080".to_owned(),
+            https_listen: None,
+            tls_cert: None,
+            admin_listen: Some("127.0.0.1:9180".to_owned()),
+            _rest: Default::default(),
+        }
+    }
 }
 
 impl Settings {

@@ -1,7 +1,16 @@
-//! `apotheca up`: migrate everything, top up the spares, create and seed the demo tenants on
-//! an empty system, and say how to reach them.
+//! `apotheca up`, the development all-in-one: the private PostgreSQL (when no database is
+//! configured), migrations, the spares, the demo tenants (created and seeded on an empty
+//! system), then the control daemon in this process and the proxy as its child, on HTTP and
+//! HTTPS (a self-signed certificate made on first use). Ctrl-C (or SIGTERM) stops the proxy,
+//! drains the workers, and stops the database if `up` started it: nothing is left running.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apotheca_common::devdb::PrivateCluster;
 use apotheca_common::names::{DomainName, SchemaName};
+use nix::sys::signal::{kill, raise, Signal};
+use nix::unistd::Pid;
 
 use super::{print_summary, print_tenants, seed_tenant, top_up_spares, Context};
 use crate::error::{ControlError, Result};
@@ -14,7 +23,29 @@ const DEMO_TENANTS: [(&str, &str, &str); 2] = [
     ("beta", "Beta Pharmacy", "beta.localhost"),
 ];
 
+/// Where `up` serves HTTPS when the settings name no HTTPS listener.
+const DEV_HTTPS: &str = "127.0.0.1:8443";
+
 pub(super) async fn up(ctx: &Context) -> Result<()> {
+    // Only a cluster `up` starts is stopped when it ends.
+    let private = match ctx.settings.database.resolve(ctx.cli_url.as_deref()) {
+        Some(_) => None,
+        None => Some(PrivateCluster::new(&ctx.settings.private_db)?),
+    };
+    let started_cluster = private.as_ref().is_some_and(|c| !c.is_running());
+    let served = prepare_and_serve(ctx).await;
+    if started_cluster {
+        if let Some(cluster) = private {
+            match cluster.stop().await {
+                Ok(_) => println!("stopped the private database"),
+                Err(e) => eprintln!("error: stopping the private database: {e}"),
+            }
+        }
+    }
+    served
+}
+
+async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     let db = ctx.database().await?;
     let set = ctx.migrations()?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -53,18 +84,154 @@ pub(super) async fn up(ctx: &Context) -> Result<()> {
         }
     }
     println!();
-    print_tenants(&tenants::list(&client).await?);
-    println!("\nThe database is running. Reach it with:");
-    println!("  target/release/apotheca db psql                 # as admin");
-    println!("  target/release/apotheca db psql --schema acme   # as tenant acme's own role");
-    println!("  target/release/apotheca list-tenants");
-    println!("Supervise the workers (wake a tenant, then reach its worker's socket):");
-    println!("  target/release/apotheca serve &");
-    println!("  target/release/apotheca wake --schema acme");
-    println!("Or serve one pharmacy's JSON API on 127.0.0.1:8081 by hand (log in with the logins above):");
+    let list = tenants::list(&client).await?;
+    print_tenants(&list);
+    drop(client);
+
+    let proxy = &ctx.settings.proxy;
+    let mut env: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", db.admin_url().to_owned()),
+        (
+            "APOTHECA_PROXY__CONTROL_SOCKET",
+            absolute(&ctx.settings.control.serve.socket)?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    ];
+    let https = match &proxy.https_listen {
+        Some(addr) => Some(addr.clone()),
+        None => {
+            let domains: Vec<String> = list.iter().flat_map(|t| t.domains.clone()).collect();
+            let (cert, key) = dev_certificate(&ctx.settings.control.state_dir, &domains)?;
+            env.push(("APOTHECA_PROXY__HTTPS_LISTEN", DEV_HTTPS.to_owned()));
+            env.push((
+                "APOTHECA_PROXY__TLS_CERT",
+                cert.to_string_lossy().into_owned(),
+            ));
+            env.push((
+                "APOTHECA_PROXY__TLS_KEY",
+                key.to_string_lossy().into_owned(),
+            ));
+            Some(DEV_HTTPS.to_owned())
+        }
+    };
+    let port = |addr: &str| {
+        addr.rsplit_once(':')
+            .map_or(String::new(), |(_, p)| format!(":{p}"))
+    };
+    println!("\nApotheca is up. Each pharmacy on its own host (*.localhost reaches this machine):");
+    for t in &list {
+        for domain in &t.domains {
+            let mut line = format!("  http://{domain}{}/", port(&proxy.http_listen));
+            if let Some(h) = &https {
+                line.push_str(&format!("   https://{domain}{}/", port(h)));
+            }
+            println!("{line}");
+        }
+    }
     println!(
-        "  DATABASE_URL=$(target/release/apotheca db url --schema acme) target/release/apotheca-worker --schema acme --listen tcp:127.0.0.1:8081"
+        "  the public site: http://localhost{}/",
+        port(&proxy.http_listen)
     );
-    println!("Stop the database with: target/release/apotheca db stop");
-    Ok(())
+    if https.is_some() && proxy.https_listen.is_none() {
+        println!(
+            "  (HTTPS uses a self-signed certificate from {}/tls)",
+            ctx.settings.control.state_dir.display()
+        );
+    }
+    if let Some(first) = list.first().and_then(|t| t.domains.first()) {
+        println!("From a shell without *.localhost:");
+        println!(
+            "  curl -H 'Host: {first}' http://{}/api/v1/auth/me",
+            proxy.http_listen
+        );
+    }
+    if let Some(admin) = &proxy.admin_listen {
+        println!("Metrics: http://{admin}/metrics");
+    }
+    println!("Workers: target/release/apotheca status");
+    println!("Ctrl-C stops everything.\n");
+
+    let program = std::env::current_exe()
+        .map_err(|e| ControlError::Other(format!("cannot find this program: {e}")))?
+        .with_file_name("apotheca-proxy");
+    let mut command = tokio::process::Command::new(&program);
+    if let Some(file) = &ctx.config_file {
+        command.arg("--config").arg(file);
+    }
+    command.envs(env).kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| ControlError::Other(format!("cannot start {}: {e}", program.display())))?;
+    let proxy_pid = child.id().map(|p| Pid::from_raw(p as i32));
+
+    let daemon = super::daemon::serve(ctx);
+    tokio::pin!(daemon);
+    let served = tokio::select! {
+        served = &mut daemon => served,
+        exited = child.wait() => {
+            eprintln!("error: the proxy exited ({}); stopping", exited.map_or_else(|e| e.to_string(), |s| s.to_string()));
+            // The daemon drains its workers on SIGTERM, as on Ctrl-C.
+            let _ = raise(Signal::SIGTERM);
+            let _ = daemon.await;
+            return Err(ControlError::Other("the proxy stopped".into()));
+        }
+    };
+    if let Some(pid) = proxy_pid {
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            let _ = child.kill().await;
+        }
+    }
+    served
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| ControlError::Other(format!("{}: {e}", path.display())))
+}
+
+/// A self-signed certificate for localhost and the demo domains, made once into
+/// `<state_dir>/tls/` (with the `openssl` command).
+fn dev_certificate(state_dir: &Path, domains: &[String]) -> Result<(PathBuf, PathBuf)> {
+    let dir = absolute(&state_dir.join("tls"))?;
+    let (cert, key) = (dir.join("dev.crt"), dir.join("dev.key"));
+    if cert.is_file() && key.is_file() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ControlError::Other(format!("{}: {e}", dir.display())))?;
+    let mut names = vec![
+        "DNS:localhost".to_owned(),
+        "DNS:*.localhost".to_owned(),
+        "IP:127.0.0.1".to_owned(),
+    ];
+    names.extend(domains.iter().map(|d| format!("DNS:{d}")));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "825",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext"])
+        .arg(format!("subjectAltName={}", names.join(",")))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| {
+            ControlError::Other(format!(
+                "cannot run openssl to make a development certificate: {e}"
+            ))
+        })?;
+    if !status.success() {
+        return Err(ControlError::Other(format!(
+            "openssl could not make {} ({status})",
+            cert.display()
+        )));
+    }
+    Ok((cert, key))
 }

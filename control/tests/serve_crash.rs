@@ -1,12 +1,14 @@
-//! Crashes under `apotheca serve`: a worker killed with SIGKILL is reaped and replaced after
-//! a backoff that doubles, a tenant that keeps crashing is marked crash-looping and left
-//! alone until `apotheca restart`, and a worker that cannot start is a failed start.
+//! Crashes and stubborn workers under `apotheca serve`: a worker killed with SIGKILL is reaped
+//! and replaced after a backoff that doubles, a tenant that keeps crashing is marked
+//! crash-looping and left alone until `apotheca restart`, a worker that cannot start (or never
+//! says ready) is a failed start, and one that ignores a drain is killed by a second SIGTERM
+//! or the shutdown deadline.
 
 mod support;
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::daemon::{alive, assert_serves, ready_pids, signal};
+use support::daemon::{alive, assert_serves, ready_pids, signal, sockets_in};
 use support::Apotheca;
 
 fn num(v: &Value) -> u64 {
@@ -152,4 +154,83 @@ async fn a_worker_not_ready_in_time_is_killed() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "crash_looping");
     assert!(d.stop().await.success());
+}
+
+/// A worker that says ready, then ignores everything control says (as a worker stuck in a
+/// long request would): a drain never ends it.
+fn stubborn_worker(a: &Apotheca) -> std::path::PathBuf {
+    let fake = a.dir.path().join("stubborn-worker");
+    std::fs::write(
+        &fake,
+        "#!/bin/bash\n\
+         while [ $# -gt 0 ]; do\n\
+           case \"$1\" in --control-fd) fd=$2; shift;; --listen) listen=$2; shift;; esac\n\
+           shift\n\
+         done\n\
+         eval \"echo ready $listen >&$fd\"\n\
+         exec sleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fake
+}
+
+#[tokio::test]
+async fn a_second_sigterm_kills_workers_that_do_not_drain() {
+    let a = Apotheca::migrated().await;
+    let fake = stubborn_worker(&a);
+    let mut d = a
+        .serve(&[
+            (
+                "APOTHECA_CONTROL__SERVE__WORKER_BIN",
+                fake.to_str().unwrap(),
+            ),
+            // Without the second signal it would wait this long.
+            ("APOTHECA_CONTROL__SERVE__SHUTDOWN_TIMEOUT_SECS", "3600"),
+            ("APOTHECA_CONTROL__SERVE__DRAIN_TIMEOUT_SECS", "3600"),
+        ])
+        .await;
+    let t = d
+        .wait_for("public", "ready", |t| ready_pids(t).len() == 1)
+        .await;
+    let pid = ready_pids(&t)[0];
+    signal(d.pid(), Signal::SIGTERM);
+    // Still answering while it waits for the drain that will not come.
+    d.wait_for("public", "draining", |t| {
+        t["workers"][0]["state"] == "draining"
+    })
+    .await;
+    assert!(alive(pid));
+    signal(d.pid(), Signal::SIGTERM);
+    let status = tokio::time::timeout(support::daemon::PATIENCE, d.child.wait())
+        .await
+        .expect("the second SIGTERM stops the daemon")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(pid), "killed and reaped");
+    assert!(sockets_in(&d.worker_dir).is_empty());
+}
+
+#[tokio::test]
+async fn the_shutdown_deadline_kills_workers_that_do_not_drain() {
+    let a = Apotheca::migrated().await;
+    let fake = stubborn_worker(&a);
+    let d = a
+        .serve(&[
+            (
+                "APOTHECA_CONTROL__SERVE__WORKER_BIN",
+                fake.to_str().unwrap(),
+            ),
+            ("APOTHECA_CONTROL__SERVE__SHUTDOWN_TIMEOUT_SECS", "1"),
+        ])
+        .await;
+    let t = d
+        .wait_for("public", "ready", |t| ready_pids(t).len() == 1)
+        .await;
+    let pid = ready_pids(&t)[0];
+    let log = d.log.clone();
+    assert!(d.stop().await.success());
+    assert!(!alive(pid), "killed and reaped");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("the shutdown deadline passed"), "{log}");
 }

@@ -11,6 +11,22 @@ use serde_json::Value;
 use support::daemon::{alive, assert_serves, ready_pids, signal, sockets_in};
 use support::Apotheca;
 
+/// CPU time (user + system) a process has used, in ms.
+fn cpu_ms(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap_or(100) as u64;
+    ticks * 1000 / hz
+}
+
 fn num(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -54,6 +70,14 @@ async fn killed_workers_are_replaced_with_backoff_then_marked_crash_looping() {
         );
         assert_serves(t["workers"][0]["address"].as_str().unwrap(), "alpha").await;
     }
+    // Idle between crashes: the daemon waits for its next deadline instead of spinning.
+    let busy = cpu_ms(d.pid());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let used = cpu_ms(d.pid()) - busy;
+    assert!(
+        used < 1000,
+        "the daemon used {used} ms of CPU in 2 s while idle"
+    );
     // The third crash in the window: crash-looping, nothing restarted.
     let pid = ready_pids(&t)[0];
     signal(pid, Signal::SIGKILL);

@@ -8,7 +8,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::supervisor::Msg;
-use super::tenant::WorkerId;
+use super::worker::WorkerId;
 
 /// What a worker's channel said.
 #[derive(Debug)]

@@ -1,7 +1,8 @@
 //! `apotheca serve`: the daemon that supervises workers (ARCHITECTURE.md, "Process contract").
 //!
 //! - [`supervisor`]: the one task owning all state; handles every event, then reconciles;
-//! - [`tenant`]: one tenant's workers, phases, backoff and crash-loop mark (no I/O);
+//! - [`tenant`]: one tenant's workers, backoff, crash-loop mark and waiting requests (no I/O);
+//! - [`worker`]: one worker's phase and load; [`reconcile`]: what to spawn, drain or kill;
 //! - [`scaling`]: when a tenant gets one worker more or fewer;
 //! - [`process`]: spawning (own process group, inherited channel), reaping, killing;
 //! - [`link`]: control's end of each worker's channel;
@@ -17,10 +18,12 @@ pub mod catalog;
 pub mod client;
 pub mod link;
 pub mod process;
+pub mod reconcile;
 pub mod scaling;
 pub mod status;
 pub mod supervisor;
 pub mod tenant;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use super::catalog::TenantRow;
 use super::link::{Link, LinkEvent};
 use super::process::{self, WorkerCommand};
-use super::status::{unix_ms, RestartReply, StatusReport, TenantStatus, WakeError, WorkerStatus};
-use super::tenant::{Action, Status, Tenant, WakeReply, Worker, WorkerId};
+use super::status::{RestartReply, StatusReport, WakeError};
+use super::tenant::{Action, Status, Tenant, WakeReply};
+use super::worker::{Worker, WorkerId};
 use super::{scaling, Tuning};
 
 /// Every ready endpoint by schema: what the proxy routes to.
@@ -455,25 +456,7 @@ impl Supervisor {
 
     fn status(&self) -> StatusReport {
         let now = Instant::now();
-        let tenants = self
-            .tenants
-            .values()
-            .map(|t| TenantStatus {
-                schema: t.schema.clone(),
-                state: tenant_state(t, now).to_owned(),
-                target: t.target,
-                workers: t.workers.iter().map(|w| worker_status(w, now)).collect(),
-                restarts: t.restarts,
-                crash_looping: t.crash_looping,
-                last_backoff_ms: t.last_backoff.map(|d| d.as_millis() as u64),
-                restart_in_ms: t
-                    .restart_at
-                    .filter(|at| *at > now)
-                    .map(|at| at.duration_since(now).as_millis() as u64),
-                last_exit: t.last_exit.clone(),
-                policy: t.policy.clone(),
-            })
-            .collect();
+        let tenants = self.tenants.values().map(|t| t.status(now)).collect();
         StatusReport {
             pid: std::process::id(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
@@ -481,39 +464,6 @@ impl Supervisor {
             worker_dir: self.worker_dir.display().to_string(),
             tenants,
         }
-    }
-}
-
-fn tenant_state(t: &Tenant, now: Instant) -> &'static str {
-    match t.status {
-        Status::Suspended => return "suspended",
-        Status::Deleted => return "deleted",
-        Status::Active => {}
-    }
-    if t.crash_looping {
-        "crash-looping"
-    } else if t.workers.iter().any(|w| w.is_ready()) {
-        "running"
-    } else if t.restart_at.is_some_and(|at| at > now) {
-        "backoff"
-    } else if t.workers.iter().any(|w| w.is_live()) {
-        "starting"
-    } else {
-        "cold"
-    }
-}
-
-fn worker_status(w: &Worker, now: Instant) -> WorkerStatus {
-    WorkerStatus {
-        pid: w.pid,
-        state: w.state_name().to_owned(),
-        address: w.address(),
-        started_at_unix_ms: unix_ms(w.started_wall),
-        uptime_ms: now.duration_since(w.started).as_millis() as u64,
-        in_flight: w.load.in_flight,
-        served: w.load.served,
-        rss_bytes: w.load.rss_bytes,
-        concurrency: (w.concurrency * 100.0).round() / 100.0,
     }
 }
 

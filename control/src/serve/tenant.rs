@@ -1,21 +1,19 @@
 //! One tenant under supervision: its workers and their phases, its policy, crash history,
 //! backoff and crash-loop mark, and the requests waiting on it. Everything here is
-//! bookkeeping and decisions, no I/O: [`Tenant::reconcile`] says what to do (spawn, drain,
-//! kill) and the supervisor does it, so the rules can be tested without processes.
-//! Load-based scaling lives in [`super::scaling`].
+//! bookkeeping and decisions, no I/O: [`Tenant::reconcile`] ([`super::reconcile`]) says what
+//! to do (spawn, drain, kill) and the supervisor does it, so the rules can be tested without
+//! processes. Load-based scaling lives in [`super::scaling`], workers in [`super::worker`].
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use apotheca_worker::channel::Load;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::status::{ExitRecord, Policy, RestartReply, WakeError};
+use super::status::{ExitRecord, Policy, RestartReply, TenantStatus, WakeError};
+use super::worker::{Phase, Retire, Worker, WorkerId};
 use super::Tuning;
-
-pub type WorkerId = u64;
 
 /// Whether the tenant may run, as the database says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,102 +22,6 @@ pub enum Status {
     Suspended,
     /// Gone from the database; its workers drain, then the tenant is forgotten.
     Deleted,
-}
-
-#[derive(Debug)]
-pub enum Phase {
-    /// Spawned, not ready yet; killed (a failed start) if still so at `deadline`.
-    Starting { deadline: Instant },
-    /// Ready and published.
-    Ready,
-    /// Unpublished; told to drain at `drain_at` (after the grace), killed at `kill_at`.
-    /// `unasked`: it stopped on its own (closed the channel), so its exit is a crash.
-    Draining {
-        reason: String,
-        drain_at: Instant,
-        drain_sent: bool,
-        kill_at: Instant,
-        unasked: bool,
-    },
-}
-
-/// Why a worker is being replaced (a new one first, then it drains).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Retire {
-    Restart,
-    Memory { rss_bytes: u64 },
-}
-
-#[derive(Debug)]
-pub struct Worker {
-    pub id: WorkerId,
-    pub pid: i32,
-    pub socket: PathBuf,
-    pub started: Instant,
-    pub started_wall: SystemTime,
-    pub ready_at: Option<Instant>,
-    pub phase: Phase,
-    pub retire: Option<Retire>,
-    pub load: Load,
-    /// Mean requests in flight over the last report interval.
-    pub concurrency: f64,
-    pub reported_at: Option<Instant>,
-    /// Control sent it SIGKILL.
-    pub killed: bool,
-    /// Why it failed, when control killed it for failing (not ready in time): its exit is a
-    /// crash with this reason.
-    pub failure: Option<String>,
-}
-
-impl Worker {
-    pub fn new(
-        id: WorkerId,
-        pid: i32,
-        socket: PathBuf,
-        now: Instant,
-        ready_timeout: Duration,
-    ) -> Self {
-        Self {
-            id,
-            pid,
-            socket,
-            started: now,
-            started_wall: SystemTime::now(),
-            ready_at: None,
-            phase: Phase::Starting {
-                deadline: now + ready_timeout,
-            },
-            retire: None,
-            load: Load::default(),
-            concurrency: 0.0,
-            reported_at: None,
-            killed: false,
-            failure: None,
-        }
-    }
-
-    pub fn address(&self) -> String {
-        format!("unix:{}", self.socket.display())
-    }
-
-    pub fn is_ready(&self) -> bool {
-        matches!(self.phase, Phase::Ready)
-    }
-
-    /// Starting or ready: counted as capacity.
-    pub fn is_live(&self) -> bool {
-        !self.killed && !matches!(self.phase, Phase::Draining { .. })
-    }
-
-    pub fn state_name(&self) -> &'static str {
-        match (&self.phase, &self.retire) {
-            (_, _) if self.killed => "killed",
-            (Phase::Starting { .. }, _) => "starting",
-            (Phase::Ready, None) => "ready",
-            (Phase::Ready, Some(_)) => "retiring",
-            (Phase::Draining { .. }, _) => "draining",
-        }
-    }
 }
 
 /// What the supervisor must do for a tenant.
@@ -260,7 +162,7 @@ impl Tenant {
         self.answer_restarts();
     }
 
-    fn answer_restarts(&mut self) {
+    pub(super) fn answer_restarts(&mut self) {
         let replacing = self
             .workers
             .iter()
@@ -411,185 +313,42 @@ impl Tenant {
         }
     }
 
-    /// Brings the workers towards what the tenant should have now; returns what to do.
-    /// Replacements (restart, memory) go one at a time, each new worker ready before an old
-    /// one drains; a crash-looping tenant starts nothing but keeps what still runs.
-    pub fn reconcile(&mut self, now: Instant, tuning: &Tuning, shutting_down: bool) -> Vec<Action> {
-        let mut actions = Vec::new();
-        let wanted = if shutting_down || self.status != Status::Active {
-            0
-        } else {
-            self.target
-                .clamp(self.policy.min_workers, self.policy.max_workers) as usize
-        };
-        let grace = if shutting_down {
-            Duration::ZERO
-        } else {
-            tuning.drain_grace
-        };
-        // A worker that failed (killed for not being ready, or stopping unasked) is a crash
-        // once reaped, and the crash sets the backoff: nothing starts before that.
-        let crash_pending = self.workers.iter().any(|w| {
-            w.failure.is_some() || matches!(w.phase, Phase::Draining { unasked: true, .. })
-        });
-        let can_start = !shutting_down
-            && !self.crash_looping
-            && !crash_pending
-            && self.restart_at.is_none_or(|at| now >= at);
-        let live = |w: &&Worker| w.is_live();
-        let fresh: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(live)
-            .filter(|w| w.retire.is_none())
-            .map(|w| w.id)
-            .collect();
-        let retiring: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(live)
-            .filter(|w| w.retire.is_some())
-            .map(|w| w.id)
-            .collect();
-        let mut leaving: Vec<(WorkerId, String)> = Vec::new();
-        if wanted == 0 {
-            let why = match (shutting_down, self.status) {
-                (true, _) => "control is stopping",
-                (_, Status::Suspended) => "tenant suspended",
-                (_, Status::Deleted) => "tenant deleted",
-                _ => "idle",
-            };
-            leaving.extend(
-                fresh
-                    .iter()
-                    .chain(&retiring)
-                    .map(|id| (*id, why.to_owned())),
-            );
-        } else {
-            let starting_fresh = fresh
-                .iter()
-                .filter(|id| self.workers.iter().any(|w| w.id == **id && !w.is_ready()))
-                .count();
-            if fresh.len() < wanted && can_start {
-                let n = if retiring.is_empty() {
-                    wanted - fresh.len()
-                } else if starting_fresh == 0 {
-                    1
-                } else {
-                    0
-                };
-                actions.extend(std::iter::repeat_n(Action::Spawn, n));
-            }
-            if fresh.len() > wanted {
-                let mut extra = self.scale_down_order(&fresh);
-                extra.truncate(fresh.len() - wanted);
-                leaving.extend(extra.into_iter().map(|id| (id, "scaled down".to_owned())));
-            }
-            // Each fresh worker that is ready stands in for one retiring worker.
-            let ready_fresh = fresh.len() - starting_fresh;
-            let replaced = (ready_fresh + retiring.len()).saturating_sub(wanted);
-            for id in retiring.iter().take(replaced) {
-                let why = match self
-                    .workers
-                    .iter()
-                    .find(|w| w.id == *id)
-                    .and_then(|w| w.retire.clone())
-                {
-                    Some(Retire::Memory { rss_bytes }) => {
-                        format!("replaced: RSS {} MB above the limit", rss_bytes / 1_048_576)
-                    }
-                    _ => "replaced by a restart".to_owned(),
-                };
-                leaving.push((*id, why));
-            }
+    /// What `apotheca status` shows of it.
+    pub fn status(&self, now: Instant) -> TenantStatus {
+        TenantStatus {
+            schema: self.schema.clone(),
+            state: self.state_name(now).to_owned(),
+            target: self.target,
+            workers: self.workers.iter().map(|w| w.status(now)).collect(),
+            restarts: self.restarts,
+            crash_looping: self.crash_looping,
+            last_backoff_ms: self.last_backoff.map(|d| d.as_millis() as u64),
+            restart_in_ms: self
+                .restart_at
+                .filter(|at| *at > now)
+                .map(|at| at.duration_since(now).as_millis() as u64),
+            last_exit: self.last_exit.clone(),
+            policy: self.policy.clone(),
         }
-        for (id, reason) in leaving {
-            let Some(w) = self.worker_mut(id) else {
-                continue;
-            };
-            if w.is_ready() {
-                w.phase = Phase::Draining {
-                    reason,
-                    drain_at: now + grace,
-                    drain_sent: false,
-                    kill_at: now + grace + tuning.drain_timeout,
-                    unasked: false,
-                };
-            } else {
-                // Not serving yet: nothing to finish.
-                w.killed = true;
-                actions.push(Action::Kill(id));
-            }
-        }
-        for w in &mut self.workers {
-            if w.killed {
-                continue;
-            }
-            match &mut w.phase {
-                Phase::Starting { deadline } if now >= *deadline => {
-                    w.failure = Some(format!(
-                        "not ready within {} ms (killed)",
-                        tuning.ready_timeout.as_millis()
-                    ));
-                    w.killed = true;
-                    actions.push(Action::Kill(w.id));
-                }
-                Phase::Draining {
-                    drain_at,
-                    drain_sent,
-                    kill_at,
-                    ..
-                } => {
-                    if now >= *kill_at {
-                        w.killed = true;
-                        actions.push(Action::Kill(w.id));
-                    } else if !*drain_sent && now >= *drain_at {
-                        *drain_sent = true;
-                        actions.push(Action::Drain(w.id));
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.answer_restarts();
-        actions
     }
 
-    /// Which fresh workers leave first on a scale-down: those still starting, then the least
-    /// busy, then the youngest.
-    fn scale_down_order(&self, fresh: &[WorkerId]) -> Vec<WorkerId> {
-        let mut ws: Vec<&Worker> = self
-            .workers
-            .iter()
-            .filter(|w| fresh.contains(&w.id))
-            .collect();
-        ws.sort_by(|a, b| {
-            a.is_ready()
-                .cmp(&b.is_ready())
-                .then(a.concurrency.total_cmp(&b.concurrency))
-                .then(b.started.cmp(&a.started))
-        });
-        ws.into_iter().map(|w| w.id).collect()
-    }
-
-    /// The next moment something is due without any event: a start deadline, a drain after
-    /// its grace, a kill, a restart after backoff.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let workers = self
-            .workers
-            .iter()
-            .filter(|w| !w.killed)
-            .filter_map(|w| match &w.phase {
-                Phase::Starting { deadline } => Some(*deadline),
-                Phase::Draining {
-                    drain_at,
-                    drain_sent,
-                    kill_at,
-                    ..
-                } => Some(if *drain_sent { *kill_at } else { *drain_at }),
-                Phase::Ready => None,
-            });
-        workers.chain(self.restart_at).min()
+    fn state_name(&self, now: Instant) -> &'static str {
+        match self.status {
+            Status::Suspended => return "suspended",
+            Status::Deleted => return "deleted",
+            Status::Active => {}
+        }
+        if self.crash_looping {
+            "crash-looping"
+        } else if self.workers.iter().any(|w| w.is_ready()) {
+            "running"
+        } else if self.restart_at.is_some_and(|at| at > now) {
+            "backoff"
+        } else if self.workers.iter().any(|w| w.is_live()) {
+            "starting"
+        } else {
+            "cold"
+        }
     }
 }
 

@@ -124,10 +124,16 @@ fn crashes_back_off_then_mark_a_crash_loop_until_restart() {
                 t.reconcile(now, &t_, false).is_empty(),
                 "no restart during the backoff"
             );
+            assert_eq!(
+                t.next_deadline(),
+                Some(now + delay),
+                "woken up when it ends"
+            );
             now += delay;
         }
     }
     assert!(t.crash_looping);
+    assert_eq!(t.next_deadline(), None, "nothing left to wake up for");
     now += Duration::from_secs(5);
     assert!(
         t.reconcile(now, &t_, false).is_empty(),
@@ -144,6 +150,23 @@ fn crashes_back_off_then_mark_a_crash_loop_until_restart() {
     assert_eq!(answer.try_recv().unwrap().unwrap(), (0, vec![]));
     assert!(!t.crash_looping);
     assert_eq!(t.reconcile(now, &t_, false), [Action::Spawn]);
+}
+
+#[test]
+fn a_backoff_that_ran_out_is_no_deadline_any_more() {
+    let now = Instant::now();
+    let t_ = tuning();
+    let mut t = tenant(1, 1, now);
+    let mut next = 1;
+    let id = step(&mut t, &mut next, now)[0];
+    t.on_ready(id, now);
+    t.on_exit(id, "killed by SIGKILL", now, &t_, false);
+    let later = now + t_.backoff_initial;
+    let new = step(&mut t, &mut next, later)[0];
+    t.on_ready(new, later);
+    // A deadline in the past would wake the supervisor in a loop.
+    assert_eq!(t.next_deadline(), None);
+    assert!(t.reconcile(later, &t_, false).is_empty());
 }
 
 #[test]

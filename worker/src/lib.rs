@@ -11,6 +11,7 @@ pub mod channel;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod pages;
 pub mod readcache;
 pub mod sale_queue;
 pub mod seed;

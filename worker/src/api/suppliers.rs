@@ -102,6 +102,20 @@ pub(crate) async fn list_of(
     Ok((total, rows.iter().map(from_row).collect()))
 }
 
+/// Every supplier's id and name by name (only active ones when asked), for pickers.
+pub(crate) async fn choices(
+    db: &tokio_postgres::Client,
+    active_only: bool,
+) -> ApiResult<Vec<(i64, String)>> {
+    let rows = db
+        .query(
+            "SELECT id, name FROM suppliers WHERE active OR NOT $1 ORDER BY lower(name), id",
+            &[&active_only],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 #[derive(Debug, Serialize)]
 pub struct InvoiceSummary {
     pub id: i64,

@@ -31,10 +31,12 @@ pub fn router(state: AppState) -> Router {
     let router = if state.schema == apotheca_common::names::SchemaName::PUBLIC {
         router
     } else {
-        router.nest("/api/v1", crate::api::router(&state))
+        router
+            .nest("/api/v1", crate::api::router(&state))
+            .merge(crate::pages::router())
     };
     router
-        .fallback(|| async { ApiError::not_found("page") })
+        .fallback(crate::pages::fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             envelope,

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod html;
+
 use apotheca_testkit::TestTenant;
 use apotheca_worker::accounts::hash_password;
 use apotheca_worker::settings::WorkerSettings;

@@ -69,7 +69,7 @@ macro_rules! base_columns {
 pub(crate) use base_columns;
 
 mod edit;
-pub(crate) use edit::required;
+pub(crate) use edit::{create_medicine, required, update_medicine, MedicineIn};
 
 /// The matching ids and names first (narrow rows: the count and the sort need them all),
 /// then the page, and only then the page's medicine rows and its stock. A stock subquery in the
@@ -168,6 +168,20 @@ pub(super) fn from_row(r: &tokio_postgres::Row) -> Medicine {
         expired_stock: r.get(11),
         next_expiry: r.get(12),
     }
+}
+
+/// Every active medicine's id, name and dosage form by name, for pickers.
+pub(crate) async fn choices(db: &tokio_postgres::Client) -> ApiResult<Vec<(i64, String, String)>> {
+    let rows = db
+        .query(
+            "SELECT id, name, dosage_form FROM medicines WHERE active ORDER BY name, id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// `?q=` as a LIKE prefix pattern, or None when blank.

@@ -1,0 +1,108 @@
+//! The pharmacy in the browser: every screen of DOMAIN.md, rendered on the server from
+//! askama templates (`worker/templates`) by calling the same functions as the JSON API
+//! (`crate::api`'s query and write functions, `crate::domain`'s rules, the sale queue).
+//!
+//! Each handler checks the user's role itself (a 403 page otherwise); the menus only show
+//! what the role may open. Forms carry a CSRF token, show the domain code's messages next
+//! to their fields with the values kept, and redirect (303) after a successful POST. Writes
+//! that change what the read cache keeps announce it ([`crate::changes::data_changed`]).
+
+pub mod account;
+pub mod assets;
+pub mod counter;
+pub mod customers;
+pub mod dashboard;
+pub mod error;
+pub mod fields;
+pub mod invoices;
+pub mod medicines;
+pub mod receipts;
+pub mod reports;
+pub mod session;
+pub mod settings;
+pub mod suppliers;
+pub mod users;
+pub mod view;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Every page route (the JSON API is nested under `/api/v1` beside them).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(account::home))
+        .route("/login", get(account::login_form).post(account::login))
+        .route("/logout", post(account::logout))
+        .route(
+            "/password-reset",
+            get(account::reset_request_form).post(account::reset_request),
+        )
+        .route(
+            "/reset-password",
+            get(account::reset_form).post(account::reset),
+        )
+        .route(
+            "/account/password",
+            get(account::password_form).post(account::change_password),
+        )
+        .route("/dashboard", get(dashboard::show))
+        .route("/alerts", get(dashboard::alerts))
+        .merge(medicines::routes())
+        .merge(suppliers::routes())
+        .merge(receipts::routes())
+        .merge(counter::routes())
+        .merge(invoices::routes())
+        .merge(customers::routes())
+        .merge(reports::routes())
+        .merge(users::routes())
+        .merge(settings::routes())
+        .route("/static/{file}", get(assets::serve))
+        .layer(axum::middleware::map_response(headers))
+}
+
+/// Pages are never cached (they show stock and money; the back button after logging out
+/// must not show them) unless they say otherwise (static files), are never framed, and run
+/// only this site's scripts and styles.
+async fn headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// Anything no route takes: the API's JSON 404 under `/api/` and `/_apotheca/`, an HTML
+/// page elsewhere.
+pub async fn fallback(req: Request) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/api/") || path.starts_with("/_apotheca/") {
+        return axum::response::IntoResponse::into_response(
+            crate::http::error::ApiError::not_found("page"),
+        );
+    }
+    headers(error::error_page(
+        StatusCode::NOT_FOUND,
+        "There is no page at this address.",
+    ))
+    .await
+}

@@ -1,0 +1,361 @@
+//! What every page shows around its content ([`Chrome`]: the pharmacy, the menu for the
+//! user's role, the CSRF token, a notice), the state of a form being shown again
+//! ([`FormState`]: values kept, messages next to their fields), and how money, dates and
+//! times are written.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
+use rust_decimal::Decimal;
+
+use super::error::PageResult;
+use super::session::{FormData, Viewer};
+use crate::accounts::{Area, Role};
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// A menu entry.
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The menu, in order, with the area each entry needs.
+const MENU: [(&str, &str, Area); 11] = [
+    ("/dashboard", "Dashboard", Area::Dashboard),
+    ("/counter", "Counter", Area::Counter),
+    ("/invoices", "Invoices", Area::Invoices),
+    ("/customers", "Customers", Area::Customers),
+    ("/medicines", "Medicines", Area::Medicines),
+    ("/suppliers", "Suppliers", Area::Suppliers),
+    ("/receipts", "Stock in", Area::Receipts),
+    ("/alerts", "Alerts", Area::Alerts),
+    ("/reports", "Reports", Area::Reports),
+    ("/users", "Users", Area::Users),
+    ("/settings", "Settings", Area::Company),
+];
+
+/// Only what `role` may use.
+pub fn menu(role: Role, current: &str) -> Vec<NavItem> {
+    MENU.iter()
+        .filter(|(_, _, area)| crate::accounts::may(role, *area))
+        .map(|&(href, label, _)| NavItem {
+            href,
+            label,
+            current: href == current,
+        })
+        .collect()
+}
+
+/// Messages a redirect may ask the next page to show (`?notice=`): a fixed list, so a link
+/// can never make the page say something else.
+pub fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "saved" => "Saved.",
+        "created" => "Created.",
+        "password" => "Your password was changed.",
+        "reset" => "Your new password is set. Log in with it.",
+        "reset_sent" => "If that account exists and has an email address, a reset link is on its way. It works for one hour.",
+        "logged_out" => "You have logged out.",
+        "received" => "The stock was received.",
+        "returned" => "The return was recorded and the refund is shown below.",
+        "voided" => "The invoice was voided and its stock put back.",
+        "activated" => "Activated.",
+        "deactivated" => "Deactivated.",
+        "user_password" => "The password was set; that user's sessions have ended.",
+        _ => return None,
+    })
+}
+
+/// The page around the content.
+pub struct Chrome {
+    pub username: String,
+    pub role: &'static str,
+    pub nav: Vec<NavItem>,
+    pub csrf: String,
+    pub notice: Option<&'static str>,
+    /// The company name, else "Apotheca".
+    pub pharmacy: String,
+    pub currency: String,
+    /// The database's offset from UTC now (its time zone decides what "today" is).
+    offset: FixedOffset,
+    pub today: NaiveDate,
+    pub css: &'static str,
+    pub js: &'static str,
+}
+
+impl Chrome {
+    /// The chrome of a page in the menu section `section`, with the notice `?notice=` asks for.
+    pub async fn new(
+        state: &AppState,
+        viewer: &Viewer,
+        section: &str,
+        notice: Option<&str>,
+    ) -> PageResult<Self> {
+        let db = state.db().await?;
+        let stmt = db
+            .prepare_cached(
+                "SELECT (SELECT name FROM company), (SELECT currency FROM settings),
+                        extract(timezone FROM now())::int, current_date",
+            )
+            .await?;
+        let row = db.query_one(&stmt, &[]).await?;
+        let offset = FixedOffset::east_opt(row.get(2)).unwrap_or(Utc.fix());
+        Ok(Self {
+            username: viewer.auth.username.clone(),
+            role: viewer.auth.role.as_str(),
+            nav: menu(viewer.auth.role, section),
+            csrf: viewer.csrf.clone(),
+            notice: notice.and_then(notice_text),
+            pharmacy: row
+                .get::<_, Option<String>>(0)
+                .unwrap_or_else(|| "Apotheca".to_owned()),
+            currency: row
+                .get::<_, Option<String>>(1)
+                .unwrap_or_else(|| "NPR".to_owned()),
+            offset,
+            today: row.get(3),
+            css: super::assets::url("app.css"),
+            js: super::assets::url("app.js"),
+        })
+    }
+
+    /// "NPR 1,234.50".
+    pub fn money(&self, amount: &Decimal) -> String {
+        format!("{} {}", self.currency, amount_text(*amount))
+    }
+
+    /// "1,234.50" (no currency: for columns of amounts).
+    pub fn amount(&self, amount: &Decimal) -> String {
+        amount_text(*amount)
+    }
+
+    /// A rate as a percentage: 0.1300 is "13%", 0.125 "12.5%".
+    pub fn percent(&self, rate: &Decimal) -> String {
+        format!("{}%", (*rate * Decimal::ONE_HUNDRED).normalize())
+    }
+
+    /// "2026-03-01 14:05", in the database's time zone.
+    pub fn time(&self, at: &DateTime<Utc>) -> String {
+        at.with_timezone(&self.offset)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
+
+    /// Days from today to `day` (negative: past).
+    pub fn days_until(&self, day: &NaiveDate) -> i64 {
+        (*day - self.today).num_days()
+    }
+}
+
+/// An amount with thousands separators and its two places: "1,234.50".
+pub fn amount_text(amount: Decimal) -> String {
+    let text = crate::domain::money(amount).to_string();
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (whole, cents) = digits.split_once('.').unwrap_or((digits, "00"));
+    let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}.{cents}")
+}
+
+/// `?page=`: prev and next links that keep the other parameters.
+pub struct Pager {
+    pub page: i64,
+    pub pages: i64,
+    pub total: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    pub fn new(path: &str, params: &[(&str, &str)], page: i64, per_page: i64, total: i64) -> Self {
+        let page = page.max(1);
+        let pages = ((total + per_page - 1) / per_page.max(1)).max(1);
+        let link = |p: i64| {
+            let mut query: Vec<String> = params
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k}={}", url_encode(v)))
+                .collect();
+            query.push(format!("page={p}"));
+            format!("{path}?{}", query.join("&"))
+        };
+        Self {
+            page,
+            pages,
+            total,
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+        }
+    }
+}
+
+/// Percent-encoding for a query string value.
+pub fn url_encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A form being shown (again): the values to put back and the messages for its fields.
+#[derive(Debug, Default)]
+pub struct FormState {
+    values: HashMap<String, String>,
+    errors: HashMap<String, String>,
+    /// A message about the whole form.
+    pub error: Option<String>,
+    /// More lines under that message (e.g. which medicines lack stock).
+    pub details: Vec<String>,
+}
+
+impl FormState {
+    /// The values a form sent (the first of each name).
+    pub fn from_data(data: &FormData) -> Self {
+        let mut values = HashMap::new();
+        for (k, v) in &data.0 {
+            values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Self {
+            values,
+            ..Self::default()
+        }
+    }
+
+    /// Sets a value to show.
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.values.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Sets an optional value (None shows blank).
+    pub fn with_opt(self, name: &str, value: Option<impl Into<String>>) -> Self {
+        match value {
+            Some(v) => self.with(name, v),
+            None => self,
+        }
+    }
+
+    pub fn v(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+
+    pub fn err(&self, name: &str) -> Option<&str> {
+        self.errors.get(name).map(String::as_str)
+    }
+
+    /// A ticked checkbox (or a true value).
+    pub fn checked(&self, name: &str) -> bool {
+        matches!(self.v(name), "on" | "true" | "1")
+    }
+
+    /// Whether anything is wrong with the form.
+    pub fn has_errors(&self) -> bool {
+        self.error.is_some() || !self.errors.is_empty()
+    }
+
+    /// A message next to `field`.
+    pub fn invalid(&mut self, field: &str, message: impl Into<String>) {
+        self.errors
+            .entry(field.to_owned())
+            .or_insert_with(|| message.into());
+    }
+
+    /// Places an error from the domain code: next to its field when the form shows that
+    /// field, else above the form.
+    pub fn fail(&mut self, e: &ApiError, fields: &[&str]) {
+        match e.field.as_deref() {
+            Some(f) if fields.contains(&f) => self.invalid(f, e.message.clone()),
+            _ => self.error = Some(e.message.clone()),
+        }
+    }
+}
+
+/// The status a form shown again answers with: the error's, or 422 for a form refused
+/// before it reached the domain code.
+pub fn form_status(e: Option<&ApiError>) -> StatusCode {
+    e.map_or(StatusCode::UNPROCESSABLE_ENTITY, |e| e.status)
+}
+
+/// A rendered page with `status`.
+pub fn render(status: StatusCode, page: &impl Template) -> PageResult {
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+/// A rendered page, 200.
+pub fn ok(page: &impl Template) -> PageResult {
+    render(StatusCode::OK, page)
+}
+
+/// Whether an error should be shown as its own page rather than on the form (nothing the
+/// user typed can fix it).
+pub fn is_page_error(e: &ApiError) -> bool {
+    matches!(e.status.as_u16(), 401 | 403 | 404) && e.field.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn amounts() {
+        let t = |s: &str| amount_text(Decimal::from_str(s).unwrap());
+        assert_eq!(t("0"), "0.00");
+        assert_eq!(t("12.5"), "12.50");
+        assert_eq!(t("1234.56"), "1,234.56");
+        assert_eq!(t("1234567"), "1,234,567.00");
+        assert_eq!(t("-1000.1"), "-1,000.10");
+        assert_eq!(t("999"), "999.00");
+    }
+
+    #[test]
+    fn encoding_and_pages() {
+        assert_eq!(url_encode("a b&c=/é"), "a%20b%26c%3D/%C3%A9");
+        let p = Pager::new("/x", &[("q", "a b"), ("empty", "")], 2, 50, 120);
+        assert_eq!(p.pages, 3);
+        assert_eq!(p.prev.as_deref(), Some("/x?q=a%20b&page=1"));
+        assert_eq!(p.next.as_deref(), Some("/x?q=a%20b&page=3"));
+        assert!(Pager::new("/x", &[], 1, 50, 0).next.is_none());
+    }
+
+    #[test]
+    fn menus_follow_roles() {
+        let staff: Vec<_> = menu(Role::Staff, "/counter")
+            .iter()
+            .map(|n| n.href)
+            .collect();
+        assert_eq!(
+            staff,
+            [
+                "/dashboard",
+                "/counter",
+                "/invoices",
+                "/customers",
+                "/alerts"
+            ]
+        );
+        assert_eq!(menu(Role::Admin, "").len(), MENU.len());
+        let pharmacist: Vec<_> = menu(Role::Pharmacist, "").iter().map(|n| n.href).collect();
+        assert!(!pharmacist.contains(&"/users") && !pharmacist.contains(&"/settings"));
+        assert!(menu(Role::Staff, "/counter")[1].current);
+    }
+}

@@ -22,3 +22,7 @@ trap stop_cluster EXIT
 # Integration tests run the binaries of other packages too (e.g. apotheca-worker).
 cargo build --workspace --bins
 cargo test --workspace "$@"
+
+# The pages in a real browser: Debian's Chromium (installed when missing; skipped, saying so,
+# only when it cannot be) against a worker with a seeded pharmacy.
+tests/browser/run.sh

@@ -3,7 +3,10 @@
 //!
 //! Retries: a request whose connection to a worker failed goes to another worker (the failed
 //! socket is forgotten until control's feed says otherwise); an idempotent request whose
-//! worker failed after it was sent is retried once; anything else is a 502.
+//! worker failed after it was sent is retried once; anything else is a 502. When every worker
+//! the request knew has failed (the tenant's only worker was killed, say), it waits for
+//! control to have another ready — as a request for a sleeping tenant waits for a wake —
+//! rather than failing while a replacement is starting.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -138,6 +141,48 @@ impl Edge {
             }
         }
     }
+
+    /// A ready worker other than those this request failed on, once every one it knew has
+    /// failed: asks control (which answers once the tenant has a ready worker, starting one if
+    /// needed) and watches the endpoint feed, until the wake timeout.
+    async fn replacement(
+        &self,
+        schema: &str,
+        upstream: &Upstream,
+        failed: &[PathBuf],
+    ) -> Option<Using> {
+        let deadline = Instant::now() + Duration::from_millis(self.shared.settings.wake_timeout_ms);
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    tenant = schema,
+                    "no other worker became ready within the wake timeout"
+                );
+                return None;
+            }
+            match self.shared.control.wake(schema, left).await {
+                Ok(endpoints) => {
+                    upstream.set(&endpoints);
+                    if let Some(using) = upstream.pick(failed) {
+                        return Some(using);
+                    }
+                }
+                // Suspended or deleted meanwhile.
+                Err(WakeError::Refused(404 | 409, _)) => return None,
+                Err(e) => {
+                    tracing::debug!(tenant = schema, error = %e, "waiting for another worker")
+                }
+            }
+            // Control still lists the worker that failed (it has not reaped it yet).
+            tokio::time::sleep(pause.min(left)).await;
+            if let Some(using) = upstream.pick(failed) {
+                return Some(using);
+            }
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
 }
 
 #[async_trait]
@@ -235,11 +280,8 @@ impl ProxyHttp for Edge {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
         let mut using = upstream.pick(&ctx.failed);
         if using.is_none() {
-            // Every worker we knew failed (or went): control may have a new one by now.
             if let Some(schema) = ctx.schema.clone() {
-                if self.ensure_worker(&schema, &upstream).await.is_ok() {
-                    using = upstream.pick(&ctx.failed);
-                }
+                using = self.replacement(&schema, &upstream, &ctx.failed).await;
             }
         }
         let using = using.ok_or_else(|| {

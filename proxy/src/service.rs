@@ -43,6 +43,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub public_hosts: HashSet<String>,
     pub settings: ProxySettings,
+    /// `:port` of the HTTPS listener for redirects, empty on 443.
+    https_port: String,
     request_ids: RequestIds,
 }
 
@@ -59,6 +61,15 @@ impl Shared {
             .iter()
             .filter_map(|h| host::normalise(h).ok())
             .collect();
+        // A redirect to the default port would miss a listener on another one.
+        let https_port = settings
+            .https_listen
+            .as_deref()
+            .and_then(|addr| addr.rsplit_once(':'))
+            .map(|(_, port)| port)
+            .filter(|port| *port != "443")
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
         Self {
             routes,
             upstreams,
@@ -66,6 +77,7 @@ impl Shared {
             metrics,
             public_hosts,
             settings,
+            https_port,
             request_ids: RequestIds::new(),
         }
     }
@@ -226,9 +238,15 @@ impl ProxyHttp for Edge {
 
         if self.shared.settings.redirect_https && !self.https {
             ctx.own_answer = Some(308);
+            // An IPv6 host was kept without its brackets.
+            let host = if ctx.host.contains(':') {
+                format!("[{}]", ctx.host)
+            } else {
+                ctx.host.clone()
+            };
             let target = format!(
-                "https://{}{}",
-                ctx.host,
+                "https://{host}{}{}",
+                self.shared.https_port,
                 req.uri.path_and_query().map_or("/", |p| p.as_str())
             );
             let mut header = ResponseHeader::build(308, Some(3))?;

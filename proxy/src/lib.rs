@@ -1,8 +1,13 @@
 //! Apotheca edge proxy (`apotheca-proxy`): Pingora serving every pharmacy's host. This file
 //! owns the command line and the assembly — the first route load, the listeners (HTTP and,
-//! when configured, HTTPS with certificates by SNI and HTTP/2), the background tasks (route
-//! follower, control's endpoint feed, certificate watcher, admin listener) and Pingora's
-//! process settings (threads, graceful shutdown, SIGQUIT socket hand-over).
+//! when configured, HTTPS with certificates by SNI and HTTP/2; the admin listener), the
+//! background tasks (route follower, control's endpoint feed, certificate watcher, the drain
+//! when stopping) and Pingora's process settings (threads, SIGQUIT socket hand-over).
+//!
+//! Stopping (SIGTERM, or after the hand-over on SIGQUIT): Pingora stops accepting; the proxy
+//! stays `grace_period_secs` for requests already on their way, then until the requests in
+//! flight are answered (at most `graceful_shutdown_timeout_secs` more), and exits 0. Pingora
+//! alone would cancel whatever is in flight once its grace period ends.
 
 pub mod control;
 pub mod host;
@@ -16,7 +21,7 @@ pub mod upstreams;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apotheca_common::devdb::PrivateCluster;
 use apotheca_common::settings as loader;
@@ -27,9 +32,9 @@ use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 
 use crate::control::Control;
-use crate::metrics::Metrics;
+use crate::metrics::{Admin, Metrics};
 use crate::routes::Routes;
-use crate::service::{Edge, Shared};
+use crate::service::{Edge, InFlight, Shared};
 use crate::settings::Settings;
 use crate::upstreams::Upstreams;
 
@@ -113,11 +118,16 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 
     let p = &settings.proxy;
+    let drain = Drain {
+        grace: Duration::from_secs(p.grace_period_secs),
+        timeout: Duration::from_secs(p.graceful_shutdown_timeout_secs),
+    };
     let conf = ServerConf {
         threads: p.threads,
         work_stealing: true,
-        grace_period_seconds: Some(p.grace_period_secs),
-        graceful_shutdown_timeout_seconds: Some(p.graceful_shutdown_timeout_secs),
+        // Only a backstop: the drain (see `Background`) ends the process before this.
+        grace_period_seconds: Some(p.grace_period_secs + p.graceful_shutdown_timeout_secs + 5),
+        graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: p.upgrade_sock.to_string_lossy().into_owned(),
         pid_file: p
             .upgrade_sock
@@ -176,6 +186,16 @@ pub fn run(cli: Cli) -> ExitCode {
         https.add_tls_with_settings(addr, None, tls);
         server.add_service(https);
     }
+    if let Some(addr) = &p.admin_listen {
+        // A listener of Pingora's, so that an upgrade hands it over with the others.
+        let mut admin = pingora::services::listening::Service::new(
+            "apotheca admin".to_owned(),
+            Admin(metrics.clone()),
+        );
+        admin.threads = Some(1);
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
     server.add_service(background_service(
         "apotheca background",
         Background {
@@ -183,29 +203,40 @@ pub fn run(cli: Cli) -> ExitCode {
             url,
             control,
             upstreams,
-            metrics,
-            admin: p.admin_listen.clone(),
             certificates,
+            in_flight: shared.in_flight.clone(),
+            drain,
         },
     ));
     tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, "proxy serving");
     server.run_forever()
 }
 
-/// The proxy's tasks beside the request path, on Pingora's background runtime.
+/// How a stopping proxy lets its requests finish.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// Stay at least this long (requests already on their way).
+    grace: Duration,
+    /// Then at most this much longer for the requests in flight.
+    timeout: Duration,
+}
+
+/// The proxy's tasks beside the request path, on Pingora's background runtime, and the drain
+/// once Pingora stops accepting.
 struct Background {
     routes: Arc<Routes>,
     url: String,
     control: Arc<Control>,
     upstreams: Arc<Upstreams>,
-    metrics: Arc<Metrics>,
-    admin: Option<String>,
     certificates: Option<Arc<tls::Certificates>>,
+    in_flight: Arc<InFlight>,
+    drain: Drain,
 }
 
 #[async_trait]
 impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // The routes and endpoints keep following while the proxy drains.
         let mut tasks = vec![
             tokio::spawn(self.routes.clone().follow(self.url.clone())),
             tokio::spawn(self.control.clone().follow(self.upstreams.clone())),
@@ -213,15 +244,35 @@ impl BackgroundService for Background {
         if let Some(certs) = &self.certificates {
             tasks.push(tokio::spawn(certs.clone().watch()));
         }
-        if let Some(addr) = &self.admin {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => tasks.push(tokio::spawn(self.metrics.clone().serve(listener))),
-                Err(e) => tracing::error!(error = %e, addr, "cannot open the admin listener"),
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
             }
         }
-        let _ = shutdown.changed().await;
+        let started = Instant::now();
+        tracing::info!(
+            in_flight = self.in_flight.count(),
+            "draining: no new connections; waiting for the requests in flight"
+        );
+        let deadline = started + self.drain.grace + self.drain.timeout;
+        while started.elapsed() < self.drain.grace
+            || (self.in_flight.count() > 0 && Instant::now() < deadline)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.in_flight.count();
+        if left > 0 {
+            tracing::warn!(in_flight = left, "drain timed out; stopping anyway");
+        }
         for t in tasks {
             t.abort();
         }
+        tracing::info!(
+            after_ms = started.elapsed().as_millis() as u64,
+            "drained; exiting"
+        );
+        // Pingora would only cancel the requests in flight at the end of its grace period;
+        // nothing is left to wait for (OpenSSL registers no exit handler from Rust).
+        std::process::exit(0);
     }
 }

@@ -1,6 +1,7 @@
 //! The proxy's figures, per tenant — requests by status class, latency histogram, requests in
 //! flight, wakes and wake latency — rendered as Prometheus text on the admin listener
-//! (`GET /metrics`; `GET /health` answers 200 while the process serves).
+//! (`GET /metrics`; `GET /health` answers 200 while the process serves). The admin listener
+//! is a Pingora service like the others, so an upgrade (SIGQUIT) hands it over too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,10 +9,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
+use async_trait::async_trait;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -174,34 +175,25 @@ impl Metrics {
         }
         out
     }
+}
 
-    /// Serves `/metrics` and `/health` on `listener` until the process ends.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let (status, body) = match req.uri().path() {
-                            "/metrics" => (StatusCode::OK, metrics.render()),
-                            "/health" => (StatusCode::OK, "ok\n".to_owned()),
-                            _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
-                        };
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(body)))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+/// The admin listener's answers.
+pub struct Admin(pub Arc<Metrics>);
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let (status, body) = match session.req_header().uri.path() {
+            "/metrics" => (StatusCode::OK, self.0.render()),
+            "/health" => (StatusCode::OK, "ok\n".to_owned()),
+            _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", "text/plain; version=0.0.4")
+            .header("content-length", body.len())
+            .body(body.into_bytes())
+            .unwrap_or_default()
     }
 }
 

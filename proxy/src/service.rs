@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub public_hosts: HashSet<String>,
     pub settings: ProxySettings,
+    /// Requests between their header and their log line (a stopping proxy waits for them).
+    pub in_flight: Arc<InFlight>,
     /// `:port` of the HTTPS listener for redirects, empty on 443.
     https_port: String,
     request_ids: RequestIds,
@@ -77,9 +79,35 @@ impl Shared {
             metrics,
             public_hosts,
             settings,
+            in_flight: Arc::default(),
             https_port,
             request_ids: RequestIds::new(),
         }
+    }
+}
+
+/// How many requests this process is serving, whatever their tenant or answer.
+#[derive(Debug, Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn enter(self: &Arc<Self>) -> Counted {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Counted(self.clone())
+    }
+}
+
+/// One request counted in [`InFlight`] until it is dropped with the request's context.
+#[derive(Debug)]
+struct Counted(Arc<InFlight>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -105,6 +133,7 @@ pub struct Ctx {
     json: bool,
     /// A page of our own was sent (its status, for the log).
     own_answer: Option<u16>,
+    _counted: Option<Counted>,
 }
 
 impl Edge {
@@ -204,6 +233,7 @@ impl ProxyHttp for Edge {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Some(Instant::now()),
+            _counted: Some(self.shared.in_flight.enter()),
             ..Ctx::default()
         }
     }

@@ -51,8 +51,10 @@ pub struct ProxySettings {
     pub upstream_read_timeout_secs: u64,
     /// Worker threads of the proxy (Pingora's default is 1).
     pub threads: usize,
-    /// On SIGTERM: seconds to keep accepting while a successor takes over, then seconds for
-    /// in-flight requests to finish.
+    /// Stopping (SIGTERM, or once the sockets were handed over on SIGQUIT) no new connection
+    /// is taken: the proxy stays at least `grace_period_secs` (requests already on their way),
+    /// then until the requests in flight are answered, at most
+    /// `graceful_shutdown_timeout_secs` more.
     pub grace_period_secs: u64,
     pub graceful_shutdown_timeout_secs: u64,
     /// Where a running proxy hands its listening sockets to its successor (SIGQUIT, then

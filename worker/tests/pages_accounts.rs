@@ -327,3 +327,41 @@ async fn logging_in_and_out_and_passwords() {
         .await;
     assert_eq!(login.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_login_page_refuses_for_a_while_after_failed_logins() {
+    let settings = apotheca_worker::settings::WorkerSettings {
+        login_slow_after: 100,
+        login_refuse_after: 2,
+        ..Default::default()
+    };
+    let app =
+        TestApp::with_settings(apotheca_testkit::TestTenant::new("forms").await, settings).await;
+    let form = html::get(&app, "/login", None).await;
+    let cookie = form.cookie("apotheca_form").unwrap();
+    let token = form.input_value("csrf_token").unwrap();
+    let attempt = |password: &'static str| {
+        let (app, cookie, token) = (&app, cookie.clone(), token.clone());
+        async move {
+            html::post_raw(
+                app,
+                "/login",
+                Some(&cookie),
+                &[
+                    ("csrf_token", &token),
+                    ("username", "staff"),
+                    ("password", password),
+                ],
+            )
+            .await
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(attempt("wrong").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let refused = attempt(PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.body.contains("Too many failed logins"));
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(refused.cookie("apotheca_session").is_none());
+}

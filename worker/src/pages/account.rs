@@ -117,7 +117,11 @@ pub async fn login(
                 token,
                 form,
             };
-            public_page(e.status, &page, cookie)
+            let mut response = public_page(e.status, &page, cookie)?;
+            if let Some(value) = e.retry_after.and_then(|s| s.to_string().parse().ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Ok(response)
         }
         Err(e) => Err(e.into()),
     }

@@ -3,6 +3,9 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 pub mod daemon;
+pub mod echo;
+pub mod proxy;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,0 +1,388 @@
+//! The proxy under load and through its process life: a worker killed mid-load (every request
+//! answered, none hangs), one tenant overloaded (503 with Retry-After at once, another tenant
+//! unaffected), a zero-downtime upgrade on SIGQUIT under continuous requests, and SIGTERM
+//! letting requests in flight finish and leaving nothing behind.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::daemon::{alive, ready_pids, signal, PATIENCE};
+use support::proxy::{port_in_use, request, Proxy};
+use support::Apotheca;
+
+/// What continuous clients saw: answers by status (and which proxy process gave them, by
+/// request-id prefix), and requests that got no answer.
+#[derive(Default)]
+struct Seen {
+    statuses: BTreeMap<u16, u64>,
+    by_process: BTreeMap<String, u64>,
+    errors: Vec<String>,
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` loops of health checks for `host` on fresh connections to `port`.
+    fn start(port: u16, host: &str, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, seen, host) = (stop.clone(), seen.clone(), host.to_owned());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = request(
+                            port,
+                            hyper::Method::GET,
+                            "/_apotheca/health",
+                            &[("host", &host)],
+                            "",
+                        )
+                        .await;
+                        let mut seen = seen.lock().unwrap();
+                        match r {
+                            Ok(r) => {
+                                *seen.statuses.entry(r.status).or_default() += 1;
+                                let process = r
+                                    .header("x-request-id")
+                                    .and_then(|id| id.split_once('-'))
+                                    .map_or("?", |(p, _)| p)
+                                    .to_owned();
+                                *seen.by_process.entry(process).or_default() += 1;
+                            }
+                            Err(e) => seen.errors.push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { stop, seen, tasks }
+    }
+
+    fn count(&self, status: u16) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .statuses
+            .get(&status)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `n` more answers with `status` came (at most [`PATIENCE`]).
+    async fn wait_more(&self, status: u16, n: u64) {
+        let from = self.count(status);
+        let started = tokio::time::Instant::now();
+        while self.count(status) < from + n {
+            let seen = self.seen.lock().unwrap();
+            assert!(
+                started.elapsed() < PATIENCE,
+                "not {n} more {status} answers in {PATIENCE:?}: {:?}, errors {:?}",
+                seen.statuses,
+                seen.errors
+            );
+            drop(seen);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        Arc::try_unwrap(self.seen)
+            .ok()
+            .unwrap()
+            .into_inner()
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_under_load_never_leaves_a_request_hanging() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let d = a.serve(&[]).await;
+    let p = a.proxy(&d, &[]).await;
+    assert_eq!(p.health("alpha.localhost").await, Ok("alpha".into()));
+    let victim = d.ready_pids("alpha").await;
+    assert_eq!(victim.len(), 1);
+
+    // A login on its way to the worker (its body incomplete) when the worker dies: not
+    // idempotent, so not retried.
+    let body = r#"{"username": "nobody", "password": "wrong"}"#;
+    let held = p
+        .hold(
+            "alpha.localhost",
+            "/api/v1/auth/login",
+            body.len(),
+            &body[..5],
+        )
+        .await;
+    let started = tokio::time::Instant::now();
+    while p
+        .metric(r#"apotheca_proxy_in_flight{tenant="alpha"}"#)
+        .await
+        != Some(1.0)
+    {
+        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let load = Load::start(p.http, "alpha.localhost", 4);
+    load.wait_more(200, 20).await;
+    signal(victim[0], Signal::SIGKILL);
+    assert_eq!(held.status().await, Ok(502), "{}", p.log_tail());
+    // Replaced by control, and serving through the proxy again.
+    d.wait_for("alpha", "replaced", |t| {
+        let pids = ready_pids(t);
+        !pids.is_empty() && !pids.contains(&victim[0])
+    })
+    .await;
+    load.wait_more(200, 20).await;
+    let seen = load.finish().await;
+    println!(
+        "a worker killed under load: answers {:?}, no answer {}",
+        seen.statuses,
+        seen.errors.len()
+    );
+    for line in std::fs::read_to_string(&p.log).unwrap().lines() {
+        if line.contains("status=5") {
+            println!("  {line}");
+        }
+    }
+    assert!(
+        seen.errors.is_empty(),
+        "requests without an answer: {:?}",
+        seen.errors
+    );
+    // Health checks are idempotent: each one that failed with the worker was retried, and
+    // waited for its replacement rather than failing while it started.
+    assert_eq!(
+        seen.statuses.keys().collect::<Vec<_>>(),
+        [&200],
+        "{:?}\n{}",
+        seen.statuses,
+        p.log_tail()
+    );
+    assert!(!alive(victim[0]));
+    assert!(p.stop().await.success());
+    assert!(d.stop().await.success());
+}
+
+#[tokio::test]
+async fn an_overloaded_tenant_gets_503_at_once_while_another_stays_fast() {
+    let a = Apotheca::migrated().await;
+    a.create("hot").await;
+    a.create("cool").await;
+    // One request in flight and one waiting, for hot only; read by the proxy at start.
+    a.ok(&[
+        "scale",
+        "--schema",
+        "hot",
+        "--max",
+        "1",
+        "--max-inflight",
+        "1",
+    ])
+    .await;
+    a.db.client()
+        .await
+        .execute(
+            "UPDATE public.tenants SET queue_length = 1 WHERE schema_name = 'hot'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let d = a.serve(&[]).await;
+    // A queued request may wait long: an answer well before that was not queued.
+    let p = a.proxy(&d, &[("queue_timeout_ms", "30000")]).await;
+    assert_eq!(p.health("hot.localhost").await, Ok("hot".into()));
+    assert_eq!(p.health("cool.localhost").await, Ok("cool".into()));
+
+    // A login whose body is still coming holds hot's only slot.
+    let body = r#"{"username": "nobody", "password": "wrong"}"#;
+    let held = p
+        .hold(
+            "hot.localhost",
+            "/api/v1/auth/login",
+            body.len(),
+            &body[..5],
+        )
+        .await;
+    let in_flight = r#"apotheca_proxy_in_flight{tenant="hot"}"#;
+    let started = tokio::time::Instant::now();
+    while p.metric(in_flight).await != Some(1.0) {
+        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Two more: one waits in the queue, the other is refused at once.
+    let ask = |p: &Proxy| {
+        let port = p.http;
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let r = request(
+                port,
+                hyper::Method::GET,
+                "/_apotheca/health",
+                &[("host", "hot.localhost"), ("accept", "application/json")],
+                "",
+            )
+            .await
+            .unwrap();
+            (r, started.elapsed())
+        })
+    };
+    let (mut first, mut second) = (ask(&p), ask(&p));
+    let (refused, queued) = tokio::select! {
+        r = &mut first => (r.unwrap(), second),
+        r = &mut second => (r.unwrap(), first),
+    };
+    let (r, refused_after) = refused;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"]["code"], "overloaded");
+    assert!(refused_after < Duration::from_secs(15), "{refused_after:?}");
+
+    // The other tenant is served meanwhile, as quickly as ever.
+    let mut cool = vec![];
+    for _ in 0..5 {
+        let started = tokio::time::Instant::now();
+        assert_eq!(p.health("cool.localhost").await, Ok("cool".into()));
+        cool.push(started.elapsed());
+    }
+    assert!(
+        cool.iter().all(|t| *t < Duration::from_secs(15)),
+        "{cool:?}"
+    );
+    assert!(
+        !queued.is_finished(),
+        "the queued request was answered early"
+    );
+
+    // The slot freed, the queued request goes through.
+    assert_eq!(held.finish(&body[5..]).await, Ok(401));
+    let (r, queued_for) = queued.await.unwrap();
+    assert_eq!((r.status, &r.json()["schema"]), (200, &"hot".into()));
+    println!(
+        "overload: refused after {refused_after:?}, queued for {queued_for:?}, the other tenant meanwhile {cool:?}"
+    );
+    assert_eq!(p.metric(in_flight).await, Some(0.0));
+    assert!(p.stop().await.success());
+    assert!(d.stop().await.success());
+}
+
+#[tokio::test]
+async fn sigquit_hands_the_listeners_over_without_a_failed_request() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let d = a.serve(&[]).await;
+    let mut old = a.proxy(&d, &[]).await;
+    assert_eq!(old.health("alpha.localhost").await, Ok("alpha".into()));
+
+    let load = Load::start(old.http, "alpha.localhost", 2);
+    load.wait_more(200, 20).await;
+    signal(old.pid(), Signal::SIGQUIT);
+    let new = old.upgrade().await;
+    let status = old.wait().await;
+    assert!(status.success(), "{status:?}\n{}", old.log_tail());
+    load.wait_more(200, 20).await;
+    let seen = load.finish().await;
+    println!(
+        "upgrade under load: answers {:?} by process {:?}, no answer {}",
+        seen.statuses,
+        seen.by_process,
+        seen.errors.len()
+    );
+    assert!(
+        seen.errors.is_empty(),
+        "requests without an answer: {:?}",
+        seen.errors
+    );
+    assert_eq!(seen.statuses.keys().collect::<Vec<_>>(), [&200]);
+    assert_eq!(seen.by_process.len(), 2, "both processes answered");
+    // The successor serves everything now, its admin listener included.
+    assert_eq!(new.health("alpha.localhost").await, Ok("alpha".into()));
+    assert!(new
+        .metric(r#"apotheca_proxy_in_flight{tenant="alpha"}"#)
+        .await
+        .is_some());
+    assert!(new.stop().await.success());
+    assert!(d.stop().await.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing_behind() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let d = a.serve(&[]).await;
+    let mut p = a
+        .proxy(
+            &d,
+            &[
+                ("grace_period_secs", "0"),
+                ("graceful_shutdown_timeout_secs", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(p.health("alpha.localhost").await, Ok("alpha".into()));
+    let body = r#"{"username": "nobody", "password": "wrong"}"#;
+    let held = p
+        .hold(
+            "alpha.localhost",
+            "/api/v1/auth/login",
+            body.len(),
+            &body[..5],
+        )
+        .await;
+    let started = tokio::time::Instant::now();
+    while p
+        .metric(r#"apotheca_proxy_in_flight{tenant="alpha"}"#)
+        .await
+        != Some(1.0)
+    {
+        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    signal(p.pid(), Signal::SIGTERM);
+    // Draining, not gone: the request in flight is still answered.
+    let started = tokio::time::Instant::now();
+    while !std::fs::read_to_string(&p.log)
+        .unwrap()
+        .contains("draining")
+    {
+        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_tail());
+    assert_eq!(held.finish(&body[5..]).await, Ok(401), "{}", p.log_tail());
+    let pid = p.pid();
+    let status = p.wait().await;
+    assert!(status.success(), "{status:?}\n{}", p.log_tail());
+    assert!(!alive(pid));
+    for port in [p.http, p.admin] {
+        assert!(!port_in_use(port), "port {port} still taken");
+    }
+    let run = a.dir.path().join("var/run");
+    let left: Vec<_> = std::fs::read_dir(&run)
+        .map(|e| e.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with("proxy-")),
+        "{left:?}"
+    );
+    assert!(d.stop().await.success());
+}

@@ -1,0 +1,470 @@
+//! `apotheca-proxy` as a test drives it: the real binary in front of a real daemon (see
+//! [`super::daemon`]), on ports picked free on 127.0.0.1, with its settings in a file of its
+//! own, and plain HTTP/1.1 requests to it, each on a fresh connection and bounded in time.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Child;
+
+use super::daemon::{signal, Daemon, PATIENCE};
+use super::Apotheca;
+
+/// How long a client waits for a whole answer: a request that takes longer hangs, and
+/// that is a failure.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The proxy binary beside `apotheca` (scripts/test.sh builds every binary first).
+pub fn proxy_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_apotheca")).with_file_name("apotheca-proxy");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/test.sh, or cargo build --bins first",
+        bin.display()
+    );
+    bin
+}
+
+/// Log files of this test process's proxies, numbered.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Proxy {
+    pub child: Child,
+    pub http: u16,
+    pub https: Option<u16>,
+    pub admin: u16,
+    /// Its settings file (an upgrade starts the successor with the same one).
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// Where the daemon's settings are: the test folder.
+    dir: PathBuf,
+    database_url: String,
+}
+
+impl Apotheca {
+    /// Starts the proxy in front of `daemon` with these `[proxy]` keys (values in TOML, e.g.
+    /// `("public_hosts", r#"["localhost"]"#)`) over the test defaults, and waits until it
+    /// listens. With a `tls_cert` key it also listens for HTTPS. Ports are picked free; when
+    /// one was taken meanwhile, it starts again on others.
+    pub async fn proxy(&self, daemon: &Daemon, keys: &[(&str, &str)]) -> Proxy {
+        let https = keys.iter().any(|(k, _)| *k == "tls_cert");
+        let mut last = String::new();
+        for _ in 0..3 {
+            let ports = free_ports(3);
+            let (http, https, admin) = (ports[0], https.then_some(ports[1]), ports[2]);
+            let n = STARTED.fetch_add(1, Ordering::Relaxed);
+            let config = self.dir.path().join(format!("proxy-{n}.toml"));
+            let mut settings: Vec<(String, String)> = vec![
+                ("http_listen".into(), format!("\"127.0.0.1:{http}\"")),
+                ("admin_listen".into(), format!("\"127.0.0.1:{admin}\"")),
+                ("control_socket".into(), toml_path(&daemon.socket)),
+                (
+                    "upgrade_sock".into(),
+                    toml_path(&self.dir.path().join(format!("var/run/proxy-{n}.upgrade"))),
+                ),
+                // A worker may take a while to start on a busy machine; a test that wants a
+                // wake to time out says so.
+                ("wake_timeout_ms".into(), "30000".into()),
+            ];
+            if let Some(port) = https {
+                settings.push(("https_listen".into(), format!("\"127.0.0.1:{port}\"")));
+            }
+            for (k, v) in keys {
+                settings.retain(|(key, _)| key != k);
+                settings.push(((*k).to_owned(), (*v).to_owned()));
+            }
+            let text: String = std::iter::once("[proxy]\n".to_owned())
+                .chain(settings.iter().map(|(k, v)| format!("{k} = {v}\n")))
+                .collect();
+            std::fs::write(&config, text).unwrap();
+            let mut proxy = Proxy {
+                child: spawn(self.dir.path(), &self.db.url(), &config, n, false),
+                http,
+                https,
+                admin,
+                log: self.dir.path().join(format!("proxy-{n}.log")),
+                config,
+                dir: self.dir.path().to_path_buf(),
+                database_url: self.db.url(),
+            };
+            let mut wanted = vec![http, admin];
+            wanted.extend(https);
+            match proxy.wait_listening(&wanted).await {
+                Ok(()) => return proxy,
+                Err(Start::PortTaken(e)) => {
+                    last = e;
+                    let _ = proxy.child.kill().await;
+                }
+                Err(Start::Failed(e)) => panic!("{e}"),
+            }
+        }
+        panic!("the proxy found its ports taken three times: {last}");
+    }
+}
+
+enum Start {
+    PortTaken(String),
+    Failed(String),
+}
+
+fn spawn(dir: &Path, database_url: &str, config: &Path, n: usize, upgrade: bool) -> Child {
+    let log = std::fs::File::create(dir.join(format!("proxy-{n}.log"))).unwrap();
+    let mut cmd = tokio::process::Command::new(proxy_bin());
+    cmd.arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .env_remove("APOTHECA_CONFIG")
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true);
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.spawn().expect("starting apotheca-proxy")
+}
+
+/// `n` distinct ports that were free a moment ago.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+fn toml_path(path: &Path) -> String {
+    format!("{:?}", path.to_str().expect("a UTF-8 test path"))
+}
+
+/// The TCP ports `pid` listens on: its socket descriptors matched against the kernel's table
+/// of listening sockets (so a port someone else holds never counts as ours).
+pub fn listening_ports(pid: u32) -> HashSet<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    link.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st ... inode (10th column); 0A is LISTEN.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                if let Some(port) = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                {
+                    ports.insert(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Whether something (anyone) listens on this port of 127.0.0.1.
+pub fn port_in_use(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+impl Proxy {
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("proxy running") as i32
+    }
+
+    /// Waits until the process holds listening sockets on every port in `ports`.
+    async fn wait_listening(&mut self, ports: &[u16]) -> Result<(), Start> {
+        let started = tokio::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(Start::Failed(format!(
+                    "apotheca-proxy exited ({status}) before it listened:\n{}",
+                    self.log_tail()
+                )));
+            }
+            let pid = self.child.id().unwrap();
+            let listening = listening_ports(pid);
+            if ports.iter().all(|p| listening.contains(p)) {
+                return Ok(());
+            }
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains("in use") || log.contains("cannot open the admin listener") {
+                return Err(Start::PortTaken(self.log_tail()));
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(Start::Failed(format!(
+                    "apotheca-proxy did not listen on {ports:?} within {PATIENCE:?} (it holds {listening:?}):\n{}",
+                    self.log_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts a successor with the same settings and `--upgrade` (after SIGQUIT was sent to
+    /// this one) and waits until it holds every listener.
+    pub async fn upgrade(&self) -> Proxy {
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let mut next = Proxy {
+            child: spawn(&self.dir, &self.database_url, &self.config, n, true),
+            http: self.http,
+            https: self.https,
+            admin: self.admin,
+            log: self.dir.join(format!("proxy-{n}.log")),
+            config: self.config.clone(),
+            dir: self.dir.clone(),
+            database_url: self.database_url.clone(),
+        };
+        let mut wanted = vec![self.http, self.admin];
+        wanted.extend(self.https);
+        match next.wait_listening(&wanted).await {
+            Ok(()) => next,
+            Err(Start::PortTaken(e) | Start::Failed(e)) => {
+                panic!("the successor did not take over: {e}")
+            }
+        }
+    }
+
+    /// The end of the proxy's log.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// A request on a fresh connection to the HTTP listener; an error when there is no
+    /// whole answer within [`CLIENT_TIMEOUT`].
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, String> {
+        request(self.http, method, path, headers, body).await
+    }
+
+    /// GET `path` with this `Host`, expecting an answer.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.get_with(host, path, &[]).await
+    }
+
+    /// GET `path` with this `Host` and more headers, expecting an answer.
+    pub async fn get_with(&self, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("host", host)];
+        all.extend_from_slice(headers);
+        self.request(Method::GET, path, &all, "")
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET {path} for {host}: {e}\nproxy log:\n{}",
+                    self.log_tail()
+                )
+            })
+    }
+
+    /// The schema whose worker answered the health check for `host`, or the status and body
+    /// of whatever answered instead.
+    pub async fn health(&self, host: &str) -> Result<String, String> {
+        let reply = self.get(host, "/_apotheca/health").await;
+        match (reply.status, reply.json()["schema"].as_str()) {
+            (200, Some(schema)) => Ok(schema.to_owned()),
+            _ => Err(format!("{} {}", reply.status, reply.text())),
+        }
+    }
+
+    /// Polls until the health check for `host` is answered by `want` (`Some(schema)`) or
+    /// refused with `status`, at most [`PATIENCE`]; returns how long it took.
+    pub async fn wait_route(&self, host: &str, want: Result<&str, u16>) -> Duration {
+        let started = tokio::time::Instant::now();
+        loop {
+            let reply = self.get(host, "/_apotheca/health").await;
+            let got = match reply.status {
+                200 => Ok(reply.json()["schema"].as_str().unwrap_or("?").to_owned()),
+                s => Err(s),
+            };
+            if got.as_deref().map_err(|s| *s) == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{host}: still {got:?}, not {want:?}, after {PATIENCE:?}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// One metric's value from `/metrics` on the admin listener (`name{labels}` exactly as
+    /// rendered), if it is there.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let reply = request(
+            self.admin,
+            Method::GET,
+            "/metrics",
+            &[("host", "admin")],
+            "",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("/metrics: {e}"));
+        assert_eq!(reply.status, 200);
+        reply.text().lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
+    /// Sends a request's headers promising a body of `len` bytes, and `partial` of it: the
+    /// proxy has admitted it and holds its tenant's slot until the rest comes or the
+    /// connection closes.
+    pub async fn hold(&self, host: &str, path: &str, len: usize, partial: &str) -> Held {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: {len}\r\n\r\n{partial}"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        Held { stream }
+    }
+
+    /// SIGTERM, then the exit status (within [`PATIENCE`]).
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        self.wait().await
+    }
+
+    /// The exit status (within [`PATIENCE`]).
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the proxy did not exit in time\n{}", self.log_tail()))
+            .unwrap()
+    }
+}
+
+/// A request whose body is still coming.
+pub struct Held {
+    stream: tokio::net::TcpStream,
+}
+
+impl Held {
+    /// Sends the rest of the body and reads the answer's status line.
+    pub async fn finish(mut self, rest: &str) -> Result<u16, String> {
+        self.stream
+            .write_all(rest.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.status().await
+    }
+
+    /// Reads the answer's status line without sending the rest (for an answer the proxy
+    /// gives before the body is whole).
+    pub async fn status(mut self) -> Result<u16, String> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        let read = async {
+            while got < 12 {
+                let n = self.stream.read(&mut buf[got..]).await?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        tokio::time::timeout(CLIENT_TIMEOUT, read)
+            .await
+            .map_err(|_| "no answer in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let line = String::from_utf8_lossy(&buf[..got]).into_owned();
+        line.get(9..12)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
+    }
+}
+
+/// An answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (`null` when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One request on a fresh connection to 127.0.0.1:`port`; `headers` go as given (no `Host`
+/// unless one is among them).
+pub async fn request(
+    port: u16,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply, String> {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {CLIENT_TIMEOUT:?}"))?
+}

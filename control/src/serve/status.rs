@@ -81,6 +81,8 @@ pub struct WorkerStatus {
     pub address: String,
     pub started_at_unix_ms: u64,
     pub uptime_ms: u64,
+    /// From spawn to its ready line.
+    pub ready_after_ms: Option<u64>,
     pub in_flight: u64,
     pub served: u64,
     pub rss_bytes: u64,

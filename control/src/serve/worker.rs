@@ -115,6 +115,9 @@ impl Worker {
             address: self.address(),
             started_at_unix_ms: unix_ms(self.started_wall),
             uptime_ms: now.duration_since(self.started).as_millis() as u64,
+            ready_after_ms: self
+                .ready_at
+                .map(|at| at.duration_since(self.started).as_millis() as u64),
             in_flight: self.load.in_flight,
             served: self.load.served,
             rss_bytes: self.load.rss_bytes,

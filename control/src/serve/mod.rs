@@ -138,6 +138,15 @@ pub async fn run(
         .public_role_url(&settings.control.tenant_role)
         .await?;
 
+    // Bound before any worker starts: failing here leaves nothing behind.
+    let listener =
+        tokio::net::UnixListener::bind(&socket).map_err(|e| io("listening on", &socket, e))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("securing", &socket, e))?;
+    // Before anything starts, so a stop signal is never the default (fatal) one.
+    let signal_err = |e: std::io::Error| ControlError::Other(format!("signal handler: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let (to, inbox) = mpsc::channel(4096);
     let (endpoints_tx, endpoints_rx) = watch::channel(Arc::new(BTreeMap::new()));
     let public = Tenant::new(
@@ -160,10 +169,6 @@ pub async fn run(
     let (stop_follower, follower_stop) = watch::channel(false);
     let follower = tokio::spawn(catalog::follow(catalog.clone(), to.clone(), follower_stop));
 
-    let listener =
-        tokio::net::UnixListener::bind(&socket).map_err(|e| io("listening on", &socket, e))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io("securing", &socket, e))?;
     let api = api::Api {
         to: to.clone(),
         endpoints: endpoints_rx,
@@ -186,9 +191,6 @@ pub async fn run(
     );
     let _ = std::io::stdout().flush();
 
-    let signal_err = |e: std::io::Error| ControlError::Other(format!("signal handler: {e}"));
-    let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut stops = 0;
     let outcome = loop {
         tokio::select! {

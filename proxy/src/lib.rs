@@ -9,6 +9,7 @@
 //! flight are answered (at most `graceful_shutdown_timeout_secs` more), and exits 0. Pingora
 //! alone would cancel whatever is in flight once its grace period ends.
 
+pub mod accesslog;
 pub mod control;
 pub mod host;
 pub mod metrics;
@@ -146,11 +147,18 @@ pub fn run(cli: Cli) -> ExitCode {
     let upstreams = Arc::new(Upstreams::default());
     let control = Arc::new(Control::new(&p.control_socket));
     let metrics = Arc::new(Metrics::default());
+    let access_log = p.access_log.then(|| {
+        Arc::new(accesslog::AccessLog::new(matches!(
+            settings.log.format,
+            apotheca_common::settings::LogFormat::Json
+        )))
+    });
     let shared = Arc::new(Shared::new(
         routes.clone(),
         upstreams.clone(),
         control.clone(),
         metrics.clone(),
+        access_log.clone(),
         p.clone(),
     ));
 
@@ -206,6 +214,7 @@ pub fn run(cli: Cli) -> ExitCode {
             certificates,
             in_flight: shared.in_flight.clone(),
             drain,
+            access_log,
         },
     ));
     tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, "proxy serving");
@@ -231,6 +240,7 @@ struct Background {
     certificates: Option<Arc<tls::Certificates>>,
     in_flight: Arc<InFlight>,
     drain: Drain,
+    access_log: Option<Arc<accesslog::AccessLog>>,
 }
 
 #[async_trait]
@@ -241,6 +251,10 @@ impl BackgroundService for Background {
             tokio::spawn(self.routes.clone().follow(self.url.clone())),
             tokio::spawn(self.control.clone().follow(self.upstreams.clone())),
         ];
+        if let Some(log) = &self.access_log {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move { log.flush_periodically().await }));
+        }
         if let Some(certs) = &self.certificates {
             tasks.push(tokio::spawn(certs.clone().watch()));
         }
@@ -266,6 +280,9 @@ impl BackgroundService for Background {
         }
         for t in tasks {
             t.abort();
+        }
+        if let Some(log) = &self.access_log {
+            log.flush();
         }
         tracing::info!(
             after_ms = started.elapsed().as_millis() as u64,

@@ -21,6 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::accesslog::{AccessLog, Entry};
 use crate::control::{Control, WakeError};
 use crate::host;
 use crate::metrics::Metrics;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub upstreams: Arc<Upstreams>,
     pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
+    /// None when `[proxy] access_log` is off.
+    pub access_log: Option<Arc<AccessLog>>,
     pub public_hosts: HashSet<String>,
     pub settings: ProxySettings,
     /// Requests between their header and their log line (a stopping proxy waits for them).
@@ -56,6 +59,7 @@ impl Shared {
         upstreams: Arc<Upstreams>,
         control: Arc<Control>,
         metrics: Arc<Metrics>,
+        access_log: Option<Arc<AccessLog>>,
         settings: ProxySettings,
     ) -> Self {
         let public_hosts = settings
@@ -77,6 +81,7 @@ impl Shared {
             upstreams,
             control,
             metrics,
+            access_log,
             public_hosts,
             settings,
             in_flight: Arc::default(),
@@ -485,31 +490,27 @@ impl ProxyHttp for Edge {
             .or(ctx.own_answer)
             .unwrap_or(0);
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
-        let req = session.req_header();
         let tenant = ctx.schema.as_deref().unwrap_or("-");
-        let worker = ctx
-            .using
-            .as_ref()
-            .and_then(|u| {
-                u.endpoint()
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .unwrap_or_default();
-        tracing::info!(
-            target: "access",
-            tenant,
-            host = %ctx.host,
-            method = %req.method,
-            path = %req.uri.path(),
-            status,
-            bytes = session.body_bytes_sent(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            worker = %worker,
-            request_id = %ctx.request_id,
-            error = e.map(|e| e.to_string()),
-        );
+        if let Some(log) = &self.shared.access_log {
+            let req = session.req_header();
+            let worker = ctx
+                .using
+                .as_ref()
+                .and_then(|u| u.endpoint().path.file_name())
+                .map(|n| n.to_string_lossy());
+            log.log(&Entry {
+                tenant,
+                host: &ctx.host,
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                status,
+                bytes: session.body_bytes_sent(),
+                latency: elapsed,
+                worker: worker.as_deref().unwrap_or("-"),
+                request_id: &ctx.request_id,
+                error: e.map(|e| e.to_string()),
+            });
+        }
         self.shared
             .metrics
             .request(tenant, status, elapsed, ctx.slot.is_some());

@@ -62,6 +62,8 @@ pub struct ProxySettings {
     pub upgrade_sock: PathBuf,
     /// Prometheus `/metrics` and `/health`; unset: off.
     pub admin_listen: Option<String>,
+    /// One line per request on stderr (text or JSON per `[log] format`).
+    pub access_log: bool,
 }
 
 impl Default for ProxySettings {
@@ -86,6 +88,7 @@ impl Default for ProxySettings {
             graceful_shutdown_timeout_secs: 10,
             upgrade_sock: PathBuf::from("var/run/apotheca-proxy-upgrade.sock"),
             admin_listen: Some("127.0.0.1:9180".to_owned()),
+            access_log: true,
         }
     }
 }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Edge proxy benchmark (issue #5): the same worker reached three ways, in one run, release
+# build, 64 keep-alive connections over loopback for DURATION seconds each:
+#
+#   direct   loadgen → the worker's Unix socket
+#   nginx    loadgen → nginx (Debian's, configured only here: upstream = the worker's socket,
+#            keep-alive, an access log like the proxy's) → the worker
+#   proxy    loadgen → apotheca-proxy (host routing, admission, forwarded headers, access log,
+#            metrics) → the worker
+#
+# The request is one medicine's page (`GET /api/v1/medicines/ID` with a bearer token), which the
+# worker answers from its read cache, so the figures are about the hop, not the database. For
+# each: requests/s, p50/p99, and the CPU the hop used per request (its processes' user+system
+# time over the run / requests). Everything runs in a mktemp folder, stopped and removed at the
+# end; every process started here is stopped by its PID.
+#
+# Knobs: DURATION (s, default 10), CONNS (default 64), SKIP_BUILD=1, PERF_PROXY=FILE (record a
+# `perf` profile of the proxy run). Installs nginx with apt when it is missing.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+  log "installing nginx (for this comparison only)"
+  sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends nginx >&2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control -p apotheca-worker -p apotheca-proxy -p apotheca-loadgen
+A=$ROOT/target/release/apotheca
+P=$ROOT/target/release/apotheca-proxy
+L=$ROOT/target/release/apotheca-loadgen
+
+STATE=$(mktemp -d /tmp/apotheca-pbench.XXXXXX)
+chmod 755 "$STATE"
+export APOTHECA_PRIVATE_DB__DATA_DIR=$STATE/pg APOTHECA_PRIVATE_DB__RUN_DIR=$STATE/run
+export APOTHECA_CONTROL__STATE_DIR=$STATE APOTHECA_CONTROL__SPARE_SCHEMAS=0
+unset DATABASE_URL APOTHECA_CONFIG
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  (cd "$STATE" && "$A" db stop >/dev/null 2>&1) || true
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+cd "$STATE"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+log "private cluster, tenant, seed"
+"$A" migrate-schemas >/dev/null
+"$A" create-tenant --name Bench --schema bench --domain bench.localhost >/dev/null
+"$A" scale --schema bench --min 1 --max 1 >/dev/null
+"$A" seed-data --schema bench >/dev/null
+URL=$("$A" db url --schema bench)
+PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
+TOKEN=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 43)
+"$PSQL" -q -X -v ON_ERROR_STOP=1 -d "$URL" -c \
+  "INSERT INTO api_tokens (user_id, name, token_hash, token_prefix)
+   SELECT id, 'bench', sha256(convert_to('$TOKEN', 'UTF8')), 'bench' FROM users WHERE username = 'admin'" 2>/dev/null
+M=$("$PSQL" -X -At -d "$URL" -c "SELECT min(id) FROM medicines" 2>/dev/null)
+
+log "daemon, one worker"
+"$A" serve >"$STATE/serve.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
+SOCK=$("$A" wake --schema bench --json | sed -nE 's/.*"unix:([^"]+)".*/\1/p' | head -1)
+[[ -S $SOCK ]] || { log "no worker socket"; exit 1; }
+
+PORT_N=$(free_port)
+# Worker sockets are reachable by control's user only (the proxy runs as that user): so is nginx.
+NGINX_USER=""
+[[ $(id -u) -ne 0 ]] || NGINX_USER="user root;"
+cat >"$STATE/nginx.conf" <<NGINX
+$NGINX_USER
+worker_processes 2;
+pid $STATE/nginx.pid;
+error_log $STATE/nginx-error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log $STATE/nginx-access.log combined buffer=64k;
+  client_body_temp_path $STATE/nginx-body;
+  proxy_temp_path $STATE/nginx-proxy;
+  upstream worker { server unix:$SOCK; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT_N;
+    location / {
+      proxy_pass http://worker;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
+}
+NGINX
+"$NGINX" -c "$STATE/nginx.conf" -e "$STATE/nginx-error.log" 2>>"$STATE/nginx-error.log" &
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
+
+PORT_P=$(free_port)
+APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$PORT_P APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
+APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$(free_port) APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
+DATABASE_URL=$("$A" db url) RUST_LOG=${PROXY_RUST_LOG:-info} "$P" >"$STATE/proxy.log" 2>&1 &
+PROXY_PID=$!
+PIDS+=($PROXY_PID)
+sleep 1
+
+# CPU seconds (user + system) of a process and its threads (and children, for nginx's workers).
+cpu() {
+  local total=0 pid
+  for pid in "$@"; do
+    total=$(awk -v t="$total" '{print t + ($14 + $15) / 100}' "/proc/$pid/stat")
+  done
+  echo "$total"
+}
+nginx_pids() { echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; }
+
+AUTH="Authorization: Bearer $TOKEN"
+run() {
+  local label=$1 target=$2
+  "$L" run --target "$target" --connections 4 --duration 1 --header "$AUTH" --header "Host: bench.localhost" --path "/api/v1/medicines/$M" >/dev/null
+  local pids=""
+  case $label in nginx) pids=$(nginx_pids) ;; proxy) pids=$PROXY_PID ;; esac
+  local before=0 after=0
+  [[ -z $pids ]] || before=$(cpu $pids)
+  local perf_pid=
+  if [[ $label == proxy && -n ${PERF_PROXY:-} ]]; then
+    perf record -g -p "$PROXY_PID" -o "$PERF_PROXY" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
+  log "$label: $CONNS connections, ${DURATION}s"
+  local out
+  out=$("$L" run --target "$target" --connections "$CONNS" --duration "$DURATION" --header "$AUTH" \
+        --header "Host: bench.localhost" --path "/api/v1/medicines/$M" --label "$label")
+  [[ -z $perf_pid ]] || wait "$perf_pid"
+  [[ -z $pids ]] || after=$(cpu $pids)
+  echo "$out" >&2
+  local requests
+  requests=$(printf '%s' "$out" | sed -E 's/.*"requests":([0-9]+).*/\1/')
+  local us="-"
+  [[ -z $pids ]] || us=$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')
+  echo "$out|$us"
+}
+DIRECT=$(run direct "unix:$SOCK")
+NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
+PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+
+field() { printf '%s' "${1%%|*}" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"; }
+us() { printf '%s' "${1##*|}"; }
+ok() { printf '%s' "${1%%|*}" | grep -o '"statuses":{[^}]*}'; }
+D_P99=$(field "$DIRECT" p99_ms)
+cat <<OUT
+
+| same worker, ${CONNS} connections, ${DURATION} s each | req/s | p50 ms | p99 ms | added p99 vs direct | hop CPU per request |
+|---|---|---|---|---|---|
+| direct (Unix socket) | $(field "$DIRECT" rps) | $(field "$DIRECT" p50_ms) | $D_P99 | | |
+| nginx → worker | $(field "$NGX" rps) | $(field "$NGX" p50_ms) | $(field "$NGX" p99_ms) | $(awk -v a="$(field "$NGX" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f ms", a - b}') | $(us "$NGX") µs |
+| apotheca-proxy → worker | $(field "$PROXY" rps) | $(field "$PROXY" p50_ms) | $(field "$PROXY" p99_ms) | $(awk -v a="$(field "$PROXY" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f ms", a - b}') | $(us "$PROXY") µs |
+
+proxy / nginx throughput: $(awk -v a="$(field "$PROXY" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
+statuses: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY")
+OUT

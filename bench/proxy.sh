@@ -15,7 +15,7 @@
 # end; every process started here is stopped by its PID.
 #
 # Knobs: DURATION (s, default 10), CONNS (default 64), SKIP_BUILD=1, PERF_PROXY=FILE (record a
-# `perf` profile of the proxy run). Installs nginx with apt when it is missing.
+# `perf` profile of the proxy run; PERF_ARGS: its options, default -g), PROXY_RUST_LOG. Installs nginx with apt when it is missing.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -134,7 +134,7 @@ run() {
   [[ -z $pids ]] || before=$(cpu $pids)
   local perf_pid=
   if [[ $label == proxy && -n ${PERF_PROXY:-} ]]; then
-    perf record -g -p "$PROXY_PID" -o "$PERF_PROXY" -- sleep "$DURATION" 2>/dev/null &
+    perf record ${PERF_ARGS:--g} -p "$PROXY_PID" -o "$PERF_PROXY" -- sleep "$DURATION" 2>/dev/null &
     perf_pid=$!
   fi
   log "$label: $CONNS connections, ${DURATION}s"

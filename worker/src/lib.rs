@@ -65,6 +65,10 @@ pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// The public site: the daemon's API socket, for "Create your pharmacy" (the daemon
+    /// passes it; overrides `[worker] control_socket`).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<std::path::PathBuf>,
     /// Load and check the settings and exit.
     #[arg(long)]
     pub validate_config: bool,
@@ -136,7 +140,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         },
         None => Announce::ReadyFd(cli.ready_fd),
     };
-    match serve(cli.listen, announce, &schema, &url, loaded.settings.worker).await {
+    let mut worker_settings = loaded.settings.worker;
+    if cli.control_socket.is_some() {
+        worker_settings.control_socket = cli.control_socket;
+    }
+    match serve(cli.listen, announce, &schema, &url, worker_settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -46,6 +46,11 @@ pub struct WorkerSettings {
     /// Sale batches written at once (each one transaction of the sales waiting); at most
     /// `pool_size`.
     pub sale_writers: usize,
+    /// The public site only: the daemon's API socket, where "Create your pharmacy" asks
+    /// control to provision (the daemon passes `--control-socket`, which wins over this).
+    pub control_socket: Option<std::path::PathBuf>,
+    /// The public site only: sign-up attempts each client address may make per hour.
+    pub signups_per_hour: usize,
 }
 
 impl Default for WorkerSettings {
@@ -62,6 +67,8 @@ impl Default for WorkerSettings {
             mail_from: "apotheca@localhost".to_owned(),
             read_cache_secs: 5,
             sale_writers: 2,
+            control_socket: None,
+            signups_per_hour: 5,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Inner {
     pub read_cache: ReadCache,
     /// Sales waiting to be posted, in batches.
     pub sale_queue: SaleQueue,
+    /// The public site's recent sign-up attempts per client address.
+    pub signups: crate::pages::site::Attempts,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +68,7 @@ impl AppState {
             auth_cache: AuthCache::default(),
             read_cache,
             sale_queue: SaleQueue::default(),
+            signups: Default::default(),
         })))
     }
 

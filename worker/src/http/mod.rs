@@ -29,7 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_apotheca/stats", get(stats));
     // The public schema holds no pharmacy: its worker serves only the public site.
     let router = if state.schema == apotheca_common::names::SchemaName::PUBLIC {
-        router
+        router.merge(crate::pages::site::router())
     } else {
         router
             .nest("/api/v1", crate::api::router(&state))

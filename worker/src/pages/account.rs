@@ -55,7 +55,11 @@ struct LoginPage {
 }
 
 /// Answers a page shown before logging in, storing its form cookie when it is new.
-fn public_page(status: StatusCode, page: &impl Template, cookie: Option<String>) -> PageResult {
+pub(super) fn public_page(
+    status: StatusCode,
+    page: &impl Template,
+    cookie: Option<String>,
+) -> PageResult {
     let mut response = view::render(status, page)?;
     if let Some(cookie) = cookie {
         if let Ok(value) = cookie.parse() {

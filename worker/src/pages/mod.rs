@@ -20,6 +20,7 @@ pub mod receipts;
 pub mod reports;
 pub mod session;
 pub mod settings;
+pub mod site;
 pub mod suppliers;
 pub mod users;
 pub mod view;
@@ -68,7 +69,7 @@ pub fn router() -> Router<AppState> {
 /// Pages are never cached (they show stock and money; the back button after logging out
 /// must not show them) unless they say otherwise (static files), are never framed, and run
 /// only this site's scripts and styles.
-async fn headers(mut response: Response) -> Response {
+pub(crate) async fn headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

@@ -1,0 +1,348 @@
+//! The public site (the worker for schema `public`): a landing page, "Create your pharmacy"
+//! and "Find my pharmacy". Sign-up holds no secret and creates nothing itself: it sends the
+//! form to control's API (`POST /v1/tenants` on `--control-socket`), which provisions the
+//! tenant with the same code as `apotheca create-tenant --admin-user`, then sends the browser
+//! to the new pharmacy's login page. Attempts are limited per client address
+//! (`[worker] signups_per_hour`), counted before anything else is checked.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::account::public_page;
+use super::error::{see_other, PageResult};
+use super::session::{form_token, PublicForm};
+use super::view::FormState;
+use crate::api::auth::{client_address, secure};
+use crate::state::AppState;
+
+const SITE: &str = "Apotheca";
+const HOUR: Duration = Duration::from_secs(3600);
+/// Provisioning migrates a schema when no spare is ready: seconds, not minutes.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(landing))
+        .route("/tenants/create-tenant/", get(signup_form).post(signup))
+        .route("/tenants/find/", get(find))
+        .route("/static/{file}", get(super::assets::serve))
+        .layer(axum::middleware::map_response(site_headers))
+}
+
+/// The pages' usual headers, but the sign-up form may lead to another host: after it, the
+/// browser follows a redirect to the new pharmacy's subdomain, which `form-action 'self'`
+/// would block.
+async fn site_headers(response: Response) -> Response {
+    let mut response = super::headers(response).await;
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'; \
+             object-src 'none'",
+        ),
+    );
+    response
+}
+
+/// Recent sign-up attempts per client address.
+#[derive(Default)]
+pub struct Attempts(Mutex<HashMap<String, Vec<Instant>>>);
+
+impl Attempts {
+    /// Counts an attempt from `address`; past `limit` within `window`, how long until the
+    /// next one is allowed instead.
+    pub fn hit(&self, address: &str, limit: usize, window: Duration) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < window));
+        }
+        let times = map.entry(address.to_owned()).or_default();
+        times.retain(|t| now.duration_since(*t) < window);
+        if times.len() >= limit {
+            let oldest = times.first().copied().unwrap_or(now);
+            return Err(window.saturating_sub(now.duration_since(oldest)));
+        }
+        times.push(now);
+        Ok(())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "site/landing.html")]
+struct LandingPage {
+    pharmacy: &'static str,
+    css: &'static str,
+    notice: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "site/signup.html")]
+struct SignupPage {
+    pharmacy: &'static str,
+    css: &'static str,
+    notice: Option<&'static str>,
+    token: String,
+    form: FormState,
+}
+
+#[derive(Template)]
+#[template(path = "site/find.html")]
+struct FindPage {
+    pharmacy: &'static str,
+    css: &'static str,
+    notice: Option<&'static str>,
+    q: String,
+    searched: bool,
+    found: Vec<(String, String)>,
+}
+
+async fn landing() -> PageResult {
+    let page = LandingPage {
+        pharmacy: SITE,
+        css: super::assets::url("app.css"),
+        notice: None,
+    };
+    super::view::render(StatusCode::OK, &page)
+}
+
+fn signup_page(headers: &HeaderMap, status: StatusCode, form: FormState) -> PageResult {
+    let (token, cookie) = form_token(headers);
+    let page = SignupPage {
+        pharmacy: SITE,
+        css: super::assets::url("app.css"),
+        notice: None,
+        token,
+        form,
+    };
+    public_page(status, &page, cookie)
+}
+
+async fn signup_form(headers: HeaderMap) -> PageResult {
+    signup_page(&headers, StatusCode::OK, FormState::default())
+}
+
+const FIELDS: [(&str, &str); 4] = [
+    ("name", "Give your pharmacy's name."),
+    ("subdomain", "Choose a subdomain."),
+    ("admin_user", "Choose the administrator's username."),
+    ("admin_password", "Choose the administrator's password."),
+];
+
+async fn signup(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PublicForm(data): PublicForm,
+) -> PageResult {
+    let mut form = FormState::from_data(&data).with("admin_password", "");
+    let address = client_address(&headers);
+    if let Err(wait) = state
+        .signups
+        .hit(&address, state.settings.signups_per_hour, HOUR)
+    {
+        tracing::warn!(%address, "sign-up refused: too many attempts");
+        form.error = Some(format!(
+            "Too many sign-ups from your address; try again in {} minutes.",
+            wait.as_secs().div_ceil(60).max(1)
+        ));
+        let mut response = signup_page(&headers, StatusCode::TOO_MANY_REQUESTS, form)?;
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Ok(response);
+    }
+    for (name, message) in FIELDS {
+        if data.get(name).trim().is_empty() {
+            form.invalid(name, message);
+        }
+    }
+    if form.has_errors() {
+        return signup_page(&headers, StatusCode::UNPROCESSABLE_ENTITY, form);
+    }
+    let Some(socket) = state.settings.control_socket.as_deref() else {
+        tracing::error!("sign-up without a control socket (--control-socket)");
+        form.error = Some("Sign-up is not available here.".to_owned());
+        return signup_page(&headers, StatusCode::SERVICE_UNAVAILABLE, form);
+    };
+    let body = serde_json::json!({
+        "name": data.get("name"),
+        "subdomain": data.get("subdomain").trim(),
+        "admin_user": data.get("admin_user"),
+        "admin_password": data.get("admin_password"),
+    });
+    let answer = tokio::time::timeout(CONTROL_TIMEOUT, post_json(socket, "/v1/tenants", &body))
+        .await
+        .map_err(|_| "no answer in time".to_owned())
+        .and_then(|r| r);
+    match answer {
+        Ok((201, created)) => {
+            let domain = created["domain"].as_str().unwrap_or_default();
+            let to = site_url(&headers, domain)
+                .or_else(|| created["login_url"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("http://{domain}/login"));
+            Ok(see_other(&to))
+        }
+        Ok((status @ (409 | 422), refused)) => {
+            let error = &refused["error"];
+            let message = error["message"].as_str().unwrap_or("This was refused.");
+            match error["field"].as_str() {
+                Some(field) if FIELDS.iter().any(|(f, _)| *f == field) => {
+                    form.invalid(field, message);
+                }
+                _ => form.error = Some(message.to_owned()),
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
+            signup_page(&headers, status, form)
+        }
+        other => {
+            tracing::error!(answer = ?other, "sign-up: control failed");
+            form.error =
+                Some("Your pharmacy could not be created just now; try again in a moment.".into());
+            signup_page(&headers, StatusCode::SERVICE_UNAVAILABLE, form)
+        }
+    }
+}
+
+/// `<scheme>://<domain>[:port]/login`, with the scheme and port this request came in by
+/// (the proxy's X-Forwarded-Proto and the Host header), so the browser stays on the same
+/// listener.
+fn site_url(headers: &HeaderMap, domain: &str) -> Option<String> {
+    if domain.is_empty() {
+        return None;
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let port = host
+        .rsplit_once(':')
+        .filter(|(h, p)| {
+            !h.ends_with(':') && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+        })
+        .map_or(String::new(), |(_, p)| format!(":{p}"));
+    let scheme = if secure(headers) { "https" } else { "http" };
+    Some(format!("{scheme}://{domain}{port}/login"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FindQuery {
+    q: Option<String>,
+}
+
+/// Active pharmacies whose name is exactly `q` (any case) or one of whose domains is `q` or
+/// starts with the label `q`: a link for someone who knows their pharmacy, not a directory.
+async fn find(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FindQuery>,
+) -> PageResult {
+    let q = query.q.unwrap_or_default().trim().to_owned();
+    let mut found = Vec::new();
+    if !q.is_empty() && q.len() <= 253 {
+        let client = state.db().await?;
+        let rows = client
+            .query(
+                "SELECT t.name, p.domain FROM public.tenants t
+                 JOIN public.domains p ON p.tenant_id = t.id AND p.is_primary
+                 WHERE t.status = 'active'
+                   AND (lower(t.name) = lower($1)
+                        OR EXISTS (SELECT 1 FROM public.domains d WHERE d.tenant_id = t.id
+                                   AND (d.domain = lower($1) OR split_part(d.domain, '.', 1) = lower($1))))
+                 ORDER BY t.name LIMIT 10",
+                &[&q],
+            )
+            .await?;
+        for row in rows {
+            let domain: String = row.get(1);
+            let url =
+                site_url(&headers, &domain).unwrap_or_else(|| format!("http://{domain}/login"));
+            found.push((row.get(0), url));
+        }
+    }
+    let page = FindPage {
+        pharmacy: SITE,
+        css: super::assets::url("app.css"),
+        notice: None,
+        searched: !q.is_empty(),
+        q,
+        found,
+    };
+    super::view::render(StatusCode::OK, &page)
+}
+
+/// One HTTP/1.1 request to control's API socket: the status and the JSON answer.
+async fn post_json(
+    socket: &Path,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, serde_json::Value), String> {
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("writing to control: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("reading control's answer: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| "a malformed answer from control".to_owned())?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "a malformed status line from control".to_owned())?;
+    let json = serde_json::from_str(rest).unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_limited_per_address() {
+        let a = Attempts::default();
+        for _ in 0..3 {
+            assert!(a.hit("1.2.3.4", 3, HOUR).is_ok());
+        }
+        assert!(a.hit("1.2.3.4", 3, HOUR).is_err());
+        assert!(a.hit("5.6.7.8", 3, HOUR).is_ok());
+    }
+
+    #[test]
+    fn login_links_keep_the_port_and_scheme() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("localhost:8080"));
+        assert_eq!(
+            site_url(&h, "green.localhost").as_deref(),
+            Some("http://green.localhost:8080/login")
+        );
+        h.insert(header::HOST, HeaderValue::from_static("example.com"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(
+            site_url(&h, "green.example.com").as_deref(),
+            Some("https://green.example.com/login")
+        );
+    }
+}

@@ -232,7 +232,9 @@ pub fn public_role(database: &str) -> String {
 /// Creates the public site's role if it is missing and (re)sets what it may do: log in to this
 /// database only (through the tenant group), `search_path` fixed to `public`, the tenant
 /// roles' timeouts and connection limit, and read the migration records, which is how a worker
-/// checks that the schema it serves is at the version it was built for. Nothing else: it owns
+/// checks that the schema it serves is at the version it was built for, and read the tenants'
+/// names, statuses and domains (never their roles or schemas), which "Find my pharmacy" shows.
+/// Nothing else: it owns
 /// no objects and may not create any (`public` gives PUBLIC no CREATE).
 pub fn public_role_sql(
     role: &str,
@@ -256,7 +258,9 @@ pub fn public_role_sql(
          ALTER ROLE {r} IN DATABASE {db} SET statement_timeout TO {st};
          ALTER ROLE {r} IN DATABASE {db} SET idle_in_transaction_session_timeout TO {it};
          GRANT USAGE ON SCHEMA public TO {r};
-         GRANT SELECT ON public.apotheca_migrations TO {r};\n",
+         GRANT SELECT ON public.apotheca_migrations TO {r};
+         GRANT SELECT (id, name, status) ON public.tenants TO {r};
+         GRANT SELECT (domain, tenant_id, is_primary) ON public.domains TO {r};\n",
         lit = quote_literal(role),
         group = quote_ident(&group_role(database)),
         limit = limits.connection_limit,

@@ -70,6 +70,11 @@ impl Settings {
         if !self.control.tenant_url.contains("{domain}") {
             return Err("[control] tenant_url must contain {domain}".into());
         }
+        if apotheca_common::names::DomainName::parse(&format!("a.{}", self.control.signup_domain))
+            .is_err()
+        {
+            return Err("[control] signup_domain must be a host name such as example.com".into());
+        }
         self.control.serve.check()
     }
 }
@@ -100,6 +105,8 @@ pub struct ControlSettings {
     pub spare_schemas: usize,
     /// How a tenant is reached in a browser, printed by `create-tenant`; `{domain}` is replaced.
     pub tenant_url: String,
+    /// The public site's sign-up creates pharmacies at `<subdomain>.<signup_domain>`.
+    pub signup_domain: String,
     pub tenant_role: TenantRoleSettings,
     pub serve: ServeSettings,
 }
@@ -112,6 +119,7 @@ impl Default for ControlSettings {
             migrate_jobs: 0,
             spare_schemas: 4,
             tenant_url: "http://{domain}:8080/".to_owned(),
+            signup_domain: "localhost".to_owned(),
             tenant_role: TenantRoleSettings::default(),
             serve: ServeSettings::default(),
         }

@@ -31,7 +31,15 @@ pub(super) async fn serve(ctx: &Context) -> Result<()> {
     ensure_public_migrated(&client).await?;
     let secret = ctx.secret(&client).await?;
     drop(client);
-    crate::serve::run(&ctx.settings, db, secret, ctx.config_file.as_deref()).await
+    let migrations = ctx.migrations()?;
+    crate::serve::run(
+        &ctx.settings,
+        db,
+        secret,
+        migrations,
+        ctx.config_file.as_deref(),
+    )
+    .await
 }
 
 pub(super) async fn wake(

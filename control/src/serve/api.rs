@@ -9,10 +9,12 @@
 //! | `GET /v1/status`, `GET /v1/tenants/{schema}` | workers (pid, state, uptime, in flight, served, RSS), restarts, last exit, policy |
 //! | `GET /v1/endpoints` | `{schema: [endpoint]}` for every tenant with a ready worker |
 //! | `GET /v1/endpoints/watch` | a stream of JSON lines: first `{"snapshot": {...}}`, then `{"schema", "endpoints"}` per change |
+//! | `POST /v1/tenants` `{name, subdomain, admin_user, admin_password}` | the public sign-up ([`super::signup`]): 201 `{schema, domain, login_url}`; 409 subdomain taken, 422 invalid, each with the `field` at fault |
 //!
-//! Errors are `{"error": {"code", "message"}}`.
+//! Errors are `{"error": {"code", "message"}}` (and `field` for sign-up refusals).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apotheca_common::names::SchemaName;
@@ -28,6 +30,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catalog::Catalog;
+use super::signup::{self, NewTenant, Signup};
 use super::status::{Restarted, StatusReport, TenantStatus, WakeError, Woken};
 use super::supervisor::{Endpoints, Msg};
 
@@ -38,11 +41,13 @@ pub struct Api {
     pub catalog: Catalog,
     pub wake_timeout: Duration,
     pub restart_timeout: Duration,
+    pub signup: Arc<Signup>,
 }
 
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{schema}", get(tenant_status))
         .route("/v1/tenants/{schema}/wake", post(wake))
         .route("/v1/tenants/{schema}/restart", post(restart))
@@ -61,6 +66,7 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -69,6 +75,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
         }
     }
 
@@ -95,7 +102,11 @@ impl From<&WakeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        let body = Json(json!({ "error": error }));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
         } else {
@@ -136,6 +147,21 @@ async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Opti
 async fn status(State(api): State<Api>) -> Result<Json<StatusReport>, ApiError> {
     let report = ask(&api, |reply| Msg::Status { reply }).await;
     report.map(Json).ok_or_else(ApiError::gone)
+}
+
+async fn create_tenant(
+    State(api): State<Api>,
+    Json(form): Json<NewTenant>,
+) -> Result<(StatusCode, Json<signup::Created>), ApiError> {
+    match signup::create(api.signup.clone(), form).await {
+        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        Err(r) => Err(ApiError {
+            status: r.status,
+            code: r.code,
+            message: r.message,
+            field: r.field,
+        }),
+    }
 }
 
 async fn tenant_status(

@@ -20,6 +20,7 @@ pub mod link;
 pub mod process;
 pub mod reconcile;
 pub mod scaling;
+pub mod signup;
 pub mod status;
 pub mod supervisor;
 pub mod tenant;
@@ -36,6 +37,8 @@ use std::time::Duration;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
+
+use apotheca_migrations::MigrationSet;
 
 use crate::db::Database;
 use crate::error::{ControlError, Result};
@@ -102,6 +105,7 @@ pub async fn run(
     settings: &Settings,
     db: Database,
     secret: Secret,
+    migrations: MigrationSet,
     config_file: Option<&Path>,
 ) -> Result<()> {
     let serve = &settings.control.serve;
@@ -132,7 +136,16 @@ pub async fn run(
         program,
         config: config_file.map(absolute).transpose()?,
         report_interval: Duration::from_millis(serve.report_interval_ms),
+        control_socket: socket.clone(),
     };
+    let signup = Arc::new(signup::Signup {
+        db: db.clone(),
+        secret: secret.clone(),
+        migrations,
+        role_limits: settings.control.tenant_role.clone(),
+        base_domain: settings.control.signup_domain.clone(),
+        tenant_url: settings.control.tenant_url.clone(),
+    });
     let catalog = Catalog::new(db, secret);
     let public_url = catalog
         .public_role_url(&settings.control.tenant_role)
@@ -175,6 +188,7 @@ pub async fn run(
         catalog,
         wake_timeout: Duration::from_millis(serve.wake_timeout_ms),
         restart_timeout: RESTART_TIMEOUT,
+        signup,
     };
     let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

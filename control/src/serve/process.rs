@@ -27,6 +27,9 @@ pub struct WorkerCommand {
     /// The settings file control itself read, so workers read the same one.
     pub config: Option<PathBuf>,
     pub report_interval: Duration,
+    /// The daemon's API socket, given to the public site's workers (its sign-up asks
+    /// control to provision pharmacies).
+    pub control_socket: PathBuf,
 }
 
 /// A worker just started.
@@ -65,6 +68,9 @@ impl WorkerCommand {
             .arg(self.report_interval.as_millis().to_string());
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
+        }
+        if schema == "public" {
+            cmd.arg("--control-socket").arg(&self.control_socket);
         }
         // The URL holds the role's password: in the environment, never in argv (`ps`).
         cmd.env("DATABASE_URL", db_url)

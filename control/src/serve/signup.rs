@@ -1,0 +1,214 @@
+//! `POST /v1/tenants`: the public site's "Create your pharmacy". The public worker holds no
+//! secret and creates no role; it sends the form here and control provisions the tenant with
+//! the same code as `apotheca create-tenant --admin-user` ([`Provisioner::create`]).
+//!
+//! The body is `{name, subdomain, admin_user, admin_password}`; the tenant's domain is
+//! `<subdomain>.<[control] signup_domain>` and its schema the subdomain with `-` as `_`.
+//! Answers 201 `{schema, domain, login_url}`; 409 when the subdomain is taken; 422 for
+//! invalid input; both errors name the form `field` at fault.
+
+use std::sync::Arc;
+
+use apotheca_common::names::{DomainName, SchemaName};
+use apotheca_migrations::MigrationSet;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::db::Database;
+use crate::error::ControlError;
+use crate::roles::Secret;
+use crate::settings::TenantRoleSettings;
+use crate::tenants::{self, FirstAdmin, Provisioner};
+
+/// Subdomains kept for the hosting itself.
+const RESERVED: [&str; 9] = [
+    "www", "api", "admin", "app", "mail", "static", "control", "proxy", "status",
+];
+
+/// What provisioning needs beyond the catalog's database.
+pub struct Signup {
+    pub db: Database,
+    pub secret: Secret,
+    pub migrations: MigrationSet,
+    pub role_limits: TenantRoleSettings,
+    /// `[control] signup_domain`.
+    pub base_domain: String,
+    /// `[control] tenant_url`.
+    pub tenant_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewTenant {
+    pub name: String,
+    pub subdomain: String,
+    pub admin_user: String,
+    pub admin_password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Created {
+    pub schema: String,
+    pub domain: String,
+    pub login_url: String,
+}
+
+/// A refusal: its status, a stable code, the form field at fault and a message for people.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl Refused {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    fn taken() -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            code: "taken",
+            field: Some("subdomain"),
+            message: "This subdomain is already taken; choose another.".to_owned(),
+        }
+    }
+
+    fn failed(e: ControlError) -> Self {
+        tracing::warn!(error = %e, "sign-up failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "database",
+            field: None,
+            message: "The pharmacy could not be created; try again in a moment.".to_owned(),
+        }
+    }
+}
+
+/// The schema and domain of a subdomain typed into the form.
+pub fn names(subdomain: &str, base: &str) -> Result<(SchemaName, DomainName), Refused> {
+    let sub = subdomain.trim().to_ascii_lowercase();
+    let bad = || {
+        Refused::invalid(
+            "subdomain",
+            "Use 3 to 40 lowercase letters, digits and hyphens, starting with a letter \
+             and not ending with a hyphen.",
+        )
+    };
+    let shaped = (3..=40).contains(&sub.len())
+        && sub.starts_with(|c: char| c.is_ascii_lowercase())
+        && !sub.ends_with('-')
+        && !sub.contains("--")
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !shaped {
+        return Err(bad());
+    }
+    let reserved = || Refused::invalid("subdomain", "This subdomain is reserved; choose another.");
+    if RESERVED.contains(&sub.as_str()) {
+        return Err(reserved());
+    }
+    let schema = SchemaName::parse(&sub.replace('-', "_")).map_err(|_| reserved())?;
+    let domain = DomainName::parse(&format!("{sub}.{base}")).map_err(|_| bad())?;
+    Ok((schema, domain))
+}
+
+/// Checks the form, then provisions the tenant and its first admin.
+pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Refused> {
+    let name = tenants::parse_display_name(&form.name)
+        .map_err(|e| Refused::invalid("name", capitalized(&e.to_string())))?;
+    let (schema, domain) = names(&form.subdomain, &signup.base_domain)?;
+    let (user, password) = (form.admin_user, form.admin_password);
+    let admin = tokio::task::spawn_blocking(move || FirstAdmin::new(&user, &password))
+        .await
+        .map_err(|e| Refused::failed(ControlError::Other(e.to_string())))?
+        .map_err(|e| {
+            let message = e.to_string();
+            let field = if message.starts_with("the admin username") {
+                "admin_user"
+            } else {
+                "admin_password"
+            };
+            Refused::invalid(field, capitalized(&message))
+        })?;
+    let mut client = signup.db.connect().await.map_err(Refused::failed)?;
+    if taken(&client, &schema, &domain)
+        .await
+        .map_err(Refused::failed)?
+    {
+        return Err(Refused::taken());
+    }
+    let provisioner = Provisioner {
+        db: &signup.db,
+        secret: &signup.secret,
+        migrations: &signup.migrations,
+        role_limits: &signup.role_limits,
+    };
+    match provisioner
+        .create(&mut client, &name, &schema, &domain, Some(&admin))
+        .await
+    {
+        Ok(info) => {
+            tracing::info!(schema = %info.schema, domain = %domain, "signed up");
+            let base = signup.tenant_url.replace("{domain}", domain.as_str());
+            Ok(Created {
+                schema: info.schema,
+                domain: domain.to_string(),
+                login_url: format!("{}/login", base.trim_end_matches('/')),
+            })
+        }
+        // Taken by a sign-up that won the race since the check above.
+        Err(ControlError::Invalid(m)) if m.contains("already") => Err(Refused::taken()),
+        Err(ControlError::Invalid(m)) => Err(Refused::invalid("name", capitalized(&m))),
+        Err(e) => Err(Refused::failed(e)),
+    }
+}
+
+/// Whether the schema, its role's tenant row or the domain exists already.
+async fn taken(
+    client: &tokio_postgres::Client,
+    schema: &SchemaName,
+    domain: &DomainName,
+) -> Result<bool, ControlError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)
+                 OR EXISTS (SELECT 1 FROM public.tenants WHERE schema_name = $1)
+                 OR EXISTS (SELECT 1 FROM public.domains WHERE domain = $2)",
+            &[&schema.as_str(), &domain.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subdomains() {
+        let (schema, domain) = names("Green-Cross1", "localhost").unwrap();
+        assert_eq!(schema.as_str(), "green_cross1");
+        assert_eq!(domain.as_str(), "green-cross1.localhost");
+        for bad in [
+            "", "ab", "1abc", "abc-", "a--b", "ab_c", "ab.c", "www", "select",
+        ] {
+            assert!(names(bad, "localhost").is_err(), "{bad}");
+        }
+    }
+}

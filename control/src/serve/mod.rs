@@ -145,6 +145,7 @@ pub async fn run(
         role_limits: settings.control.tenant_role.clone(),
         base_domain: settings.control.signup_domain.clone(),
         tenant_url: settings.control.tenant_url.clone(),
+        running: tokio::sync::Semaphore::new(2),
     });
     let catalog = Catalog::new(db, secret);
     let public_url = catalog

@@ -35,6 +35,8 @@ pub struct Signup {
     pub base_domain: String,
     /// `[control] tenant_url`.
     pub tenant_url: String,
+    /// Provisions running at once (each holds a connection and takes locks); others wait.
+    pub running: tokio::sync::Semaphore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +140,11 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
             };
             Refused::invalid(field, capitalized(&message))
         })?;
+    let _turn = signup
+        .running
+        .acquire()
+        .await
+        .map_err(|e| Refused::failed(ControlError::Other(e.to_string())))?;
     let mut client = signup.db.connect().await.map_err(Refused::failed)?;
     if taken(&client, &schema, &domain)
         .await

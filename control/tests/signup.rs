@@ -258,3 +258,83 @@ async fn sign_up_creates_a_pharmacy_whose_admin_logs_in() {
 
     d.stop().await;
 }
+
+#[tokio::test]
+async fn sign_up_through_the_proxy_leads_to_the_new_pharmacy() {
+    let a = Apotheca::migrated().await;
+    let d = a.serve(&[("APOTHECA_WORKER__SIGNUPS_PER_HOUR", "2")]).await;
+    d.wait_for("public", "running", |t| !ready_pids(t).is_empty())
+        .await;
+    let p = a.proxy(&d, &[]).await;
+    let site = format!("localhost:{}", p.http);
+
+    let page = p.get(&site, "/tenants/create-tenant/").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let cookie = page.header("set-cookie").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    let post = |fields: Vec<(&'static str, String)>, forged: &'static str| {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let headers = [
+            ("host", site.clone()),
+            ("cookie", cookie.clone()),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("x-forwarded-for", forged.to_owned()),
+        ];
+        let p = &p;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            p.request(Method::POST, "/tenants/create-tenant/", &headers, &body)
+                .await
+                .unwrap()
+        }
+    };
+    let fields = |sub: &str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("name", "Corner+Shop".to_owned()),
+            ("subdomain", sub.to_owned()),
+            ("admin_user", "boss".to_owned()),
+            ("admin_password", "long+enough".to_owned()),
+        ]
+    };
+
+    let done = post(fields("corner-shop"), "198.51.100.1").await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    let login = format!("http://corner-shop.localhost:{}/login", p.http);
+    assert_eq!(done.header("location"), Some(login.as_str()));
+
+    // The new host routes to the new pharmacy, whose admin logs in there.
+    let host = format!("corner-shop.localhost:{}", p.http);
+    p.wait_route(&host, Ok("corner_shop")).await;
+    let page = p.get(&host, "/login").await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("action=\"/login\""), "{}", page.text());
+    let logged_in = p
+        .request(
+            Method::POST,
+            "/api/v1/auth/login",
+            &[("host", &host), ("content-type", "application/json")],
+            r#"{"username": "boss", "password": "long enough"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(logged_in.status, 200, "{}", logged_in.text());
+
+    // The limit is per address the proxy saw: a forged X-Forwarded-For does not reset it.
+    let second = post(fields("-nope"), "203.0.113.7").await;
+    assert_eq!(second.status, 422, "{}", second.text());
+    let third = post(fields("another-shop"), "192.0.2.99").await;
+    assert_eq!(third.status, 429, "{}", third.text());
+
+    p.stop().await;
+    d.stop().await;
+}

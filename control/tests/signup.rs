@@ -318,6 +318,12 @@ async fn sign_up_through_the_proxy_leads_to_the_new_pharmacy() {
     let page = p.get(&host, "/login").await;
     assert_eq!(page.status, 200, "{}", page.text());
     assert!(page.text().contains("action=\"/login\""), "{}", page.text());
+    // The sign-up's name is the pharmacy's on its own pages.
+    assert!(
+        page.text().contains("Log in · Corner Shop"),
+        "{}",
+        page.text()
+    );
     let logged_in = p
         .request(
             Method::POST,

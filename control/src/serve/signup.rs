@@ -1,6 +1,7 @@
 //! `POST /v1/tenants`: the public site's "Create your pharmacy". The public worker holds no
 //! secret and creates no role; it sends the form here and control provisions the tenant with
-//! the same code as `apotheca create-tenant --admin-user` ([`Provisioner::create`]).
+//! the same code as `apotheca create-tenant --admin-user` ([`Provisioner::create`]), then
+//! starts the pharmacy's company profile with its name.
 //!
 //! The body is `{name, subdomain, admin_user, admin_password}`; the tenant's domain is
 //! `<subdomain>.<[control] signup_domain>` and its schema the subdomain with `-` as `_`.
@@ -164,6 +165,15 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
     {
         Ok(info) => {
             tracing::info!(schema = %info.schema, domain = %domain, "signed up");
+            // The company profile (the pharmacy's name on its pages and receipts) is the
+            // sign-up's to create; without it the pharmacy fills it in under Settings.
+            let profile = format!(
+                "INSERT INTO {}.company (name) VALUES ($1) ON CONFLICT (id) DO NOTHING",
+                schema.quoted()
+            );
+            if let Err(e) = client.execute(&profile, &[&name]).await {
+                tracing::warn!(schema = %info.schema, error = %e, "sign-up: no company profile");
+            }
             let base = signup.tenant_url.replace("{domain}", domain.as_str());
             Ok(Created {
                 schema: info.schema,

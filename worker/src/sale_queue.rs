@@ -5,11 +5,13 @@
 //! sales share the statements and the disk flush instead of queueing for them one by one.
 //!
 //! A batch whose transaction fails before its commit is posted again one sale at a time, so
-//! one sale's failure never becomes another's. A failure at the commit itself is answered as
+//! one sale's failure never becomes another's (unless the database itself is unavailable:
+//! then every sale of the batch gets that answer at once). A failure at the commit itself is answered as
 //! it is: whether those sales were kept is then unknown, and retrying could sell twice.
 
 use std::sync::{Arc, Mutex, Weak};
 
+use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::changes;
@@ -90,29 +92,35 @@ async fn dispatch(state: Weak<Inner>, mut waiting: mpsc::UnboundedReceiver<Job>,
 }
 
 async fn write(state: &AppState, jobs: Vec<Job>) {
-    let sales: Vec<Pending> = jobs.iter().map(|j| j.sale.clone()).collect();
+    let (sales, replies): (Vec<Pending>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.sale, j.reply)).unzip();
     match attempt(state, &sales).await {
         Outcome::Posted(answers) => {
-            for (job, answer) in jobs.into_iter().zip(answers) {
-                let _ = job.reply.send(answer);
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(answer);
             }
         }
-        Outcome::RolledBack(e) if jobs.len() > 1 => {
-            tracing::warn!(error = %e.message, sales = jobs.len(), "a batch of sales failed; posting them one by one");
-            for job in jobs {
-                let answer = alone(state, &job.sale).await;
-                let _ = job.reply.send(answer);
+        // One of the sales may be the cause: post each alone, so it fails alone. A database
+        // that is unavailable (503: no connection, busy, timed out) is no sale's fault; the
+        // whole batch gets that answer at once rather than one slow retry after another.
+        Outcome::RolledBack(e)
+            if sales.len() > 1 && e.status != StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            tracing::warn!(error = %e.message, sales = sales.len(), "a batch of sales failed; posting them one by one");
+            for (sale, reply) in sales.iter().zip(replies) {
+                let answer = alone(state, sale).await;
+                let _ = reply.send(answer);
             }
         }
         Outcome::RolledBack(e) => {
-            for job in jobs {
-                let answer = after_rollback(state, &job.sale, e.clone()).await;
-                let _ = job.reply.send(answer);
+            for (sale, reply) in sales.iter().zip(replies) {
+                let answer = after_rollback(state, sale, e.clone()).await;
+                let _ = reply.send(answer);
             }
         }
         Outcome::CommitFailed(e) => {
-            for job in jobs {
-                let _ = job.reply.send(Err(e.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

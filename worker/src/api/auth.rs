@@ -209,12 +209,10 @@ async fn logout(
 /// Ends the caller's session (a bearer token has none to end).
 pub(crate) async fn log_out(state: &AppState, auth: &Auth) -> ApiResult<()> {
     if let Some(id) = auth.session_id {
-        state
-            .db()
-            .await?
-            .execute("DELETE FROM sessions WHERE id = $1", &[&id])
+        let db = state.db().await?;
+        db.execute("DELETE FROM sessions WHERE id = $1", &[&id])
             .await?;
-        announce_auth_change(state).await?;
+        announce_auth_change(state, &**db).await?;
     }
     Ok(())
 }
@@ -281,7 +279,7 @@ pub(crate) async fn change_password(
         &[&auth.user_id, &auth.session_id],
     )
     .await?;
-    announce_auth_change(state).await
+    announce_auth_change(state, &**db).await
 }
 
 #[derive(Deserialize)]
@@ -411,23 +409,22 @@ pub(crate) async fn reset_password(
     tx.execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])
         .await?;
     tx.commit().await?;
-    announce_auth_change(state).await
+    announce_auth_change(state, &**db).await
 }
 
 /// Tells every worker of this tenant (this one at once, the others through the tenant's
-/// channel) to forget the logins it remembers.
-pub async fn announce_auth_change(state: &AppState) -> ApiResult<()> {
+/// channel) to forget the logins it remembers, on the connection the caller already holds
+/// (a second checkout could wait on a full pool while this one is held).
+pub async fn announce_auth_change(
+    state: &AppState,
+    db: &impl tokio_postgres::GenericClient,
+) -> ApiResult<()> {
     state.auth_cache.clear();
     // The change itself has committed: a failed announcement must not turn it into an error.
     // Other workers then forget within their cache's ceiling (30 s), or at once if their
     // listener noticed the database trouble.
-    let announced = async {
-        let db = state.db().await?;
-        crate::changes::announce(&**db, &state.schema, crate::changes::AUTH).await?;
-        Ok::<_, ApiError>(())
-    };
-    if let Err(e) = announced.await {
-        tracing::error!(error = %e.message, "could not announce a login change to the other workers");
+    if let Err(e) = crate::changes::announce(db, &state.schema, crate::changes::AUTH).await {
+        tracing::error!(error = %e, "could not announce a login change to the other workers");
     }
     Ok(())
 }

@@ -102,17 +102,16 @@ async fn revoke_token(
     auth: Auth,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    let n = state
-        .db()
-        .await?
+    let db = state.db().await?;
+    let n = db
         .execute(
             "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND user_id = $2",
             &[&id, &auth.user_id],
         )
         .await?;
-    announce_auth_change(&state).await?;
     if n == 0 {
         return Err(ApiError::not_found("token"));
     }
+    announce_auth_change(&state, &**db).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -307,7 +307,7 @@ pub(crate) async fn update(
         .await?;
     }
     tx.commit().await?;
-    super::auth::announce_auth_change(state).await?;
+    super::auth::announce_auth_change(state, &**db).await?;
     user_from_row(&row)
 }
 
@@ -361,5 +361,5 @@ pub(crate) async fn set_password(
     )
     .await?;
     tx.commit().await?;
-    super::auth::announce_auth_change(state).await
+    super::auth::announce_auth_change(state, &**db).await
 }

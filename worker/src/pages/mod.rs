@@ -66,6 +66,20 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::map_response(headers))
 }
 
+/// The pages' Content-Security-Policy, with `form-action` given: the one policy every page
+/// and the public site share.
+macro_rules! csp {
+    ($form_action:literal) => {
+        concat!(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; ",
+            "form-action ",
+            $form_action,
+            "; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+        )
+    };
+}
+pub(crate) use csp;
+
 /// Pages are never cached (they show stock and money; the back button after logging out
 /// must not show them) unless they say otherwise (static files), are never framed, and run
 /// only this site's scripts and styles.
@@ -75,10 +89,7 @@ pub(crate) async fn headers(mut response: Response) -> Response {
         .or_insert(HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-        ),
+        HeaderValue::from_static(csp!("'self'")),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -292,7 +292,7 @@ fn request_of(
             places.push(i);
         }
     }
-    let complete = parsed.len() == places.len() && lines.iter().all(|l| l.errors.is_empty());
+    let complete = lines.iter().all(|l| l.errors.is_empty());
     match (supplier_id, invoice_date, complete) {
         (Some(supplier_id), Some(invoice_date), true) => Some((
             ReceiptRequest {

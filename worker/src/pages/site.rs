@@ -47,11 +47,7 @@ async fn site_headers(response: Response) -> Response {
     let mut response = super::headers(response).await;
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-             form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'; \
-             object-src 'none'",
-        ),
+        HeaderValue::from_static(super::csp!("'self' http: https:")),
     );
     response
 }

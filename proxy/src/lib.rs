@@ -255,8 +255,10 @@ impl BackgroundService for Background {
             let log = log.clone();
             tasks.push(tokio::spawn(async move { log.flush_periodically().await }));
         }
-        if let Some(certs) = &self.certificates {
-            tasks.push(tokio::spawn(certs.clone().watch()));
+        match &self.certificates {
+            Some(certs) => tasks.push(tokio::spawn(certs.clone().watch())),
+            // SIGHUP's default action would end the process without a drain.
+            None => tasks.push(tokio::spawn(ignore_hangups())),
         }
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
@@ -291,5 +293,18 @@ impl BackgroundService for Background {
         // Pingora would only cancel the requests in flight at the end of its grace period;
         // nothing is left to wait for (OpenSSL registers no exit handler from Rust).
         std::process::exit(0);
+    }
+}
+
+/// Without certificates SIGHUP has nothing to reload; it is caught so it cannot end the proxy.
+async fn ignore_hangups() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: no certificates to reload");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot catch SIGHUP"),
     }
 }

@@ -64,7 +64,7 @@ struct TenantFigures {
     by_class: [AtomicU64; 6],
     latency: Histogram,
     in_flight: AtomicI64,
-    wakes: AtomicU64,
+    woken: AtomicU64,
     failed_wakes: AtomicU64,
     wake_latency: Histogram,
 }
@@ -107,8 +107,9 @@ impl Metrics {
 
     pub fn wake(&self, tenant: &str, latency: Duration, ok: bool) {
         let t = self.tenant(tenant);
-        t.wakes.fetch_add(1, Ordering::Relaxed);
-        if !ok {
+        if ok {
+            t.woken.fetch_add(1, Ordering::Relaxed);
+        } else {
             t.failed_wakes.fetch_add(1, Ordering::Relaxed);
         }
         t.wake_latency.observe(latency);
@@ -155,7 +156,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "apotheca_proxy_wakes_total{{tenant=\"{name}\",result=\"ok\"}} {}",
-                t.wakes.load(Ordering::Relaxed) - t.failed_wakes.load(Ordering::Relaxed)
+                t.woken.load(Ordering::Relaxed)
             );
             let _ = writeln!(
                 out,
@@ -165,7 +166,7 @@ impl Metrics {
         }
         out.push_str("# TYPE apotheca_proxy_wake_seconds histogram\n");
         for (name, t) in &tenants {
-            if t.wakes.load(Ordering::Relaxed) > 0 {
+            if t.wake_latency.count.load(Ordering::Relaxed) > 0 {
                 t.wake_latency.render(
                     &mut out,
                     "apotheca_proxy_wake_seconds",

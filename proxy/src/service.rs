@@ -161,14 +161,16 @@ impl Edge {
                 return Ok(());
             }
             let left = timeout.saturating_sub(started.elapsed());
-            let endpoints = self.shared.control.wake(schema, left).await?;
-            upstream.set(&endpoints);
+            // Counted here, once per call to control (not per request that waited for it).
+            let asked = Instant::now();
+            let answer = self.shared.control.wake(schema, left).await;
+            self.shared
+                .metrics
+                .wake(schema, asked.elapsed(), answer.is_ok());
+            upstream.set(&answer?);
             Ok::<_, WakeError>(())
         })
         .await;
-        self.shared
-            .metrics
-            .wake(schema, started.elapsed(), matches!(woken, Ok(Ok(()))));
         match woken {
             Ok(Ok(())) if upstream.has_endpoints() => Ok(()),
             Ok(Ok(())) => Err(Page::Waking),
@@ -361,12 +363,10 @@ impl ProxyHttp for Edge {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        // Skipped for this request only: one refused connect (a full backlog, a timeout) is
+        // no proof the worker is gone, and control's feed says when it is.
         if let Some(using) = ctx.using.take() {
-            let path = using.endpoint().path.clone();
-            if let Some(upstream) = &ctx.upstream {
-                upstream.remove(&path);
-            }
-            ctx.failed.push(path);
+            ctx.failed.push(using.endpoint().path.clone());
         }
         e.set_retry(ctx.failed.len() < MAX_CONNECT_FAILURES);
         e
@@ -378,14 +378,22 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut Ctx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("worker {peer}"));
         let idempotent = session.req_header().method.is_idempotent();
-        let retry = idempotent
-            && !ctx.retried_after_send
+        let resendable = idempotent
             && !session.as_ref().retry_buffer_truncated()
             && session.response_written().is_none();
+        // A pooled keep-alive connection the worker had already closed: the worker is fine,
+        // the request goes again (to the same worker, on a new connection).
+        if resendable && client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly) {
+            e.set_retry(true);
+            return e;
+        }
+        // The worker failed after the request was sent: an idempotent request gets one more
+        // try on another worker.
+        let retry = resendable && !ctx.retried_after_send;
         if retry {
             ctx.retried_after_send = true;
             if let Some(using) = ctx.using.take() {

@@ -107,14 +107,6 @@ impl Upstream {
         *endpoints = kept;
     }
 
-    /// Forgets one endpoint (its worker refused a connection); control's feed brings it back
-    /// if it is in fact alive.
-    pub fn remove(&self, path: &PathBuf) {
-        if let Ok(mut endpoints) = self.endpoints.write() {
-            endpoints.retain(|e| &e.path != path);
-        }
-    }
-
     /// A slot for one request: at once while fewer than `max` are in flight, else after
     /// waiting in a queue of at most `queue` requests for at most `wait`.
     pub async fn admit(

@@ -159,7 +159,9 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     if let Some(file) = &ctx.config_file {
         command.arg("--config").arg(file);
     }
-    command.envs(env).kill_on_drop(true);
+    // Its own process group: a terminal's Ctrl-C reaches `up` alone, which then stops the proxy
+    // itself (after the workers drained) instead of seeing it exit as a failure.
+    command.envs(env).process_group(0).kill_on_drop(true);
     let mut child = command
         .spawn()
         .map_err(|e| ControlError::Other(format!("cannot start {}: {e}", program.display())))?;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and running Apotheca needs on Debian, when it is missing:
 # a C toolchain, cmake, pkg-config and OpenSSL's headers (for native crates), and PostgreSQL's server programs
-# (initdb, pg_ctl, postgres, psql, pg_dump), which the private cluster runs.
+# (initdb, pg_ctl, postgres, psql, pg_dump), which the private cluster runs; openssl and curl for
+# the development certificate and the proxy's tests.
 # Rust itself must already be installed (rustup); Debian's own cargo is too old.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [[ -e /usr/include/openssl/ssl.h ]] || need+=(libssl-dev)
 # `apotheca up` makes its development certificate with the openssl command.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The proxy's tests speak HTTP/2 through curl.
+command -v curl >/dev/null 2>&1 || need+=(curl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 compgen -G '/usr/lib/postgresql/*/bin/pg_dump' >/dev/null || need+=(postgresql-client)
 

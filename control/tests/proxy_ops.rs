@@ -1,7 +1,8 @@
 //! The proxy under load and through its process life: a worker killed mid-load (every request
 //! answered, none hangs), one tenant overloaded (503 with Retry-After at once, another tenant
-//! unaffected), a zero-downtime upgrade on SIGQUIT under continuous requests, and SIGTERM
-//! letting requests in flight finish and leaving nothing behind.
+//! unaffected, a slow client's body holding no slot), a zero-downtime upgrade on SIGQUIT under
+//! continuous requests, and SIGTERM letting requests in flight finish and leaving nothing
+//! behind. Requests held at a worker use the stand-in worker of `support::echo`.
 
 mod support;
 
@@ -11,9 +12,38 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::daemon::{alive, ready_pids, signal, PATIENCE};
+use support::daemon::{alive, ready_pids, signal, Daemon, PATIENCE};
+use support::echo::wait_path;
 use support::proxy::{port_in_use, request, Proxy};
 use support::Apotheca;
+
+/// Not a test: the stand-in worker of the tests below (the daemon runs this binary as its
+/// worker program; see `support::echo`).
+#[test]
+#[ignore = "run by the daemon as a stand-in worker"]
+fn echo_worker() {
+    support::echo::run();
+}
+
+/// The daemon with the stand-in worker for every tenant.
+async fn serve_echo(a: &Apotheca) -> Daemon {
+    let echo = support::echo::script(a.dir.path(), "echo_worker");
+    a.serve(&[(
+        "APOTHECA_CONTROL__SERVE__WORKER_BIN",
+        echo.to_str().unwrap(),
+    )])
+    .await
+}
+
+/// Waits until the proxy counts `n` requests in flight for `tenant`.
+async fn wait_in_flight(p: &Proxy, tenant: &str, n: f64) {
+    let metric = format!(r#"apotheca_proxy_in_flight{{tenant="{tenant}"}}"#);
+    let started = tokio::time::Instant::now();
+    while p.metric(&metric).await != Some(n) {
+        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// What continuous clients saw: answers by status (and which proxy process gave them, by
 /// request-id prefix), and requests that got no answer.
@@ -112,32 +142,16 @@ impl Load {
 async fn a_worker_killed_under_load_never_leaves_a_request_hanging() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
-    let d = a.serve(&[]).await;
+    let d = serve_echo(&a).await;
     let p = a.proxy(&d, &[]).await;
     assert_eq!(p.health("alpha.localhost").await, Ok("alpha".into()));
     let victim = d.ready_pids("alpha").await;
     assert_eq!(victim.len(), 1);
 
-    // A login on its way to the worker (its body incomplete) when the worker dies: not
-    // idempotent, so not retried.
-    let body = r#"{"username": "nobody", "password": "wrong"}"#;
-    let held = p
-        .hold(
-            "alpha.localhost",
-            "/api/v1/auth/login",
-            body.len(),
-            &body[..5],
-        )
-        .await;
-    let started = tokio::time::Instant::now();
-    while p
-        .metric(r#"apotheca_proxy_in_flight{tenant="alpha"}"#)
-        .await
-        != Some(1.0)
-    {
-        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // A POST the worker is working on when it dies: not idempotent, so not retried.
+    let never = a.dir.path().join("never");
+    let held = p.hold("alpha.localhost", &wait_path(&never), 0, "").await;
+    wait_in_flight(&p, "alpha", 1.0).await;
 
     let load = Load::start(p.http, "alpha.localhost", 4);
     load.wait_more(200, 20).await;
@@ -204,28 +218,28 @@ async fn an_overloaded_tenant_gets_503_at_once_while_another_stays_fast() {
         )
         .await
         .unwrap();
-    let d = a.serve(&[]).await;
+    let d = serve_echo(&a).await;
     // A queued request may wait long: an answer well before that was not queued.
     let p = a.proxy(&d, &[("queue_timeout_ms", "30000")]).await;
     assert_eq!(p.health("hot.localhost").await, Ok("hot".into()));
     assert_eq!(p.health("cool.localhost").await, Ok("cool".into()));
 
-    // A login whose body is still coming holds hot's only slot.
+    // A client still sending its body holds no slot: the proxy reads a body whole before
+    // the request is admitted.
     let body = r#"{"username": "nobody", "password": "wrong"}"#;
-    let held = p
-        .hold(
-            "hot.localhost",
-            "/api/v1/auth/login",
-            body.len(),
-            &body[..5],
-        )
+    let slow = p
+        .hold("hot.localhost", "/slow/body", body.len(), &body[..5])
         .await;
-    let in_flight = r#"apotheca_proxy_in_flight{tenant="hot"}"#;
-    let started = tokio::time::Instant::now();
-    while p.metric(in_flight).await != Some(1.0) {
-        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for _ in 0..3 {
+        assert_eq!(p.health("hot.localhost").await, Ok("hot".into()));
     }
+    let in_flight = r#"apotheca_proxy_in_flight{tenant="hot"}"#;
+    assert_eq!(p.metric(in_flight).await, Some(0.0));
+
+    // A request the worker is working on holds hot's only slot.
+    let release = a.dir.path().join("release-hot");
+    let held = p.hold("hot.localhost", &wait_path(&release), 0, "").await;
+    wait_in_flight(&p, "hot", 1.0).await;
 
     // Two more: one waits in the queue, the other is refused at once.
     let ask = |p: &Proxy| {
@@ -271,8 +285,10 @@ async fn an_overloaded_tenant_gets_503_at_once_while_another_stays_fast() {
         "the queued request was answered early"
     );
 
-    // The slot freed, the queued request goes through.
-    assert_eq!(held.finish(&body[5..]).await, Ok(401));
+    // The slot freed, the queued request goes through; the slow body arrives and is answered.
+    std::fs::write(&release, "").unwrap();
+    assert_eq!(held.status().await, Ok(200));
+    assert_eq!(slow.finish(&body[5..]).await, Ok(200));
     let (r, queued_for) = queued.await.unwrap();
     assert_eq!((r.status, &r.json()["schema"]), (200, &"hot".into()));
     println!(
@@ -326,7 +342,7 @@ async fn sigquit_hands_the_listeners_over_without_a_failed_request() {
 async fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing_behind() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
-    let d = a.serve(&[]).await;
+    let d = serve_echo(&a).await;
     let mut p = a
         .proxy(
             &d,
@@ -337,24 +353,9 @@ async fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing_behind() {
         )
         .await;
     assert_eq!(p.health("alpha.localhost").await, Ok("alpha".into()));
-    let body = r#"{"username": "nobody", "password": "wrong"}"#;
-    let held = p
-        .hold(
-            "alpha.localhost",
-            "/api/v1/auth/login",
-            body.len(),
-            &body[..5],
-        )
-        .await;
-    let started = tokio::time::Instant::now();
-    while p
-        .metric(r#"apotheca_proxy_in_flight{tenant="alpha"}"#)
-        .await
-        != Some(1.0)
-    {
-        assert!(started.elapsed() < PATIENCE, "{}", p.log_tail());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let release = a.dir.path().join("release");
+    let held = p.hold("alpha.localhost", &wait_path(&release), 0, "").await;
+    wait_in_flight(&p, "alpha", 1.0).await;
 
     signal(p.pid(), Signal::SIGTERM);
     // Draining, not gone: the request in flight is still answered.
@@ -367,7 +368,8 @@ async fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(p.child.try_wait().unwrap().is_none(), "{}", p.log_tail());
-    assert_eq!(held.finish(&body[5..]).await, Ok(401), "{}", p.log_tail());
+    std::fs::write(&release, "").unwrap();
+    assert_eq!(held.status().await, Ok(200), "{}", p.log_tail());
     let pid = p.pid();
     let status = p.wait().await;
     assert!(status.success(), "{status:?}\n{}", p.log_tail());

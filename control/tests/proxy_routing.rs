@@ -9,7 +9,7 @@ mod support;
 use hyper::Method;
 use support::daemon::ready_pids;
 use support::echo::values;
-use support::tls::{https_get, make_cert};
+use support::tls::{h2_request, https_get, make_cert};
 use support::Apotheca;
 
 const JSON: (&str, &str) = ("accept", "application/json");
@@ -389,6 +389,55 @@ async fn the_worker_sees_the_headers_the_proxy_sets_and_none_a_client_forged() {
     let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(values(&echo, "x-forwarded-proto"), ["https"], "{echo}");
     assert_eq!(values(&echo, "x-apotheca-tenant"), ["alpha"], "{echo}");
+
+    // HTTP/2: the same request path; the worker gets HTTP/1.1 with the host from
+    // `:authority`, split cookies joined, the body with its length, and nothing forged.
+    let https = p.https.unwrap();
+    let (version, status, body) = h2_request(
+        https,
+        "alpha.localhost",
+        "/over/h2?x=1",
+        &[
+            "-H",
+            "cookie: a=1",
+            "-H",
+            "cookie: b=2",
+            "-H",
+            "x-apotheca-tenant: bravo",
+            "-H",
+            "x-forwarded-for: 203.0.113.9",
+            "--data-binary",
+            "sold=3",
+        ],
+    )
+    .await;
+    assert_eq!((version.as_str(), status), ("2", 200), "{body}");
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&echo["method"], &echo["path"]),
+        (&"POST".into(), &"/over/h2?x=1".into()),
+        "{echo}"
+    );
+    for (name, want) in [
+        ("host", vec![format!("alpha.localhost:{https}")]),
+        ("cookie", vec!["a=1; b=2".to_owned()]),
+        ("content-length", vec!["6".to_owned()]),
+        ("x-apotheca-tenant", vec!["alpha".to_owned()]),
+        ("x-forwarded-for", vec!["127.0.0.1".to_owned()]),
+        ("x-forwarded-proto", vec!["https".to_owned()]),
+    ] {
+        assert_eq!(values(&echo, name), want, "{name}: {echo}");
+    }
+    // The proxy's own pages over HTTP/2 too.
+    let (version, status, body) = h2_request(
+        https,
+        "nowhere.localhost",
+        "/",
+        &["-H", "accept: application/json"],
+    )
+    .await;
+    assert_eq!((version.as_str(), status), ("2", 404), "{body}");
+    assert!(body.contains("no_pharmacy"), "{body}");
     assert!(p.stop().await.success());
     assert!(d.stop().await.success());
 }

@@ -1,5 +1,6 @@
-//! Apotheca edge proxy (`apotheca-proxy`): Pingora serving every pharmacy's host. This file
-//! owns the command line and the assembly — the first route load, the listeners (HTTP and,
+//! Apotheca edge proxy (`apotheca-proxy`): every pharmacy's host served on Pingora's
+//! listeners by a request path of our own ([`front`], [`http1`], [`http2`], [`forward`]). This
+//! file owns the command line and the assembly — the first route load, the listeners (HTTP and,
 //! when configured, HTTPS with certificates by SNI and HTTP/2; the admin listener), the
 //! background tasks (route follower, control's endpoint feed, certificate watcher, the drain
 //! when stopping) and Pingora's process settings (threads, SIGQUIT socket hand-over).
@@ -10,15 +11,20 @@
 //! alone would cancel whatever is in flight once its grace period ends.
 
 pub mod accesslog;
+pub mod conn;
 pub mod control;
+pub mod forward;
+pub mod front;
 pub mod host;
+pub mod http1;
+pub mod http2;
 pub mod metrics;
 pub mod pages;
 pub mod routes;
-pub mod service;
 pub mod settings;
 pub mod tls;
 pub mod upstreams;
+pub mod wire;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,14 +34,16 @@ use apotheca_common::devdb::PrivateCluster;
 use apotheca_common::settings as loader;
 use async_trait::async_trait;
 use clap::Parser;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 
 use crate::control::Control;
+use crate::forward::{Edge, InFlight};
+use crate::front::Front;
 use crate::metrics::{Admin, Metrics};
 use crate::routes::Routes;
-use crate::service::{Edge, InFlight, Shared};
 use crate::settings::Settings;
 use crate::upstreams::Upstreams;
 
@@ -153,7 +161,7 @@ pub fn run(cli: Cli) -> ExitCode {
             apotheca_common::settings::LogFormat::Json
         )))
     });
-    let shared = Arc::new(Shared::new(
+    let edge = Arc::new(Edge::new(
         routes.clone(),
         upstreams.clone(),
         control.clone(),
@@ -162,24 +170,25 @@ pub fn run(cli: Cli) -> ExitCode {
         p.clone(),
     ));
 
-    let mut http = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Edge {
-            shared: shared.clone(),
+    // Plain HTTP: the fronts keep buffers of their own, so Pingora's would only add a copy.
+    let mut http = pingora::services::listening::Service::new(
+        "apotheca http".to_owned(),
+        Front {
+            edge: edge.clone(),
             https: false,
         },
-        "apotheca http",
     );
-    http.add_tcp(&p.http_listen);
+    http.add_listener(
+        ListenerConfig::tcp(&p.http_listen).l4_buffer(L4BufferSettings::unbuffered()),
+    );
     server.add_service(http);
     if let (Some(addr), Some(certs)) = (&p.https_listen, &certificates) {
-        let mut https = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Edge {
-                shared: shared.clone(),
+        let mut https = pingora::services::listening::Service::new(
+            "apotheca https".to_owned(),
+            Front {
+                edge: edge.clone(),
                 https: true,
             },
-            "apotheca https",
         );
         let mut tls = match pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
             tls::Callback(certs.clone()),
@@ -191,7 +200,8 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         };
         tls.enable_h2();
-        https.add_tls_with_settings(addr, None, tls);
+        // TLS reads whole records: Pingora's read buffer under it saves system calls.
+        https.add_listener(ListenerConfig::tcp(addr).tls(tls));
         server.add_service(https);
     }
     if let Some(addr) = &p.admin_listen {
@@ -212,7 +222,7 @@ pub fn run(cli: Cli) -> ExitCode {
             control,
             upstreams,
             certificates,
-            in_flight: shared.in_flight.clone(),
+            in_flight: edge.in_flight.clone(),
             drain,
             access_log,
         },

@@ -1,53 +1,80 @@
-//! The answers the proxy gives itself (bad host, no pharmacy here, suspended, overloaded, the
-//! worker unreachable): a small HTML page for browsers, JSON for clients that ask for it.
-
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+//! The answers the proxy gives itself (a bad request, no pharmacy here, suspended, overloaded,
+//! the worker unreachable or too slow): a small HTML page for browsers, JSON for clients that
+//! ask for it, rendered into bytes that either front writes out.
 
 /// One of the proxy's own answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
     BadHost,
+    BadRequest,
+    RequestTimeout,
+    TooLarge,
+    HeadersTooLarge,
+    NotImplemented,
     NoPharmacy,
     Suspended,
     Overloaded,
     Waking,
     Unreachable,
+    WorkerTimeout,
     NotFound,
+}
+
+/// A page ready to send.
+pub struct Rendered {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub retry_after: Option<u32>,
+    pub body: Vec<u8>,
 }
 
 impl Page {
     pub fn status(self) -> u16 {
         match self {
-            Self::BadHost => 400,
+            Self::BadHost | Self::BadRequest => 400,
+            Self::RequestTimeout => 408,
+            Self::TooLarge => 413,
+            Self::HeadersTooLarge => 431,
+            Self::NotImplemented => 501,
             Self::NoPharmacy | Self::NotFound => 404,
             Self::Suspended => 403,
             Self::Overloaded | Self::Waking => 503,
             Self::Unreachable => 502,
+            Self::WorkerTimeout => 504,
         }
     }
 
     fn code(self) -> &'static str {
         match self {
             Self::BadHost => "bad_host",
+            Self::BadRequest => "bad_request",
+            Self::RequestTimeout => "request_timeout",
+            Self::TooLarge => "too_large",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::NotImplemented => "not_implemented",
             Self::NoPharmacy => "no_pharmacy",
             Self::Suspended => "suspended",
             Self::Overloaded => "overloaded",
             Self::Waking => "unavailable",
             Self::Unreachable => "bad_gateway",
+            Self::WorkerTimeout => "gateway_timeout",
             Self::NotFound => "not_found",
         }
     }
 
     fn title(self) -> &'static str {
         match self {
-            Self::BadHost => "Bad request",
+            Self::BadHost | Self::BadRequest => "Bad request",
+            Self::RequestTimeout => "Request timed out",
+            Self::TooLarge => "Request too large",
+            Self::HeadersTooLarge => "Request headers too large",
+            Self::NotImplemented => "Not supported",
             Self::NoPharmacy => "No pharmacy at this address",
             Self::Suspended => "This pharmacy is suspended",
             Self::Overloaded => "Too busy right now",
             Self::Waking => "Not available right now",
             Self::Unreachable => "The pharmacy did not answer",
+            Self::WorkerTimeout => "The pharmacy took too long",
             Self::NotFound => "Not found",
         }
     }
@@ -55,11 +82,17 @@ impl Page {
     fn message(self) -> &'static str {
         match self {
             Self::BadHost => "The request did not name a valid host.",
+            Self::BadRequest => "The request was not valid HTTP.",
+            Self::RequestTimeout => "The request did not arrive in time.",
+            Self::TooLarge => "The request's body is larger than this server accepts.",
+            Self::HeadersTooLarge => "The request's headers are larger than this server accepts.",
+            Self::NotImplemented => "The request uses a transfer coding this server does not support.",
             Self::NoPharmacy => "No pharmacy is served at this address. Check the address, or find your pharmacy on the main site.",
             Self::Suspended => "This pharmacy's account is suspended. Please contact your hosting provider.",
             Self::Overloaded => "This pharmacy is receiving more requests than it can take. Please try again in a moment.",
             Self::Waking => "This pharmacy could not be started in time. Please try again in a moment.",
             Self::Unreachable => "The pharmacy's server did not answer. Please try again.",
+            Self::WorkerTimeout => "The pharmacy's server did not answer in time. Please try again.",
             Self::NotFound => "There is nothing at this address.",
         }
     }
@@ -73,9 +106,9 @@ impl Page {
         }
     }
 
-    /// Writes the answer; `json` when the client prefers JSON.
-    pub async fn send(self, session: &mut Session, json: bool) -> pingora::Result<()> {
-        let (body, kind) = if json {
+    /// The answer as bytes; `json` when the client prefers JSON.
+    pub fn render(self, json: bool) -> Rendered {
+        let (body, content_type) = if json {
             let body =
                 serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
             (body.to_string(), "application/json")
@@ -93,20 +126,12 @@ impl Page {
                 "text/html; charset=utf-8",
             )
         };
-        let mut header = ResponseHeader::build(self.status(), Some(4))?;
-        header.insert_header("content-type", kind)?;
-        header.insert_header("content-length", body.len().to_string())?;
-        header.insert_header("cache-control", "no-store")?;
-        if let Some(s) = self.retry_after() {
-            header.insert_header("retry-after", s.to_string())?;
+        Rendered {
+            status: self.status(),
+            content_type,
+            retry_after: self.retry_after(),
+            body: body.into_bytes(),
         }
-        session.set_keepalive(None);
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await
     }
 }
 

@@ -49,6 +49,21 @@ pub struct ProxySettings {
     /// Upstream (worker) connect and read timeouts.
     pub upstream_connect_timeout_ms: u64,
     pub upstream_read_timeout_secs: u64,
+    /// A request's head must arrive within this (408 after), at most `max_header_bytes` long
+    /// (431 beyond), with at most 100 headers.
+    pub client_header_timeout_ms: u64,
+    pub max_header_bytes: usize,
+    /// A request's body must arrive within this (408 after), at most `max_body_bytes` long
+    /// (413 beyond); it is read whole before the request takes a slot of its tenant.
+    pub client_body_timeout_ms: u64,
+    pub max_body_bytes: usize,
+    /// Each write of an answer to a client must go through within this, else the connection
+    /// is closed (a client that stops reading holds nothing for long).
+    pub client_send_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_timeout_secs: u64,
+    /// Client connections open at once; beyond, new ones are closed at once.
+    pub max_connections: usize,
     /// Worker threads of the proxy (Pingora's default is 1).
     pub threads: usize,
     /// Stopping (SIGTERM, or once the sockets were handed over on SIGQUIT) no new connection
@@ -83,6 +98,13 @@ impl Default for ProxySettings {
             queue_timeout_ms: 5000,
             upstream_connect_timeout_ms: 1000,
             upstream_read_timeout_secs: 60,
+            client_header_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
+            client_body_timeout_ms: 30_000,
+            max_body_bytes: 10 * 1024 * 1024,
+            client_send_timeout_ms: 30_000,
+            keepalive_timeout_secs: 60,
+            max_connections: 10_000,
             threads: 2,
             grace_period_secs: 1,
             graceful_shutdown_timeout_secs: 10,
@@ -104,6 +126,30 @@ impl ProxySettings {
         }
         if self.threads == 0 {
             return Err("[proxy] threads must be at least 1".into());
+        }
+        if self.max_header_bytes < 1024 {
+            return Err("[proxy] max_header_bytes must be at least 1024".into());
+        }
+        if self.max_connections == 0 {
+            return Err("[proxy] max_connections must be at least 1".into());
+        }
+        for (name, v) in [
+            ("client_header_timeout_ms", self.client_header_timeout_ms),
+            ("client_body_timeout_ms", self.client_body_timeout_ms),
+            ("client_send_timeout_ms", self.client_send_timeout_ms),
+            ("keepalive_timeout_secs", self.keepalive_timeout_secs),
+            (
+                "upstream_connect_timeout_ms",
+                self.upstream_connect_timeout_ms,
+            ),
+            (
+                "upstream_read_timeout_secs",
+                self.upstream_read_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err(format!("[proxy] {name} must be more than 0"));
+            }
         }
         for host in &self.public_hosts {
             crate::host::normalise(host)

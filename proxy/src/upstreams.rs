@@ -1,6 +1,6 @@
 //! Where each tenant's requests go: its ready workers' sockets (from control's endpoint feed,
 //! and from the answer to a wake), each with its requests in flight, so the least busy one
-//! is chosen; and each tenant's admission — an in-flight cap and a bounded queue — so one hot
+//! is chosen, and its idle keep-alive connections; and each tenant's admission — an in-flight cap and a bounded queue — so one hot
 //! tenant cannot take every slot of the proxy.
 
 use std::collections::HashMap;
@@ -11,21 +11,52 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// One worker's socket and its requests in flight through this proxy.
-#[derive(Debug)]
+use crate::conn::WorkerConn;
+
+/// Idle connections kept per worker.
+const MAX_IDLE_CONNS: usize = 256;
+
+/// One worker's socket, its requests in flight through this proxy and its idle connections.
 pub struct Endpoint {
     pub path: PathBuf,
     in_flight: AtomicUsize,
+    idle: Mutex<Vec<WorkerConn>>,
 }
 
 impl Endpoint {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            in_flight: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The most recently used idle connection that is not too old.
+    pub fn take_idle(&self) -> Option<WorkerConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop() {
+            if !conn.expired() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// A connection whose last answer was read to its end, for the next request.
+    pub fn put_idle(&self, conn: WorkerConn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_CONNS {
+            idle.push(conn.idle());
+        }
     }
 }
 
 /// A request's hold on an endpoint, released when dropped.
-#[derive(Debug)]
 pub struct Using(Arc<Endpoint>);
 
 impl Using {
@@ -96,12 +127,7 @@ impl Upstream {
                     .iter()
                     .find(|e| &e.path == p)
                     .cloned()
-                    .unwrap_or_else(|| {
-                        Arc::new(Endpoint {
-                            path: p.clone(),
-                            in_flight: AtomicUsize::new(0),
-                        })
-                    })
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(p.clone())))
             })
             .collect();
         *endpoints = kept;

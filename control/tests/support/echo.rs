@@ -1,6 +1,7 @@
 //! A stand-in worker that answers every request with what it received (schema, method, path
 //! and every header, in order, as JSON), for what only a worker can see: the headers the proxy
-//! forwards. It is the test binary itself, run by the daemon through a small script (see
+//! forwards; and that holds a request at [`wait_path`] until a file exists, for a request in
+//! flight at a worker for as long as a test needs. It is the test binary itself, run by the daemon through a small script (see
 //! [`script`]) into a `#[test]` that calls [`run`]; it keeps the process contract with
 //! control (`ready` on the control channel, exit on `drain` or when the channel closes).
 
@@ -119,10 +120,12 @@ async fn answer(schema: String, stream: UnixStream) {
             return;
         }
         let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next(), parts.next());
+        wait_for_file(path).await;
         let echo = serde_json::json!({
             "schema": schema,
-            "method": parts.next(),
-            "path": parts.next(),
+            "method": method,
+            "path": path,
             "headers": headers,
         })
         .to_string();
@@ -133,6 +136,22 @@ async fn answer(schema: String, stream: UnixStream) {
         if write.write_all(response.as_bytes()).await.is_err() {
             return;
         }
+    }
+}
+
+/// A request path the echo worker answers only once `file` exists.
+pub fn wait_path(file: &Path) -> String {
+    format!("/_echo/wait?until={}", file.display())
+}
+
+/// Holds a [`wait_path`] request until its file exists (at most a minute).
+async fn wait_for_file(path: Option<&str>) {
+    let Some(file) = path.and_then(|p| p.strip_prefix("/_echo/wait?until=")) else {
+        return;
+    };
+    let started = tokio::time::Instant::now();
+    while !Path::new(file).exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

@@ -139,3 +139,50 @@ pub async fn https_get(
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     (status, head.to_ascii_lowercase(), body.to_owned())
 }
+
+/// A request over HTTPS with HTTP/2 (ALPN `h2`), through the `curl` command: the HTTP version
+/// the answer came in, its status and its body. `extra` goes to curl as is (headers, data).
+pub async fn h2_request(
+    port: u16,
+    host: &str,
+    path: &str,
+    extra: &[&str],
+) -> (String, u16, String) {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}{path}");
+    let mut args = vec![
+        "--silent",
+        "--show-error",
+        "--insecure",
+        "--http2",
+        "--resolve",
+        &resolve,
+        "--write-out",
+        "\n%{http_version} %{http_code}",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let out = tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        tokio::process::Command::new("curl")
+            .args(&args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("curl {args:?} did not finish within {CLIENT_TIMEOUT:?}"))
+    .expect("running curl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (version, status) = last.split_once(' ').unwrap_or(("", "0"));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        version.to_owned(),
+        status.parse().unwrap_or(0),
+        body.to_owned(),
+    )
+}

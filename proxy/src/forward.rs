@@ -1,0 +1,580 @@
+//! The request path both fronts share (HTTP/1.1 in [`crate::http1`], HTTP/2 in
+//! [`crate::http2`]): the host's route (from memory), the tenant's admission, a ready worker
+//! (woken through control when there is none), the request written to it over a pooled
+//! Unix-socket connection with the proxy's own headers, retries, and the response head read
+//! back; then the access log line and the metrics. The fronts own the client's side.
+//!
+//! Retries: a request whose connection to a worker failed goes to another worker (the failed
+//! socket is skipped for this request only; control's feed says when a worker is gone); a
+//! pooled keep-alive connection the worker had closed is replaced by a new one to the same
+//! worker (checked before a non-idempotent request is sent on it, so a sale is never sent
+//! twice); an idempotent request whose worker failed after it was sent is retried once;
+//! anything else is a 502, and a worker that does not answer within the read timeout a 504.
+//! When every worker the request knew has failed (the tenant's only worker was killed, say),
+//! it waits for control to have another ready — as a request for a sleeping tenant waits for a
+//! wake — rather than failing while a replacement is starting.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::accesslog::{AccessLog, Entry};
+use crate::conn::{ReadError, WorkerConn};
+use crate::control::{Control, WakeError};
+use crate::host;
+use crate::metrics::Metrics;
+use crate::pages::Page;
+use crate::routes::Routes;
+use crate::settings::ProxySettings;
+use crate::upstreams::{Upstream, Upstreams, Using};
+use crate::wire::{self, ResponseHead};
+
+/// Limits of the public site, which has no row in `tenants`.
+const PUBLIC_MAX_IN_FLIGHT: usize = 256;
+const PUBLIC_QUEUE: usize = 1024;
+/// Connection failures tolerated per request before it fails.
+const MAX_CONNECT_FAILURES: usize = 3;
+
+/// What every listener shares.
+pub struct Edge {
+    pub routes: Arc<Routes>,
+    pub upstreams: Arc<Upstreams>,
+    pub control: Arc<Control>,
+    pub metrics: Arc<Metrics>,
+    /// None when `[proxy] access_log` is off.
+    pub access_log: Option<Arc<AccessLog>>,
+    pub settings: ProxySettings,
+    /// Requests between their head and their log line (a stopping proxy waits for them).
+    pub in_flight: Arc<InFlight>,
+    /// Client connections open, against `[proxy] max_connections`.
+    pub connections: AtomicUsize,
+    public_hosts: HashSet<String>,
+    /// `:port` of the HTTPS listener for redirects, empty on 443.
+    https_port: String,
+    request_ids: RequestIds,
+}
+
+/// Where a request goes.
+pub enum Route {
+    /// An answer of the proxy's own.
+    Answer(Page),
+    /// To HTTPS, at this location.
+    Redirect(String),
+    Tenant(Target),
+}
+
+/// A tenant (or the public site) and its limits.
+pub struct Target {
+    pub schema: Arc<str>,
+    upstream: Arc<Upstream>,
+    max_in_flight: usize,
+    queue: usize,
+}
+
+/// A request's place in its tenant's in-flight cap, held until it is answered.
+pub struct Admitted {
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A worker's answer: the connection it came on (its buffer starts with the head) and the
+/// hold on that worker.
+pub struct Answered {
+    pub conn: WorkerConn,
+    pub head: ResponseHead,
+    pub using: Using,
+}
+
+impl Answered {
+    /// The worker's socket's file name, for the log.
+    pub fn worker(&self) -> String {
+        self.using
+            .endpoint()
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    }
+
+    /// The connection back to its worker's pool, when its answer was read to the end and
+    /// nothing else came with it.
+    pub fn release(self, clean: bool) {
+        if clean && !self.head.close {
+            self.using.endpoint().put_idle(self.conn);
+        }
+    }
+}
+
+/// Who the request came from and where it goes: the headers the proxy sets on it.
+pub struct Forwarded<'a> {
+    pub schema: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub https: bool,
+    /// The normalised host.
+    pub host: &'a str,
+    pub request_id: &'a str,
+}
+
+impl Edge {
+    pub fn new(
+        routes: Arc<Routes>,
+        upstreams: Arc<Upstreams>,
+        control: Arc<Control>,
+        metrics: Arc<Metrics>,
+        access_log: Option<Arc<AccessLog>>,
+        settings: ProxySettings,
+    ) -> Self {
+        let public_hosts = settings
+            .public_hosts
+            .iter()
+            .filter_map(|h| host::normalise(h).ok())
+            .collect();
+        // A redirect to the default port would miss a listener on another one.
+        let https_port = settings
+            .https_listen
+            .as_deref()
+            .and_then(|addr| addr.rsplit_once(':'))
+            .map(|(_, port)| port)
+            .filter(|port| *port != "443")
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
+        Self {
+            routes,
+            upstreams,
+            control,
+            metrics,
+            access_log,
+            settings,
+            in_flight: Arc::default(),
+            connections: AtomicUsize::new(0),
+            public_hosts,
+            https_port,
+            request_ids: RequestIds::new(),
+        }
+    }
+
+    /// The client's `X-Request-Id` when it is a sane one, else a new id.
+    pub fn request_id(&self, client: Option<&[u8]>) -> String {
+        match client.and_then(|id| std::str::from_utf8(id).ok()) {
+            Some(id) if sane_request_id(id) => id.to_owned(),
+            _ => self.request_ids.next(),
+        }
+    }
+
+    /// Where a request for `host` (normalised) goes; `target` is its path and query.
+    pub fn route(&self, host: &str, https: bool, target: &str) -> Route {
+        if self.settings.redirect_https && !https {
+            // An IPv6 host was kept without its brackets.
+            let location = if host.contains(':') {
+                format!("https://[{host}]{}{target}", self.https_port)
+            } else {
+                format!("https://{host}{}{target}", self.https_port)
+            };
+            return Route::Redirect(location);
+        }
+        let public = || {
+            Route::Tenant(Target {
+                upstream: self.upstreams.get("public"),
+                schema: Arc::from("public"),
+                max_in_flight: PUBLIC_MAX_IN_FLIGHT,
+                queue: PUBLIC_QUEUE,
+            })
+        };
+        if self.public_hosts.contains(host) {
+            return public();
+        }
+        let routes = self.routes.load();
+        match routes.get(host) {
+            Some(t) if t.suspended => Route::Answer(Page::Suspended),
+            Some(t) => Route::Tenant(Target {
+                upstream: self.upstreams.get(&t.schema),
+                schema: t.schema.clone(),
+                max_in_flight: t.max_in_flight,
+                queue: t.queue_length,
+            }),
+            None if self.settings.show_public_if_no_tenant_found => public(),
+            None => Route::Answer(Page::NoPharmacy),
+        }
+    }
+
+    /// A slot in the tenant's in-flight cap (at once, or after waiting in its bounded queue),
+    /// then a ready worker, woken through control when there is none.
+    pub async fn admit(&self, target: &Target) -> Result<Admitted, Page> {
+        let wait = Duration::from_millis(self.settings.queue_timeout_ms);
+        let slot = target
+            .upstream
+            .admit(target.max_in_flight, target.queue, wait)
+            .await
+            .map_err(|_| Page::Overloaded)?;
+        self.ensure_worker(&target.schema, &target.upstream).await?;
+        // Counted out by `finish` with `admitted`.
+        self.metrics.enter(&target.schema);
+        Ok(Admitted { _slot: slot })
+    }
+
+    /// Sends `request` (head and body, written by [`write_request`]) to one of the tenant's
+    /// workers and reads the answer's head, retrying as the module's doc says.
+    pub async fn exchange(
+        &self,
+        target: &Target,
+        request: &[u8],
+        idempotent: bool,
+        head_request: bool,
+    ) -> Result<Answered, (Page, String)> {
+        let s = &self.settings;
+        let connect_timeout = Duration::from_millis(s.upstream_connect_timeout_ms);
+        let read_timeout = Duration::from_secs(s.upstream_read_timeout_secs);
+        let mut failed: Vec<PathBuf> = Vec::new();
+        let mut retried_after_send = false;
+        loop {
+            let using = match target.upstream.pick(&failed) {
+                Some(u) => u,
+                None => self
+                    .replacement(&target.schema, &target.upstream, &failed)
+                    .await
+                    .ok_or_else(|| {
+                        (
+                            Page::Unreachable,
+                            "no worker of this tenant is reachable".to_owned(),
+                        )
+                    })?,
+            };
+            let endpoint = using.endpoint().clone();
+            // A pooled connection first; one the worker closed meanwhile is dropped.
+            let pooled = loop {
+                match endpoint.take_idle() {
+                    Some(c) if !idempotent && c.closed_while_idle() => continue,
+                    other => break other,
+                }
+            };
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => match WorkerConn::connect(&endpoint.path, connect_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(worker = %endpoint.path.display(), error = %e, "connect failed");
+                        failed.push(endpoint.path.clone());
+                        if failed.len() >= MAX_CONNECT_FAILURES {
+                            return Err((Page::Unreachable, format!("connect: {e}")));
+                        }
+                        continue;
+                    }
+                },
+            };
+            let reused = conn.reused;
+            let (sent, answer) = match conn.send(request).await {
+                Ok(()) => (true, conn.read_head(read_timeout, head_request).await),
+                Err(e) => (false, Err(ReadError::Io(e))),
+            };
+            match answer {
+                Ok(head) => return Ok(Answered { conn, head, using }),
+                Err(ReadError::Timeout) => {
+                    return Err((Page::WorkerTimeout, ReadError::Timeout.to_string()))
+                }
+                // The worker had closed this keep-alive connection before the request reached
+                // it: the same worker, on a new connection. (A request that must not be sent
+                // twice only when it could not be written: the connection was checked before.)
+                Err(ReadError::Closed | ReadError::Io(_)) if reused && (idempotent || !sent) => {
+                    tracing::debug!(worker = %endpoint.path.display(), "stale pooled connection");
+                    continue;
+                }
+                Err(e) if idempotent && !retried_after_send => {
+                    tracing::debug!(worker = %endpoint.path.display(), error = %e, "retrying on another worker");
+                    retried_after_send = true;
+                    failed.push(endpoint.path.clone());
+                }
+                Err(e) => return Err((Page::Unreachable, e.to_string())),
+            }
+        }
+    }
+
+    /// Makes sure the tenant has a ready worker, waking one through control if needed.
+    async fn ensure_worker(&self, schema: &str, upstream: &Upstream) -> Result<(), Page> {
+        if upstream.has_endpoints() {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.settings.wake_timeout_ms);
+        let started = Instant::now();
+        let woken = tokio::time::timeout(timeout, async {
+            let _one_wake = upstream.waking.lock().await;
+            if upstream.has_endpoints() {
+                return Ok(());
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            // Counted here, once per call to control (not per request that waited for it).
+            let asked = Instant::now();
+            let answer = self.control.wake(schema, left).await;
+            self.metrics.wake(schema, asked.elapsed(), answer.is_ok());
+            upstream.set(&answer?);
+            Ok::<_, WakeError>(())
+        })
+        .await;
+        match woken {
+            Ok(Ok(())) if upstream.has_endpoints() => Ok(()),
+            Ok(Ok(())) => Err(Page::Waking),
+            Ok(Err(WakeError::Refused(404, _))) => Err(Page::NoPharmacy),
+            Ok(Err(WakeError::Refused(409, _))) => Err(Page::Suspended),
+            Ok(Err(e)) => {
+                tracing::warn!(tenant = schema, error = %e, "could not wake a worker");
+                Err(Page::Waking)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    tenant = schema,
+                    "no worker became ready within the wake timeout"
+                );
+                Err(Page::Waking)
+            }
+        }
+    }
+
+    /// A ready worker other than those this request failed on, once every one it knew has
+    /// failed: asks control (which answers once the tenant has a ready worker, starting one if
+    /// needed) and watches the endpoint feed, until the wake timeout.
+    async fn replacement(
+        &self,
+        schema: &str,
+        upstream: &Upstream,
+        failed: &[PathBuf],
+    ) -> Option<Using> {
+        let deadline = Instant::now() + Duration::from_millis(self.settings.wake_timeout_ms);
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    tenant = schema,
+                    "no other worker became ready within the wake timeout"
+                );
+                return None;
+            }
+            match self.control.wake(schema, left).await {
+                Ok(endpoints) => {
+                    upstream.set(&endpoints);
+                    if let Some(using) = upstream.pick(failed) {
+                        return Some(using);
+                    }
+                }
+                // Suspended or deleted meanwhile.
+                Err(WakeError::Refused(404 | 409, _)) => return None,
+                Err(e) => {
+                    tracing::debug!(tenant = schema, error = %e, "waiting for another worker")
+                }
+            }
+            // Control still lists the worker that failed (it has not reaped it yet).
+            tokio::time::sleep(pause.min(left)).await;
+            if let Some(using) = upstream.pick(failed) {
+                return Some(using);
+            }
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The request's access log line and metrics (`admitted`: it held a slot).
+    pub fn finish(&self, entry: &Entry, admitted: bool) {
+        if let Some(log) = &self.access_log {
+            log.log(entry);
+        }
+        self.metrics
+            .request(entry.tenant, entry.status, entry.latency, admitted);
+    }
+}
+
+/// Whether a client header must not reach the worker: hop-by-hop and framing headers, and
+/// anything that could pass for what the proxy itself says.
+pub fn withheld(name: &str) -> bool {
+    let prefixed = |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    wire::is_hop_by_hop(name)
+        || prefixed("x-apotheca-")
+        || prefixed("x-forwarded-")
+        || name.eq_ignore_ascii_case("host")
+        || name.eq_ignore_ascii_case("expect")
+        || name.eq_ignore_ascii_case("x-request-id")
+        || name.eq_ignore_ascii_case("forwarded")
+        || name.eq_ignore_ascii_case("x-real-ip")
+}
+
+/// Whether a worker's answer header goes on to the client (the framing headers are each
+/// front's to decide; `hsts`: the proxy sets its own).
+pub fn passed_on(name: &str, hsts: bool) -> bool {
+    !(wire::is_hop_by_hop(name)
+        || name.eq_ignore_ascii_case("x-request-id")
+        || (hsts && name.eq_ignore_ascii_case("strict-transport-security")))
+}
+
+/// Writes the request for the worker into `out`: the request line, `Host` as the client sent
+/// it, the client's headers but those [`withheld`] (and those `skip` names), the proxy's own,
+/// the body's length and the body.
+#[allow(clippy::too_many_arguments)]
+pub fn write_request<'h>(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    host_header: &[u8],
+    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+    skip: impl Fn(&str) -> bool,
+    fwd: &Forwarded,
+    body: &[u8],
+) {
+    out.clear();
+    out.reserve(512 + body.len());
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host_header);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if withheld(name) || skip(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-apotheca-tenant: ");
+    out.extend_from_slice(fwd.schema.as_bytes());
+    if let Some(ip) = fwd.client_ip {
+        let _ = write!(out, "\r\nx-forwarded-for: {ip}");
+    }
+    out.extend_from_slice(if fwd.https {
+        b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: "
+    } else {
+        b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: "
+    });
+    out.extend_from_slice(fwd.host.as_bytes());
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    out.extend_from_slice(fwd.request_id.as_bytes());
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD" | "OPTIONS" | "DELETE" | "TRACE") {
+        let _ = write!(out, "\r\ncontent-length: {}", body.len());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Whether a method may be sent twice (RFC 9110 §9.2.2).
+pub fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+/// How many requests this process is serving, whatever their tenant or answer.
+#[derive(Debug, Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn enter(self: &Arc<Self>) -> Counted {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Counted(self.clone())
+    }
+}
+
+/// One request counted in [`InFlight`] until it is dropped.
+#[derive(Debug)]
+pub struct Counted(Arc<InFlight>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A client's `X-Request-Id` is kept when it is short and plain.
+fn sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Request ids: a random prefix per process and a counter.
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        Self {
+            prefix: h.finish(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:016x}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert!(sane_request_id("3f2a-77_b.c:1"));
+        assert!(!sane_request_id(""));
+        assert!(!sane_request_id("a b"));
+        assert!(!sane_request_id(&"a".repeat(129)));
+        let ids = RequestIds::new();
+        assert_ne!(ids.next(), ids.next());
+        assert!(sane_request_id(&ids.next()));
+    }
+
+    #[test]
+    fn the_worker_gets_the_proxys_headers_and_none_forged() {
+        let mut out = Vec::new();
+        let headers = [
+            ("Accept", &b"text/html"[..]),
+            ("X-Apotheca-Tenant", b"other"),
+            ("x-forwarded-for", b"6.6.6.6"),
+            ("X-Request-Id", b"forged"),
+            ("Connection", b"keep-alive, X-Drop"),
+            ("X-Drop", b"1"),
+            ("Transfer-Encoding", b"chunked"),
+            ("Content-Length", b"99"),
+            ("Cookie", b"a=1"),
+        ];
+        let fwd = Forwarded {
+            schema: "acme",
+            client_ip: Some("10.0.0.7".parse().unwrap()),
+            https: true,
+            host: "acme.example",
+            request_id: "r-1",
+        };
+        write_request(
+            &mut out,
+            "POST",
+            "/x?y=1",
+            b"Acme.Example:8443",
+            headers.iter().copied(),
+            |n| n.eq_ignore_ascii_case("x-drop"),
+            &fwd,
+            b"body",
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /x?y=1 HTTP/1.1\r\nhost: Acme.Example:8443\r\nAccept: text/html\r\nCookie: a=1\r\n\
+             x-apotheca-tenant: acme\r\nx-forwarded-for: 10.0.0.7\r\nx-forwarded-proto: https\r\n\
+             x-forwarded-host: acme.example\r\nx-request-id: r-1\r\ncontent-length: 4\r\n\r\nbody"
+        );
+    }
+}

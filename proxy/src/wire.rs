@@ -1,0 +1,704 @@
+//! HTTP/1.1 on the wire, for both sides of the proxy: request and response heads parsed with
+//! `httparse` into offsets of the connection's own buffer (nothing is copied until it is
+//! written on), the framing rules of RFC 9112 §6 with the strictness an edge needs against
+//! request smuggling (no `Content-Length` beside `Transfer-Encoding`, no conflicting lengths,
+//! no coding but `chunked`), the chunked coding, and the headers that never cross the proxy.
+
+use std::ops::Range;
+
+/// Headers a head may carry, either side.
+pub const MAX_HEADERS: usize = 100;
+
+/// Where one header's name and value lie in the buffer the head was parsed from.
+#[derive(Debug, Clone)]
+pub struct HeaderAt {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+impl HeaderAt {
+    pub fn name<'a>(&self, buf: &'a [u8]) -> &'a str {
+        // httparse checked the name's bytes are a token: ASCII.
+        std::str::from_utf8(&buf[self.name.clone()]).unwrap_or("")
+    }
+
+    pub fn value<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.value.clone()]
+    }
+}
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (or an empty one).
+    None,
+    Length(u64),
+    Chunked,
+    /// A response read until the worker closes (requests never are).
+    UntilClose,
+}
+
+/// Why a head could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("the head is larger than allowed")]
+    TooLarge,
+    #[error("more headers than allowed")]
+    TooManyHeaders,
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    /// A transfer coding other than `chunked`.
+    #[error("unsupported transfer coding")]
+    UnsupportedCoding,
+}
+
+/// A client's request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// Bytes of the head, its blank line included.
+    pub len: usize,
+    pub method: Range<usize>,
+    pub target: Range<usize>,
+    pub http10: bool,
+    pub host: Option<Range<usize>>,
+    pub accept: Option<Range<usize>>,
+    pub request_id: Option<Range<usize>>,
+    pub body: Framing,
+    /// The client asked to close after this request (or spoke HTTP/1.0).
+    pub close: bool,
+    pub expect_continue: bool,
+    /// The `Connection` header's values: the headers they name are hop-by-hop too.
+    pub connection: [Option<Range<usize>>; 2],
+}
+
+impl RequestHead {
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a str {
+        std::str::from_utf8(&buf[self.method.clone()]).unwrap_or("")
+    }
+
+    pub fn target<'a>(&self, buf: &'a [u8]) -> &'a str {
+        std::str::from_utf8(&buf[self.target.clone()]).unwrap_or("")
+    }
+
+    /// Whether `name` is listed in the request's `Connection` header.
+    pub fn named_by_connection(&self, buf: &[u8], name: &str) -> bool {
+        self.connection
+            .iter()
+            .flatten()
+            .any(|r| has_token(&buf[r.clone()], name))
+    }
+}
+
+/// Parses a request head at the start of `buf`; `Ok(None)` until it is complete. The header
+/// positions go to `headers` (cleared first; kept by the caller so its memory is reused).
+pub fn parse_request(
+    buf: &[u8],
+    max_len: usize,
+    headers: &mut Vec<HeaderAt>,
+) -> Result<Option<RequestHead>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_len => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_len => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x request")),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    if !(target.starts_with('/') || (method == "OPTIONS" && target == "*")) {
+        return Err(HeadError::Malformed("the request target must be a path"));
+    }
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let mut head = RequestHead {
+        len,
+        method: at(method.as_bytes()),
+        target: at(target.as_bytes()),
+        http10: version == 0,
+        host: None,
+        accept: None,
+        request_id: None,
+        body: Framing::None,
+        close: version == 0,
+        expect_continue: false,
+        connection: [None, None],
+    };
+    headers.clear();
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = at(h.value);
+        headers.push(HeaderAt {
+            name: at(name.as_bytes()),
+            value: value.clone(),
+        });
+        if name.eq_ignore_ascii_case("host") {
+            if head.host.is_some() {
+                return Err(HeadError::Malformed("more than one Host header"));
+            }
+            head.host = Some(value);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            if chunked {
+                // A coding after `chunked`: nothing else is supported.
+                return Err(HeadError::UnsupportedCoding);
+            }
+            chunked = only_chunked(h.value)?;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(h.value, "close") {
+                head.close = true;
+            } else if head.http10 && has_token(h.value, "keep-alive") {
+                head.close = false;
+            }
+            match &mut head.connection {
+                [slot @ None, _] | [Some(_), slot @ None] => *slot = Some(value),
+                _ => return Err(HeadError::Malformed("too many Connection headers")),
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !h.value.eq_ignore_ascii_case(b"100-continue") {
+                return Err(HeadError::Malformed("unsupported Expect"));
+            }
+            head.expect_continue = !head.http10;
+        } else if name.eq_ignore_ascii_case("accept") {
+            head.accept.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case("x-request-id") {
+            head.request_id.get_or_insert(value);
+        }
+    }
+    head.body = match (chunked, length) {
+        (true, Some(_)) => {
+            return Err(HeadError::Malformed(
+                "both Transfer-Encoding and Content-Length",
+            ))
+        }
+        (true, None) if head.http10 => {
+            return Err(HeadError::Malformed("Transfer-Encoding in HTTP/1.0"))
+        }
+        (true, None) => Framing::Chunked,
+        (false, Some(0) | None) => Framing::None,
+        (false, Some(n)) => Framing::Length(n),
+    };
+    Ok(Some(head))
+}
+
+/// A worker's response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub len: usize,
+    pub status: u16,
+    pub reason: Range<usize>,
+    pub body: Framing,
+    /// The worker will close the connection after this response.
+    pub close: bool,
+}
+
+/// Parses a response head at the start of `buf` (`head_request`: the request was a HEAD, so no
+/// body follows whatever the headers say); `Ok(None)` until complete.
+pub fn parse_response(
+    buf: &[u8],
+    max_len: usize,
+    head_request: bool,
+    headers: &mut Vec<HeaderAt>,
+) -> Result<Option<ResponseHead>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_len => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_len => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x response")),
+    };
+    let (Some(status), Some(version)) = (res.code, res.version) else {
+        return Err(HeadError::Malformed("incomplete status line"));
+    };
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let reason = at(res.reason.unwrap_or("").as_bytes());
+    headers.clear();
+    let mut length: Option<u64> = None;
+    let mut transfer: Option<bool> = None;
+    let mut close = version == 0;
+    for h in res.headers.iter() {
+        headers.push(HeaderAt {
+            name: at(h.name.as_bytes()),
+            value: at(h.value),
+        });
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the last coding decides: chunked, or read until the worker closes.
+            transfer = Some(last_token_is(h.value, "chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close") {
+            close = true;
+        }
+    }
+    let body = if head_request || status < 200 || status == 204 || status == 304 {
+        Framing::None
+    } else {
+        match (transfer, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(0)) => Framing::None,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    if body == Framing::UntilClose {
+        close = true;
+    }
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        reason,
+        body,
+        close,
+    }))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the framing headers, which each side of the proxy
+/// sets for itself.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const NAMES: [&str; 10] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// `Content-Length`: digits, or a list of equal numbers (RFC 9110 §8.6).
+fn content_length(value: &[u8]) -> Option<u64> {
+    let mut found: Option<u64> = None;
+    for part in value.split(|b| *b == b',') {
+        let part = trim(part);
+        if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+/// A request's `Transfer-Encoding`: only `chunked`, once.
+fn only_chunked(value: &[u8]) -> Result<bool, HeadError> {
+    let mut codings = value.split(|b| *b == b',').map(trim);
+    match (codings.next(), codings.next()) {
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok(true),
+        _ => Err(HeadError::UnsupportedCoding),
+    }
+}
+
+fn last_token_is(value: &[u8], token: &str) -> bool {
+    value
+        .rsplit(|b| *b == b',')
+        .map(trim)
+        .find(|t| !t.is_empty())
+        .is_some_and(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether a comma-separated header value lists `token`.
+pub fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+/// A chunked body read a piece at a time: finds where it ends and hands out its data.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    state: ChunkState,
+    /// The chunk size being read, or the data left of the current chunk.
+    size: u64,
+    /// Bytes of the current size line's extension, or of the trailer section.
+    counted: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    SizeStart,
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+/// Why a chunked body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed chunked body")]
+pub struct BadChunk;
+
+/// A size line's extension or the trailer section may not be longer than this.
+const MAX_CHUNK_META: usize = 16 * 1024;
+
+impl Chunked {
+    pub fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Reads `input`, handing each run of data bytes to `data`. Returns how many bytes of
+    /// `input` belong to the body: all of them, or fewer once its end was reached.
+    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, BadChunk> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < input.len() && self.state != Done {
+            let b = input[i];
+            match self.state {
+                SizeStart | Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if self.size >> 56 != 0 {
+                            return Err(BadChunk);
+                        }
+                        let digit = (b as char).to_digit(16).ok_or(BadChunk)?;
+                        self.size = self.size * 16 + u64::from(digit);
+                        self.state = Size;
+                    }
+                    b';' | b' ' | b'\t' if self.state == Size => {
+                        self.counted = 0;
+                        self.state = Extension;
+                    }
+                    b'\r' if self.state == Size => self.state = SizeLf,
+                    _ => return Err(BadChunk),
+                },
+                Extension => match b {
+                    b'\r' => self.state = SizeLf,
+                    b'\n' => return Err(BadChunk),
+                    _ => {
+                        self.counted += 1;
+                        if self.counted > MAX_CHUNK_META {
+                            return Err(BadChunk);
+                        }
+                    }
+                },
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err(BadChunk);
+                    }
+                    if self.size == 0 {
+                        self.counted = 0;
+                        self.state = TrailerStart;
+                    } else {
+                        self.state = Data;
+                    }
+                }
+                Data => {
+                    let take =
+                        (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    data(&input[i..i + take]);
+                    self.size -= take as u64;
+                    i += take;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr => {
+                    if b != b'\r' {
+                        return Err(BadChunk);
+                    }
+                    self.state = DataLf;
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return Err(BadChunk);
+                    }
+                    self.state = SizeStart;
+                }
+                TrailerStart => {
+                    self.state = if b == b'\r' { EndLf } else { Trailer };
+                    self.counted += 1;
+                }
+                Trailer => {
+                    if b == b'\r' {
+                        self.state = TrailerLf;
+                    } else if b == b'\n' {
+                        return Err(BadChunk);
+                    }
+                    self.counted += 1;
+                    if self.counted > MAX_CHUNK_META {
+                        return Err(BadChunk);
+                    }
+                }
+                TrailerLf => {
+                    if b != b'\n' {
+                        return Err(BadChunk);
+                    }
+                    self.state = TrailerStart;
+                }
+                EndLf => {
+                    if b != b'\n' {
+                        return Err(BadChunk);
+                    }
+                    self.state = Done;
+                }
+                Done => {}
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &str) -> Result<Option<RequestHead>, HeadError> {
+        parse_request(raw.as_bytes(), 8192, &mut Vec::new())
+    }
+
+    #[test]
+    fn a_plain_request() {
+        let raw = "GET /a?b=1 HTTP/1.1\r\nHost: Acme.Example\r\nX-Request-Id: r1\r\nAccept: */*\r\n\r\nrest";
+        let mut headers = Vec::new();
+        let head = parse_request(raw.as_bytes(), 8192, &mut headers)
+            .unwrap()
+            .unwrap();
+        let buf = raw.as_bytes();
+        assert_eq!(head.len, raw.len() - 4);
+        assert_eq!(head.method(buf), "GET");
+        assert_eq!(head.target(buf), "/a?b=1");
+        assert_eq!(&buf[head.host.clone().unwrap()], b"Acme.Example");
+        assert_eq!(&buf[head.request_id.clone().unwrap()], b"r1");
+        assert_eq!(head.body, Framing::None);
+        assert!(!head.close && !head.http10);
+        assert_eq!(headers.len(), 3);
+        assert_eq!(headers[1].name(buf), "X-Request-Id");
+    }
+
+    #[test]
+    fn partial_too_large_and_malformed() {
+        assert!(request("GET / HTTP/1.1\r\nHost: a").unwrap().is_none());
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(request(&big).unwrap_err(), HeadError::TooLarge);
+        assert_eq!(
+            request(&format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000))).unwrap_err(),
+            HeadError::TooLarge
+        );
+        let many: String = (0..101).map(|i| format!("H{i}: v\r\n")).collect();
+        assert_eq!(
+            request(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err(),
+            HeadError::TooManyHeaders
+        );
+        assert!(matches!(
+            request("GET / HTTP/2.0\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            request("GET http://x/ HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            request("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(request("OPTIONS * HTTP/1.1\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn request_framing_is_strict() {
+        let body = |raw: &str| request(raw).map(|h| h.unwrap().body);
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n"),
+            Ok(Framing::Length(12))
+        );
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Ok(Framing::None)
+        );
+        assert_eq!(
+            body("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
+        for bad in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(matches!(body(bad), Err(HeadError::Malformed(_))), "{bad:?}");
+        }
+        for unsupported in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+        ] {
+            assert_eq!(
+                body(unsupported),
+                Err(HeadError::UnsupportedCoding),
+                "{unsupported:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_and_expect() {
+        let raw = "GET / HTTP/1.1\r\nConnection: close, X-Secret\r\n\r\n";
+        let head = request(raw).unwrap().unwrap();
+        assert!(head.close);
+        assert!(head.named_by_connection(raw.as_bytes(), "x-secret"));
+        assert!(!head.named_by_connection(raw.as_bytes(), "x-other"));
+        assert!(request("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().close);
+        assert!(
+            !request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .close
+        );
+        let e = request("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        assert!(e.unwrap().unwrap().expect_continue);
+        assert!(matches!(
+            request("POST / HTTP/1.1\r\nExpect: something\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    fn response(raw: &str, head: bool) -> ResponseHead {
+        parse_response(raw.as_bytes(), 8192, head, &mut Vec::new())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn response_framing() {
+        let r = response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
+        assert_eq!(
+            (r.status, r.body, r.close),
+            (200, Framing::Length(5), false)
+        );
+        assert_eq!(
+            response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).body,
+            Framing::None
+        );
+        assert_eq!(
+            response(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                false
+            )
+            .body,
+            Framing::None
+        );
+        assert_eq!(
+            response(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false
+            )
+            .body,
+            Framing::Chunked
+        );
+        let r = response("HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!((r.body, r.close), (Framing::UntilClose, true));
+        assert!(
+            response(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                false
+            )
+            .close
+        );
+        assert!(response("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).close);
+        assert_eq!(response("HTTP/1.1 100 Continue\r\n\r\n", false).status, 100);
+    }
+
+    #[test]
+    fn chunked_bodies_in_pieces() {
+        let raw = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        for piece in [1, 2, 3, 7, raw.len()] {
+            let mut c = Chunked::default();
+            let mut out = Vec::new();
+            let mut used = 0;
+            for part in raw.chunks(piece) {
+                if c.done() {
+                    break;
+                }
+                used += c.feed(part, |d| out.extend_from_slice(d)).unwrap();
+            }
+            assert!(c.done());
+            assert_eq!(out, b"hello world");
+            assert_eq!(&raw[used..], b"NEXT", "piece {piece}");
+        }
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\nhello\r\n",
+            b"5\r\nhelloX\r\n",
+            b"\r\n",
+            b"fffffffffffffffff\r\n",
+            b"0\r\nbad\ntrailer\r\n\r\n",
+        ] {
+            let mut c = Chunked::default();
+            assert_eq!(
+                c.feed(bad, |_| {}),
+                Err(BadChunk),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_tokens() {
+        assert!(is_hop_by_hop("Connection") && is_hop_by_hop("transfer-encoding"));
+        assert!(!is_hop_by_hop("cookie"));
+        assert!(has_token(b" Keep-Alive , Upgrade", "upgrade"));
+        assert_eq!(content_length(b" 42 "), Some(42));
+        assert_eq!(content_length(b""), None);
+    }
+}

@@ -23,6 +23,7 @@ trap stop_cluster EXIT
 cargo build --workspace --bins
 cargo test --workspace "$@"
 
-# The pages in a real browser: Debian's Chromium (installed when missing; skipped, saying so,
-# only when it cannot be) against a worker with a seeded pharmacy.
+# The whole system in a real browser: Debian's Chromium (installed when missing; skipped,
+# saying so, only when it cannot be) through the proxy, the daemon and its workers, from the
+# public sign-up on.
 tests/browser/run.sh

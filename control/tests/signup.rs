@@ -2,7 +2,8 @@
 //! daemon: a valid sign-up provisions the tenant through control and its admin logs in on
 //! the new pharmacy's worker; a taken or invalid subdomain is answered on the form with the
 //! other fields kept; a form without its CSRF token is refused; attempts are limited per
-//! client address; "Find my pharmacy" links to the new subdomain.
+//! client address; "Find my pharmacy" links to the new subdomain. Through the proxy: the
+//! redirect leads to the new pharmacy; and (ignored: a known race) it does so at once.
 
 mod support;
 
@@ -341,6 +342,58 @@ async fn sign_up_through_the_proxy_leads_to_the_new_pharmacy() {
     let third = post(fields("another-shop"), "192.0.2.99").await;
     assert_eq!(third.status, 429, "{}", third.text());
 
+    p.stop().await;
+    d.stop().await;
+}
+
+/// The browser follows the sign-up's 303 at once. Known to fail: the proxy learns of the new
+/// domain from control's NOTIFY and then reloads its map from the database, and a request that
+/// comes first gets its "No pharmacy at this address" 404 (about one sign-up in five here).
+/// Run with `--ignored` to reproduce; un-ignore once the proxy holds an unknown host while a
+/// reload it was notified of is still running.
+#[tokio::test]
+#[ignore = "known race: the proxy 404s a just-signed-up host until its route reload lands"]
+async fn the_sign_up_redirect_is_routed_at_once() {
+    let a = Apotheca::migrated().await;
+    let d = a
+        .serve(&[("APOTHECA_WORKER__SIGNUPS_PER_HOUR", "100")])
+        .await;
+    d.wait_for("public", "running", |t| !ready_pids(t).is_empty())
+        .await;
+    let p = a.proxy(&d, &[]).await;
+    let site = format!("localhost:{}", p.http);
+    let page = p.get(&site, "/tenants/create-tenant/").await;
+    let cookie = page.header("set-cookie").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+
+    let mut missed = Vec::new();
+    for i in 0..20 {
+        let sub = format!("fast-{i}");
+        let body = format!(
+            "csrf_token={token}&name=Fast+{i}&subdomain={sub}&admin_user=boss&admin_password=long+enough"
+        );
+        let headers = [
+            ("host", site.as_str()),
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let done = p
+            .request(Method::POST, "/tenants/create-tenant/", &headers, &body)
+            .await
+            .unwrap();
+        assert_eq!(done.status, 303, "{}", done.text());
+        let host = format!("{sub}.localhost:{}", p.http);
+        let login = p.get(&host, "/login").await;
+        if login.status != 200 {
+            missed.push(format!("{host}: {}", login.status));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "right after the sign-up: {missed:?}\n{}",
+        p.log_tail()
+    );
     p.stop().await;
     d.stop().await;
 }

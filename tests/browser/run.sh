@@ -1,27 +1,52 @@
 #!/usr/bin/env bash
-# The browser tests: flow.mjs in Debian's Chromium (playwright-core drives it), against
-#   - a pharmacy of its own: a throwaway private cluster, a tenant with `apotheca seed-data`,
-#     and one `apotheca-worker` on tcp:127.0.0.1:0 (the default), or
-#   - any running pharmacy: tests/browser/run.sh --base-url URL, with its admin's login in
-#     ADMIN_USER (default admin) and ADMIN_PASSWORD (e.g. through the proxy).
-# Screenshots (and the receipt as PDF) go to target/browser-artifacts/. Chromium is installed
-# when missing (apt-get); only when that is impossible are the tests skipped, saying so.
-# Knobs: CHROMIUM (its path), APOTHECA_BIN_DIR (default target/debug), SKIP_NPM=1.
+# The browser tests: flow.mjs in Debian's Chromium (playwright-core drives it).
+#
+# By default through the whole system, as a user meets it (tests/browser/system.sh): a
+# throwaway private cluster, `apotheca serve` (the control daemon, which starts the public
+# site's worker and wakes pharmacies' workers on demand) and `apotheca-proxy` in front, on free
+# ports and sockets of the run's own temp folder. The flow signs a new pharmacy up on the public
+# site (http://localhost:PORT/), then works in it on its own subdomain
+# (http://<subdomain>.localhost:PORT/): Chromium resolves *.localhost to loopback itself.
+#
+# Or against what already runs:
+#   --site-url URL  a public site, e.g. http://localhost:8080 of `apotheca up`: the same flow.
+#                   TAKEN_SUBDOMAIN (default acme) must be a pharmacy there; each run makes two
+#                   sign-up attempts of the [worker] signups_per_hour allowed per address.
+#   --base-url URL  one pharmacy, e.g. http://acme.localhost:8080: the flow from its login on,
+#                   as its admin ADMIN_USER (default admin) with ADMIN_PASSWORD.
+#
+# Screenshots (and the receipt as PDF) go to target/browser-artifacts/; when the flow fails,
+# the daemon's and workers', the proxy's and PostgreSQL's logs too. Chromium, Node.js, npm and
+# curl are installed when missing (apt-get); only when Chromium cannot be are the tests
+# skipped, saying so.
+# Knobs: CHROMIUM (its path), APOTHECA_BIN_DIR (default target/debug), PATIENCE (seconds any
+# one wait for the system may take, default 90), KEEP_LOGS=1 (the logs even when it passes),
+# SKIP_NPM=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BIN=${APOTHECA_BIN_DIR:-$ROOT/target/debug}
 ARTIFACTS=$ROOT/target/browser-artifacts
-BASE_URL=${BASE_URL:-}
+BASE_URL=${BASE_URL:-} SITE_URL=${SITE_URL:-}
 log() { printf '[browser] %s\n' "$*" >&2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
-    --base-url) BASE_URL=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --base-url) BASE_URL=${2:?--base-url needs a URL}; shift 2 ;;
+    --site-url) SITE_URL=${2:?--site-url needs a URL}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if [[ -n $BASE_URL && -n $SITE_URL ]]; then
+  echo "browser tests: --base-url and --site-url exclude each other (see --help)" >&2
+  exit 2
+fi
+if [[ -n $BASE_URL && -z ${ADMIN_PASSWORD:-} ]]; then
+  echo "browser tests: set ADMIN_PASSWORD (and ADMIN_USER) for $BASE_URL" >&2
+  exit 2
+fi
 
 find_chromium() {
   local c
@@ -33,9 +58,12 @@ find_chromium() {
 as_root() {
   if [[ $(id -u) == 0 ]]; then "$@"; elif sudo -n true 2>/dev/null; then sudo "$@"; else return 1; fi
 }
+apt_install() {
+  { as_root apt-get install -y "$@" || { as_root apt-get update && as_root apt-get install -y "$@"; }; } >&2
+}
 if ! CHROMIUM=$(find_chromium); then
   log "Chromium is missing: apt-get install chromium"
-  { as_root apt-get install -y chromium || { as_root apt-get update && as_root apt-get install -y chromium; }; } >&2 || true
+  apt_install chromium || true
   if ! CHROMIUM=$(find_chromium); then
     echo "SKIPPED: browser tests: Chromium is not installed and could not be installed (apt-get install chromium failed or needs root)."
     exit 0
@@ -43,10 +71,14 @@ if ! CHROMIUM=$(find_chromium); then
 fi
 export CHROMIUM
 
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  log "Node.js is missing: apt-get install nodejs npm"
-  as_root apt-get install -y nodejs npm >&2 || { echo "browser tests: Node.js and npm are needed" >&2; exit 1; }
-fi
+for tool in node npm curl; do
+  if ! command -v "$tool" >/dev/null; then
+    package=$tool
+    [[ $tool == node ]] && package=nodejs
+    log "$tool is missing: apt-get install $package"
+    apt_install "$package" || { echo "browser tests: $tool is needed (apt-get install $package)" >&2; exit 1; }
+  fi
+done
 if [[ -z ${SKIP_NPM:-} ]]; then
   lock=tests/browser/package-lock.json installed=tests/browser/node_modules/.package-lock.json
   if [[ ! -f $installed || $lock -nt $installed ]]; then
@@ -58,60 +90,24 @@ fi
 rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 
-STATE= WORKER_PID=
-cleanup() {
-  if [[ -n $WORKER_PID ]]; then kill "$WORKER_PID" 2>/dev/null && wait "$WORKER_PID" 2>/dev/null || true; fi
-  if [[ -n $STATE ]]; then
-    (cd "$STATE" && "$BIN/apotheca" db stop >/dev/null 2>&1) || true
-    rm -rf "$STATE"
-  fi
-}
-trap cleanup EXIT
+# shellcheck source=tests/browser/system.sh
+source tests/browser/system.sh
+trap stop_system EXIT
+trap 'exit 130' INT TERM
 
-if [[ -z $BASE_URL ]]; then
-  for b in apotheca apotheca-worker; do
-    [[ -x $BIN/$b ]] || { echo "browser tests: $BIN/$b is missing; run cargo build --workspace --bins" >&2; exit 1; }
-  done
-  STATE=$(mktemp -d "${TMPDIR:-/tmp}/apotheca-browser.XXXXXX")
-  chmod 755 "$STATE"
-  export APOTHECA_PRIVATE_DB__DATA_DIR=$STATE/pg APOTHECA_PRIVATE_DB__RUN_DIR=$STATE/run
-  export APOTHECA_PRIVATE_DB__UNSAFE_FAST=true APOTHECA_CONTROL__STATE_DIR=$STATE APOTHECA_CONTROL__SPARE_SCHEMAS=0
-  unset DATABASE_URL APOTHECA_CONFIG
-  log "private cluster, tenant, sample data (in $STATE)"
-  if ! (
-    cd "$STATE"
-    "$BIN/apotheca" migrate-schemas
-    "$BIN/apotheca" create-tenant --name "Browser Pharmacy" --schema browser --domain browser.localhost
-  ) >"$STATE/setup.log" 2>&1 || ! (cd "$STATE" && "$BIN/apotheca" seed-data --schema browser >"$STATE/seed.txt" 2>>"$STATE/setup.log"); then
-    echo "browser tests: setting up the pharmacy failed:" >&2
-    cat "$STATE/setup.log" >&2
+if [[ -z $BASE_URL && -z $SITE_URL ]]; then
+  if ! start_system; then
+    keep_system_logs "$ARTIFACTS"
     exit 1
   fi
-  ADMIN_USER=admin
-  ADMIN_PASSWORD=$(awk '$1 == "login" && $2 == "admin" {print $4}' "$STATE/seed.txt")
-  [[ -n $ADMIN_PASSWORD ]] || { echo "browser tests: no admin password in the seed output" >&2; exit 1; }
-  URL=$(cd "$STATE" && "$BIN/apotheca" db url --schema browser)
-  # The worker says "ready tcp:127.0.0.1:PORT" on descriptor 3 once it listens and the
-  # database answered; a worker that dies first closes the pipe, so the read cannot hang.
-  mkfifo "$STATE/ready"
-  DATABASE_URL=$URL "$BIN/apotheca-worker" --schema browser --listen tcp:127.0.0.1:0 --ready-fd 3 \
-    3>"$STATE/ready" >"$STATE/worker.out" 2>"$STATE/worker.log" &
-  WORKER_PID=$!
-  if ! read -r -t 30 _ ADDRESS <"$STATE/ready" || [[ $ADDRESS != tcp:* ]]; then
-    echo "browser tests: the worker did not start:" >&2
-    cat "$STATE/worker.log" >&2
-    exit 1
-  fi
-  BASE_URL=http://${ADDRESS#tcp:}
 fi
-[[ -n ${ADMIN_PASSWORD:-} ]] || { echo "browser tests: set ADMIN_PASSWORD (and ADMIN_USER) for $BASE_URL" >&2; exit 2; }
 
-log "flow against $BASE_URL with $CHROMIUM"
+log "flow against ${SITE_URL:-$BASE_URL} with $CHROMIUM"
 status=0
-BASE_URL=$BASE_URL ADMIN_USER=${ADMIN_USER:-admin} ADMIN_PASSWORD=$ADMIN_PASSWORD ARTIFACTS=$ARTIFACTS \
+BASE_URL=$BASE_URL SITE_URL=$SITE_URL TAKEN_SUBDOMAIN=${TAKEN_SUBDOMAIN:-acme} \
+  ADMIN_USER=${ADMIN_USER:-admin} ADMIN_PASSWORD=${ADMIN_PASSWORD:-} ARTIFACTS=$ARTIFACTS \
   node tests/browser/flow.mjs || status=$?
-if [[ $status -ne 0 && -n $STATE ]]; then
-  cp "$STATE/worker.log" "$ARTIFACTS/worker.log" 2>/dev/null || true
-  log "the worker's log is in $ARTIFACTS/worker.log"
+if [[ $status -ne 0 || -n ${KEEP_LOGS:-} ]]; then
+  keep_system_logs "$ARTIFACTS"
 fi
 exit $status

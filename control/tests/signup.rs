@@ -3,7 +3,7 @@
 //! the new pharmacy's worker; a taken or invalid subdomain is answered on the form with the
 //! other fields kept; a form without its CSRF token is refused; attempts are limited per
 //! client address; "Find my pharmacy" links to the new subdomain. Through the proxy: the
-//! redirect leads to the new pharmacy; and (ignored: a known race) it does so at once.
+//! redirect leads to the new pharmacy, at once.
 
 mod support;
 
@@ -346,13 +346,10 @@ async fn sign_up_through_the_proxy_leads_to_the_new_pharmacy() {
     d.stop().await;
 }
 
-/// The browser follows the sign-up's 303 at once. Known to fail: the proxy learns of the new
-/// domain from control's NOTIFY and then reloads its map from the database, and a request that
-/// comes first gets its "No pharmacy at this address" 404 (about one sign-up in five here).
-/// Run with `--ignored` to reproduce; un-ignore once the proxy holds an unknown host while a
-/// reload it was notified of is still running.
+/// The browser follows the sign-up's 303 at once: the proxy learns of the new domain from
+/// control's NOTIFY and then reloads its map, so an unknown host waits for a reload it was
+/// notified of (before, about one sign-up in five got "No pharmacy at this address").
 #[tokio::test]
-#[ignore = "known race: the proxy 404s a just-signed-up host until its route reload lands"]
 async fn the_sign_up_redirect_is_routed_at_once() {
     let a = Apotheca::migrated().await;
     let d = a

@@ -165,8 +165,10 @@ impl Edge {
         }
     }
 
-    /// Where a request for `host` (normalised) goes; `target` is its path and query.
-    pub fn route(&self, host: &str, https: bool, target: &str) -> Route {
+    /// Where a request for `host` (normalised) goes; `target` is its path and query. A host
+    /// the map does not know while a change it was told of is being loaded waits for that
+    /// load (at most a second), so a pharmacy just signed up for is found at once.
+    pub async fn route(&self, host: &str, https: bool, target: &str) -> Route {
         if self.settings.redirect_https && !https {
             // An IPv6 host was kept without its brackets.
             let location = if host.contains(':') {
@@ -176,29 +178,42 @@ impl Edge {
             };
             return Route::Redirect(location);
         }
-        let public = || {
-            Route::Tenant(Target {
-                upstream: self.upstreams.get("public"),
-                schema: Arc::from("public"),
-                max_in_flight: PUBLIC_MAX_IN_FLIGHT,
-                queue: PUBLIC_QUEUE,
-            })
-        };
         if self.public_hosts.contains(host) {
-            return public();
+            return self.public();
         }
+        if let Some(route) = self.tenant(host) {
+            return route;
+        }
+        self.routes.caught_up(Duration::from_secs(1)).await;
+        match self.tenant(host) {
+            Some(route) => route,
+            None if self.settings.show_public_if_no_tenant_found => self.public(),
+            None => Route::Answer(Page::NoPharmacy),
+        }
+    }
+
+    fn public(&self) -> Route {
+        Route::Tenant(Target {
+            upstream: self.upstreams.get("public"),
+            schema: Arc::from("public"),
+            max_in_flight: PUBLIC_MAX_IN_FLIGHT,
+            queue: PUBLIC_QUEUE,
+        })
+    }
+
+    fn tenant(&self, host: &str) -> Option<Route> {
         let routes = self.routes.load();
-        match routes.get(host) {
-            Some(t) if t.suspended => Route::Answer(Page::Suspended),
-            Some(t) => Route::Tenant(Target {
+        let t = routes.get(host)?;
+        Some(if t.suspended {
+            Route::Answer(Page::Suspended)
+        } else {
+            Route::Tenant(Target {
                 upstream: self.upstreams.get(&t.schema),
                 schema: t.schema.clone(),
                 max_in_flight: t.max_in_flight,
                 queue: t.queue_length,
-            }),
-            None if self.settings.show_public_if_no_tenant_found => public(),
-            None => Route::Answer(Page::NoPharmacy),
-        }
+            })
+        })
     }
 
     /// A slot in the tenant's in-flight cap (at once, or after waiting in its bounded queue),

@@ -182,7 +182,7 @@ impl Client<'_> {
                 return kept;
             }
         };
-        let route = edge.route(&host, self.https, head.target(&self.buf));
+        let route = edge.route(&host, self.https, head.target(&self.buf)).await;
         let target = match route {
             Route::Tenant(t) => t,
             Route::Answer(page) => {

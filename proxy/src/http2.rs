@@ -112,7 +112,7 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
         log("-", "-", 400, bytes, "-", None, false);
         return response;
     };
-    let target = match edge.route(&host, true, target) {
+    let target = match edge.route(&host, true, target).await {
         Route::Tenant(t) => t,
         Route::Answer(page) => {
             let (response, bytes) = own(page);

@@ -5,8 +5,14 @@
 //! every notification (several at once are one reload); a notification is only a hint, the
 //! tables are the truth. On a lost connection it keeps the last good map, reconnects with
 //! backoff, and reloads in full once it is back (changes made meanwhile are picked up then).
+//!
+//! A notification and the reload it causes are counted: a host the map does not know while
+//! a reload it was notified of is still running may be one just added (the browser sent on by
+//! the sign-up's redirect can be quicker than the reload), so [`Routes::caught_up`] lets such a
+//! request wait for that reload instead of answering "no pharmacy here".
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,11 +57,44 @@ impl RouteMap {
 #[derive(Default)]
 pub struct Routes {
     current: ArcSwap<RouteMap>,
+    /// Notifications received.
+    heard: AtomicU64,
+    /// Notifications the current map reflects (those heard before its reload began).
+    covered: AtomicU64,
+    reloaded: tokio::sync::Notify,
 }
 
 impl Routes {
     pub fn load(&self) -> arc_swap::Guard<Arc<RouteMap>> {
         self.current.load()
+    }
+
+    /// Waits (at most `within`) until the map reflects every notification heard so far; at
+    /// once when it does.
+    pub async fn caught_up(&self, within: Duration) {
+        let want = self.heard.load(Ordering::Acquire);
+        if self.covered.load(Ordering::Acquire) >= want {
+            return;
+        }
+        let _ = tokio::time::timeout(within, async {
+            loop {
+                let reloaded = self.reloaded.notified();
+                tokio::pin!(reloaded);
+                reloaded.as_mut().enable();
+                if self.covered.load(Ordering::Acquire) >= want {
+                    return;
+                }
+                reloaded.await;
+            }
+        })
+        .await;
+    }
+
+    /// A reload that began when `heard` notifications had been received is in place.
+    fn replace_covering(&self, map: RouteMap, heard: u64) {
+        self.replace(map);
+        self.covered.fetch_max(heard, Ordering::AcqRel);
+        self.reloaded.notify_waiters();
     }
 
     fn replace(&self, map: RouteMap) {
@@ -107,14 +146,16 @@ impl Routes {
     }
 
     /// One connection's life: LISTEN, a full reload, then a reload per burst of notifications.
-    async fn follow_once(&self, url: &str) -> Result<(), tokio_postgres::Error> {
+    async fn follow_once(self: &Arc<Self>, url: &str) -> Result<(), tokio_postgres::Error> {
         let (client, mut conn) = tokio_postgres::connect(url, NoTls).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let routes = self.clone();
         let driver = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(_)) => {
+                        routes.heard.fetch_add(1, Ordering::AcqRel);
                         if tx.send(()).is_err() {
                             return;
                         }
@@ -130,12 +171,15 @@ impl Routes {
         let result = async {
             client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
             // Whatever changed while this connection was down.
-            self.replace(read(&client).await?);
+            let heard = self.heard.load(Ordering::Acquire);
+            self.replace_covering(read(&client).await?, heard);
             while rx.recv().await.is_some() {
                 while rx.try_recv().is_ok() {}
+                // Read before the query: a notification after this one gets a reload of its own.
+                let heard = self.heard.load(Ordering::Acquire);
                 let map = read(&client).await?;
                 tracing::info!(domains = map.len(), "routes reloaded");
-                self.replace(map);
+                self.replace_covering(map, heard);
             }
             Ok(())
         }

@@ -12,7 +12,7 @@
 // same system.
 import { chromium } from 'playwright-core';
 
-import { artifacts, current, notes, person, problems, stepsDone } from './lib.mjs';
+import { artifacts, current, person, problems, stepsDone } from './lib.mjs';
 import { pharmacy } from './pharmacy.mjs';
 import { findMyPharmacy, publicOnPhone, signUp } from './site.mjs';
 
@@ -51,10 +51,8 @@ try {
     });
   }
   if (problems.length > 0) throw new Error(`problems on the pages:\n  ${problems.join('\n  ')}`);
-  for (const note of notes) console.log(note);
   console.log(`browser flow passed in ${Date.now() - started} ms: ${stepsDone()} steps; screenshots in ${artifacts}`);
 } catch (e) {
-  for (const note of notes) console.error(note);
   console.error(`browser flow FAILED: ${e.message}`);
   if (problems.length > 0 && !e.message.startsWith('problems')) console.error(`also:\n  ${problems.join('\n  ')}`);
   if (current && !current.isClosed()) {

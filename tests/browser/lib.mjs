@@ -36,8 +36,6 @@ export const isoDay = (offset) => new Date(Date.now() + offset * 86400000).toISO
 
 /// What went wrong on any page without failing a check at once: reported at the end.
 export const problems = [];
-/// What the flow met and went on past (known issues), printed with the result.
-export const notes = [];
 /// The page the flow is on, for the failure's screenshot.
 export let current = null;
 

@@ -1,7 +1,7 @@
 // The public site in the browser: the landing page, "Create your pharmacy" (a taken subdomain
 // answered next to its field with the other fields kept, then a sign-up that lands on the new
 // pharmacy's login on its own subdomain), "Find my pharmacy", and the same pages on a phone.
-import { check, fits, NAVIGATION_MS, notes, on, run, shot, SIGNUP_MS, step } from './lib.mjs';
+import { check, fits, NAVIGATION_MS, on, run, shot, SIGNUP_MS, step } from './lib.mjs';
 
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -52,19 +52,6 @@ export async function signUp(page, site, taken) {
     const at = new RegExp(`^https?://${escape(pharmacy.subdomain)}\\.[^/:]+${port ? `:${port}` : ''}/login$`);
     await page.waitForURL(at, { timeout: SIGNUP_MS });
     pharmacy.base = new URL(page.url()).origin;
-    // KNOWN ISSUE (the proxy): the redirect is followed at once, and the proxy may not have
-    // reloaded its route map after control's NOTIFY yet, so a pharmacy that exists gets the
-    // proxy's "No pharmacy at this address" 404. Reported (in the summary too), then the
-    // page is loaded again until the proxy routes it, within NAVIGATION_MS; past that, the
-    // checks below fail. Remove once the proxy waits for a pending reload on an unknown host.
-    const deadline = Date.now() + NAVIGATION_MS;
-    for (let tries = 1; (await page.title()) === 'No pharmacy at this address'; tries++) {
-      if (tries === 1) notes.push(`KNOWN ISSUE: the proxy answered 404 "No pharmacy at this address" for ${page.url()} right after the sign-up created it`);
-      if (Date.now() > deadline) break;
-      await page.waitForTimeout(50); // the poll's interval
-      await page.reload();
-      if (tries % 20 === 0) console.log(`  still 404 after ${tries} loads`);
-    }
     if (new URL(site).hostname === 'localhost') {
       check(new URL(page.url()).hostname === `${pharmacy.subdomain}.localhost`, `a subdomain of localhost: ${page.url()}`);
     }

@@ -147,6 +147,9 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
+        if let Some(secs) = self.retry_after {
+            error["retry_after"] = json!(secs);
+        }
         if !self.fields.is_empty() {
             let fields: serde_json::Map<String, serde_json::Value> = self
                 .fields

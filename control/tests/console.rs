@@ -164,6 +164,14 @@ async fn an_operator_runs_a_pharmacy_from_the_console() {
 
     let detail = site.get("/operator/tenants/green_cross").await;
     assert_eq!(detail.status, 200, "{}", detail.body);
+    // Its domains link to its login page on the port the console came in by.
+    assert!(
+        detail
+            .body
+            .contains("href=\"http://green-cross.test:8080/login\""),
+        "{}",
+        detail.body
+    );
     let csrf = detail.csrf();
     // Suspend and resume: what the tenant row says, and the button the page offers.
     let plain = site

@@ -175,6 +175,15 @@ async fn logins_are_checked_limited_and_ended_by_control() {
     let elsewhere = site.log_in("ops", "correct horse battery").await;
     assert_eq!(elsewhere.status, 303, "{}", elsewhere.body);
 
+    // Behind https the cookie is Secure.
+    let mut https = Site::of(&d).await;
+    https.proto = "https";
+    https.address = "192.0.2.78".to_owned();
+    let done = https.log_in("ops", "correct horse battery").await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let cookie = done.set_cookie("apotheca_operator").unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
     // A deactivated operator's session ends at once.
     let token = site.token().unwrap();
     a.ok(&["delete-operator", "--username", "ops", "--deactivate"])

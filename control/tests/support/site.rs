@@ -111,6 +111,8 @@ pub struct Site {
     pub socket: PathBuf,
     pub cookies: Vec<String>,
     pub address: String,
+    /// X-Forwarded-Proto, as the proxy sets it.
+    pub proto: &'static str,
 }
 
 impl Site {
@@ -124,6 +126,7 @@ impl Site {
             socket: PathBuf::from(endpoint.strip_prefix("unix:").unwrap()),
             cookies: Vec::new(),
             address: "192.0.2.10".to_owned(),
+            proto: "http",
         }
     }
 
@@ -145,7 +148,11 @@ impl Site {
             &self.socket,
             Method::GET,
             path,
-            &[("host", "localhost:8080"), ("cookie", &cookie)],
+            &[
+                ("host", "localhost:8080"),
+                ("cookie", &cookie),
+                ("x-forwarded-proto", self.proto),
+            ],
             "",
         )
         .await;
@@ -163,6 +170,7 @@ impl Site {
                 ("host", "localhost:8080"),
                 ("cookie", &cookie),
                 ("x-forwarded-for", &self.address),
+                ("x-forwarded-proto", self.proto),
                 ("content-type", "application/x-www-form-urlencoded"),
             ],
             &encode(fields),

@@ -112,6 +112,17 @@ pub type ConsoleResult<T = Response> = Result<T, ConsoleError>;
 pub struct Operator {
     token: String,
     pub csrf: String,
+    /// The request's Host and X-Forwarded-Proto: links to a tenant's domains keep the
+    /// scheme and port the console was reached by.
+    origin: HeaderMap,
+}
+
+impl Operator {
+    /// A tenant domain's login page, on this request's scheme and port.
+    pub fn login_url(&self, domain: &str) -> String {
+        super::site::site_url(&self.origin, domain)
+            .unwrap_or_else(|| format!("http://{domain}/login"))
+    }
 }
 
 /// The CSRF token of a session: derived from its token, which only the operator's browser
@@ -128,9 +139,19 @@ impl FromRequestParts<AppState> for Operator {
         let token = cookie_value(&parts.headers, OPERATOR_COOKIE)
             .filter(|t| !t.is_empty() && t.len() <= 100)
             .ok_or(ConsoleError::Login)?;
+        let mut origin = HeaderMap::new();
+        for name in [
+            header::HOST,
+            header::HeaderName::from_static("x-forwarded-proto"),
+        ] {
+            if let Some(value) = parts.headers.get(&name) {
+                origin.insert(name, value.clone());
+            }
+        }
         Ok(Self {
             csrf: csrf_of(token),
             token: token.to_owned(),
+            origin,
         })
     }
 }

@@ -160,6 +160,8 @@ async fn list(
 struct TenantPage {
     frame: Frame,
     t: Tenant,
+    /// Each domain's login page.
+    links: Vec<String>,
     domain_form: FormState,
     remove_form: FormState,
     policy_form: FormState,
@@ -193,6 +195,7 @@ async fn tenant_page(
         domain_form: forms.domain,
         remove_form: forms.remove.unwrap_or_default(),
         policy_form,
+        links: t.domains.iter().map(|d| who.login_url(d)).collect(),
         t,
     };
     Ok(view::render(status, &page)?)

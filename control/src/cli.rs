@@ -117,6 +117,33 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
     },
+    /// Add an operator: someone who may log in to the operator console (/operator/ on the
+    /// public site) and manage every tenant.
+    ///
+    /// The password is read from standard input with --password-stdin (its first line), else
+    /// asked for twice on the terminal without echo. At least 12 characters.
+    CreateOperator {
+        /// 1 to 150 letters, digits or . _ @ + - (stored lowercased).
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the operators: username, active, created, last login.
+    ListOperators {
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an operator (their sessions end at once), or with --deactivate only refuse their logins.
+    DeleteOperator {
+        #[arg(long)]
+        username: String,
+        /// Keep the operator but end their sessions and refuse their logins.
+        #[arg(long)]
+        deactivate: bool,
+    },
     /// Run the daemon: supervise every tenant's workers and serve its API.
     ///
     /// In the foreground: spawns, wakes, scales, restarts and reaps every tenant's workers and

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod db;
 pub mod error;
 pub mod migrate;
+pub mod operators;
 pub mod roles;
 pub mod serve;
 pub mod settings;

@@ -75,6 +75,9 @@ impl Settings {
         {
             return Err("[control] signup_domain must be a host name such as example.com".into());
         }
+        if !(1..=24 * 30).contains(&self.control.operator_session_hours) {
+            return Err("[control] operator_session_hours must be 1 to 720".into());
+        }
         self.control.serve.check()
     }
 }
@@ -107,6 +110,8 @@ pub struct ControlSettings {
     pub tenant_url: String,
     /// The public site's sign-up creates pharmacies at `<subdomain>.<signup_domain>`.
     pub signup_domain: String,
+    /// An operator console login lasts this long (hours), then the operator logs in again.
+    pub operator_session_hours: u64,
     pub tenant_role: TenantRoleSettings,
     pub serve: ServeSettings,
 }
@@ -120,6 +125,7 @@ impl Default for ControlSettings {
             spare_schemas: 4,
             tenant_url: "http://{domain}:8080/".to_owned(),
             signup_domain: "localhost".to_owned(),
+            operator_session_hours: 8,
             tenant_role: TenantRoleSettings::default(),
             serve: ServeSettings::default(),
         }

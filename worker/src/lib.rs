@@ -65,8 +65,8 @@ pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
-    /// The public site: the daemon's API socket, for "Create your pharmacy" (the daemon
-    /// passes it; overrides `[worker] control_socket`).
+    /// The public site: the daemon's API socket, for "Create your pharmacy" and the operator
+    /// console (the daemon passes it; overrides `[worker] control_socket`).
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<std::path::PathBuf>,
     /// Load and check the settings and exit.

@@ -46,8 +46,9 @@ pub struct WorkerSettings {
     /// Sale batches written at once (each one transaction of the sales waiting); at most
     /// `pool_size`.
     pub sale_writers: usize,
-    /// The public site only: the daemon's API socket, where "Create your pharmacy" asks
-    /// control to provision (the daemon passes `--control-socket`, which wins over this).
+    /// The public site only: the daemon's API socket, where "Create your pharmacy" and the
+    /// operator console ask control to act (the daemon passes `--control-socket`, which wins
+    /// over this).
     pub control_socket: Option<std::path::PathBuf>,
     /// The public site only: sign-up attempts each client address may make per hour.
     pub signups_per_hour: usize,

@@ -3,11 +3,12 @@
 //!
 //! This module owns the dispatch, the [`Context`] every command works from, `migrate-schemas`
 //! and the printing shared by several commands; `db` has the `apotheca db ...` subcommands,
-//! `tenant` the per-tenant commands, `daemon` the daemon and the commands that talk to it,
+//! `tenant` the per-tenant commands, `operator` the operator commands, `daemon` the daemon and the commands that talk to it,
 //! and `up` the one-shot local set-up.
 
 mod daemon;
 mod db;
+mod operator;
 mod tenant;
 mod up;
 
@@ -132,6 +133,15 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::SuspendTenant { schema } => set_status(&ctx, &schema, "suspended").await,
         Command::ResumeTenant { schema } => set_status(&ctx, &schema, "active").await,
+        Command::CreateOperator {
+            username,
+            password_stdin,
+        } => operator::create(&ctx, &username, password_stdin).await,
+        Command::ListOperators { json } => operator::list(&ctx, json).await,
+        Command::DeleteOperator {
+            username,
+            deactivate,
+        } => operator::delete(&ctx, &username, deactivate).await,
         Command::Serve => daemon::serve(&ctx).await,
         Command::Wake {
             schema,

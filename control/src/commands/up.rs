@@ -133,6 +133,10 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
         "  the public site: http://localhost{}/",
         port(&proxy.http_listen)
     );
+    println!(
+        "  the operator console: http://localhost{}/operator/ (a login: apotheca create-operator --username NAME)",
+        port(&proxy.http_listen)
+    );
     if https.is_some() && proxy.https_listen.is_none() {
         println!(
             "  (HTTPS uses a self-signed certificate from {}/tls)",

@@ -10,8 +10,20 @@
 //! | `GET /v1/endpoints` | `{schema: [endpoint]}` for every tenant with a ready worker |
 //! | `GET /v1/endpoints/watch` | a stream of JSON lines: first `{"snapshot": {...}}`, then `{"schema", "endpoints"}` per change |
 //! | `POST /v1/tenants` `{name, subdomain, admin_user, admin_password}` | the public sign-up ([`super::signup`]): 201 `{schema, domain, login_url}`; 409 subdomain taken, 422 invalid, each with the `field` at fault |
+//! | `POST /v1/operators/login` `{username, password, address}` | an operator console login ([`super::operator_api`]): 200 `{token, username, expires_at}`; 401 wrong; 429 (with `Retry-After`) after 5 failures of one username from one address within 15 minutes |
+//! | `POST /v1/operators/logout`, `GET /v1/operators/me` | ends the session / `{username}` (bearer token) |
+//! | `GET /v1/console/tenants`, `GET /v1/console/tenants/{schema}` | ([`super::console`], bearer token) `{operator, tenants}` / `{operator, tenant}`: status, state, domains (primary first), ready workers, requests in the last minute, last request, policy |
+//! | `POST /v1/console/tenants` `{name, schema, domain, admin_user, admin_password}` | create-tenant --admin-user: 201 `{schema, domain, login_url}` |
+//! | `POST /v1/console/tenants/{schema}/suspend`, `.../resume` | suspend-tenant / resume-tenant: 200 `{schema, status, changed}` |
+//! | `DELETE /v1/console/tenants/{schema}?confirm={schema}` | delete-tenant: 200 `{schema, name}` |
+//! | `POST /v1/console/tenants/{schema}/domains` `{domain, primary}` | add-domain: 201 `{schema, domain}` |
+//! | `DELETE /v1/console/tenants/{schema}/domains/{domain}[?new_primary=D]` | remove-domain: 200 `{schema, domain}` |
+//! | `PUT /v1/console/tenants/{schema}/policy` `{min_workers, max_workers, idle_timeout_secs}` | scale: 200 the policy now in force |
 //!
-//! Errors are `{"error": {"code", "message"}}` (and `field` for sign-up refusals).
+//! Errors are `{"error": {"code", "message"}}`; refused input also names its `field` and, when
+//! several fields are wrong, `fields: {field: message}`. Every `/v1/console/` route and
+//! `/v1/operators/{logout,me}` need `Authorization: Bearer <token>` of a live operator session
+//! (else 401), checked against `public.operator_sessions`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +42,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catalog::Catalog;
+use super::console;
+use super::operator_api::{self, Logins};
 use super::signup::{self, NewTenant, Signup};
 use super::status::{Restarted, StatusReport, TenantStatus, WakeError, Woken};
 use super::supervisor::{Endpoints, Msg};
@@ -42,6 +56,8 @@ pub struct Api {
     pub wake_timeout: Duration,
     pub restart_timeout: Duration,
     pub signup: Arc<Signup>,
+    /// Operator console logins: failures per username and address, session lifetime.
+    pub logins: Arc<Logins>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -54,6 +70,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/restart", post(restart_all))
         .route("/v1/endpoints", get(endpoints))
         .route("/v1/endpoints/watch", get(watch_endpoints))
+        .merge(operator_api::router())
+        .merge(console::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
@@ -62,24 +80,47 @@ pub fn router(api: Api) -> Router {
 
 /// An API error: its status, a stable code and a message for people.
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The input field at fault.
+    pub field: Option<&'static str>,
+    /// Every field at fault when there are several (the first is also `field`).
+    pub fields: Vec<(&'static str, String)>,
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
             field: None,
+            fields: Vec::new(),
+            retry_after: None,
         }
     }
 
-    fn gone() -> Self {
+    /// Refused input: 422 naming `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+        e.field = Some(field);
+        e
+    }
+
+    /// The database failed: logged, and a 503 that says to try again.
+    pub fn database(e: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %e, "API: the database failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database",
+            "The database did not answer; try again in a moment.",
+        )
+    }
+
+    pub fn gone() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -106,11 +147,26 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
+        if let Some(secs) = self.retry_after {
+            error["retry_after"] = json!(secs);
+        }
+        if !self.fields.is_empty() {
+            let fields: serde_json::Map<String, serde_json::Value> = self
+                .fields
+                .into_iter()
+                .map(|(f, m)| (f.to_owned(), json!(m)))
+                .collect();
+            error["fields"] = serde_json::Value::Object(fields);
+        }
         let body = Json(json!({ "error": error }));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            (self.status, [(header::RETRY_AFTER, "1")], body).into_response()
-        } else {
-            (self.status, body).into_response()
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        match retry_after {
+            Some(secs) => {
+                (self.status, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
+            }
+            None => (self.status, body).into_response(),
         }
     }
 }
@@ -138,7 +194,7 @@ impl Timeout {
 }
 
 /// Sends a request to the supervisor and waits for its answer.
-async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
+pub(super) async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
     let (reply, answer) = oneshot::channel();
     api.to.send(make(reply)).await.ok()?;
     answer.await.ok()
@@ -155,12 +211,11 @@ async fn create_tenant(
 ) -> Result<(StatusCode, Json<signup::Created>), ApiError> {
     match signup::create(api.signup.clone(), form).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
-        Err(r) => Err(ApiError {
-            status: r.status,
-            code: r.code,
-            message: r.message,
-            field: r.field,
-        }),
+        Err(r) => {
+            let mut e = ApiError::new(r.status, r.code, r.message);
+            e.field = r.field;
+            Err(e)
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`link`]: control's end of each worker's channel;
 //! - [`catalog`]: tenants from the database, the public site's role, the LISTEN/NOTIFY follower;
 //! - [`api`]: the HTTP/1.1 + JSON API on a Unix socket; [`client`]: the CLI's side of it;
+//! - [`signup`]: the public sign-up; [`operator_api`]: operator console logins and sessions;
+//!   [`console`]: the console's actions on tenants;
 //! - [`status`]: the API's answers, shared by both sides.
 //!
 //! This module wires them together and owns the daemon's life: the lock against a second
@@ -16,7 +18,9 @@
 pub mod api;
 pub mod catalog;
 pub mod client;
+pub mod console;
 pub mod link;
+pub mod operator_api;
 pub mod process;
 pub mod reconcile;
 pub mod scaling;
@@ -190,6 +194,9 @@ pub async fn run(
         wake_timeout: Duration::from_millis(serve.wake_timeout_ms),
         restart_timeout: RESTART_TIMEOUT,
         signup,
+        logins: Arc::new(operator_api::Logins::new(Duration::from_secs(
+            settings.control.operator_session_hours * 3600,
+        ))),
     };
     let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

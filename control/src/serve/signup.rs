@@ -165,15 +165,7 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
     {
         Ok(info) => {
             tracing::info!(schema = %info.schema, domain = %domain, "signed up");
-            // The company profile (the pharmacy's name on its pages and receipts) is the
-            // sign-up's to create; without it the pharmacy fills it in under Settings.
-            let profile = format!(
-                "INSERT INTO {}.company (name) VALUES ($1) ON CONFLICT (id) DO NOTHING",
-                schema.quoted()
-            );
-            if let Err(e) = client.execute(&profile, &[&name]).await {
-                tracing::warn!(schema = %info.schema, error = %e, "sign-up: no company profile");
-            }
+            start_company_profile(&client, &schema, &name).await;
             let base = signup.tenant_url.replace("{domain}", domain.as_str());
             Ok(Created {
                 schema: info.schema,
@@ -185,6 +177,23 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
         Err(ControlError::Invalid(m)) if m.contains("already") => Err(Refused::taken()),
         Err(ControlError::Invalid(m)) => Err(Refused::invalid("name", capitalized(&m))),
         Err(e) => Err(Refused::failed(e)),
+    }
+}
+
+/// The company profile (the pharmacy's name on its pages and receipts) of a pharmacy made on
+/// the web (sign-up, operator console); without it the pharmacy fills it in under Settings,
+/// so a failure is only logged.
+pub(super) async fn start_company_profile(
+    client: &tokio_postgres::Client,
+    schema: &SchemaName,
+    name: &str,
+) {
+    let profile = format!(
+        "INSERT INTO {}.company (name) VALUES ($1) ON CONFLICT (id) DO NOTHING",
+        schema.quoted()
+    );
+    if let Err(e) = client.execute(&profile, &[&name]).await {
+        tracing::warn!(%schema, error = %e, "no company profile");
     }
 }
 
@@ -205,7 +214,8 @@ async fn taken(
     Ok(row.get(0))
 }
 
-fn capitalized(message: &str) -> String {
+/// A library message as a sentence for a form: capitalised, with a full stop.
+pub(super) fn capitalized(message: &str) -> String {
     let mut chars = message.chars();
     match chars.next() {
         Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),

@@ -105,6 +105,12 @@ pub struct TenantStatus {
     pub restart_in_ms: Option<u64>,
     pub last_exit: Option<ExitRecord>,
     pub policy: Policy,
+    /// Requests its workers served over the last minute (from their load reports).
+    #[serde(default)]
+    pub requests_last_minute: u64,
+    /// The last time it served a request or had one in flight, since the daemon started.
+    #[serde(default)]
+    pub last_request_at_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

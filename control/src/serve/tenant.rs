@@ -5,13 +5,13 @@
 //! processes. Load-based scaling lives in [`super::scaling`], workers in [`super::worker`].
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use apotheca_worker::channel::Load;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::status::{ExitRecord, Policy, RestartReply, TenantStatus, WakeError};
+use super::status::{unix_ms, ExitRecord, Policy, RestartReply, TenantStatus, WakeError};
 use super::worker::{Phase, Retire, Worker, WorkerId};
 use super::Tuning;
 
@@ -34,6 +34,9 @@ pub enum Action {
 
 pub type WakeReply = Result<Vec<String>, WakeError>;
 
+/// What "requests in the last minute" counts over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
 pub struct Tenant {
     pub schema: String,
     pub status: Status,
@@ -53,6 +56,11 @@ pub struct Tenant {
     pub last_busy: Instant,
     pub hot_since: Option<Instant>,
     pub cool_since: Option<Instant>,
+    /// Requests served within the last [`RATE_WINDOW`]: (report time, requests since that
+    /// worker's previous report). The operator console's request rate.
+    pub served_recently: VecDeque<(Instant, u64)>,
+    /// When it last served a request or had one in flight (since the daemon started).
+    pub last_request: Option<SystemTime>,
     pub wake_waiters: Vec<oneshot::Sender<WakeReply>>,
     pub restart_waiters: Vec<(usize, oneshot::Sender<RestartReply>)>,
 }
@@ -75,6 +83,8 @@ impl Tenant {
             last_busy: now,
             hot_since: None,
             cool_since: None,
+            served_recently: VecDeque::new(),
+            last_request: None,
             wake_waiters: Vec::new(),
             restart_waiters: Vec::new(),
         }
@@ -209,6 +219,10 @@ impl Tenant {
         let previous = w.reported_at.map(|at| (at, w.load));
         w.concurrency = super::scaling::concurrency(previous, load, now);
         let busy = load.in_flight > 0 || previous.is_some_and(|(_, p)| load.served > p.served);
+        // A worker's first report counts everything it served since it started.
+        let served = load
+            .served
+            .saturating_sub(previous.map_or(0, |(_, p)| p.served));
         w.load = load;
         w.reported_at = Some(now);
         let over = tuning.max_rss_bytes > 0 && load.rss_bytes > tuning.max_rss_bytes;
@@ -227,6 +241,32 @@ impl Tenant {
         if busy {
             self.last_busy = now;
         }
+        if served > 0 {
+            self.served_recently.push_back((now, served));
+        }
+        if served > 0 || load.in_flight > 0 {
+            self.last_request = Some(SystemTime::now());
+        }
+        self.forget_old_requests(now);
+    }
+
+    fn forget_old_requests(&mut self, now: Instant) {
+        while self
+            .served_recently
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            self.served_recently.pop_front();
+        }
+    }
+
+    /// Requests served within the last [`RATE_WINDOW`].
+    pub fn requests_last_minute(&self, now: Instant) -> u64 {
+        self.served_recently
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) <= RATE_WINDOW)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// The worker closed its channel: it is stopping, asked or not. (One still starting is
@@ -329,6 +369,8 @@ impl Tenant {
                 .map(|at| at.duration_since(now).as_millis() as u64),
             last_exit: self.last_exit.clone(),
             policy: self.policy.clone(),
+            requests_last_minute: self.requests_last_minute(now),
+            last_request_at_unix_ms: self.last_request.map(unix_ms),
         }
     }
 

@@ -385,3 +385,35 @@ fn stopping_drains_ready_workers_at_once_and_kills_starting_ones() {
     t.on_exit(ids[0], "exited with status 0", now, &t_, true);
     assert_eq!(t.restarts, 0);
 }
+
+#[test]
+fn requests_are_counted_over_the_last_minute() {
+    let start = Instant::now();
+    let t_ = tuning();
+    let mut t = tenant(0, 2, start);
+    let mut next = 1;
+    let (reply, _answer) = oneshot::channel();
+    t.wake(start, reply);
+    let ids = step(&mut t, &mut next, start);
+    t.on_ready(ids[0], start);
+    assert_eq!((t.requests_last_minute(start), t.last_request), (0, None));
+    let load = |served| Load {
+        served,
+        ..Load::default()
+    };
+    // The first report counts what the worker served since it started.
+    t.on_load(ids[0], load(5), start, &t_);
+    let later = start + Duration::from_secs(30);
+    t.on_load(ids[0], load(12), later, &t_);
+    assert_eq!(t.requests_last_minute(later), 12);
+    assert!(t.last_request.is_some());
+    let status = t.status(later);
+    assert_eq!(status.requests_last_minute, 12);
+    assert!(status.last_request_at_unix_ms.is_some());
+    // A minute after the first report only the second one is left; then none.
+    assert_eq!(t.requests_last_minute(start + Duration::from_secs(61)), 7);
+    let quiet = start + Duration::from_secs(91);
+    t.on_load(ids[0], load(12), quiet, &t_);
+    assert_eq!(t.requests_last_minute(quiet), 0);
+    assert!(t.served_recently.is_empty());
+}

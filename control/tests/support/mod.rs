@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod echo;
 pub mod proxy;
+pub mod site;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,37 @@ impl Apotheca {
             run.stdout, run.stderr
         );
         run
+    }
+
+    /// Runs with `input` on standard input.
+    pub async fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = self.command(args);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("running apotheca");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `create-operator` with the password on standard input.
+    pub async fn create_operator(&self, username: &str, password: &str) {
+        let args = [
+            "create-operator",
+            "--username",
+            username,
+            "--password-stdin",
+        ];
+        let run = self.run_with_stdin(&args, &format!("{password}\n")).await;
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     }
 
     pub async fn create(&self, schema: &str) {

@@ -77,10 +77,30 @@ struct ErrorPage<'a> {
     title: &'a str,
     message: &'a str,
     css: &'static str,
+    links: &'a Links,
 }
+
+/// Where an error page leads: a home page and a login page.
+pub struct Links {
+    pub home: &'static str,
+    pub home_label: &'static str,
+    pub login: &'static str,
+}
+
+/// A pharmacy's pages.
+pub const PHARMACY_LINKS: Links = Links {
+    home: "/dashboard",
+    home_label: "Go to the dashboard",
+    login: "/login",
+};
 
 /// An HTML page for `status` with `message` (which must be fit to show: `ApiError`s are).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
+    error_page_in(status, message, &PHARMACY_LINKS)
+}
+
+/// [`error_page`] with links of another part of the site (the operator console).
+pub fn error_page_in(status: StatusCode, message: &str, links: &Links) -> Response {
     let title = match status.as_u16() {
         400 => "Bad request",
         403 => "Not allowed",
@@ -99,6 +119,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         title,
         message,
         css: super::assets::url("app.css"),
+        links,
     };
     match page.render() {
         Ok(body) => (status, Html(body)).into_response(),

@@ -6,7 +6,6 @@
 //! (`[worker] signups_per_hour`), counted before anything else is checked.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::account::public_page;
 use super::error::{see_other, PageResult};
@@ -28,8 +26,6 @@ use crate::state::AppState;
 
 const SITE: &str = "Apotheca";
 const HOUR: Duration = Duration::from_secs(3600);
-/// Provisioning migrates a schema when no spare is ready: seconds, not minutes.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/create-tenant/", get(signup_form).post(signup))
         .route("/tenants/find/", get(find))
         .route("/static/{file}", get(super::assets::serve))
+        .merge(super::console::router())
         .layer(axum::middleware::map_response(site_headers))
 }
 
@@ -178,11 +175,8 @@ async fn signup(
         "admin_user": data.get("admin_user"),
         "admin_password": data.get("admin_password"),
     });
-    let answer = tokio::time::timeout(CONTROL_TIMEOUT, post_json(socket, "/v1/tenants", &body))
-        .await
-        .map_err(|_| "no answer in time".to_owned())
-        .and_then(|r| r);
-    match answer {
+    let answer = super::control_api::call(socket, "POST", "/v1/tenants", None, Some(&body)).await;
+    match answer.map(|a| (a.status, a.json)) {
         Ok((201, created)) => {
             let domain = created["domain"].as_str().unwrap_or_default();
             let to = site_url(&headers, domain)
@@ -214,7 +208,7 @@ async fn signup(
 /// `<scheme>://<domain>[:port]/login`, with the scheme and port this request came in by
 /// (the proxy's X-Forwarded-Proto and the Host header), so the browser stays on the same
 /// listener.
-fn site_url(headers: &HeaderMap, domain: &str) -> Option<String> {
+pub(super) fn site_url(headers: &HeaderMap, domain: &str) -> Option<String> {
     if domain.is_empty() {
         return None;
     }
@@ -273,43 +267,6 @@ async fn find(
         found,
     };
     super::view::render(StatusCode::OK, &page)
-}
-
-/// One HTTP/1.1 request to control's API socket: the status and the JSON answer.
-async fn post_json(
-    socket: &Path,
-    path: &str,
-    body: &serde_json::Value,
-) -> Result<(u16, serde_json::Value), String> {
-    let mut stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("writing to control: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| format!("reading control's answer: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| "a malformed answer from control".to_owned())?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "a malformed status line from control".to_owned())?;
-    let json = serde_json::from_str(rest).unwrap_or(serde_json::Value::Null);
-    Ok((status, json))
 }
 
 #[cfg(test)]

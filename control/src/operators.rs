@@ -1,0 +1,258 @@
+//! Operators: the hosting provider's people who use the operator console, and their sessions
+//! (`public.operators`, `public.operator_sessions`, which only control reads). This module
+//! owns their SQL: creating, listing, deleting and deactivating operators (`apotheca
+//! create-operator` and friends), and the sessions the console's login opens (the token is
+//! only ever the operator's; its SHA-256 is stored).
+
+use std::time::Duration;
+
+use apotheca_worker::accounts;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::GenericClient;
+
+use crate::error::{ControlError, Result};
+
+/// Operators can do anything to every tenant: their passwords are longer than a pharmacy
+/// user's.
+pub const MIN_PASSWORD: usize = 12;
+
+/// An operator as `list-operators` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Operator {
+    pub username: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// The operator a valid session belongs to.
+#[derive(Debug, Clone)]
+pub struct SessionOperator {
+    pub id: i64,
+    pub username: String,
+}
+
+/// What a login checks a password against.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub id: i64,
+    pub password_hash: String,
+    pub active: bool,
+}
+
+/// A username: trimmed, lowercased, 1 to 150 letters, digits or `. _ @ + -`.
+pub fn parse_username(raw: &str) -> Result<String> {
+    let username = raw.trim().to_lowercase();
+    let valid = (1..=150).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
+    if valid {
+        Ok(username)
+    } else {
+        Err(ControlError::invalid(
+            "the operator username must be 1 to 150 letters, digits or . _ @ + -",
+        ))
+    }
+}
+
+/// A pharmacy user's password rules, and at least [`MIN_PASSWORD`] characters.
+pub fn check_password(password: &str) -> Result<()> {
+    accounts::check_new_password(password).map_err(ControlError::invalid)?;
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(ControlError::invalid(format!(
+            "an operator's password needs at least {MIN_PASSWORD} characters"
+        )));
+    }
+    if password.chars().all(|c| password.starts_with(c)) {
+        return Err(ControlError::invalid(
+            "an operator's password cannot be one character repeated",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds an operator; a taken username is bad input (exit 2).
+pub async fn create(
+    client: &impl GenericClient,
+    username: &str,
+    password_hash: &str,
+) -> Result<()> {
+    let inserted = client
+        .execute(
+            "INSERT INTO public.operators (username, password_hash) VALUES ($1, $2)",
+            &[&username, &password_hash],
+        )
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(ControlError::invalid(
+            format!("the operator username {username:?} is already taken"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list(client: &impl GenericClient) -> Result<Vec<Operator>> {
+    let rows = client
+        .query(
+            "SELECT username, active, created_at, last_login_at FROM public.operators
+             ORDER BY username",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Operator {
+            username: r.get(0),
+            active: r.get(1),
+            created_at: r.get(2),
+            last_login_at: r.get(3),
+        })
+        .collect())
+}
+
+fn unknown(username: &str) -> ControlError {
+    ControlError::invalid(format!(
+        "no operator named {username:?} (see `apotheca list-operators`)"
+    ))
+}
+
+/// Removes an operator and their sessions.
+pub async fn delete(client: &impl GenericClient, username: &str) -> Result<()> {
+    let n = client
+        .execute(
+            "DELETE FROM public.operators WHERE username = $1",
+            &[&username],
+        )
+        .await?;
+    if n == 0 {
+        return Err(unknown(username));
+    }
+    Ok(())
+}
+
+/// Keeps the operator but ends their sessions and refuses their logins; false when they
+/// already were inactive.
+pub async fn deactivate(client: &mut tokio_postgres::Client, username: &str) -> Result<bool> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT id, active FROM public.operators WHERE username = $1 FOR UPDATE",
+            &[&username],
+        )
+        .await?
+        .ok_or_else(|| unknown(username))?;
+    let (id, active): (i64, bool) = (row.get(0), row.get(1));
+    tx.execute(
+        "UPDATE public.operators SET active = false WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM public.operator_sessions WHERE operator_id = $1",
+        &[&id],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(active)
+}
+
+/// The stored password hash of `username` (already lowercased), if there is such an operator.
+pub async fn credentials(
+    client: &impl GenericClient,
+    username: &str,
+) -> Result<Option<Credentials>> {
+    let row = client
+        .query_opt(
+            "SELECT id, password_hash, active FROM public.operators WHERE username = $1",
+            &[&username],
+        )
+        .await?;
+    Ok(row.map(|r| Credentials {
+        id: r.get(0),
+        password_hash: r.get(1),
+        active: r.get(2),
+    }))
+}
+
+/// Opens a session lasting `lifetime`: the token to hand to the operator and when it expires.
+/// Expired sessions of everyone are cleared on the way.
+pub async fn open_session(
+    client: &impl GenericClient,
+    operator_id: i64,
+    lifetime: Duration,
+) -> Result<(String, DateTime<Utc>)> {
+    let (token, hash) = accounts::new_token();
+    let secs = i64::try_from(lifetime.as_secs().max(1)).unwrap_or(i64::MAX / 2);
+    client
+        .execute(
+            "DELETE FROM public.operator_sessions WHERE expires_at <= now()",
+            &[],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "INSERT INTO public.operator_sessions (token_hash, operator_id, expires_at)
+             VALUES ($1, $2, now() + make_interval(secs => $3::bigint::double precision))
+             RETURNING expires_at",
+            &[&hash, &operator_id, &secs],
+        )
+        .await?;
+    client
+        .execute(
+            "UPDATE public.operators SET last_login_at = now() WHERE id = $1",
+            &[&operator_id],
+        )
+        .await?;
+    Ok((token, row.get(0)))
+}
+
+/// The active operator whose unexpired session `token` is, if any.
+pub async fn session(client: &impl GenericClient, token: &str) -> Result<Option<SessionOperator>> {
+    if token.is_empty() || token.len() > 100 {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT o.id, o.username FROM public.operator_sessions s
+             JOIN public.operators o ON o.id = s.operator_id
+             WHERE s.token_hash = $1 AND s.expires_at > now() AND o.active",
+            &[&accounts::token_hash(token)],
+        )
+        .await?;
+    Ok(row.map(|r| SessionOperator {
+        id: r.get(0),
+        username: r.get(1),
+    }))
+}
+
+/// Ends the session `token`.
+pub async fn close_session(client: &impl GenericClient, token: &str) -> Result<()> {
+    client
+        .execute(
+            "DELETE FROM public.operator_sessions WHERE token_hash = $1",
+            &[&accounts::token_hash(token)],
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_and_passwords() {
+        assert_eq!(parse_username("  Alice@Host ").unwrap(), "alice@host");
+        for bad in ["", " ", "a b", "é", &"a".repeat(151)] {
+            assert!(parse_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_password("correct horse battery").is_ok());
+        for weak in ["short", "elevenchars", "aaaaaaaaaaaaaaaa", "            "] {
+            assert!(check_password(weak).is_err(), "{weak:?}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The operator console's logins on the daemon's API: `POST /v1/operators/login` opens a
+//! session ([`crate::operators`]) and answers its token, `POST /v1/operators/logout` ends it,
+//! `GET /v1/operators/me` says whose it is. [`Operator`] is the extractor every console
+//! route takes: a live session's `Authorization: Bearer` token, checked here, else 401.
+//!
+//! The public site forwards logins with the client's address; failures are counted per
+//! username and address (in memory: one daemon answers them all), and past
+//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`] refused with 429 until the window has passed.
+//! An attempt counts as a failure before the password is checked, so parallel guesses count
+//! each other.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use apotheca_worker::accounts;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::api::{Api, ApiError};
+use crate::operators::{self, SessionOperator};
+
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+pub fn router() -> Router<Api> {
+    Router::new()
+        .route("/v1/operators/login", post(login))
+        .route("/v1/operators/logout", post(logout))
+        .route("/v1/operators/me", get(me))
+}
+
+/// Failed logins per (username, address), and how long a session lasts.
+pub struct Logins {
+    failures: Mutex<HashMap<(String, String), Vec<Instant>>>,
+    pub session_lifetime: Duration,
+}
+
+impl Logins {
+    pub fn new(session_lifetime: Duration) -> Self {
+        Self {
+            failures: Mutex::default(),
+            session_lifetime,
+        }
+    }
+
+    /// Counts an attempt as a failure; past the limit, how long until the next is allowed.
+    fn attempt(&self, key: &(String, String), now: Instant) -> Result<(), Duration> {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, times| {
+                times
+                    .iter()
+                    .any(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
+        }
+        let times = map.entry(key.clone()).or_default();
+        times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+        if times.len() >= MAX_FAILURES {
+            let oldest = times.first().copied().unwrap_or(now);
+            return Err(FAILURE_WINDOW.saturating_sub(now.duration_since(oldest)));
+        }
+        times.push(now);
+        Ok(())
+    }
+
+    /// A good password: the failures of that username from that address are forgotten.
+    fn succeeded(&self, key: &(String, String)) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    /// The client's address as the public site saw it.
+    #[serde(default)]
+    address: Option<String>,
+}
+
+fn wrong() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "wrong_login",
+        "Wrong username or password.",
+    )
+}
+
+async fn login(
+    State(api): State<Api>,
+    Json(body): Json<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let username = body.username.trim().to_lowercase();
+    let address = body
+        .address
+        .map(|a| a.trim().chars().take(64).collect::<String>())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+    let key = (username.clone(), address.clone());
+    if let Err(wait) = api.logins.attempt(&key, Instant::now()) {
+        tracing::warn!(%username, %address, "operator login refused: too many failures");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "Too many failed logins; try again in {} minutes.",
+                wait.as_secs().div_ceil(60).max(1)
+            ),
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
+        return Err(wrong());
+    }
+    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+    let found = operators::credentials(&client, &username)
+        .await
+        .map_err(ApiError::database)?;
+    // A missing operator costs as long as a wrong password: no telling which names exist.
+    let hash = found
+        .as_ref()
+        .map_or(accounts::dummy_hash(), |c| c.password_hash.as_str());
+    let matches = accounts::verify_password_async(hash, &body.password).await;
+    let operator = match found {
+        Some(c) if matches && c.active => c,
+        _ => {
+            tracing::warn!(%username, %address, "operator login failed");
+            return Err(wrong());
+        }
+    };
+    api.logins.succeeded(&key);
+    let (token, expires_at) =
+        operators::open_session(&client, operator.id, api.logins.session_lifetime)
+            .await
+            .map_err(ApiError::database)?;
+    tracing::info!(%username, %address, "operator logged in");
+    Ok(Json(json!({
+        "token": token,
+        "username": username,
+        "expires_at": expires_at,
+    })))
+}
+
+/// The operator of a request's bearer token; 401 without a live session.
+pub struct Operator {
+    pub operator: SessionOperator,
+    pub token: String,
+}
+
+impl FromRequestParts<Api> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "An operator session token is needed (Authorization: Bearer).",
+            )
+        };
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(unauthorized)?
+            .to_owned();
+        let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+        let operator = operators::session(&client, &token)
+            .await
+            .map_err(ApiError::database)?
+            .ok_or_else(unauthorized)?;
+        Ok(Self { operator, token })
+    }
+}
+
+async fn logout(State(api): State<Api>, who: Operator) -> Result<Json<Value>, ApiError> {
+    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+    operators::close_session(&client, &who.token)
+        .await
+        .map_err(ApiError::database)?;
+    tracing::info!(username = %who.operator.username, "operator logged out");
+    Ok(Json(json!({ "username": who.operator.username })))
+}
+
+async fn me(who: Operator) -> Json<Value> {
+    Json(json!({ "username": who.operator.username }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_limited_per_username_and_address() {
+        let logins = Logins::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let key = ("alice".to_owned(), "10.0.0.1".to_owned());
+        for _ in 0..MAX_FAILURES {
+            assert!(logins.attempt(&key, now).is_ok());
+        }
+        assert!(logins.attempt(&key, now).is_err());
+        let elsewhere = ("alice".to_owned(), "10.0.0.2".to_owned());
+        assert!(logins.attempt(&elsewhere, now).is_ok());
+        assert!(logins.attempt(&key, now + FAILURE_WINDOW).is_ok());
+        logins.succeeded(&key);
+        assert!(logins.attempt(&key, now).is_ok());
+    }
+}

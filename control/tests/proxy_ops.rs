@@ -2,7 +2,8 @@
 //! answered, none hangs), one tenant overloaded (503 with Retry-After at once, another tenant
 //! unaffected, a slow client's body holding no slot), a zero-downtime upgrade on SIGQUIT under
 //! continuous requests, and SIGTERM letting requests in flight finish and leaving nothing
-//! behind. Requests held at a worker use the stand-in worker of `support::echo`.
+//! behind; a taken port stops the start with an error. Requests held at a worker use the
+//! stand-in worker of `support::echo`.
 
 mod support;
 
@@ -387,4 +388,36 @@ async fn sigterm_lets_requests_in_flight_finish_and_leaves_nothing_behind() {
         "{left:?}"
     );
     assert!(d.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_taken_port_is_an_error_at_start() {
+    let a = Apotheca::migrated().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = a.dir.path().join("taken.toml");
+    std::fs::write(
+        &config,
+        format!("[proxy]\nhttp_listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new(support::proxy::proxy_bin())
+            .arg("--config")
+            .arg(&config)
+            .current_dir(a.dir.path())
+            .env_remove("APOTHECA_CONFIG")
+            .env("DATABASE_URL", a.db.url())
+            .output(),
+    )
+    .await
+    .expect("the proxy neither listened nor exited")
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("http_listen 127.0.0.1:{port}")) && err.contains("in use"),
+        "{err}"
+    );
 }

@@ -114,6 +114,15 @@ pub fn run(cli: Cli) -> ExitCode {
         _ => None,
     };
 
+    // Pingora would retry a taken port for 30 s and then fail inside a service thread; a
+    // successor (--upgrade) gets the sockets of the proxy it replaces instead.
+    if !cli.upgrade {
+        if let Err(e) = ports_free(&settings.proxy) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+
     // The routes before the first request: a proxy that cannot route does not listen.
     let routes = Arc::new(Routes::default());
     let first = tokio::runtime::Builder::new_current_thread()
@@ -229,6 +238,22 @@ pub fn run(cli: Cli) -> ExitCode {
     ));
     tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, "proxy serving");
     server.run_forever()
+}
+
+/// Checks that every listener's address can be bound now.
+fn ports_free(p: &settings::ProxySettings) -> Result<(), String> {
+    let listeners = [
+        ("http_listen", Some(&p.http_listen)),
+        ("https_listen", p.https_listen.as_ref()),
+        ("admin_listen", p.admin_listen.as_ref()),
+    ];
+    for (name, addr) in listeners {
+        if let Some(addr) = addr {
+            std::net::TcpListener::bind(addr.as_str())
+                .map_err(|e| format!("[proxy] {name} {addr}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// How a stopping proxy lets its requests finish.

@@ -73,7 +73,7 @@ daemon_answers() {
   curl -sf --max-time 10 --unix-socket "$STATE/run/apotheca.sock" -o /dev/null http://control/v1/status
 }
 
-# A port taken meanwhile: the proxy says so in its log (and may stay up without it).
+# A port taken meanwhile: the proxy says so in its log and exits.
 port_taken() {
   grep -qE 'in use|cannot open the admin listener' "$STATE/proxy.log"
 }

@@ -198,6 +198,10 @@ impl Proxy {
         let started = tokio::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // A port taken between picking it and binding it: the proxy says so and exits.
+                if std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains("in use")) {
+                    return Err(Start::PortTaken(self.log_tail()));
+                }
                 return Err(Start::Failed(format!(
                     "apotheca-proxy exited ({status}) before it listened:\n{}",
                     self.log_tail()

@@ -14,7 +14,7 @@
 # time over the run / requests). Everything runs in a mktemp folder, stopped and removed at the
 # end; every process started here is stopped by its PID.
 #
-# Knobs: DURATION (s, default 10), CONNS (default 64), SKIP_BUILD=1, PERF_PROXY=FILE (record a
+# Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), SKIP_BUILD=1, PERF_PROXY=FILE (record a
 # `perf` profile of the proxy run; PERF_ARGS: its options, default -g), PROXY_RUST_LOG. Installs nginx with apt when it is missing.
 set -euo pipefail
 export LC_ALL=C
@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-3}
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
@@ -133,7 +134,7 @@ run() {
   local before=0 after=0
   [[ -z $pids ]] || before=$(cpu $pids)
   local perf_pid=
-  if [[ $label == proxy && -n ${PERF_PROXY:-} ]]; then
+  if [[ $label == proxy && -n ${PERF_PROXY:-} && ${round:-1} == 1 ]]; then
     perf record ${PERF_ARGS:--g} -p "$PROXY_PID" -o "$PERF_PROXY" -- sleep "$DURATION" 2>/dev/null &
     perf_pid=$!
   fi
@@ -150,22 +151,31 @@ run() {
   [[ -z $pids ]] || us=$(awk -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) * 1e6 / n}')
   echo "$out|$us"
 }
-DIRECT=$(run direct "unix:$SOCK")
-NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
-PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
-
 field() { printf '%s' "${1%%|*}" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"; }
 us() { printf '%s' "${1##*|}"; }
 ok() { printf '%s' "${1%%|*}" | grep -o '"statuses":{[^}]*}'; }
-D_P99=$(field "$DIRECT" p99_ms)
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+# Rounds, each direct → nginx → proxy, so that the machine's drift reaches all three alike;
+# the summary takes each figure's median over the rounds.
+ROWS="" RATIOS="" ADDED_N="" ADDED_P="" US_N="" US_P="" STATUSES=""
+for round in $(seq 1 "$ROUNDS"); do
+  DIRECT=$(run direct "unix:$SOCK")
+  NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
+  PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+  D_P99=$(field "$DIRECT" p99_ms)
+  add_n=$(awk -v a="$(field "$NGX" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
+  add_p=$(awk -v a="$(field "$PROXY" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
+  ratio=$(awk -v a="$(field "$PROXY" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
+  ROWS+="| $round | $(field "$DIRECT" rps) / $D_P99 | $(field "$NGX" rps) / $(field "$NGX" p99_ms) | $(field "$PROXY" rps) / $(field "$PROXY" p99_ms) | $add_n / $add_p ms | $(us "$NGX") / $(us "$PROXY") µs | $ratio |"$'\n'
+  RATIOS+="$ratio " ADDED_N+="$add_n " ADDED_P+="$add_p " US_N+="$(us "$NGX") " US_P+="$(us "$PROXY") "
+  STATUSES+="round $round: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY")"$'\n'
+done
 cat <<OUT
 
-| same worker, ${CONNS} connections, ${DURATION} s each | req/s | p50 ms | p99 ms | added p99 vs direct | hop CPU per request |
-|---|---|---|---|---|---|
-| direct (Unix socket) | $(field "$DIRECT" rps) | $(field "$DIRECT" p50_ms) | $D_P99 | | |
-| nginx → worker | $(field "$NGX" rps) | $(field "$NGX" p50_ms) | $(field "$NGX" p99_ms) | $(awk -v a="$(field "$NGX" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f ms", a - b}') | $(us "$NGX") µs |
-| apotheca-proxy → worker | $(field "$PROXY" rps) | $(field "$PROXY" p50_ms) | $(field "$PROXY" p99_ms) | $(awk -v a="$(field "$PROXY" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f ms", a - b}') | $(us "$PROXY") µs |
-
-proxy / nginx throughput: $(awk -v a="$(field "$PROXY" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
-statuses: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY")
+| round (${CONNS} connections, ${DURATION} s each) | direct req/s / p99 ms | nginx → worker req/s / p99 ms | apotheca-proxy → worker req/s / p99 ms | added p99 vs direct, nginx / proxy | hop CPU per request, nginx / proxy | proxy ÷ nginx req/s |
+|---|---|---|---|---|---|---|
+${ROWS}
+medians over $ROUNDS round(s): proxy ÷ nginx throughput $(echo "$RATIOS" | median); added p99 nginx $(echo "$ADDED_N" | median) ms, proxy $(echo "$ADDED_P" | median) ms; hop CPU per request nginx $(echo "$US_N" | median) µs, proxy $(echo "$US_P" | median) µs
+${STATUSES}
 OUT

@@ -14,7 +14,8 @@
 # time over the run / requests). Everything runs in a mktemp folder, stopped and removed at the
 # end; every process started here is stopped by its PID.
 #
-# Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), SKIP_BUILD=1, PERF_PROXY=FILE (record a
+# Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), SKIP_BUILD=1,
+# VARIANT / VARIANT_BIN (a second proxy with other settings or another build, in the same rounds), PERF_PROXY=FILE (record a
 # `perf` profile of the proxy run; PERF_ARGS: its options, default -g), PROXY_RUST_LOG. Installs nginx with apt when it is missing.
 set -euo pipefail
 export LC_ALL=C
@@ -113,6 +114,18 @@ APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$(free_port) APOTHECA_PROXY__UPGRADE_SOCK
 DATABASE_URL=$("$A" db url) RUST_LOG=${PROXY_RUST_LOG:-info} "$P" >"$STATE/proxy.log" 2>&1 &
 PROXY_PID=$!
 PIDS+=($PROXY_PID)
+# A second proxy to compare with in the same rounds: other settings (VARIANT, e.g.
+# "APOTHECA_PROXY__THREADS=1") and/or another build (VARIANT_BIN).
+VARIANT_PID=
+if [[ -n ${VARIANT:-}${VARIANT_BIN:-} ]]; then
+  PORT_V=$(free_port)
+  env ${VARIANT:-} APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$PORT_V \
+    APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
+    APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$(free_port) APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-v-upgrade.sock \
+    DATABASE_URL=$("$A" db url) RUST_LOG=${PROXY_RUST_LOG:-info} "${VARIANT_BIN:-$P}" >"$STATE/proxy-v.log" 2>&1 &
+  VARIANT_PID=$!
+  PIDS+=($VARIANT_PID)
+fi
 sleep 1
 
 # CPU seconds (user + system) of a process and its threads (and children, for nginx's workers).
@@ -130,7 +143,7 @@ run() {
   local label=$1 target=$2
   "$L" run --target "$target" --connections 4 --duration 1 --header "$AUTH" --header "Host: bench.localhost" --path "/api/v1/medicines/$M" >/dev/null
   local pids=""
-  case $label in nginx) pids=$(nginx_pids) ;; proxy) pids=$PROXY_PID ;; esac
+  case $label in nginx) pids=$(nginx_pids) ;; proxy) pids=$PROXY_PID ;; variant) pids=$VARIANT_PID ;; esac
   local before=0 after=0
   [[ -z $pids ]] || before=$(cpu $pids)
   local perf_pid=
@@ -158,7 +171,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR
 
 # Rounds, each direct → nginx → proxy, so that the machine's drift reaches all three alike;
 # the summary takes each figure's median over the rounds.
-ROWS="" RATIOS="" ADDED_N="" ADDED_P="" US_N="" US_P="" STATUSES=""
+ROWS="" VROWS="" VRATIOS="" US_V="" RATIOS="" ADDED_N="" ADDED_P="" US_N="" US_P="" STATUSES=""
 for round in $(seq 1 "$ROUNDS"); do
   DIRECT=$(run direct "unix:$SOCK")
   NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
@@ -170,6 +183,13 @@ for round in $(seq 1 "$ROUNDS"); do
   ROWS+="| $round | $(field "$DIRECT" rps) / $D_P99 | $(field "$NGX" rps) / $(field "$NGX" p99_ms) | $(field "$PROXY" rps) / $(field "$PROXY" p99_ms) | $add_n / $add_p ms | $(us "$NGX") / $(us "$PROXY") µs | $ratio |"$'\n'
   RATIOS+="$ratio " ADDED_N+="$add_n " ADDED_P+="$add_p " US_N+="$(us "$NGX") " US_P+="$(us "$PROXY") "
   STATUSES+="round $round: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY")"$'\n'
+  if [[ -n $VARIANT_PID ]]; then
+    VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
+    vratio=$(awk -v a="$(field "$VAR" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
+    VROWS+="| $round | $(field "$VAR" rps) / $(field "$VAR" p99_ms) | $(us "$VAR") µs | $vratio |"$'\n'
+    VRATIOS+="$vratio " US_V+="$(us "$VAR") "
+    STATUSES+="round $round: variant $(ok "$VAR")"$'\n'
+  fi
 done
 cat <<OUT
 
@@ -179,3 +199,13 @@ ${ROWS}
 medians over $ROUNDS round(s): proxy ÷ nginx throughput $(echo "$RATIOS" | median); added p99 nginx $(echo "$ADDED_N" | median) ms, proxy $(echo "$ADDED_P" | median) ms; hop CPU per request nginx $(echo "$US_N" | median) µs, proxy $(echo "$US_P" | median) µs
 ${STATUSES}
 OUT
+if [[ -n $VARIANT_PID ]]; then
+  cat <<OUT
+variant (${VARIANT:-} ${VARIANT_BIN:-}), run after the proxy in each round:
+
+| round | variant req/s / p99 ms | hop CPU per request | variant ÷ nginx req/s |
+|---|---|---|---|
+${VROWS}
+medians: variant ÷ nginx throughput $(echo "$VRATIOS" | median); hop CPU per request $(echo "$US_V" | median) µs
+OUT
+fi

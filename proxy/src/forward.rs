@@ -52,6 +52,9 @@ pub struct Edge {
     pub settings: ProxySettings,
     /// Requests between their head and their log line (a stopping proxy waits for them).
     pub in_flight: Arc<InFlight>,
+    /// Connections accepted whose first request has not arrived yet (a stopping proxy waits
+    /// for those too: their clients are sending).
+    pub fresh: Arc<InFlight>,
     /// Client connections open, against `[proxy] max_connections`.
     pub connections: AtomicUsize,
     public_hosts: HashSet<String>,
@@ -150,6 +153,7 @@ impl Edge {
             access_log,
             settings,
             in_flight: Arc::default(),
+            fresh: Arc::default(),
             connections: AtomicUsize::new(0),
             public_hosts,
             https_port,
@@ -480,7 +484,7 @@ pub fn idempotent(method: &str) -> bool {
     )
 }
 
-/// How many requests this process is serving, whatever their tenant or answer.
+/// How many requests (or fresh connections) this process is serving, whatever their tenant.
 #[derive(Debug, Default)]
 pub struct InFlight(AtomicUsize);
 

@@ -6,13 +6,16 @@
 //! when it came in one read (head and body together), else piece by piece as the worker sends
 //! it, each write to the client bounded by `client_send_timeout_ms`; the worker's connection
 //! goes back to its pool as soon as its answer was read to the end. An idle connection is
-//! closed after `keepalive_timeout_secs`, or at once when the proxy stops.
+//! closed after `keepalive_timeout_secs`, or at once when the proxy stops; a new one must send
+//! its first head within the header timeout, and is answered (with `Connection: close`) even
+//! when the proxy stops meanwhile, so a hand-over on SIGQUIT fails no request.
 
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,21 +83,13 @@ struct Outcome {
 impl Client<'_> {
     async fn run(&mut self, mut shutdown: ShutdownWatch) {
         let s = &self.edge.settings;
-        let keepalive = Duration::from_secs(s.keepalive_timeout_secs);
         let header_timeout = Duration::from_millis(s.client_header_timeout_ms);
         let max_head = s.max_header_bytes;
+        let mut fresh = Some(self.edge.fresh.enter());
         loop {
             if self.buf.is_empty() {
-                if *shutdown.borrow() {
-                    return;
-                }
                 self.shrink();
-                let read = tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => return,
-                    r = tokio::time::timeout(keepalive, self.read_more()) => r,
-                };
-                if !matches!(read, Ok(Ok(n)) if n > 0) {
+                if !self.next_request(&mut shutdown, fresh.is_none()).await {
                     return;
                 }
             }
@@ -123,6 +118,8 @@ impl Client<'_> {
                 }
             };
             let closing = *shutdown.borrow();
+            let _counted = self.edge.in_flight.enter();
+            fresh = None;
             match self.request(&head, closing).await {
                 Some(consumed) => {
                     self.buf.drain(..consumed);
@@ -132,11 +129,42 @@ impl Client<'_> {
         }
     }
 
+    /// Waits for the first bytes of the next request; false when the connection ends instead.
+    /// A new connection must send its first head within the header timeout (so an idle one
+    /// costs little), and is answered even when the proxy stops meanwhile: its client has sent
+    /// a request or is about to. One that served requests idles up to the keep-alive timeout
+    /// and, when the proxy stops, closes at once (after taking what already arrived).
+    async fn next_request(&mut self, shutdown: &mut ShutdownWatch, served: bool) -> bool {
+        let s = &self.edge.settings;
+        let wait = if served {
+            Duration::from_secs(s.keepalive_timeout_secs)
+        } else {
+            Duration::from_millis(s.client_header_timeout_ms)
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let stopping = *shutdown.borrow();
+            if stopping && served {
+                return matches!(self.read_more().now_or_never(), Some(Ok(n)) if n > 0);
+            }
+            tokio::select! {
+                biased;
+                changed = shutdown.changed(), if !stopping => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+                read = tokio::time::timeout_at(deadline, self.read_more()) => {
+                    return matches!(read, Ok(Ok(n)) if n > 0);
+                }
+            }
+        }
+    }
+
     /// One request, its head in `buf`; how many bytes of `buf` it took when the connection
     /// goes on, `None` when it must close.
     async fn request(&mut self, head: &RequestHead, closing: bool) -> Option<usize> {
         let started = Instant::now();
-        let _counted = self.edge.in_flight.enter();
         let edge = self.edge;
         let (json, request_id, host) = {
             let buf = &self.buf;

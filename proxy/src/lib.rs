@@ -232,6 +232,7 @@ pub fn run(cli: Cli) -> ExitCode {
             upstreams,
             certificates,
             in_flight: edge.in_flight.clone(),
+            fresh: edge.fresh.clone(),
             drain,
             access_log,
         },
@@ -274,6 +275,7 @@ struct Background {
     upstreams: Arc<Upstreams>,
     certificates: Option<Arc<tls::Certificates>>,
     in_flight: Arc<InFlight>,
+    fresh: Arc<InFlight>,
     drain: Drain,
     access_log: Option<Arc<accesslog::AccessLog>>,
 }
@@ -307,7 +309,7 @@ impl BackgroundService for Background {
         );
         let deadline = started + self.drain.grace + self.drain.timeout;
         while started.elapsed() < self.drain.grace
-            || (self.in_flight.count() > 0 && Instant::now() < deadline)
+            || (self.in_flight.count() + self.fresh.count() > 0 && Instant::now() < deadline)
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -117,6 +117,17 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
     },
+    /// Put every tenant's role back as the tables and the server secret say.
+    ///
+    /// Creates the roles that are missing, makes each a member of this database's tenant group,
+    /// sets its password, search_path, timeouts and connection limit, and grants it its own
+    /// schema. For a whole-database dump restored onto another cluster (pg_restore --no-owner
+    /// --no-acl), whose roles were not in the dump. Idempotent; needs the same server secret.
+    SyncRoles {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: supervise every tenant's workers and serve its API.
     ///
     /// In the foreground: spawns, wakes, scales, restarts and reaps every tenant's workers and

@@ -24,7 +24,7 @@ use crate::spares;
 use crate::tenants::{self, domains, TenantInfo};
 
 use db::db_command;
-use tenant::{create_tenant, list_tenants, seed_tenant, set_status};
+use tenant::{create_tenant, list_tenants, seed_tenant, set_status, sync_roles};
 use up::up;
 
 /// The loaded settings and command-line overrides every command works from.
@@ -132,6 +132,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::SuspendTenant { schema } => set_status(&ctx, &schema, "suspended").await,
         Command::ResumeTenant { schema } => set_status(&ctx, &schema, "active").await,
+        Command::SyncRoles { json } => sync_roles(&ctx, json).await,
         Command::Serve => daemon::serve(&ctx).await,
         Command::Wake {
             schema,

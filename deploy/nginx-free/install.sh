@@ -285,7 +285,7 @@ if systemctl is-active --quiet apotheca-proxy.service 2>/dev/null; then
     run systemctl reload apotheca-proxy.service
   fi
 elif [[ -n $cert && ! -f $cert ]]; then
-  echo "    the proxy waits for its certificate $cert: README.md, \"Certificates\", then"
+  echo "    the proxy waits for its certificate $cert: README.md, step 4 (certificates), then"
   echo "    systemctl enable --now apotheca-proxy"
 else
   run systemctl enable --now apotheca-proxy.service

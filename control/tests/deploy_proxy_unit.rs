@@ -4,8 +4,9 @@
 //! the way systemd reads it), under continuous requests. Start forks a daemon that writes its
 //! PID file; reload hands the listeners to a successor without one failed request, the old
 //! main process exits, and the PID file names the successor (what systemd re-reads when the
-//! old main process exits). A reload with a broken settings file stops before SIGQUIT and
-//! leaves the running proxy alone. Then a stop as systemd does it: SIGTERM to the main PID.
+//! old main process exits); a second reload while the old one still drains is refused by the
+//! unit's guard; a reload with a broken settings file stops before SIGQUIT and leaves the
+//! running proxy alone. Then a stop as systemd does it: SIGTERM to the main PID.
 
 mod support;
 
@@ -60,7 +61,8 @@ impl Paths {
         PathBuf::from(self.map(&units[0]))
     }
 
-    /// The main PID as systemd reads it (`None` while the file is missing or partial).
+    /// The PID file's process (`None` while the file is missing or partial): what systemd
+    /// takes as the main PID after start, and again when the main process exits.
     fn main_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.pid_file())
             .ok()?
@@ -85,14 +87,46 @@ impl Drop for Started {
     }
 }
 
-/// Runs one Exec line the way systemd does (no shell: words, `$MAINPID` replaced), with the
-/// unit's Environment= plus the test database; returns its exit status.
-async fn exec(paths: &Paths, line: &str, db_url: &str, log: &Path) -> std::process::ExitStatus {
-    let main_pid = paths.main_pid().map(|p| p.to_string()).unwrap_or_default();
-    let words: Vec<String> = line
-        .split_whitespace()
-        .map(|w| paths.map(w).replace("$MAINPID", &main_pid))
-        .collect();
+/// An Exec line split into words as systemd does: whitespace separates, quotes group (and
+/// are removed), `$$` is a `$`, and `$MAINPID` / `${MAINPID}` are the main PID.
+fn words(line: &str, main_pid: Option<i32>) -> Vec<String> {
+    let pid = main_pid.map(|p| p.to_string()).unwrap_or_default();
+    let (mut out, mut word, mut quote, mut started) = (vec![], String::new(), None, false);
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => (quote, started) = (Some(c), true),
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    out.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            (_, c) => (word, started) = (word + &c.to_string(), true),
+        }
+    }
+    if started {
+        out.push(word);
+    }
+    out.into_iter()
+        .map(|w| {
+            w.replace("${MAINPID}", &pid)
+                .replace("$MAINPID", &pid)
+                .replace("$$", "$")
+        })
+        .collect()
+}
+
+/// Runs one Exec line the way systemd does (no shell of its own), with the unit's
+/// Environment= plus the test database; returns its exit status.
+async fn exec(
+    paths: &Paths,
+    line: &str,
+    main_pid: Option<i32>,
+    db_url: &str,
+    log: &Path,
+) -> std::process::ExitStatus {
+    let words: Vec<String> = words(line, main_pid).iter().map(|w| paths.map(w)).collect();
     let mut cmd = tokio::process::Command::new(&words[0]);
     cmd.args(&words[1..])
         .env_clear()
@@ -107,6 +141,9 @@ async fn exec(paths: &Paths, line: &str, db_url: &str, log: &Path) -> std::proce
                 .open(log)
                 .unwrap(),
         );
+    if let Some(pid) = main_pid {
+        cmd.env("MAINPID", pid.to_string());
+    }
     for env in service_lines("Environment") {
         let (k, v) = env.split_once('=').expect("Environment=KEY=value");
         cmd.env(k, paths.map(v));
@@ -115,6 +152,24 @@ async fn exec(paths: &Paths, line: &str, db_url: &str, log: &Path) -> std::proce
         .await
         .unwrap_or_else(|_| panic!("{line} did not finish within {PATIENCE:?}"))
         .unwrap()
+}
+
+/// Runs `lines` in order as systemd runs ExecReload=: the first that fails ends the reload;
+/// returns it with its status.
+async fn run_all(
+    paths: &Paths,
+    lines: &[String],
+    main_pid: i32,
+    db_url: &str,
+    log: &Path,
+) -> Result<(), (String, std::process::ExitStatus)> {
+    for line in lines {
+        let status = exec(paths, line, Some(main_pid), db_url, log).await;
+        if !status.success() {
+            return Err((line.clone(), status));
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the PID file names a live process other than `not`, holding `ports`.
@@ -169,7 +224,7 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
         .iter()
         .chain(&service_lines("ExecStart"))
     {
-        let status = exec(&paths, line, &url, &log).await;
+        let status = exec(&paths, line, None, &url, &log).await;
         assert!(
             status.success(),
             "{line}: {status:?}\n{}",
@@ -189,24 +244,41 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 
-    // systemctl reload, under load: every ExecReload line in order, each exiting 0.
+    // systemctl reload, under load: every ExecReload line in order, $MAINPID the main process
+    // systemd knows, each exiting 0.
     let load = Load::start(http, "alpha.localhost", 2);
     load.wait_more(200, 20).await;
     let reload = service_lines("ExecReload");
     assert!(reload.iter().any(|l| l.contains("--upgrade")), "{reload:?}");
-    for line in &reload {
-        let status = exec(&paths, line, &url, &log).await;
-        assert!(
-            status.success(),
+    if let Err((line, status)) = run_all(&paths, &reload, first, &url, &log).await {
+        panic!(
             "{line}: {status:?}\n{}",
             std::fs::read_to_string(&log).unwrap()
         );
     }
     let second = wait_main(&paths, Some(first), &[http, admin], &log).await;
     seen.0.push(second);
-    // The old main process drains and exits by itself; the PID file already names the new one.
+    // While the old one drains, systemd's main PID is still the old one: another reload is
+    // refused by its first line, and nothing is signalled.
+    if alive(first) {
+        let again = run_all(&paths, &reload, first, &url, &log).await;
+        assert!(
+            matches!(&again, Err((line, s)) if *line == reload[0] && s.code() == Some(1)),
+            "{again:?}"
+        );
+        let log_text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log_text.contains("the last reload is still finishing"),
+            "{log_text}"
+        );
+    } else {
+        println!("the old proxy was gone before the second reload could be tried");
+    }
+    // The old main process drains and exits by itself; systemd then re-reads the PID file,
+    // which names the successor.
     wait_gone(&[first]).await;
     assert_eq!(paths.main_pid(), Some(second));
+    assert!(alive(second));
     load.wait_more(200, 20).await;
     let answers = load.finish().await;
     println!(
@@ -238,13 +310,27 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
     assert_eq!(answers.statuses.keys().collect::<Vec<_>>(), [&200]);
     assert_eq!(answers.by_process.len(), 2, "both processes answered");
 
-    // A reload with a broken settings file: the check fails first, so systemd never sends
-    // SIGQUIT and the running proxy goes on.
+    // A reload with a broken settings file: the check fails before SIGQUIT, so the running
+    // proxy goes on, still the main process.
     std::fs::write(&config, format!("{settings}no_such_key = 1\n")).unwrap();
-    let status = exec(&paths, &reload[0], &url, &log).await;
-    assert_eq!(status.code(), Some(2), "{}", reload[0]);
+    let broken = run_all(&paths, &reload, second, &url, &log).await;
+    assert!(
+        matches!(&broken, Err((line, s)) if line.contains("--validate-config") && s.code() == Some(2)),
+        "{broken:?}"
+    );
     assert!(alive(second));
+    assert_eq!(paths.main_pid(), Some(second));
     std::fs::write(&config, &settings).unwrap();
+    let r = request(
+        http,
+        hyper::Method::GET,
+        "/_apotheca/health",
+        &[("host", "alpha.localhost")],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
 
     // systemctl stop: SIGTERM to the main process, which drains and exits.
     signal(second, Signal::SIGTERM);

@@ -63,7 +63,7 @@ else
   die "usage: as certbot's --deploy-hook (no arguments), or: $0 DOMAIN FULLCHAIN KEY"
 fi
 
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit"; then
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
   systemctl kill --kill-who=main --signal=HUP "$unit"
   echo "told $unit to reload its certificates"
 fi

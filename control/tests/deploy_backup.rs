@@ -134,6 +134,14 @@ async fn role_works(a: &Apotheca, schema: &str, url: &str) {
     )
     .await
     .unwrap_or_else(|e| panic!("{schema}'s role cannot write: {e}"));
+    // And nothing beyond its own schema's rows: no objects of its own, in public neither.
+    let created = c
+        .batch_execute("CREATE TABLE public.intruder (id int)")
+        .await;
+    assert!(
+        created.is_err(),
+        "{schema}'s role created a table in public"
+    );
 }
 
 fn files(stdout: &str) -> Vec<String> {

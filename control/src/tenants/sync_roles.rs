@@ -2,7 +2,7 @@
 //! secret again — created when missing, member of this database's tenant group, its password
 //! (as a SCRAM verifier), `search_path`, timeouts and connection limit set, its rights on its
 //! own schema granted (the objects there now and, through default privileges, those that
-//! migrations add). Roles live outside any database, so a whole-database dump restored onto
+//! migrations add); and PUBLIC kept out of the database and of creating in `public`. Roles live outside any database, so a whole-database dump restored onto
 //! another cluster (`pg_restore --no-owner --no-acl`) has tables that name roles which do not
 //! exist yet; this brings them back. Idempotent; one transaction.
 
@@ -33,8 +33,11 @@ pub async fn sync(
     limits: &TenantRoleSettings,
 ) -> Result<Synced> {
     let tx = client.transaction().await?;
-    // The tenant group and its CONNECT, PUBLIC's taken away (the dump's ACLs were not restored).
+    // The tenant group and its CONNECT, PUBLIC's taken away, and no CREATE in public (the
+    // first shared migration's REVOKE): a restore without the dump's ACLs has neither.
     migrate::ensure_database_access(&tx).await?;
+    tx.batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        .await?;
     let rows = tx
         .query(
             "SELECT t.schema_name, t.db_role, false AS spare FROM public.tenants t

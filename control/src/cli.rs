@@ -144,11 +144,25 @@ pub enum Command {
         #[arg(long)]
         deactivate: bool,
     },
+    /// Put every tenant's role back as the tables and the server secret say.
+    ///
+    /// Creates the roles that are missing, makes each a member of this database's tenant group,
+    /// sets its password, search_path, timeouts and connection limit, and grants it its own
+    /// schema. For a whole-database dump restored onto another cluster (pg_restore --no-owner
+    /// --no-acl), whose roles were not in the dump. Idempotent; needs the same server secret.
+    SyncRoles {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: supervise every tenant's workers and serve its API.
     ///
     /// In the foreground: spawns, wakes, scales, restarts and reaps every tenant's workers and
     /// the public site's, and serves the API on a Unix socket ([control.serve] socket).
     /// SIGTERM or SIGINT drains every worker and exits 0; a second one kills them.
+    /// Under systemd (NOTIFY_SOCKET set, Type=notify) it says READY=1 once the API answers and
+    /// every tenant's minimum of workers is ready, keeps a STATUS= line, says STOPPING=1 when
+    /// it drains, and pings WATCHDOG=1 when the unit sets WatchdogSec=.
     Serve,
     /// Wake a tenant: return once one of its workers is ready, printing its endpoints.
     ///

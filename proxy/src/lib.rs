@@ -54,7 +54,11 @@ use crate::upstreams::Upstreams;
     about = "Apotheca edge proxy: routes every host to its tenant's workers",
     long_about = "Apotheca edge proxy: routes every host to its tenant's workers.\n\n\
         SIGTERM drains and exits; SIGQUIT hands the listening sockets to a successor started \
-        with --upgrade (zero-downtime upgrade); SIGHUP reloads the certificates."
+        with --upgrade (zero-downtime upgrade); SIGHUP reloads the certificates.\n\n\
+        Under systemd (Type=forking, PIDFile= the upgrade_sock's .pid): ExecStart runs it with \
+        --daemon; ExecReload sends SIGQUIT to $MAINPID, then starts the successor with \
+        --daemon --upgrade, whose PID file systemd reads once the old process has drained \
+        (deploy/nginx-free/apotheca-proxy.service)."
 )]
 pub struct Cli {
     /// Settings file (default: $APOTHECA_CONFIG, else ./apotheca.toml when present).
@@ -70,6 +74,46 @@ pub struct Cli {
     /// Take the listening sockets over from a running proxy that was sent SIGQUIT.
     #[arg(long)]
     pub upgrade: bool,
+    /// Run in the background: once the routes are loaded (and, with --upgrade, the sockets
+    /// taken over) the proxy forks, the command exits 0 and the proxy's PID is written beside
+    /// [proxy] upgrade_sock (its .pid file). Logs still go to the inherited stderr. The proxy
+    /// then runs in /, so the paths in [proxy] must be absolute.
+    #[arg(long)]
+    pub daemon: bool,
+}
+
+impl Cli {
+    /// What the command line asks of Pingora.
+    fn opt(&self) -> Opt {
+        Opt {
+            upgrade: self.upgrade,
+            daemon: self.daemon,
+            ..Opt::default()
+        }
+    }
+
+    /// A daemon runs in `/`: a relative path would name another file there.
+    fn check(&self, p: &settings::ProxySettings) -> Result<(), String> {
+        if !self.daemon {
+            return Ok(());
+        }
+        let paths = [
+            ("control_socket", Some(&p.control_socket)),
+            ("upgrade_sock", Some(&p.upgrade_sock)),
+            ("tls_cert", p.tls_cert.as_ref()),
+            ("tls_key", p.tls_key.as_ref()),
+            ("tls_cert_dir", p.tls_cert_dir.as_ref()),
+        ];
+        for (key, path) in paths {
+            if let Some(path) = path.filter(|p| p.is_relative()) {
+                return Err(format!(
+                    "--daemon runs in /: [proxy] {key} must be an absolute path, not {}",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -81,7 +125,11 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let settings = loaded.settings;
-    if let Err(e) = settings.proxy.check() {
+    if let Err(e) = settings
+        .proxy
+        .check()
+        .and_then(|()| cli.check(&settings.proxy))
+    {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -154,10 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
             .into_owned(),
         ..ServerConf::default()
     };
-    let opt = Opt {
-        upgrade: cli.upgrade,
-        ..Opt::default()
-    };
+    let opt = cli.opt();
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 

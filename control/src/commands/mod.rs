@@ -25,7 +25,7 @@ use crate::spares;
 use crate::tenants::{self, domains, TenantInfo};
 
 use db::db_command;
-use tenant::{create_tenant, list_tenants, seed_tenant, set_status};
+use tenant::{create_tenant, list_tenants, seed_tenant, set_status, sync_roles};
 use up::up;
 
 /// The loaded settings and command-line overrides every command works from.
@@ -142,6 +142,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             username,
             deactivate,
         } => operator::delete(&ctx, &username, deactivate).await,
+        Command::SyncRoles { json } => sync_roles(&ctx, json).await,
         Command::Serve => daemon::serve(&ctx).await,
         Command::Wake {
             schema,

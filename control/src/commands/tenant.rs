@@ -1,5 +1,5 @@
-//! The per-tenant commands: `create-tenant`, `seed-data`, `list-tenants` and
-//! `suspend-tenant` / `resume-tenant`.
+//! The per-tenant commands: `create-tenant`, `seed-data`, `list-tenants`,
+//! `suspend-tenant` / `resume-tenant` and `sync-roles`.
 
 use apotheca_common::names::SchemaName;
 use rand::distr::{Alphanumeric, SampleString};
@@ -141,6 +141,37 @@ pub(super) async fn set_status(ctx: &Context, schema: &SchemaName, status: &str)
         println!("tenant {schema} is now {word}");
     } else {
         println!("tenant {schema} was already {word}");
+    }
+    Ok(())
+}
+
+pub(super) async fn sync_roles(ctx: &Context, json: bool) -> Result<()> {
+    let db = ctx.database().await?;
+    let mut client = db.connect().await?;
+    ensure_public_migrated(&client).await?;
+    let secret = ctx.secret(&client).await?;
+    let done = tenants::sync_roles::sync(
+        &mut client,
+        db.name(),
+        &secret,
+        &ctx.settings.control.tenant_role,
+    )
+    .await?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&done).map_err(|e| ControlError::Other(e.to_string()))?;
+        println!("{text}");
+    } else {
+        println!(
+            "roles in order: {} tenant(s), {} spare schema(s); created {}",
+            done.tenants,
+            done.spares,
+            if done.created.is_empty() {
+                "none".to_owned()
+            } else {
+                done.created.join(", ")
+            }
+        );
     }
     Ok(())
 }

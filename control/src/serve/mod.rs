@@ -10,7 +10,9 @@
 //! - [`api`]: the HTTP/1.1 + JSON API on a Unix socket; [`client`]: the CLI's side of it;
 //! - [`signup`]: the public sign-up; [`operator_api`]: operator console logins and sessions;
 //!   [`console`]: the console's actions on tenants;
-//! - [`status`]: the API's answers, shared by both sides.
+//! - [`status`]: the API's answers, shared by both sides;
+//! - [`readiness`]: whether the daemon serves (every tenant's minimum ready); [`systemd`]:
+//!   telling the service manager (sd_notify: READY, STATUS, STOPPING, WATCHDOG).
 //!
 //! This module wires them together and owns the daemon's life: the lock against a second
 //! daemon, stale sockets, signals, and leaving nothing behind.
@@ -22,11 +24,13 @@ pub mod console;
 pub mod link;
 pub mod operator_api;
 pub mod process;
+pub mod readiness;
 pub mod reconcile;
 pub mod scaling;
 pub mod signup;
 pub mod status;
 pub mod supervisor;
+pub mod systemd;
 pub mod tenant;
 pub mod worker;
 
@@ -183,6 +187,10 @@ pub async fn run(
         to.clone(),
         endpoints_tx,
     );
+    let notifier = tokio::spawn(systemd::run(
+        supervisor.readiness(),
+        Duration::from_millis(serve.report_interval_ms),
+    ));
     let mut supervised = tokio::spawn(supervisor.run(inbox));
     let (stop_follower, follower_stop) = watch::channel(false);
     let follower = tokio::spawn(catalog::follow(catalog.clone(), to.clone(), follower_stop));
@@ -230,6 +238,8 @@ pub async fn run(
             .await;
     };
     let _ = follower.await;
+    // It ends with the supervisor, once it said so.
+    let _ = notifier.await;
     // Endpoint watchers end with the supervisor; then the server stops at once.
     let _ = stop_api.send(());
     if tokio::time::timeout(Duration::from_secs(5), server)

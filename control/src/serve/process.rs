@@ -72,6 +72,9 @@ impl WorkerCommand {
         if schema == "public" {
             cmd.arg("--control-socket").arg(&self.control_socket);
         }
+        for name in super::systemd::ENV {
+            cmd.env_remove(name);
+        }
         // The URL holds the role's password: in the environment, never in argv (`ps`).
         cmd.env("DATABASE_URL", db_url)
             .stdin(Stdio::null())

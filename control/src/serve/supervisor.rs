@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::catalog::TenantRow;
 use super::link::{Link, LinkEvent};
 use super::process::{self, WorkerCommand};
+use super::readiness::{Publisher, Readiness};
 use super::status::{RestartReply, StatusReport, WakeError};
 use super::tenant::{Action, Status, Tenant, WakeReply};
 use super::worker::{Worker, WorkerId};
@@ -71,6 +72,9 @@ pub struct Supervisor {
     stopping: Option<Instant>,
     /// The shutdown deadline passed and whatever was left got SIGKILL.
     killed_all: bool,
+    /// The catalog's first full read arrived.
+    synced: bool,
+    readiness: Publisher,
 }
 
 impl Supervisor {
@@ -100,7 +104,14 @@ impl Supervisor {
             started: Instant::now(),
             stopping: None,
             killed_all: false,
+            synced: false,
+            readiness: Publisher::default(),
         }
+    }
+
+    /// Whether the daemon is ready to serve, published as it changes (see [`Readiness`]).
+    pub fn readiness(&self) -> watch::Receiver<Readiness> {
+        self.readiness.subscribe()
     }
 
     /// Runs until a shutdown has drained (or killed) every worker.
@@ -121,6 +132,7 @@ impl Supervisor {
                 }
             }
             let deadline = self.next_deadline();
+            let mut ticked = false;
             tokio::select! {
                 msg = inbox.recv(), if inbox_open => match msg {
                     Some(msg) => self.handle(msg),
@@ -132,6 +144,7 @@ impl Supervisor {
                 },
                 _ = sigchld.recv() => self.reap_all(),
                 _ = tick.tick() => {
+                    ticked = true;
                     // Signals can coalesce; a sweep now and then reaps whatever was missed.
                     self.reap_all();
                     let now = Instant::now();
@@ -150,6 +163,8 @@ impl Supervisor {
                     self.reconcile_all();
                 }
             }
+            self.readiness
+                .update(&self.tenants, self.synced, self.stopping.is_some(), ticked);
         }
     }
 
@@ -220,6 +235,7 @@ impl Supervisor {
                 self.reconcile(&schema);
             }
             Msg::Sync { rows } => {
+                self.synced = true;
                 let mut seen: HashSet<String> = HashSet::with_capacity(rows.len());
                 for row in rows {
                     let schema = row.schema.clone();

@@ -1,8 +1,10 @@
 //! Tenants: provisioning (schema, every tenant migration, role, grants, rows and a NOTIFY in
-//! one transaction), listing, suspending, resuming and deleting. Domains live in [`domains`].
+//! one transaction), listing, suspending, resuming and deleting. Domains live in [`domains`],
+//! worker policies in [`policy`], putting roles back after a restore in [`sync_roles`].
 
 pub mod domains;
 pub mod policy;
+pub mod sync_roles;
 
 use std::path::Path;
 

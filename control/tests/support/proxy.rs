@@ -134,7 +134,7 @@ fn spawn(dir: &Path, database_url: &str, config: &Path, n: usize, upgrade: bool)
 }
 
 /// `n` distinct ports that were free a moment ago.
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();

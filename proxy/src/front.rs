@@ -1,9 +1,13 @@
 //! The listeners' application: every accepted connection (plain, or after the TLS handshake)
 //! is counted against `[proxy] max_connections` and served by the HTTP/2 front when ALPN chose
-//! `h2`, else by the HTTP/1.1 front. Pingora owns the listening sockets, TLS, the hand-over on
+//! `h2`, else by the HTTP/1.1 front. A plain connection is first moved onto the runtime of the
+//! thread serving it (Pingora accepts on one thread's runtime and hands the connection to a
+//! random one; left so, every read and write would be relayed between threads). Pingora owns the listening sockets, TLS, the hand-over on
 //! SIGQUIT and the stop; the request path is ours ([`crate::forward`]), because Pingora's
 //! proxy cost twice nginx's CPU per request here (see `bench/RESULTS.md`).
 
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -40,11 +44,33 @@ impl ServerApp for Front {
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             http2::serve(edge.clone(), stream, ip, shutdown.clone()).await;
+        } else if self.https {
+            http1::serve(edge.clone(), stream, true, ip, shutdown.clone()).await;
         } else {
-            http1::serve(edge.clone(), stream, self.https, ip, shutdown.clone()).await;
+            match on_this_runtime(&stream) {
+                Ok(tcp) => {
+                    drop(stream);
+                    http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not take the connection over; serving it as it is");
+                    http1::serve(edge.clone(), stream, false, ip, shutdown.clone()).await;
+                }
+            }
         }
         None
     }
+}
+
+/// The plain TCP connection under `stream`, registered with this thread's runtime (a duplicate
+/// of its descriptor; the caller then drops `stream`, which deregisters and closes the
+/// original). Nothing was read from it yet: the plain listener keeps no buffer of its own.
+fn on_this_runtime(stream: &Stream) -> io::Result<tokio::net::TcpStream> {
+    // SAFETY: `stream` owns this descriptor and stays alive for the whole call.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.id()) };
+    let tcp = std::net::TcpStream::from(fd.try_clone_to_owned()?);
+    tcp.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(tcp)
 }
 
 /// An open connection, counted until it is dropped.

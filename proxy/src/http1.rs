@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::accesslog::Entry;
 use crate::forward::{self, Admitted, Answered, Edge, Forwarded, Route};
@@ -32,13 +31,15 @@ const READ_SIZE: usize = 8 * 1024;
 const IDLE_CAPACITY: usize = 4 * 1024;
 
 /// Serves one client connection until it closes, misbehaves or the proxy stops.
-pub async fn serve(
+pub async fn serve<S>(
     edge: Arc<Edge>,
-    io: Stream,
+    io: S,
     https: bool,
     ip: Option<IpAddr>,
     shutdown: ShutdownWatch,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut client = Client {
         edge: &edge,
         io,
@@ -54,9 +55,9 @@ pub async fn serve(
     let _ = client.io.shutdown().await;
 }
 
-struct Client<'a> {
+struct Client<'a, S> {
     edge: &'a Edge,
-    io: Stream,
+    io: S,
     https: bool,
     ip: Option<IpAddr>,
     /// Bytes received and not yet consumed: the current request first.
@@ -80,7 +81,7 @@ struct Outcome {
     admitted: bool,
 }
 
-impl Client<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     async fn run(&mut self, mut shutdown: ShutdownWatch) {
         let s = &self.edge.settings;
         let header_timeout = Duration::from_millis(s.client_header_timeout_ms);

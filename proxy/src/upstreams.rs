@@ -20,7 +20,8 @@ const MAX_IDLE_CONNS: usize = 256;
 pub struct Endpoint {
     pub path: PathBuf,
     in_flight: AtomicUsize,
-    idle: Mutex<Vec<WorkerConn>>,
+    /// Idle connections, each with the thread it was made on.
+    idle: Mutex<Vec<(std::thread::ThreadId, WorkerConn)>>,
 }
 
 impl Endpoint {
@@ -36,22 +37,22 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The most recently used idle connection that is not too old.
+    /// The most recently used idle connection of this thread that is not too old. Each
+    /// thread runs its own runtime, whose I/O driver a connection is registered with: one
+    /// used from another thread would have every event relayed across threads.
     pub fn take_idle(&self) -> Option<WorkerConn> {
+        let here = std::thread::current().id();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop() {
-            if !conn.expired() {
-                return Some(conn);
-            }
-        }
-        None
+        idle.retain(|(_, conn)| !conn.expired());
+        let at = idle.iter().rposition(|(thread, _)| *thread == here)?;
+        Some(idle.remove(at).1)
     }
 
-    /// A connection whose last answer was read to its end, for the next request.
+    /// A connection whose last answer was read to the end, for the next request.
     pub fn put_idle(&self, conn: WorkerConn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE_CONNS {
-            idle.push(conn.idle());
+            idle.push((std::thread::current().id(), conn.idle()));
         }
     }
 }

@@ -429,7 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         let dechunk = framing == Framing::Chunked && http10;
         let close = !keep_alive || framing == Framing::UntilClose || dechunk;
         outcome.status = answered.head.status;
-        self.write_response_head(&answered, request_id, close, dechunk);
+        self.write_response_head(&answered, request_id, close, dechunk, http10);
 
         // The body: what came with the head, then the rest as it arrives.
         let mut chunked = Chunked::default();
@@ -532,6 +532,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         request_id: &str,
         close: bool,
         dechunk: bool,
+        http10: bool,
     ) {
         let s = &self.edge.settings;
         let hsts = self.https && s.hsts_max_age_secs > 0;
@@ -560,11 +561,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        self.push_own_headers(request_id, close);
+        self.push_own_headers(request_id, close, http10);
     }
 
-    /// `X-Request-Id`, HSTS on HTTPS, `Connection: close` when closing, and the blank line.
-    fn push_own_headers(&mut self, request_id: &str, close: bool) {
+    /// `X-Request-Id`, HSTS on HTTPS, `Connection: close` when closing (an HTTP/1.0 client
+    /// that stays is told `keep-alive`), and the blank line.
+    fn push_own_headers(&mut self, request_id: &str, close: bool, http10: bool) {
         let s = &self.edge.settings;
         let out = &mut self.out;
         out.extend_from_slice(b"x-request-id: ");
@@ -577,6 +579,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
+        } else if http10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -614,7 +618,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             push_number(out, u64::from(secs));
             out.extend_from_slice(b"\r\n");
         }
-        self.push_own_headers(request_id, close);
+        self.push_own_headers(request_id, close, head.http10);
         if !is_head {
             self.out.extend_from_slice(&page.body);
             outcome.bytes = page.body.len();
@@ -647,7 +651,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             .extend_from_slice(b"HTTP/1.1 308 Permanent Redirect\r\nlocation: ");
         self.out.extend_from_slice(location.as_bytes());
         self.out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
-        self.push_own_headers(request_id, close);
+        self.push_own_headers(request_id, close, head.http10);
         self.send_out().await.ok()?;
         if close {
             None
@@ -686,7 +690,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         push_number(&mut self.out, rendered.body.len() as u64);
         self.out
             .extend_from_slice(b"\r\ncache-control: no-store\r\n");
-        self.push_own_headers(&request_id, true);
+        self.push_own_headers(&request_id, true, false);
         self.out.extend_from_slice(&rendered.body);
         let _ = self.send_out().await;
         self.edge.finish(

@@ -1,5 +1,5 @@
-//! A stand-in worker that answers every request with what it received (schema, method, path
-//! and every header, in order, as JSON), for what only a worker can see: the headers the proxy
+//! A stand-in worker that answers every request with what it received (schema, method, path,
+//! every header in order, and the body, as JSON), for what only a worker can see: the headers the proxy
 //! forwards; and that holds a request at [`wait_path`] until a file exists, for a request in
 //! flight at a worker for as long as a test needs. It is the test binary itself, run by the daemon through a small script (see
 //! [`script`]) into a `#[test]` that calls [`run`]; it keeps the process contract with
@@ -126,6 +126,7 @@ async fn answer(schema: String, stream: UnixStream) {
             "schema": schema,
             "method": method,
             "path": path,
+            "body": String::from_utf8_lossy(&body),
             "headers": headers,
         })
         .to_string();

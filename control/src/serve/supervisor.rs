@@ -54,6 +54,9 @@ pub enum Msg {
     Shutdown {
         force: bool,
     },
+    /// Stop at once, leaving every worker to the next daemon: their channels close, so each
+    /// serves on until idle, then drains and exits by itself (the worker's `channel`).
+    Handover,
 }
 
 pub struct Supervisor {
@@ -71,6 +74,8 @@ pub struct Supervisor {
     stopping: Option<Instant>,
     /// The shutdown deadline passed and whatever was left got SIGKILL.
     killed_all: bool,
+    /// Every worker was left to the next daemon.
+    handed_over: bool,
 }
 
 impl Supervisor {
@@ -100,6 +105,7 @@ impl Supervisor {
             started: Instant::now(),
             stopping: None,
             killed_all: false,
+            handed_over: false,
         }
     }
 
@@ -111,6 +117,9 @@ impl Supervisor {
         self.reconcile_all();
         let mut inbox_open = true;
         loop {
+            if self.handed_over {
+                return Ok(());
+            }
             if let Some(since) = self.stopping {
                 if self.owners.is_empty() {
                     tracing::info!(
@@ -236,6 +245,19 @@ impl Supervisor {
                     self.apply_row(&schema, None, now);
                 }
                 self.reconcile_all();
+            }
+            Msg::Handover => {
+                tracing::info!(
+                    workers = self.owners.len(),
+                    "handing over: closing every worker's channel, they serve on until idle"
+                );
+                for t in self.tenants.values_mut() {
+                    t.fail_wakes(&WakeError::ShuttingDown);
+                }
+                // Dropping a link closes its channel; the workers are not ours to reap now.
+                self.links.clear();
+                self.owners.clear();
+                self.handed_over = true;
             }
             Msg::Shutdown { force } => {
                 if self.stopping.is_none() {

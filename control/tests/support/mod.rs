@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod echo;
+pub mod pharmacy;
 pub mod proxy;
 pub mod site;
 pub mod tls;

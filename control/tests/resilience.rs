@@ -66,13 +66,17 @@ async fn a_worker_killed_during_sales_fails_only_its_own_and_the_books_agree() {
     let load = Sales::start(&shop, CLIENTS);
     load.wait_more(100).await;
     signal(victim, Signal::SIGKILL);
-    // Dead (a zombie at most): its sockets are closed, nothing more can reach it.
-    let started = Instant::now();
-    while alive(victim) {
-        assert!(started.elapsed() < PATIENCE, "{victim} survived SIGKILL");
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    // Reaped by control: every thread of it has exited, so its sockets are closed and nothing
+    // more can reach it. (A zombie leader alone is not enough: its other threads may still be
+    // exiting with the descriptors open.)
+    d.wait_for("alpha", "rid of the killed worker", |t| {
+        t["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().all(|w| w["pid"] != victim))
+    })
+    .await;
     let dead_at = Instant::now();
+    assert!(!alive(victim));
     d.wait_for("alpha", "replaced", |t| {
         let pids = ready_pids(t);
         pids.len() == 2 && !pids.contains(&victim)

@@ -159,7 +159,9 @@ pub enum Command {
     ///
     /// In the foreground: spawns, wakes, scales, restarts and reaps every tenant's workers and
     /// the public site's, and serves the API on a Unix socket ([control.serve] socket).
-    /// SIGTERM or SIGINT drains every worker and exits 0; a second one kills them.
+    /// SIGTERM or SIGINT drains every worker and exits 0; a second one kills them. SIGQUIT
+    /// exits at once and leaves the workers to the next daemon (to restart control): they
+    /// serve on until idle for 1 s (at most 30 s), then drain and exit by themselves.
     /// Under systemd (NOTIFY_SOCKET set, Type=notify) it says READY=1 once the API answers and
     /// every tenant's minimum of workers is ready, keeps a STATUS= line, says STOPPING=1 when
     /// it drains, and pings WATCHDOG=1 when the unit sets WatchdogSec=.

@@ -126,7 +126,7 @@ async fn workers_stop_by_themselves_when_the_daemon_is_killed() {
 
     signal(d.pid(), nix::sys::signal::Signal::SIGKILL);
     d.child.wait().await.unwrap();
-    // Their channels reached EOF: they drain and exit, orphans for no longer than that.
+    // Their channels reached EOF: idle, they drain and exit by themselves at once.
     wait_gone(&pids).await;
 
     // A new daemon takes over the same folder: the lock is free, stale sockets are cleared.

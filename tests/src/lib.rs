@@ -5,7 +5,8 @@
 //! a daemon made one) when the test ends (even on panic).
 //!
 //! The README's test command wipes the cluster before the run and stops it afterwards; a plain
-//! `cargo test` starts it on first use and leaves it running for the next run.
+//! `cargo test` starts it on first use and leaves it running for the next run. A test that
+//! stops or restarts PostgreSQL gets a cluster of its own instead ([`OwnCluster`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,18 +96,21 @@ pub struct TestDb {
 impl TestDb {
     /// A new, empty database.
     pub async fn empty() -> Self {
-        Self::create(None).await
+        Self::create(cluster().await, None).await
     }
 
     /// A new database with the public schema migrated (cloned from a template).
     pub async fn migrated() -> Self {
-        let cluster = cluster().await;
-        let template = migrated_template(&cluster).await;
-        Self::create(Some(&template)).await
+        Self::migrated_on(cluster().await).await
     }
 
-    async fn create(template: Option<&str>) -> Self {
-        let cluster = cluster().await;
+    /// A new database with the public schema migrated, on `cluster` (e.g. an [`OwnCluster`]).
+    pub async fn migrated_on(cluster: Arc<PrivateCluster>) -> Self {
+        let template = migrated_template(&cluster).await;
+        Self::create(cluster, Some(&template)).await
+    }
+
+    async fn create(cluster: Arc<PrivateCluster>, template: Option<&str>) -> Self {
         let name = format!(
             "test_{}",
             Alphanumeric
@@ -185,6 +189,74 @@ impl Drop for TestDb {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("warning: dropping test database {}: {e}", self.name),
             Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
+        }
+    }
+}
+
+/// A private cluster of one test's own, for a test that stops or restarts PostgreSQL (the
+/// run's cluster is shared by every test): in a new folder of the temp dir (which PostgreSQL's
+/// user can reach when tests run as root), stopped and removed when dropped. Drop its
+/// [`TestDb`]s first.
+pub struct OwnCluster {
+    pub cluster: Arc<PrivateCluster>,
+    dir: PathBuf,
+}
+
+impl OwnCluster {
+    pub async fn start(max_connections: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "apotheca-own-{}",
+            Alphanumeric
+                .sample_string(&mut rand::rng(), 10)
+                .to_lowercase()
+        ));
+        let settings = PrivateDbSettings {
+            data_dir: dir.join("pg"),
+            run_dir: dir.join("run"),
+            max_connections,
+            shared_buffers: "32MB".into(),
+            unsafe_fast: true,
+            ..PrivateDbSettings::default()
+        };
+        let cluster = PrivateCluster::new(&settings).unwrap_or_else(|e| panic!("own cluster: {e}"));
+        let own = Self {
+            cluster: Arc::new(cluster),
+            dir,
+        };
+        own.cluster
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("starting a cluster in {}: {e}", own.dir.display()));
+        own
+    }
+
+    /// Stops PostgreSQL (fast shutdown: every session is ended) and starts it again.
+    pub async fn restart(&self) {
+        let stopped = self.cluster.stop().await;
+        assert!(matches!(stopped, Ok(true)), "stopping: {stopped:?}");
+        if let Err(e) = self.cluster.start().await {
+            panic!("starting again: {e}");
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let cluster = self.cluster.clone();
+        let stopped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cluster.stop())
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .join();
+        match stopped {
+            Ok(Ok(_)) => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            Ok(Err(e)) => eprintln!("warning: stopping {}: {e}", self.dir.display()),
+            Err(_) => eprintln!("warning: stopping {} panicked", self.dir.display()),
         }
     }
 }

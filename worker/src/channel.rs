@@ -6,8 +6,13 @@
 //!   `load <in_flight> <served> <rss_bytes> <busy_us>` every report interval;
 //! - control → worker: `drain` (stop accepting, finish what is in flight, exit 0).
 //!
-//! The end of the channel (EOF, or a failed write) means control is gone: the worker drains
-//! and exits by itself, so a killed control never leaves orphans serving on.
+//! The end of the channel (EOF, or a failed write) means control is gone: the worker goes on
+//! serving what the proxy still sends it (control may be restarting, and the proxy keeps the
+//! endpoints it last heard of) until it has been idle for [`ORPHAN_IDLE`], at most
+//! [`ORPHAN_MAX`], then drains and exits by itself, so a killed control never leaves orphans
+//! serving on. Draining at once would close the proxy's idle keep-alive connections while it
+//! may be sending a sale on one (a sale is never sent twice, so that would fail it); once the
+//! next daemon's endpoints reach the proxy, nothing is sent here any more.
 
 use std::fmt;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -149,9 +154,20 @@ impl Channel {
     }
 
     /// Reports load every `interval` and listens for control's messages. Returns when control
-    /// asks for a drain or is gone (EOF, a read or write error, a message it cannot have sent):
-    /// either way the worker should stop.
+    /// asks for a drain, or, once it is gone (EOF, a read or write error, a message it cannot
+    /// have sent), when the worker has been orphaned long enough ([`orphaned`]): either way
+    /// the worker should stop.
     pub async fn supervise(self, stats: &Stats, interval: Duration) -> &'static str {
+        let why = self.follow(stats, interval).await;
+        if why == DRAIN {
+            return why;
+        }
+        tracing::warn!("{why}: serving on until idle (at most {ORPHAN_MAX:?})");
+        orphaned(stats, ORPHAN_IDLE, ORPHAN_MAX).await;
+        why
+    }
+
+    async fn follow(self, stats: &Stats, interval: Duration) -> &'static str {
         let Self {
             mut reader,
             mut writer,
@@ -165,7 +181,7 @@ impl Channel {
                     match read {
                         Ok(0) | Err(_) => return "control closed the channel",
                         Ok(_) => match ControlMessage::parse(line.trim_end()) {
-                            Ok(ControlMessage::Drain) => return "control asked for a drain",
+                            Ok(ControlMessage::Drain) => return DRAIN,
                             Err(e) => {
                                 tracing::error!(error = %e, "unreadable message from control");
                                 return "control sent an unreadable message";
@@ -184,9 +200,54 @@ impl Channel {
     }
 }
 
+const DRAIN: &str = "control asked for a drain";
+
+/// An orphan stops once no request came or was in flight for this long.
+pub const ORPHAN_IDLE: Duration = Duration::from_secs(1);
+/// An orphan stops after this long whatever its traffic: control did not come back.
+pub const ORPHAN_MAX: Duration = Duration::from_secs(30);
+
+/// Returns once nothing was in flight and no request was answered for `idle`, or after `max`.
+pub async fn orphaned(stats: &Stats, idle: Duration, max: Duration) {
+    let until = tokio::time::Instant::now() + max;
+    let step = (idle / 10).max(Duration::from_millis(10));
+    let mut last = (stats.served(), tokio::time::Instant::now());
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(step).await;
+        let now = tokio::time::Instant::now();
+        let served = stats.served();
+        if served != last.0 || stats.in_flight() > 0 {
+            last = (served, now);
+        } else if now.duration_since(last.1) >= idle {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_orphan_stops_once_idle_or_at_its_limit() {
+        let stats = Stats::default();
+        let started = tokio::time::Instant::now();
+        orphaned(&stats, Duration::from_millis(50), Duration::from_secs(60)).await;
+        let idle_after = started.elapsed();
+        assert!(idle_after >= Duration::from_millis(50), "{idle_after:?}");
+        assert!(idle_after < Duration::from_secs(30), "{idle_after:?}");
+        // A request in flight keeps it serving, up to the limit.
+        let busy = stats.begin();
+        let started = tokio::time::Instant::now();
+        orphaned(
+            &stats,
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+        )
+        .await;
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        drop(busy);
+    }
 
     #[test]
     fn messages_round_trip() {

@@ -15,7 +15,9 @@
 //!   telling the service manager (sd_notify: READY, STATUS, STOPPING, WATCHDOG).
 //!
 //! This module wires them together and owns the daemon's life: the lock against a second
-//! daemon, stale sockets, signals, and leaving nothing behind.
+//! daemon, stale sockets, signals (SIGTERM or SIGINT: drain every worker and stop; SIGQUIT:
+//! stop at once and leave the workers to the next daemon, for restarting control without a
+//! failed request), and leaving nothing behind.
 
 pub mod api;
 pub mod catalog;
@@ -169,6 +171,7 @@ pub async fn run(
     let signal_err = |e: std::io::Error| ControlError::Other(format!("signal handler: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+    let mut quit = signal(SignalKind::quit()).map_err(signal_err)?;
     let (to, inbox) = mpsc::channel(4096);
     let (endpoints_tx, endpoints_rx) = watch::channel(Arc::new(BTreeMap::new()));
     let public = Tenant::new(
@@ -222,11 +225,22 @@ pub async fn run(
     let _ = std::io::stdout().flush();
 
     let mut stops = 0;
+    let mut handed_over = false;
     let outcome = loop {
-        tokio::select! {
+        let handover = tokio::select! {
             r = &mut supervised => break r,
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = term.recv() => false,
+            _ = int.recv() => false,
+            _ = quit.recv() => true,
+        };
+        if handover {
+            if !handed_over {
+                tracing::info!("SIGQUIT: leaving every worker to the next daemon");
+                handed_over = true;
+                let _ = stop_follower.send(true);
+                let _ = to.send(supervisor::Msg::Handover).await;
+            }
+            continue;
         }
         stops += 1;
         if stops == 1 {
@@ -249,8 +263,15 @@ pub async fn run(
         tracing::warn!("API connections still open at exit");
     }
     process::remove_socket(&socket);
-    remove_stale_sockets(&worker_dir);
+    // Left workers still listen on theirs (the next daemon clears them when it starts).
+    if !handed_over {
+        remove_stale_sockets(&worker_dir);
+    }
     match outcome {
+        Ok(Ok(())) if handed_over => {
+            println!("apotheca serve: stopped, its workers left to the next daemon");
+            Ok(())
+        }
         Ok(Ok(())) => {
             println!("apotheca serve: stopped");
             Ok(())

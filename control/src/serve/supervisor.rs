@@ -55,6 +55,9 @@ pub enum Msg {
     Shutdown {
         force: bool,
     },
+    /// Stop at once, leaving every worker to the next daemon: their channels close, so each
+    /// serves on until idle, then drains and exits by itself (the worker's `channel`).
+    Handover,
 }
 
 pub struct Supervisor {
@@ -75,6 +78,8 @@ pub struct Supervisor {
     /// The catalog's first full read arrived.
     synced: bool,
     readiness: Publisher,
+    /// Every worker was left to the next daemon.
+    handed_over: bool,
 }
 
 impl Supervisor {
@@ -106,6 +111,7 @@ impl Supervisor {
             killed_all: false,
             synced: false,
             readiness: Publisher::default(),
+            handed_over: false,
         }
     }
 
@@ -122,6 +128,9 @@ impl Supervisor {
         self.reconcile_all();
         let mut inbox_open = true;
         loop {
+            if self.handed_over {
+                return Ok(());
+            }
             if let Some(since) = self.stopping {
                 if self.owners.is_empty() {
                     tracing::info!(
@@ -252,6 +261,19 @@ impl Supervisor {
                     self.apply_row(&schema, None, now);
                 }
                 self.reconcile_all();
+            }
+            Msg::Handover => {
+                tracing::info!(
+                    workers = self.owners.len(),
+                    "handing over: closing every worker's channel, they serve on until idle"
+                );
+                for t in self.tenants.values_mut() {
+                    t.fail_wakes(&WakeError::ShuttingDown);
+                }
+                // Dropping a link closes its channel; the workers are not ours to reap now.
+                self.links.clear();
+                self.owners.clear();
+                self.handed_over = true;
             }
             Msg::Shutdown { force } => {
                 if self.stopping.is_none() {

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod echo;
 pub mod load;
+pub mod pharmacy;
 pub mod proxy;
 pub mod site;
 pub mod tls;

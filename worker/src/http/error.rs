@@ -169,6 +169,13 @@ impl From<tokio_postgres::Error> for ApiError {
             tracing::warn!(error = %e, "transaction could not complete");
             return Self::unavailable("busy; try again");
         }
+        // Class 08 (connection exception) and 57 (operator intervention: the server shutting
+        // down or restarting, e.g. 57P01 on a fast shutdown): the database is going or coming
+        // back, not the request's fault nor ours.
+        if code.code().starts_with("08") || code.code().starts_with("57") {
+            tracing::warn!(error = %e, "the database went away");
+            return Self::unavailable("the database is unavailable; try again");
+        }
         // Class 22, data exceptions: a value PostgreSQL cannot take (a date out of range, a
         // number too large, text too long) came from the request.
         if code.code().starts_with("22") {

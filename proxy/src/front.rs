@@ -1,28 +1,40 @@
-//! The listeners' application: every accepted connection (plain, or after the TLS handshake)
-//! is counted against `[proxy] max_connections` and served by the HTTP/2 front when ALPN chose
-//! `h2`, else by the HTTP/1.1 front. A plain connection is first moved onto the runtime of the
-//! thread serving it (Pingora accepts on one thread's runtime and hands the connection to a
-//! random one; left so, every read and write would be relayed between threads). Pingora owns the listening sockets, TLS, the hand-over on
-//! SIGQUIT and the stop; the request path is ours ([`crate::forward`]), because Pingora's
-//! proxy cost twice nginx's CPU per request here (see `bench/RESULTS.md`).
+//! The listeners' application. Every accepted connection is counted against
+//! `[proxy] max_connections`, moved onto the runtime of the thread serving it (Pingora accepts
+//! on one thread's runtime and hands the connection to a random one; left so, every read and
+//! write would be relayed between threads), then, on the HTTPS listener, taken through the TLS
+//! handshake here (certificates by SNI, ALPN preferring `h2`, within
+//! `client_header_timeout_ms`), and served by the HTTP/2 front when ALPN chose `h2`, else by
+//! the HTTP/1.1 front. Pingora owns the listening sockets, the hand-over on SIGQUIT and the
+//! stop; the request path is ours ([`crate::forward`]), because Pingora's proxy cost four
+//! times nginx's CPU per request here (see `bench/RESULTS.md`).
 
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::{Stream, ALPN};
+use pingora::protocols::tls::server::handshake_with_callback;
+use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use pingora::tls::ssl::SslAcceptor;
 
 use crate::forward::Edge;
-use crate::{http1, http2};
+use crate::{http1, http2, tls};
 
-/// One listener's connections (`https` says which scheme it serves).
+/// One listener's connections.
 pub struct Front {
     pub edge: Arc<Edge>,
-    pub https: bool,
+    /// The HTTPS listener's handshake; `None` on the plain one.
+    pub tls: Option<Handshake>,
+}
+
+/// What a TLS handshake needs: the acceptor ([`tls::acceptor`]) and the certificate store.
+pub struct Handshake {
+    pub acceptor: SslAcceptor,
+    pub certificates: tls::Callback,
 }
 
 #[async_trait]
@@ -42,29 +54,48 @@ impl ServerApp for Front {
         let ip = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            http2::serve(edge.clone(), stream, ip, shutdown.clone()).await;
-        } else if self.https {
-            http1::serve(edge.clone(), stream, true, ip, shutdown.clone()).await;
-        } else {
-            match on_this_runtime(&stream) {
-                Ok(tcp) => {
-                    drop(stream);
-                    http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not take the connection over; serving it as it is");
-                    http1::serve(edge.clone(), stream, false, ip, shutdown.clone()).await;
-                }
+        let tcp = match on_this_runtime(&stream) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take a connection over; closing it");
+                return None;
             }
+        };
+        drop(stream);
+        let Some(handshake) = &self.tls else {
+            http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await;
+            return None;
+        };
+        let within = Duration::from_millis(edge.settings.client_header_timeout_ms);
+        let l4 = pingora::protocols::l4::stream::Stream::from(tcp);
+        let shaken = tokio::time::timeout(
+            within,
+            handshake_with_callback(&handshake.acceptor, l4, &handshake.certificates),
+        )
+        .await;
+        let tls = match shaken {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, client = ?ip, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(client = ?ip, "TLS handshake timed out");
+                return None;
+            }
+        };
+        if tls.ssl().selected_alpn_protocol() == Some(b"h2") {
+            http2::serve(edge.clone(), tls, ip, shutdown.clone()).await;
+        } else {
+            http1::serve(edge.clone(), tls, true, ip, shutdown.clone()).await;
         }
         None
     }
 }
 
-/// The plain TCP connection under `stream`, registered with this thread's runtime (a duplicate
-/// of its descriptor; the caller then drops `stream`, which deregisters and closes the
-/// original). Nothing was read from it yet: the plain listener keeps no buffer of its own.
+/// The TCP connection under `stream`, registered with this thread's runtime (a duplicate of
+/// its descriptor; the caller then drops `stream`, which deregisters and closes the original).
+/// Nothing was read from it yet: the listeners keep no buffer of their own and do no TLS.
 fn on_this_runtime(stream: &Stream) -> io::Result<tokio::net::TcpStream> {
     // SAFETY: `stream` owns this descriptor and stays alive for the whole call.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.id()) };

@@ -18,7 +18,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
 use crate::accesslog::Entry;
@@ -31,7 +30,10 @@ type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Serves one HTTP/2 connection until it ends or the proxy stops (then gracefully: a GOAWAY,
 /// the streams in flight finish).
-pub async fn serve(edge: Arc<Edge>, io: Stream, ip: Option<IpAddr>, mut shutdown: ShutdownWatch) {
+pub async fn serve<S>(edge: Arc<Edge>, io: S, ip: Option<IpAddr>, mut shutdown: ShutdownWatch)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let s = &edge.settings;
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

@@ -41,7 +41,7 @@ use pingora::services::background::{background_service, BackgroundService};
 
 use crate::control::Control;
 use crate::forward::{Edge, InFlight};
-use crate::front::Front;
+use crate::front::{Front, Handshake};
 use crate::metrics::{Admin, Metrics};
 use crate::routes::Routes;
 use crate::settings::Settings;
@@ -227,38 +227,37 @@ pub fn run(cli: Cli) -> ExitCode {
         p.clone(),
     ));
 
-    // Plain HTTP: the fronts keep buffers of their own, so Pingora's would only add a copy.
+    // The fronts keep buffers of their own (Pingora's would only add a copy) and do the TLS
+    // handshake themselves, on the thread that serves the connection.
+    let listener = |addr: &str| ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::unbuffered());
     let mut http = pingora::services::listening::Service::new(
         "apotheca http".to_owned(),
         Front {
             edge: edge.clone(),
-            https: false,
+            tls: None,
         },
     );
-    http.add_listener(
-        ListenerConfig::tcp(&p.http_listen).l4_buffer(L4BufferSettings::unbuffered()),
-    );
+    http.add_listener(listener(&p.http_listen));
     server.add_service(http);
     if let (Some(addr), Some(certs)) = (&p.https_listen, &certificates) {
+        let acceptor = match tls::acceptor() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let mut https = pingora::services::listening::Service::new(
             "apotheca https".to_owned(),
             Front {
                 edge: edge.clone(),
-                https: true,
+                tls: Some(Handshake {
+                    acceptor,
+                    certificates: tls::Callback(certs.clone()),
+                }),
             },
         );
-        let mut tls = match pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
-            tls::Callback(certs.clone()),
-        )) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: TLS: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        tls.enable_h2();
-        // TLS reads whole records: Pingora's read buffer under it saves system calls.
-        https.add_listener(ListenerConfig::tcp(addr).tls(tls));
+        https.add_listener(listener(addr));
         server.add_service(https);
     }
     if let Some(addr) = &p.admin_listen {

@@ -1,4 +1,5 @@
-//! Certificates for the HTTPS listener, chosen by SNI during the handshake: an exact
+//! The HTTPS listener's TLS: the acceptor (Mozilla's intermediate settings, ALPN preferring
+//! `h2` over `http/1.1`) and the certificates, chosen by SNI during the handshake: an exact
 //! per-domain certificate from `tls_cert_dir` (`<domain>.crt` + `<domain>.key`), else a
 //! wildcard one there (`_wildcard.<parent>.crt`, serving `*.<parent>`), else the default
 //! certificate. The store is re-read on SIGHUP and when the folder or the default files
@@ -17,6 +18,17 @@ use pingora::tls::ext;
 use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::ssl::NameType;
 use pingora::tls::x509::X509;
+
+/// The acceptor every HTTPS handshake starts from; the certificate comes from [`Callback`].
+pub fn acceptor() -> Result<pingora::tls::ssl::SslAcceptor, String> {
+    use pingora::tls::ssl::{select_next_proto, AlpnError, SslAcceptor, SslMethod};
+    let mut builder =
+        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| format!("TLS: {e}"))?;
+    builder.set_alpn_select_callback(|_, offered| {
+        select_next_proto(b"\x02h2\x08http/1.1", offered).ok_or(AlpnError::NOACK)
+    });
+    Ok(builder.build())
+}
 
 /// A certificate chain (leaf first) and its key.
 pub struct Cert {

@@ -91,8 +91,11 @@ impl Secret {
         mac.update(b"apotheca secret check");
         let check = hex::encode(mac.finalize().into_bytes());
         // One statement: the value just recorded, or (the insert did nothing) the one on record.
-        let recorded: String = client
-            .query_one(
+        // When another process recorded it at the same moment, the insert waits for that one's
+        // commit and does nothing, and this statement's snapshot is older than the row: read
+        // it again in a statement of its own.
+        let first = client
+            .query_opt(
                 "WITH ins AS (
                      INSERT INTO public.control_state (key, value) VALUES ('secret_check', $1)
                      ON CONFLICT (key) DO NOTHING RETURNING value)
@@ -102,8 +105,17 @@ impl Secret {
                  LIMIT 1",
                 &[&check],
             )
-            .await?
-            .get(0);
+            .await?;
+        let recorded: String = match first {
+            Some(row) => row.get(0),
+            None => client
+                .query_one(
+                    "SELECT value FROM public.control_state WHERE key = 'secret_check'",
+                    &[],
+                )
+                .await?
+                .get(0),
+        };
         if recorded != check {
             return Err(ControlError::Other(
                 "the server secret is not the one this database's tenants were made with; \

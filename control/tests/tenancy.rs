@@ -378,3 +378,40 @@ async fn spare_schemas_are_claimed_and_migrated() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_secret_recorded_by_another_process_at_the_same_moment_is_read() {
+    // The first command on a database records the secret's check value. Another one at the
+    // same moment: its insert waits for the first's commit and does nothing, and it must then
+    // read the value on record rather than fail (it did: "unexpected number of rows").
+    let a = Apotheca::migrated().await;
+    let secret = apotheca_control::roles::Secret::from_key("one secret");
+    let mut first = a.db.client().await;
+    first
+        .batch_execute("DELETE FROM public.control_state WHERE key = 'secret_check'")
+        .await
+        .unwrap();
+    let holding = first.transaction().await.unwrap();
+    secret.verify(&holding).await.unwrap();
+    let second = a.db.client().await;
+    let waiting =
+        tokio::spawn(async move { secret.verify(&second).await.map_err(|e| e.to_string()) });
+    // Until the second waits on the first's row lock.
+    let watch = a.db.client().await;
+    let started = std::time::Instant::now();
+    while watch
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the second never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holding.commit().await.unwrap();
+    assert_eq!(waiting.await.unwrap(), Ok(()));
+}

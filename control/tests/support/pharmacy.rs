@@ -22,7 +22,8 @@ pub const ADMIN_PASSWORD: &str = "a resilient pharmacy";
 impl Apotheca {
     /// `create-tenant` with an `admin` user whose password is [`ADMIN_PASSWORD`].
     pub async fn create_pharmacy(&self, schema: &str) {
-        let file = self.dir.path().join("admin-password");
+        // One file per tenant: pharmacies are created concurrently.
+        let file = self.dir.path().join(format!("admin-password-{schema}"));
         std::fs::write(&file, format!("{ADMIN_PASSWORD}\n")).unwrap();
         let name = format!("Pharmacy {schema}");
         let domain = format!("{}.localhost", schema.replace('_', "-"));

@@ -14,6 +14,9 @@
 # time over the run / requests). Everything runs in a mktemp folder, stopped and removed at the
 # end; every process started here is stopped by its PID.
 #
+# Then the three once more at a fixed rate (RATE requests/s, default 5000, over RATE_CONNS
+# connections, default 16), for the latency a hop adds when the box is not saturated.
+#
 # Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), SKIP_BUILD=1,
 # VARIANT / VARIANT_BIN (a second proxy with other settings or another build, in the same rounds), PERF_PROXY=FILE (record a
 # `perf` profile of the proxy run; PERF_ARGS: its options, default -g), PROXY_RUST_LOG. Installs nginx with apt when it is missing.
@@ -24,6 +27,8 @@ ROOT=$PWD
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-3}
+RATE=${RATE:-5000}
+RATE_CONNS=${RATE_CONNS:-16}
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
@@ -152,10 +157,11 @@ run() {
     perf record ${PERF_ARGS:--g} -p "$PROXY_PID" -o "$PERF_PROXY" -- sleep "$DURATION" 2>/dev/null &
     perf_pid=$!
   fi
-  log "$label: $CONNS connections, ${DURATION}s"
+  local conns=${RUN_CONNS:-$CONNS} rate=${RUN_RATE:-0}
+  log "$label: $conns connections, ${DURATION}s, rate $rate (0: as fast as answered)"
   local out
-  out=$("$L" run --target "$target" --connections "$CONNS" --duration "$DURATION" --header "$AUTH" \
-        --header "Host: bench.localhost" --path "/api/v1/medicines/$M" --label "$label")
+  out=$("$L" run --target "$target" --connections "$conns" --duration "$DURATION" --header "$AUTH" \
+        --header "Host: bench.localhost" --path "/api/v1/medicines/$M" --label "$label" --rate "$rate")
   [[ -z $perf_pid ]] || wait "$perf_pid"
   [[ -z $pids ]] || after=$(cpu $pids)
   echo "$out" >&2
@@ -199,6 +205,27 @@ cat <<OUT
 ${ROWS}
 medians over $ROUNDS round(s): proxy ÷ nginx throughput $(echo "$RATIOS" | median); added p99 nginx $(echo "$ADDED_N" | median) ms, proxy $(echo "$ADDED_P" | median) ms; hop CPU per request nginx $(echo "$US_N" | median) µs, proxy $(echo "$US_P" | median) µs
 ${STATUSES}
+OUT
+# Latency without saturation: the same three at a fixed rate well below what the box can do
+# (closed-loop load at 64 connections makes latency = connections / throughput for any hop).
+RUN_CONNS=$RATE_CONNS RUN_RATE=$RATE
+export RUN_CONNS RUN_RATE
+R_DIRECT=$(run direct "unix:$SOCK")
+R_NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
+R_PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+unset RUN_CONNS RUN_RATE
+added() { awk -v a="$(field "$1" "$2")" -v b="$(field "$R_DIRECT" "$2")" 'BEGIN {printf "%.3f", a - b}'; }
+cat <<OUT
+at a fixed rate of $RATE requests/s over $RATE_CONNS connections (a request held up by a late answer counts from when it was due), ${DURATION} s each:
+
+| | req/s | p50 ms | p99 ms | added p50 / p99 vs direct | hop CPU per request |
+|---|---|---|---|---|---|
+| direct | $(field "$R_DIRECT" rps) | $(field "$R_DIRECT" p50_ms) | $(field "$R_DIRECT" p99_ms) | | |
+| nginx → worker | $(field "$R_NGX" rps) | $(field "$R_NGX" p50_ms) | $(field "$R_NGX" p99_ms) | $(added "$R_NGX" p50_ms) / $(added "$R_NGX" p99_ms) ms | $(us "$R_NGX") µs |
+| apotheca-proxy → worker | $(field "$R_PROXY" rps) | $(field "$R_PROXY" p50_ms) | $(field "$R_PROXY" p99_ms) | $(added "$R_PROXY" p50_ms) / $(added "$R_PROXY" p99_ms) ms | $(us "$R_PROXY") µs |
+
+statuses at the fixed rate: direct $(ok "$R_DIRECT"), nginx $(ok "$R_NGX"), proxy $(ok "$R_PROXY")
+
 OUT
 if [[ -n $VARIANT_PID ]]; then
   cat <<OUT

@@ -75,6 +75,11 @@ struct RunArgs {
     cycle: u64,
     #[arg(long, default_value_t = 0)]
     cycle_base: u64,
+    /// Requests per second in all, spread evenly over the connections (0: each connection as
+    /// fast as it is answered). A request sent late because the last answer came late counts
+    /// from when it was due, so a slow answer shows in the ones it delayed too.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 async fn connect(target: &str) -> Result<SendRequest<Full<Bytes>>> {
@@ -136,10 +141,14 @@ struct Tally {
     errors: u64,
 }
 
-async fn worker(args: RunArgs, until: Instant, offset: u64) -> Tally {
+async fn worker(args: RunArgs, until: Instant, offset: u64, phase: f64) -> Tally {
     let mut tally = Tally::default();
     let mut k = offset;
     let mut sender = None;
+    // At a fixed rate: this connection's share, its first request `phase` of an interval in.
+    let interval = (args.rate > 0.0)
+        .then(|| Duration::from_secs_f64(args.connections.max(1) as f64 / args.rate));
+    let mut due = interval.map(|i| Instant::now() + i.mul_f64(phase));
     while Instant::now() < until {
         if sender.is_none() {
             match connect(&args.target).await {
@@ -156,7 +165,23 @@ async fn worker(args: RunArgs, until: Instant, offset: u64) -> Tally {
         let Ok(req) = request(&args, k) else {
             return tally;
         };
-        let started = Instant::now();
+        let started = match (due, interval) {
+            (Some(at), Some(every)) => {
+                due = Some(at + every);
+                if Instant::now() >= at {
+                    // Late because the last answer was: the wait counts.
+                    at
+                } else {
+                    // On time: from when it is sent (the timer wakes up to a millisecond late).
+                    tokio::time::sleep_until(at.into()).await;
+                    Instant::now()
+                }
+            }
+            _ => Instant::now(),
+        };
+        if started >= until {
+            break;
+        }
         let outcome = async {
             s.ready().await?;
             let res = s.send_request(req).await?;
@@ -195,8 +220,16 @@ async fn run(args: RunArgs) -> Result<()> {
     connect(&args.target).await?;
     let started = Instant::now();
     let until = started + duration;
-    let tasks: Vec<_> = (0..args.connections.max(1))
-        .map(|i| tokio::spawn(worker(args.clone(), until, i as u64 * 7)))
+    let n = args.connections.max(1);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(worker(
+                args.clone(),
+                until,
+                i as u64 * 7,
+                i as f64 / n as f64,
+            ))
+        })
         .collect();
     let mut all = Tally::default();
     for t in tasks {
@@ -218,7 +251,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let total = all.latencies_us.len() as u64;
     let line = serde_json::json!({
         "label": args.label, "target": args.target, "method": args.method, "path": args.path,
-        "connections": args.connections, "seconds": (elapsed * 100.0).round() / 100.0,
+        "connections": args.connections, "rate": args.rate, "seconds": (elapsed * 100.0).round() / 100.0,
         "requests": total, "rps": (total as f64 / elapsed).round(), "ok_rps": (ok as f64 / elapsed).round(),
         "p50_ms": percentile(&all.latencies_us, 0.50), "p90_ms": percentile(&all.latencies_us, 0.90),
         "p99_ms": percentile(&all.latencies_us, 0.99), "max_ms": percentile(&all.latencies_us, 1.0),

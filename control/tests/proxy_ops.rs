@@ -26,12 +26,7 @@ fn echo_worker() {
 
 /// The daemon with the stand-in worker for every tenant.
 async fn serve_echo(a: &Apotheca) -> Daemon {
-    let echo = support::echo::script(a.dir.path(), "echo_worker");
-    a.serve(&[(
-        "APOTHECA_CONTROL__SERVE__WORKER_BIN",
-        echo.to_str().unwrap(),
-    )])
-    .await
+    support::echo::daemon(a, "echo_worker").await
 }
 
 /// Waits until the proxy counts `n` requests in flight for `tenant`.

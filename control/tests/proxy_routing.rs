@@ -298,13 +298,7 @@ fn echo_worker() {
 async fn the_worker_sees_the_headers_the_proxy_sets_and_none_a_client_forged() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
-    let echo = support::echo::script(a.dir.path(), "echo_worker");
-    let d = a
-        .serve(&[(
-            "APOTHECA_CONTROL__SERVE__WORKER_BIN",
-            echo.to_str().unwrap(),
-        )])
-        .await;
+    let d = support::echo::daemon(&a, "echo_worker").await;
     let tls = a.dir.path().join("tls");
     make_cert(&tls, "default", "alpha.localhost").await;
     let (cert, key) = (tls.join("default.crt"), tls.join("default.key"));

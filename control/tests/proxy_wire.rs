@@ -79,13 +79,7 @@ impl Wire {
 async fn the_wire_chunked_bodies_pipelining_http10_and_smuggling() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
-    let echo = support::echo::script(a.dir.path(), "echo_worker");
-    let d = a
-        .serve(&[(
-            "APOTHECA_CONTROL__SERVE__WORKER_BIN",
-            echo.to_str().unwrap(),
-        )])
-        .await;
+    let d = support::echo::daemon(&a, "echo_worker").await;
     let p = a.proxy(&d, &[]).await;
     assert_eq!(p.health("alpha.localhost").await, Ok("alpha".into()));
 

@@ -9,50 +9,11 @@ mod support;
 
 use std::path::Path;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use support::daemon::ready_pids;
+use support::site::{encode, send, Answer};
 use support::Apotheca;
 
-struct Answer {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: String,
-}
-
-async fn send(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Answer {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(path);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = sender
-        .send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// The form's token and the cookie that backs it.
 async fn form(socket: &Path) -> (String, String) {
     let a = send(
         socket,
@@ -68,14 +29,6 @@ async fn form(socket: &Path) -> (String, String) {
     let token = cookie.split_once('=').unwrap().1.to_owned();
     assert!(a.body.contains(&format!("value=\"{token}\"")), "{}", a.body);
     (token, cookie)
-}
-
-fn encode(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 async fn sign_up(socket: &Path, from: &str, cookie: &str, fields: &[(&str, &str)]) -> Answer {

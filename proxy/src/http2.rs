@@ -108,19 +108,19 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
         );
     };
     let own = |page: Page| own_page(edge, page, json, &request_id);
+    // A page of the proxy's own instead of the worker's answer, and its log line.
+    let refuse = |tenant: &str, host: &str, page: Page, error: Option<String>| {
+        let (response, bytes) = own(page);
+        log(tenant, host, page.status(), bytes, "-", error, false);
+        response
+    };
 
     let Some(Ok(host)) = raw_host.map(host::normalise) else {
-        let (response, bytes) = own(Page::BadHost);
-        log("-", "-", 400, bytes, "-", None, false);
-        return response;
+        return refuse("-", "-", Page::BadHost, None);
     };
     let target = match edge.route(&host, true, target).await {
         Route::Tenant(t) => t,
-        Route::Answer(page) => {
-            let (response, bytes) = own(page);
-            log("-", &host, page.status(), bytes, "-", None, false);
-            return response;
-        }
+        Route::Answer(page) => return refuse("-", &host, page, None),
         Route::Redirect(location) => {
             // HTTP/2 only comes over HTTPS, which is never redirected.
             let response = Response::builder()
@@ -147,39 +147,13 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
             } else {
                 Page::BadRequest
             };
-            let (response, bytes) = own(page);
-            log(
-                &target.schema,
-                &host,
-                page.status(),
-                bytes,
-                "-",
-                Some(e.to_string()),
-                false,
-            );
-            return response;
+            return refuse(&target.schema, &host, page, Some(e.to_string()));
         }
-        Err(_) => {
-            let (response, bytes) = own(Page::RequestTimeout);
-            log(&target.schema, &host, 408, bytes, "-", None, false);
-            return response;
-        }
+        Err(_) => return refuse(&target.schema, &host, Page::RequestTimeout, None),
     };
     let admitted = match edge.admit(&target).await {
         Ok(a) => a,
-        Err(page) => {
-            let (response, bytes) = own(page);
-            log(
-                &target.schema,
-                &host,
-                page.status(),
-                bytes,
-                "-",
-                None,
-                false,
-            );
-            return response;
-        }
+        Err(page) => return refuse(&target.schema, &host, page, None),
     };
 
     let cookies = joined_cookies(&parts.headers);

@@ -34,6 +34,17 @@ pub fn script(dir: &Path, entry: &str) -> PathBuf {
     path
 }
 
+/// The daemon with the stand-in worker for every tenant: `entry` is the calling test binary's
+/// `#[test]` that calls [`run`] (see [`script`]).
+pub async fn daemon(a: &super::Apotheca, entry: &str) -> super::daemon::Daemon {
+    let echo = script(a.dir.path(), entry);
+    a.serve(&[(
+        "APOTHECA_CONTROL__SERVE__WORKER_BIN",
+        echo.to_str().unwrap(),
+    )])
+    .await
+}
+
 /// Serves as the worker when started by [`script`]; returns at once otherwise.
 pub fn run() {
     let Ok(args) = std::env::var(ARGS) else {

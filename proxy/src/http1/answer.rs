@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Client, Outcome};
+use super::{Client, Req};
 use crate::accesslog::Entry;
 use crate::forward::{self, Admitted, Answered};
 use crate::pages::Page;
@@ -19,18 +19,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         &mut self,
         mut answered: Answered,
         admitted: Admitted,
-        request_id: &str,
-        http10: bool,
-        keep_alive: bool,
-        outcome: &mut Outcome,
+        r: &mut Req,
     ) -> bool {
         let s = &self.edge.settings;
         let read_timeout = Duration::from_secs(s.upstream_read_timeout_secs);
         let framing = answered.head.body;
-        let dechunk = framing == Framing::Chunked && http10;
-        let close = !keep_alive || framing == Framing::UntilClose || dechunk;
-        outcome.status = answered.head.status;
-        self.write_response_head(&answered, request_id, close, dechunk, http10);
+        let dechunk = framing == Framing::Chunked && r.http10;
+        let close = !r.keep_alive || framing == Framing::UntilClose || dechunk;
+        r.status = answered.head.status;
+        self.write_response_head(&answered, &r.request_id, close, dechunk, r.http10);
 
         // The body: what came with the head, then the rest as it arrives.
         let mut chunked = Chunked::default();
@@ -47,13 +44,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                 match answered.conn.read_piece(read_timeout).await {
                     Ok(p) => p,
                     Err(e) => {
-                        outcome.error = Some(format!("reading the answer: {e}"));
+                        r.error = Some(format!("reading the answer: {e}"));
                         break (false, true);
                     }
                 }
             };
             if !first && piece.is_empty() && framing != Framing::UntilClose {
-                outcome.error =
+                r.error =
                     Some("the worker closed the connection in the middle of its answer".into());
                 break (false, true);
             }
@@ -82,7 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                     }) {
                         Ok(used) => used,
                         Err(e) => {
-                            outcome.error = Some(format!("the worker's answer: {e}"));
+                            r.error = Some(format!("the worker's answer: {e}"));
                             break (false, true);
                         }
                     };
@@ -97,13 +94,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                     !first && piece.is_empty()
                 }
             };
-            outcome.bytes += self.out.len() - before;
+            r.bytes += self.out.len() - before;
             first = false;
             if done {
                 break (true, false);
             }
             if let Err(e) = self.send_out().await {
-                outcome.error = Some(format!("writing to the client: {e}"));
+                r.error = Some(format!("writing to the client: {e}"));
                 return false;
             }
         };
@@ -120,7 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             return false;
         }
         if let Err(e) = self.send_out().await {
-            outcome.error = Some(format!("writing to the client: {e}"));
+            r.error = Some(format!("writing to the client: {e}"));
             return false;
         }
         !close
@@ -192,17 +189,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     pub(super) async fn own(
         &mut self,
         page: Page,
-        json: bool,
-        request_id: &str,
-        keep_alive: bool,
+        r: &mut Req,
         head: &RequestHead,
-        is_head: bool,
-        outcome: &mut Outcome,
     ) -> Option<usize> {
         let consumed = self.consumed_without_reading(head);
-        let close = !keep_alive || consumed.is_none();
-        let page = page.render(json);
-        outcome.status = page.status;
+        let close = !r.keep_alive || consumed.is_none();
+        let page = page.render(r.json);
+        r.status = page.status;
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
@@ -219,13 +212,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             push_number(out, u64::from(secs));
             out.extend_from_slice(b"\r\n");
         }
-        self.push_own_headers(request_id, close, head.http10);
-        if !is_head {
+        self.push_own_headers(&r.request_id, close, head.http10);
+        if !r.is_head {
             self.out.extend_from_slice(&page.body);
-            outcome.bytes = page.body.len();
+            r.bytes = page.body.len();
         }
         if let Err(e) = self.send_out().await {
-            outcome.error = Some(format!("writing to the client: {e}"));
+            r.error = Some(format!("writing to the client: {e}"));
             return None;
         }
         if close {
@@ -239,20 +232,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     pub(super) async fn redirect(
         &mut self,
         location: &str,
-        request_id: &str,
-        keep_alive: bool,
+        r: &mut Req,
         head: &RequestHead,
-        outcome: &mut Outcome,
     ) -> Option<usize> {
         let consumed = self.consumed_without_reading(head);
-        let close = !keep_alive || consumed.is_none();
-        outcome.status = 308;
+        let close = !r.keep_alive || consumed.is_none();
+        r.status = 308;
         self.out.clear();
         self.out
             .extend_from_slice(b"HTTP/1.1 308 Permanent Redirect\r\nlocation: ");
         self.out.extend_from_slice(location.as_bytes());
         self.out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
-        self.push_own_headers(request_id, close, head.http10);
+        self.push_own_headers(&r.request_id, close, head.http10);
         self.send_out().await.ok()?;
         if close {
             None

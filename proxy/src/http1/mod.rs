@@ -73,8 +73,17 @@ struct Client<'a, S> {
     body: Vec<u8>,
 }
 
-/// What the log line says about a request, filled in as it goes.
-struct Outcome {
+/// One request as it goes: what its answer needs, and what its log line says (filled in as
+/// it goes).
+struct Req {
+    started: Instant,
+    json: bool,
+    request_id: String,
+    /// Normalised; `-` until known.
+    host: String,
+    keep_alive: bool,
+    is_head: bool,
+    http10: bool,
     tenant: Option<Arc<str>>,
     status: u16,
     bytes: usize,
@@ -167,7 +176,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     /// One request, its head in `buf`; how many bytes of `buf` it took when the connection
     /// goes on, `None` when it must close.
     async fn request(&mut self, head: &RequestHead, closing: bool) -> Option<usize> {
-        let started = Instant::now();
         let edge = self.edge;
         let (json, request_id, host) = {
             let buf = &self.buf;
@@ -185,7 +193,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                 .map(host::normalise);
             (json, request_id, host)
         };
-        let mut outcome = Outcome {
+        let mut r = Req {
+            started: Instant::now(),
+            json,
+            request_id,
+            host: "-".to_owned(),
+            keep_alive: !head.close && !closing,
+            is_head: head.method(&self.buf) == "HEAD",
+            http10: head.http10,
             tenant: None,
             status: 0,
             bytes: 0,
@@ -193,93 +208,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             error: None,
             admitted: false,
         };
-        let keep_alive = !head.close && !closing;
-        let is_head = head.method(&self.buf) == "HEAD";
-        let host = match host {
-            Some(Ok(h)) => h,
-            _ => {
-                let kept = self
-                    .own(
-                        Page::BadHost,
-                        json,
-                        &request_id,
-                        keep_alive,
-                        head,
-                        is_head,
-                        &mut outcome,
-                    )
-                    .await;
-                self.log(head, "-", &request_id, started, &outcome);
-                return kept;
-            }
+        let Some(Ok(host)) = host else {
+            return self.own_and_log(Page::BadHost, &mut r, head).await;
         };
-        let route = edge.route(&host, self.https, head.target(&self.buf)).await;
+        r.host = host;
+        let route = edge
+            .route(&r.host, self.https, head.target(&self.buf))
+            .await;
         let target = match route {
             Route::Tenant(t) => t,
-            Route::Answer(page) => {
-                let kept = self
-                    .own(
-                        page,
-                        json,
-                        &request_id,
-                        keep_alive,
-                        head,
-                        is_head,
-                        &mut outcome,
-                    )
-                    .await;
-                self.log(head, &host, &request_id, started, &outcome);
-                return kept;
-            }
+            Route::Answer(page) => return self.own_and_log(page, &mut r, head).await,
             Route::Redirect(location) => {
-                let kept = self
-                    .redirect(&location, &request_id, keep_alive, head, &mut outcome)
-                    .await;
-                self.log(head, &host, &request_id, started, &outcome);
+                let kept = self.redirect(&location, &mut r, head).await;
+                self.log(head, &r);
                 return kept;
             }
         };
-        outcome.tenant = Some(target.schema.clone());
+        r.tenant = Some(target.schema.clone());
 
         let body = match self.read_body(head).await {
             Ok(body) => body,
             Err(page) => {
+                r.keep_alive = false;
                 if let Some(page) = page {
-                    self.own(page, json, &request_id, false, head, is_head, &mut outcome)
-                        .await;
+                    self.own(page, &mut r, head).await;
                 }
-                self.log(head, &host, &request_id, started, &outcome);
+                self.log(head, &r);
                 return None;
             }
         };
         let consumed = body.consumed;
         let admitted = match edge.admit(&target).await {
             Ok(a) => a,
-            Err(page) => {
-                let kept = self
-                    .own(
-                        page,
-                        json,
-                        &request_id,
-                        keep_alive,
-                        head,
-                        is_head,
-                        &mut outcome,
-                    )
-                    .await;
-                self.log(head, &host, &request_id, started, &outcome);
-                return kept.map(|_| consumed);
-            }
+            Err(page) => return self.own_and_log(page, &mut r, head).await.map(|_| consumed),
         };
-        outcome.admitted = true;
+        r.admitted = true;
         {
             let buf = &self.buf;
             let fwd = Forwarded {
                 schema: &target.schema,
                 client_ip: self.ip,
                 https: self.https,
-                host: &host,
-                request_id: &request_id,
+                host: &r.host,
+                request_id: &r.request_id,
             };
             let host_header = head.host.as_ref().map_or(&b""[..], |r| &buf[r.clone()]);
             let body_bytes = match &body.range {
@@ -299,39 +270,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         }
         let method = head.method(&self.buf);
         let answered = edge
-            .exchange(&target, &self.up, forward::idempotent(method), is_head)
+            .exchange(&target, &self.up, forward::idempotent(method), r.is_head)
             .await;
         let kept = match answered {
             Ok(answered) => {
-                outcome.worker = answered.worker();
-                self.respond(
-                    answered,
-                    admitted,
-                    &request_id,
-                    head.http10,
-                    keep_alive,
-                    &mut outcome,
-                )
-                .await
+                r.worker = answered.worker();
+                self.respond(answered, admitted, &mut r).await
             }
             Err((page, error)) => {
                 drop(admitted);
-                outcome.error = Some(error);
-                self.own(
-                    page,
-                    json,
-                    &request_id,
-                    keep_alive,
-                    head,
-                    is_head,
-                    &mut outcome,
-                )
-                .await
-                .is_some()
+                r.error = Some(error);
+                self.own(page, &mut r, head).await.is_some()
             }
         };
-        self.log(head, &host, &request_id, started, &outcome);
+        self.log(head, &r);
         kept.then_some(consumed)
+    }
+
+    /// A page of the proxy's own, then the log line.
+    async fn own_and_log(&mut self, page: Page, r: &mut Req, head: &RequestHead) -> Option<usize> {
+        let kept = self.own(page, r, head).await;
+        self.log(head, r);
+        kept
     }
 
     /// Reads the request's body: its place in `buf` (or, decoded, in `body`) and how many bytes
@@ -415,21 +375,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         self.send_out().await
     }
 
-    fn log(&self, head: &RequestHead, host: &str, request_id: &str, started: Instant, o: &Outcome) {
+    fn log(&self, head: &RequestHead, r: &Req) {
         self.edge.finish(
             &Entry {
-                tenant: o.tenant.as_deref().unwrap_or("-"),
-                host,
+                tenant: r.tenant.as_deref().unwrap_or("-"),
+                host: &r.host,
                 method: head.method(&self.buf),
                 path: path_of(head.target(&self.buf)),
-                status: o.status,
-                bytes: o.bytes,
-                latency: started.elapsed(),
-                worker: if o.worker.is_empty() { "-" } else { &o.worker },
-                request_id,
-                error: o.error.clone(),
+                status: r.status,
+                bytes: r.bytes,
+                latency: r.started.elapsed(),
+                worker: if r.worker.is_empty() { "-" } else { &r.worker },
+                request_id: &r.request_id,
+                error: r.error.clone(),
             },
-            o.admitted,
+            r.admitted,
         );
     }
 

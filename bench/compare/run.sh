@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Full-stack comparison with the django-tenants peer (issue #7), both systems in one run on this
+# machine: the same tenants (t1..tN.localhost, N in NS), the same requests (wrk with load.lua in
+# each system's dialect: the medicine list, one medicine, a two-line sale, a 9:9:2 mix), Host
+# rotating over the tenants, CONNS connections, DURATION s each. For every N both systems are
+# provisioned first and kept up side by side, then each measurement runs peer → apotheca back to
+# back, so the machine's drift reaches both alike.
+#
+#   peer      /work/shared/peer: gunicorn (PEER_WORKERS sync workers) + its private PostgreSQL
+#   apotheca  apotheca-proxy → control's per-tenant workers → our private PostgreSQL (release
+#             build, default settings, fsync on)
+#
+# Prints one Markdown table (requests/s, p50, p99, errors, CPU per request, memory, tenant
+# creation, migrate-all, with Apotheca ÷ peer) on stdout; progress on stderr; every figure also as
+# a JSON line in $OUT (default target/compare/compare-<utc>.jsonl). Afterwards both systems'
+# books are checked (stock + sold = received for every medicine of every tenant).
+#
+# Knobs: NS ("20 200"), CONNS ("16 64"), DURATION (10), SCENARIOS ("list detail sale mix"),
+# PEER_WORKERS (4), SKIP_BUILD=1, PEER_STATE (the peer's venv and cluster, default
+# target/compare/peer), PEER_DIR (/work/shared/peer).
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+HERE=$ROOT/bench/compare
+NS=${NS:-20 200}
+CONNS=${CONNS:-16 64}
+DURATION=${DURATION:-10}
+SCENARIOS=${SCENARIOS:-list detail sale mix}
+PEER_WORKERS=${PEER_WORKERS:-4}
+PEER_DIR=${PEER_DIR:-/work/shared/peer}
+export PEER_STATE=${PEER_STATE:-$ROOT/target/compare/peer}
+mkdir -p "$ROOT/target/compare" "$PEER_STATE"
+OUT=${OUT:-$ROOT/target/compare/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
+: >"$OUT"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+record() { jq -c "$@" | tee -a "$OUT" >/dev/null; }
+
+[[ -d $PEER_DIR ]] || die "no peer at $PEER_DIR"
+for tool in wrk jq curl python3; do command -v $tool >/dev/null || die "$tool is missing (apt-get install $tool)"; done
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control -p apotheca-worker -p apotheca-proxy
+A=$ROOT/target/release/apotheca
+P=$ROOT/target/release/apotheca-proxy
+PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
+HZ=$(getconf CLK_TCK)
+
+STATE=
+PIDS=()
+# Stops this run's Apotheca (daemon and proxy by PID, then its cluster) and removes its folder.
+apo_down() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+  if [[ -n $STATE ]]; then apo db stop >/dev/null 2>&1 || true; rm -rf "$STATE"; STATE=; fi
+}
+cleanup() {
+  apo_down
+  "$PEER_DIR/stop.sh" >/dev/null 2>&1 || true
+  "$PEER_DIR/pg.sh" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+# Apotheca with this run's own cluster and state, whatever the caller's environment says.
+apo() {
+  env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg" \
+    APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE" \
+    APOTHECA_CONTROL__SPARE_SCHEMAS=0 "$A" "$@"
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- process accounting: a system = the process trees under some root PIDs ----
+tree() {  # root PIDs -> every PID under them (themselves included)
+  local roots="$*"
+  ps -e -o pid=,ppid= | awk -v roots="$roots" '
+    { parent[$1] = $2 } END {
+      n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1
+      changed = 1; while (changed) { changed = 0
+        for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
+      for (p in keep) print p }'
+}
+# CPU seconds used so far by the trees (own time of every live process + children it reaped)
+ticks() {
+  local p total=0
+  for p in $(tree "$@"); do
+    total=$(awk -v t="$total" '{ sub(/^.*\) /, ""); print t + $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo "$total")
+  done
+  awk -v t="$total" -v hz="$HZ" 'BEGIN { printf "%.3f", t / hz }'
+}
+# "rss_mib pss_mib processes" of the trees
+memory() {
+  local p rss=0 pss=0 n=0 r s
+  for p in $(tree "$@"); do
+    r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+    s=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+    [[ -n $r && -n $s ]] || continue
+    rss=$((rss + r)); pss=$((pss + s)); n=$((n + 1))
+  done
+  awk -v r="$rss" -v s="$pss" -v n="$n" 'BEGIN { printf "%.1f %.1f %d", r / 1024, s / 1024, n }'
+}
+pg_root() { head -1 "$1/postmaster.pid"; }
+
+# ---- the peer ----
+PEER_URL=http://127.0.0.1:${PEER_HTTP_PORT:-8001}
+PEER_PG=$PEER_STATE/.data/pg
+peer_up() {  # N: provision (timed by the peer's own script) and serve
+  local n=$1
+  "$PEER_DIR/stop.sh" >/dev/null 2>&1 || true
+  log "peer: provisioning $n tenants"
+  "$PEER_DIR/provision.sh" "$n" | while read -r line; do
+    record --argjson n "$n" '. + {system: "peer", n: $n}' <<<"$line"
+  done
+  log "peer: gunicorn with $PEER_WORKERS workers"
+  "$PEER_DIR/serve.sh" "$PEER_WORKERS" >/dev/null
+  PEER_ROOTS="$(cat "$PEER_STATE/.data/gunicorn.pid") $(pg_root "$PEER_PG")"
+}
+
+# ---- Apotheca ----
+APO_PORT=$(free_port)
+APO_URL=http://127.0.0.1:$APO_PORT
+TOKEN=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 43)
+apo_start() {  # a fresh folder: the cluster, the shared schema, the daemon and the proxy
+  STATE=$(mktemp -d /tmp/apotheca-compare.XXXXXX)
+  chmod 755 "$STATE"
+  apo migrate-schemas >/dev/null 2>&1
+  # Its sockets go under the working folder (var/run): this run's folder.
+  (cd "$STATE" && exec env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg" \
+    APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE" \
+    APOTHECA_CONTROL__SPARE_SCHEMAS=0 "$A" serve >"$STATE/serve.log" 2>&1) &
+  CONTROL_PID=$!
+  PIDS+=("$CONTROL_PID")
+  for _ in $(seq 1 100); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
+  [[ -S $STATE/var/run/apotheca.sock ]] || die "apotheca serve did not start: $(tail -5 "$STATE/serve.log")"
+  APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$APO_PORT APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
+    APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$(free_port) APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
+    DATABASE_URL=$(apo db url) RUST_LOG=warn \
+    "$P" >"$STATE/proxy.log" 2>&1 &
+  PROXY_PID=$!
+  PIDS+=("$PROXY_PID")
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "$APO_URL/" -H 'Host: localhost' && break; sleep 0.1; done
+}
+apo_up() {  # N: N tenants (created, seeded, filled to the peer's shape), all timed
+  local n=$1 i t0 created=() seeded=() url
+  log "apotheca: creating and seeding $n tenants"
+  for ((i = 1; i <= n; i++)); do
+    t0=$(now)
+    apo create-tenant --name "Pharmacy $i" --schema "t$i" --domain "t$i.localhost" >/dev/null
+    created+=("$(since "$t0")")
+    t0=$(now)
+    apo seed-data --schema "t$i" >/dev/null
+    seeded+=("$(since "$t0")")
+    url=$(apo db url --schema "t$i")
+    "$PSQL" -q -X -v ON_ERROR_STOP=1 -d "$url" -c \
+      "INSERT INTO api_tokens (user_id, name, token_hash, token_prefix)
+       SELECT id, 'compare', sha256(convert_to('$TOKEN', 'UTF8')), 'compare' FROM users WHERE username = 'admin'" \
+      >/dev/null
+  done
+  printf '%s\n' "${created[@]}" | jq -s -c --argjson n "$n" \
+    '{system: "apotheca", n: $n, step: "create_tenants", count: length,
+      per_tenant_ms_mean: (add / length * 1000 | . * 10 | round / 10),
+      per_tenant_ms_p50: (sort | .[length / 2 | floor] * 1000 | round), total_s: add,
+      note: "one apotheca process per tenant (start, connect, schema with every migration, role, rows)"}' \
+    | tee -a "$OUT" >/dev/null
+  printf '%s\n' "${seeded[@]}" | jq -s -c --argjson n "$n" \
+    '{system: "apotheca", n: $n, step: "seed", per_tenant_ms_mean: (add / length * 1000 | round)}' \
+    | tee -a "$OUT" >/dev/null
+  log "apotheca: filling t1..t$n to 50 medicines with 1,000,000 units each"
+  MEDICINES=$(python3 "$HERE/fill.py" "$APO_URL" "$TOKEN" "$n" localhost)
+  APO_ROOTS="$CONTROL_PID $PROXY_PID $(pg_root "$STATE/pg")"
+}
+# migrate-schemas over every schema: nothing to apply, then one ADD COLUMN applied everywhere
+# (from a copy of the migrations), with the daemon and proxy stopped as the peer's server is;
+# after the loads, since workers insist on the built-in set
+apo_migrate() {
+  local n=$1 mig=$STATE/migrations t0
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+  cp -r "$ROOT/migrations" "$mig"
+  echo "ALTER TABLE medicines ADD COLUMN bench_note text;" >"$mig/tenant/0002_bench_note.sql"
+  t0=$(now); apo migrate-schemas --no-spares >/dev/null; local noop; noop=$(since "$t0")
+  t0=$(now); apo --migrations-dir "$mig" migrate-schemas --no-spares >"$STATE/migrate.out"; local apply; apply=$(since "$t0")
+  grep -q "migrated $n schema" "$STATE/migrate.out" || die "migrate-schemas: $(cat "$STATE/migrate.out")"
+  jq -n -c --argjson n "$n" --argjson noop "$noop" --argjson apply "$apply" \
+    '{system: "apotheca", n: $n, step: "migrate_all", noop_s: $noop, apply_s: $apply}' | tee -a "$OUT" >/dev/null
+}
+
+# ---- one measurement ----
+measure() {  # system n scenario conns
+  local sys=$1 n=$2 scenario=$3 conns=$4 url roots dialect c0 c1 pg0 pg1 out pgroot
+  if [[ $sys == peer ]]; then url=$PEER_URL roots=$PEER_ROOTS dialect=peer pgroot=$(pg_root "$PEER_PG")
+  else url=$APO_URL roots=$APO_ROOTS dialect=apotheca pgroot=$(pg_root "$STATE/pg"); fi
+  c0=$(ticks $roots); pg0=$(ticks "$pgroot")
+  out=$(COMPARE_DIALECT=$dialect COMPARE_SCENARIO=$scenario COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
+        COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s \
+        -s "$HERE/load.lua" "$url" | grep '^{"requests"') || die "$sys: no figures from wrk"
+  c1=$(ticks $roots); pg1=$(ticks "$pgroot")
+  record --arg sys "$sys" --argjson n "$n" --arg sc "$scenario" --argjson c "$conns" \
+    --argjson cpu "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
+    --argjson pg "$(awk -v a="$pg0" -v b="$pg1" 'BEGIN { print b - a }')" \
+    --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
+    '. + {system: $sys, n: $n, scenario: $sc, conns: $c, cpu_s: $cpu, pg_cpu_s: $pg, load1: $load,
+          cpu_ms_per_req: (if .requests > 0 then $cpu * 1000 / .requests | . * 100 | round / 100 else null end)}' \
+    <<<"$out"
+  log "$(tail -1 "$OUT" | jq -r '"\(.system) n\(.n) \(.scenario) c\(.conns): \(.rps) req/s p50 \(.p50_ms) p99 \(.p99_ms) ms errors \(.errors) cpu \(.cpu_ms_per_req) ms/req (pg \(.pg_cpu_s) s)"')"
+}
+warm() {  # system n: every tenant answered once, at low concurrency (wakes Apotheca's workers)
+  local dialect=$1 url=$2 n=$3
+  COMPARE_DIALECT=$dialect COMPARE_SCENARIO=list COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
+    wrk -t1 -c4 -d3s --timeout 10s -s "$HERE/load.lua" "$url" >/dev/null
+}
+mem_record() {  # system n roots...
+  local sys=$1 n=$2; shift 2
+  read -r rss pss procs <<<"$(memory "$@")"
+  jq -n -c --arg sys "$sys" --argjson n "$n" --argjson rss "$rss" --argjson pss "$pss" --argjson p "$procs" \
+    '{system: $sys, n: $n, step: "memory", rss_mib: $rss, pss_mib: $pss, processes: $p}' | tee -a "$OUT" >/dev/null
+}
+books() {  # n: both systems' stock checks over every tenant
+  local n=$1 i bad=0 url
+  (cd "$PEER_DIR/app" && "$PEER_STATE/.venv/bin/python" manage.py all_tenants_command --no-public verify_stock) \
+    >"$STATE/peer-verify.out" 2>&1 || bad=1
+  for ((i = 1; i <= n; i++)); do
+    url=$(apo db url --schema "t$i")
+    "$PSQL" -X -At -d "$url" -c "SELECT
+        (SELECT count(*) FROM batches b WHERE b.quantity_on_hand < 0 OR b.quantity_on_hand <>
+            (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
+      + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
+            (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))" \
+      >>"$STATE/apo-verify.out"
+  done
+  local apo_bad; apo_bad=$(awk '{ s += $1 } END { print s + 0 }' "$STATE/apo-verify.out")
+  jq -n -c --argjson n "$n" --argjson peer "$bad" --argjson apo "$apo_bad" --arg pv "$(tail -3 "$STATE/peer-verify.out")" \
+    '{step: "books", n: $n, peer_failed: $peer, peer_output: $pv, apotheca_mismatches: $apo}' | tee -a "$OUT" >/dev/null
+  [[ $bad == 0 && $apo_bad == 0 ]] || die "books disagree after the loads at N=$n (see $OUT)"
+}
+
+record -n --arg cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" --argjson cores "$(nproc)" \
+  --arg mem "$(awk '/MemTotal/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo)" --arg kernel "$(uname -r)" \
+  --arg os "$(. /etc/os-release; echo "$PRETTY_NAME")" --arg utc "$(date -u +%FT%TZ)" \
+  --arg commit "$(git -C "$ROOT" rev-parse --short HEAD)" --argjson pw "$PEER_WORKERS" --argjson d "$DURATION" \
+  '{step: "machine", utc: $utc, cpu: $cpu, cores: $cores, memory: $mem, kernel: $kernel, os: $os,
+    commit: $commit, peer_workers: $pw, duration_s: $d}'
+
+log "peer: setup"
+"$PEER_DIR/setup.sh" >/dev/null
+for n in $NS; do
+  peer_up "$n"
+  log "apotheca: cluster, daemon, proxy on $APO_URL"
+  apo_start
+  apo_up "$n"
+  log "warming both over $n tenants"
+  warm peer "$PEER_URL" "$n"; warm apotheca "$APO_URL" "$n"
+  for scenario in $SCENARIOS; do
+    for conns in $CONNS; do
+      measure peer "$n" "$scenario" "$conns"
+      measure apotheca "$n" "$scenario" "$conns"
+    done
+  done
+  mem_record peer "$n" $PEER_ROOTS
+  mem_record apotheca "$n" $APO_ROOTS
+  books "$n"
+  "$PEER_DIR/stop.sh" >/dev/null
+  apo_migrate "$n"
+  apo_down
+done
+python3 "$HERE/table.py" "$OUT"
+log "figures: $OUT"

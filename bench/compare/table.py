@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The Markdown table of a bench/compare/run.sh run: reads its JSON lines, prints the table.
+Ratios are Apotheca ÷ peer for throughput, peer ÷ Apotheca for times and memory (so > 1 always
+means Apotheca does better). Usage: table.py FIGURES.jsonl
+"""
+
+import json
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def ratio(a, b):
+    if not a or not b:
+        return "–"
+    return f"{a / b:.1f}×"
+
+
+def main():
+    rows = load(sys.argv[1])
+    machine = next((r for r in rows if r.get("step") == "machine"), {})
+    print(f"Run of {machine.get('utc', '?')} at commit {machine.get('commit', '?')}: "
+          f"{machine.get('cores', '?')} cores ({machine.get('cpu', '?')}), {machine.get('memory', '?')}, "
+          f"{machine.get('os', '?')}, kernel {machine.get('kernel', '?')}; peer with "
+          f"{machine.get('peer_workers', '?')} gunicorn workers; {machine.get('duration_s', '?')} s per row.\n")
+    runs = {}
+    for r in rows:
+        if "scenario" in r and "rps" in r:
+            runs[(r["n"], r["scenario"], r["conns"], r["system"])] = r
+    print("| tenants | request | conns | Apotheca req/s | peer req/s | A ÷ peer | p50 ms A / peer "
+          "| p99 ms A / peer | errors A / peer | CPU ms/req A / peer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = sorted({k[:3] for k in runs}, key=lambda k: (k[0], ["list", "detail", "sale", "mix"].index(k[1])
+                                                          if k[1] in ["list", "detail", "sale", "mix"] else 9, k[2]))
+    for n, scenario, conns in keys:
+        a = runs.get((n, scenario, conns, "apotheca"), {})
+        p = runs.get((n, scenario, conns, "peer"), {})
+        print(f"| {n} | {scenario} | {conns} | {a.get('rps', '–')} | {p.get('rps', '–')} | "
+              f"{ratio(a.get('rps'), p.get('rps'))} | {a.get('p50_ms', '–')} / {p.get('p50_ms', '–')} | "
+              f"{a.get('p99_ms', '–')} / {p.get('p99_ms', '–')} | {a.get('errors', '–')} / {p.get('errors', '–')} | "
+              f"{a.get('cpu_ms_per_req', '–')} / {p.get('cpu_ms_per_req', '–')} |")
+
+    def step(system, n, name, **match):
+        for r in rows:
+            if r.get("system") == system and r.get("n") == n and r.get("step") == name and all(
+                    r.get(k) == v for k, v in match.items()):
+                return r
+        return {}
+
+    print("\n| tenants | figure | Apotheca | peer | peer ÷ A |")
+    print("|---|---|---|---|---|")
+    for n in sorted({r["n"] for r in rows if "n" in r}):
+        am, pm = step("apotheca", n, "memory"), step("peer", n, "memory")
+        if am and pm:
+            print(f"| {n} | memory after the loads, PSS MiB (processes) | {am['pss_mib']} ({am['processes']}) | "
+                  f"{pm['pss_mib']} ({pm['processes']}) | {ratio(pm['pss_mib'], am['pss_mib'])} |")
+            print(f"| {n} | memory after the loads, RSS MiB | {am['rss_mib']} | {pm['rss_mib']} | "
+                  f"{ratio(pm['rss_mib'], am['rss_mib'])} |")
+        ac, pc = step("apotheca", n, "create_tenants"), step("peer", n, "create_tenants")
+        if ac and pc:
+            print(f"| {n} | create one tenant, mean ms | {ac['per_tenant_ms_mean']} | {pc.get('per_tenant_ms_mean')} | "
+                  f"{ratio(pc.get('per_tenant_ms_mean'), ac['per_tenant_ms_mean'])} |")
+        amg = step("apotheca", n, "migrate_all")
+        for label, akey, executor, pstep in (
+                ("migrate all, nothing to apply, s", "noop_s", "standard", "migrate_all_noop"),
+                ("migrate all, one ADD COLUMN everywhere, s", "apply_s", "standard", "migrate_all_apply"),
+                ("… peer with its 2-process executor, s", "apply_s", "multiprocessing", "migrate_all_apply")):
+            pmg = step("peer", n, pstep, executor=executor)
+            if amg and pmg:
+                print(f"| {n} | {label} | {amg[akey]:.2f} | {pmg['total_s']:.2f} | {ratio(pmg['total_s'], amg[akey])} |")
+    for r in rows:
+        if r.get("step") == "books":
+            print(f"\nBooks after the loads at N={r['n']}: peer verify_stock "
+                  f"{'passed' if r['peer_failed'] == 0 else 'FAILED'}, Apotheca {r['apotheca_mismatches']} "
+                  "batches or lines disagreeing with the ledger.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,7 @@
 //! The tenant's change channel: a LISTEN connection per worker, named after the schema, on
 //! which writes announce what they changed (`auth`: logins; `data`: stock and medicines).
+//! A worker with the tenant's change marker (`readcache::Marker`) announces its own data
+//! writes there instead, and hears on the channel only what others (the CLI) announce.
 //! Workers keep caches only while they listen; an announcement, or a lost connection, makes
 //! every worker of the tenant forget what it kept. Any role may NOTIFY any channel, so a
 //! stray announcement can only cost cache misses, never serve wrong data.
@@ -46,10 +48,13 @@ pub async fn announce_writes(State(state): State<AppState>, req: Request, next: 
 }
 
 /// After a committed write of stock, medicines, suppliers or settings: forgets this
-/// worker's kept reads and tells the tenant's other workers to do the same (the HTML pages
-/// call it themselves: their successful writes answer with a redirect).
+/// worker's kept reads and tells the tenant's other workers to do the same, by the change
+/// marker, else on the channel (the HTML pages call it themselves: their successful writes
+/// answer with a redirect).
 pub async fn data_changed(state: &AppState) {
-    state.read_cache.clear();
+    if state.read_cache.changed() {
+        return;
+    }
     let announced = async {
         announce(&**state.db().await?, &state.schema, DATA).await?;
         Ok::<_, crate::http::error::ApiError>(())

@@ -164,6 +164,32 @@ enum Announce {
     },
 }
 
+/// Every 10 s, closes the database connections idle for 30 s but one (while the worker runs).
+async fn close_idle_connections(state: std::sync::Weak<state::Inner>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        let Some(state) = state::AppState::upgrade(&state) else {
+            return;
+        };
+        state.close_idle(std::time::Duration::from_secs(30));
+    }
+}
+
+/// The tenant's change marker beside the worker's socket (`<schema>.changes`), shared with the
+/// tenant's other workers there; none for a TCP listener, whose writes go by NOTIFY.
+fn change_marker(listen: &server::Listen, schema: &str) -> Option<readcache::Marker> {
+    let server::Listen::Unix(path) = listen else {
+        return None;
+    };
+    let path = path.parent()?.join(format!("{schema}.changes"));
+    readcache::Marker::open(&path)
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, path = %path.display(), "no change marker; announcing writes by NOTIFY")
+        })
+        .ok()
+}
+
 /// Binds, announces readiness, serves until SIGTERM/SIGINT (or, under control, a drain or the
 /// channel's end), drains, closes the pool.
 async fn serve(
@@ -174,7 +200,8 @@ async fn serve(
     settings: settings::WorkerSettings,
 ) -> Result<(), String> {
     let deadline = std::time::Duration::from_secs(settings.shutdown_timeout_secs);
-    let state = state::AppState::new(schema, url, settings)?;
+    let state =
+        state::AppState::with_marker(schema, url, settings, change_marker(&listen, schema))?;
     let bound = server::Bound::bind(&listen)
         .await
         .map_err(|e| format!("listening on {listen:?}: {e}"))?;
@@ -185,6 +212,7 @@ async fn serve(
     }
     let (stop_listener, stopped) = tokio::sync::watch::channel(false);
     let listener = { tokio::spawn(changes::listen(state.clone(), url.to_owned(), stopped)) };
+    tokio::spawn(close_idle_connections(state.downgrade()));
     let app = http::router(state.clone());
     let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match announce {
         Announce::ReadyFd(fd) => {

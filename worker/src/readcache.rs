@@ -1,12 +1,21 @@
 //! Answers of the hottest reads (the medicines list and page, the counter search), kept as
 //! ready-made JSON and served without touching the database. Every write through the routes
-//! that change stock, medicines, suppliers or settings is announced on the tenant's channel
-//! (`changes::announce_writes`), and every worker then forgets
-//! all it kept; nothing is kept while this worker is not listening, and nothing for longer
-//! than `[worker] read_cache_secs`. A read that raced a write is not stored (generations).
+//! that change stock, medicines, suppliers or settings is announced (`changes::data_changed`,
+//! the sale queue), and every worker of the tenant then forgets all it kept; nothing is kept
+//! while this worker is not listening on the tenant's channel, and nothing for longer than
+//! `[worker] read_cache_secs`. A read that raced a write is not stored (generations).
+//!
+//! Workers announce their own writes with the tenant's change [`Marker`], a small file beside
+//! their sockets that each write stamps with a new value and each cached read compares: a
+//! PostgreSQL NOTIFY wakes every listening connection of the database, all tenants' workers,
+//! which made each sale cost O(tenants) backend wake-ups. Writers outside the workers (the
+//! CLI) still announce on the channel, and so do workers that have no marker.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::future::Future;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -54,24 +63,107 @@ impl Gate {
     }
 }
 
+/// The tenant's change marker: eight bytes in a file shared by the tenant's workers. A write
+/// stamps it with a fresh random value once committed; a reader that finds another value than
+/// it last saw forgets what it kept.
+#[derive(Debug)]
+pub struct Marker {
+    file: File,
+}
+
+impl Marker {
+    /// Opens (creating, readable by this user only) the marker at `path`.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        Ok(Self { file })
+    }
+
+    /// The current stamp (0 before the first write); None when it cannot be read.
+    pub fn read(&self) -> Option<u64> {
+        let mut stamp = [0u8; 8];
+        match self.file.read_at(&mut stamp, 0) {
+            Ok(8) => Some(u64::from_le_bytes(stamp)),
+            Ok(0) => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Stamps a new value (never 0: that is "never written").
+    pub fn stamp(&self) -> std::io::Result<()> {
+        let stamp = rand::random::<u64>().max(1);
+        self.file.write_all_at(&stamp.to_le_bytes(), 0)
+    }
+}
+
 pub struct ReadCache {
     entries: Mutex<HashMap<String, (Bytes, Instant)>>,
     gate: Gate,
     /// Zero: the cache is off.
     ttl: Duration,
+    marker: Option<Marker>,
+    /// The marker's stamp when the entries were last checked against it.
+    seen: AtomicU64,
 }
 
 impl ReadCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, marker: Option<Marker>) -> Self {
+        let seen = marker.as_ref().and_then(Marker::read).unwrap_or(0);
         Self {
             entries: Mutex::default(),
             gate: Gate::default(),
             ttl,
+            marker,
+            seen: AtomicU64::new(seen),
         }
     }
 
+    /// Whether the tenant's workers announce their writes with a marker (else on the channel).
+    pub fn has_marker(&self) -> bool {
+        self.marker.is_some()
+    }
+
+    /// After a committed write: forgets what this worker kept and stamps the marker, so that
+    /// the tenant's other workers do too. False when there is no marker or it cannot be
+    /// written (the caller then announces on the channel).
+    pub fn changed(&self) -> bool {
+        self.clear();
+        match &self.marker {
+            Some(marker) => match marker.stamp() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot stamp the change marker");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    /// Whether another worker wrote since the entries were last checked (then they are
+    /// forgotten); an unreadable marker counts as a write.
+    fn stale(&self) -> bool {
+        let Some(marker) = &self.marker else {
+            return false;
+        };
+        let now = marker.read();
+        if now.is_some_and(|now| now == self.seen.load(Ordering::Acquire)) {
+            return false;
+        }
+        self.clear();
+        if let Some(now) = now {
+            self.seen.store(now, Ordering::Release);
+        }
+        true
+    }
+
     fn get(&self, key: &str) -> Option<Bytes> {
-        if self.ttl.is_zero() || !self.gate.live() {
+        if self.ttl.is_zero() || !self.gate.live() || self.stale() {
             return None;
         }
         let entries = self.entries.lock().ok()?;

@@ -157,8 +157,8 @@ async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
     let posted = async {
         let answers = sale::post_batch(&tx, sales).await?;
         let made = answers.iter().any(|a| matches!(a, Ok(Posted::New(_))));
-        if made {
-            // Delivered at the commit, once for the batch.
+        if made && !state.read_cache.has_marker() {
+            // Delivered at the commit, once for the batch (with a marker: stamped after it).
             changes::announce(&*tx, &state.schema, changes::DATA).await?;
         }
         Ok::<_, ApiError>((answers, made))
@@ -172,7 +172,9 @@ async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
     if let Err(e) = tx.commit().await {
         return Outcome::CommitFailed(e.into());
     }
-    if made {
+    if made && state.read_cache.has_marker() {
+        changes::data_changed(state).await;
+    } else if made {
         state.read_cache.clear();
     }
     Outcome::Posted(answers)

@@ -32,6 +32,29 @@ async fn a_write_on_one_worker_refreshes_the_reads_of_another() {
         Default::default(),
     )
     .unwrap();
+    refreshes(a, b).await;
+}
+
+/// Workers with the tenant's change marker (as control runs them, beside their sockets) tell
+/// each other of their writes through it, without a NOTIFY: worker A sends none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sharing_the_change_marker_refresh_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acme.changes");
+    let a = TestApp::with_marker("acme", &path).await;
+    let b = apotheca_worker::state::AppState::with_marker(
+        &a.tenant.schema,
+        &a.tenant.role_url,
+        Default::default(),
+        Some(apotheca_worker::readcache::Marker::open(&path).unwrap()),
+    )
+    .unwrap();
+    assert!(a.state.read_cache.has_marker() && b.read_cache.has_marker());
+    refreshes(a, b).await;
+}
+
+/// Worker B keeps the medicines list in memory, and shows a sale made through worker A.
+async fn refreshes(a: TestApp, b: apotheca_worker::state::AppState) {
     let b_router = apotheca_worker::http::router(b.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let listener = tokio::spawn(apotheca_worker::changes::listen(

@@ -50,6 +50,24 @@ impl TestApp {
     pub async fn with_settings(tenant: TestTenant, settings: WorkerSettings) -> Self {
         let state =
             AppState::new(&tenant.schema, &tenant.role_url, settings).expect("worker state");
+        Self::with_state(tenant, state).await
+    }
+
+    /// A worker that announces its writes with the tenant's change marker at `marker`.
+    pub async fn with_marker(schema: &str, marker: &std::path::Path) -> Self {
+        let tenant = TestTenant::new(schema).await;
+        let marker = apotheca_worker::readcache::Marker::open(marker).expect("change marker");
+        let state = AppState::with_marker(
+            &tenant.schema,
+            &tenant.role_url,
+            WorkerSettings::default(),
+            Some(marker),
+        )
+        .expect("worker state");
+        Self::with_state(tenant, state).await
+    }
+
+    async fn with_state(tenant: TestTenant, state: AppState) -> Self {
         let router = apotheca_worker::http::router(state.clone());
         let app = Self {
             tenant,

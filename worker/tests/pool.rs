@@ -1,0 +1,50 @@
+//! The worker's database pool when the database has no connection to spare.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::Request;
+use support::TestApp;
+use tower::ServiceExt;
+
+/// With the tenant role allowed a single connection, which the worker already holds, requests
+/// that need more at once wait for that one instead of failing with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_share_the_connections_a_full_database_left_the_worker() {
+    let a = TestApp::new("acme").await;
+    let s = a.login("admin").await;
+    let role: String = a
+        .db()
+        .await
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let admin = a.tenant.db.client().await;
+    admin
+        .batch_execute(&format!("ALTER ROLE \"{role}\" CONNECTION LIMIT 1"))
+        .await
+        .unwrap();
+    // The pool keeps the one connection it has; every other is refused by the server now.
+    a.state.close_idle(std::time::Duration::ZERO);
+    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+
+    let requests = (0..8).map(|_| {
+        let router = a.router.clone();
+        let cookie = s.cookie.clone();
+        tokio::spawn(async move {
+            let req = Request::get("/api/v1/suppliers")
+                .header("cookie", cookie)
+                .body(Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        })
+    });
+    for status in futures::future::join_all(requests).await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    admin
+        .batch_execute(&format!("ALTER ROLE \"{role}\" CONNECTION LIMIT -1"))
+        .await
+        .unwrap();
+}

@@ -16,7 +16,8 @@
 # books are checked (stock + sold = received for every medicine of every tenant).
 #
 # Knobs: NS ("20 200"), CONNS ("16 64"), DURATION (10), SCENARIOS ("list detail sale mix"),
-# PEER_WORKERS (4), SKIP_BUILD=1, PEER_STATE (the peer's venv and cluster, default
+# PEER_WORKERS (4), SKIP_BUILD=1, HOLD=SECONDS (keep both up after the warm-up, their
+# addresses in target/compare/hold.env, before measuring), PEER_STATE (the peer's venv and cluster, default
 # target/compare/peer), PEER_DIR (/work/shared/peer).
 set -euo pipefail
 export LC_ALL=C
@@ -62,12 +63,15 @@ cleanup() {
   "$PEER_DIR/pg.sh" stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-# Apotheca with this run's own cluster and state, whatever the caller's environment says.
-apo() {
-  env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg" \
-    APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE" \
-    APOTHECA_CONTROL__SPARE_SCHEMAS=0 "$A" "$@"
+# Apotheca with this run's own cluster and state, whatever the caller's environment says; the
+# cluster sized as deploy/nginx-free/README.md says (workers × (pool_size + 1) + 50, at least
+# the default 500): every tenant awake, one worker each.
+apo_env() {
+  APO_ENV=(env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg"
+    APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE"
+    APOTHECA_CONTROL__SPARE_SCHEMAS=0 APOTHECA_PRIVATE_DB__MAX_CONNECTIONS="${APO_MAX_CONNECTIONS:-500}")
 }
+apo() { apo_env; "${APO_ENV[@]}" "$A" "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # ---- process accounting: a system = the process trees under some root PIDs ----
@@ -125,9 +129,8 @@ apo_start() {  # a fresh folder: the cluster, the shared schema, the daemon and 
   chmod 755 "$STATE"
   apo migrate-schemas >/dev/null 2>&1
   # Its sockets go under the working folder (var/run): this run's folder.
-  (cd "$STATE" && exec env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg" \
-    APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE" \
-    APOTHECA_CONTROL__SPARE_SCHEMAS=0 "$A" serve >"$STATE/serve.log" 2>&1) &
+  apo_env
+  (cd "$STATE" && exec "${APO_ENV[@]}" "$A" serve >"$STATE/serve.log" 2>&1) &
   CONTROL_PID=$!
   PIDS+=("$CONTROL_PID")
   for _ in $(seq 1 100); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
@@ -191,6 +194,10 @@ measure() {  # system n scenario conns
   local sys=$1 n=$2 scenario=$3 conns=$4 url roots dialect c0 c1 pg0 pg1 out pgroot
   if [[ $sys == peer ]]; then url=$PEER_URL roots=$PEER_ROOTS dialect=peer pgroot=$(pg_root "$PEER_PG")
   else url=$APO_URL roots=$APO_ROOTS dialect=apotheca pgroot=$(pg_root "$STATE/pg"); fi
+  # One second of the same requests first, not counted: each row starts from where the last
+  # one left the system (the other system's row ran in between), not from cold caches.
+  COMPARE_DIALECT=$dialect COMPARE_SCENARIO=$scenario COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
+    COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c"$conns" -d1s --timeout 10s -s "$HERE/load.lua" "$url" >/dev/null
   c0=$(ticks $roots); pg0=$(ticks "$pgroot")
   out=$(COMPARE_DIALECT=$dialect COMPARE_SCENARIO=$scenario COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
         COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s \
@@ -205,16 +212,17 @@ measure() {  # system n scenario conns
     <<<"$out"
   log "$(tail -1 "$OUT" | jq -r '"\(.system) n\(.n) \(.scenario) c\(.conns): \(.rps) req/s p50 \(.p50_ms) p99 \(.p99_ms) ms errors \(.errors) cpu \(.cpu_ms_per_req) ms/req (pg \(.pg_cpu_s) s)"')"
 }
-warm() {  # system n: every tenant answered once, at low concurrency (wakes Apotheca's workers)
+warm() {  # system n: every tenant's three requests a few times (wakes Apotheca's workers and
+  # opens their database connections; the peer's gunicorn workers connect on their first request)
   local dialect=$1 url=$2 n=$3
-  COMPARE_DIALECT=$dialect COMPARE_SCENARIO=list COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
-    wrk -t1 -c4 -d3s --timeout 10s -s "$HERE/load.lua" "$url" >/dev/null
+  COMPARE_DIALECT=$dialect COMPARE_SCENARIO=mix COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
+    COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c16 -d5s --timeout 10s -s "$HERE/load.lua" "$url" >/dev/null
 }
-mem_record() {  # system n roots...
-  local sys=$1 n=$2; shift 2
+mem_record() {  # system n when roots...
+  local sys=$1 n=$2 when=$3; shift 3
   read -r rss pss procs <<<"$(memory "$@")"
-  jq -n -c --arg sys "$sys" --argjson n "$n" --argjson rss "$rss" --argjson pss "$pss" --argjson p "$procs" \
-    '{system: $sys, n: $n, step: "memory", rss_mib: $rss, pss_mib: $pss, processes: $p}' | tee -a "$OUT" >/dev/null
+  jq -n -c --arg sys "$sys" --argjson n "$n" --arg when "$when" --argjson rss "$rss" --argjson pss "$pss" --argjson p "$procs" \
+    '{system: $sys, n: $n, step: "memory", when: $when, rss_mib: $rss, pss_mib: $pss, processes: $p}' | tee -a "$OUT" >/dev/null
 }
 books() {  # n: both systems' stock checks over every tenant
   local n=$1 i bad=0 url
@@ -246,19 +254,30 @@ log "peer: setup"
 "$PEER_DIR/setup.sh" >/dev/null
 for n in $NS; do
   peer_up "$n"
-  log "apotheca: cluster, daemon, proxy on $APO_URL"
+  APO_MAX_CONNECTIONS=$((n * 5 + 50 > 500 ? n * 5 + 50 : 500))
+  log "apotheca: cluster (max_connections $APO_MAX_CONNECTIONS), daemon, proxy on $APO_URL"
   apo_start
   apo_up "$n"
   log "warming both over $n tenants"
   warm peer "$PEER_URL" "$n"; warm apotheca "$APO_URL" "$n"
+  if [[ -n ${HOLD:-} ]]; then  # both systems up for a look from another shell, for HOLD s
+    printf 'PEER_URL=%s\nAPO_URL=%s\nTOKEN=%s\nMEDICINES=%s\nSTATE=%s\nN=%s\n' "$PEER_URL" "$APO_URL" \
+      "$TOKEN" "$MEDICINES" "$STATE" "$n" >"$ROOT/target/compare/hold.env"
+    log "holding for $HOLD s: target/compare/hold.env"
+    sleep "$HOLD"
+  fi
   for scenario in $SCENARIOS; do
     for conns in $CONNS; do
       measure peer "$n" "$scenario" "$conns"
       measure apotheca "$n" "$scenario" "$conns"
     done
   done
-  mem_record peer "$n" $PEER_ROOTS
-  mem_record apotheca "$n" $APO_ROOTS
+  mem_record peer "$n" after_load $PEER_ROOTS
+  mem_record apotheca "$n" after_load $APO_ROOTS
+  log "both idle for 45 s"
+  sleep 45
+  mem_record peer "$n" idle $PEER_ROOTS
+  mem_record apotheca "$n" idle $APO_ROOTS
   books "$n"
   "$PEER_DIR/stop.sh" >/dev/null
   apo_migrate "$n"

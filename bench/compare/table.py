@@ -53,12 +53,11 @@ def main():
     print("\n| tenants | figure | Apotheca | peer | peer ÷ A |")
     print("|---|---|---|---|---|")
     for n in sorted({r["n"] for r in rows if "n" in r}):
-        am, pm = step("apotheca", n, "memory"), step("peer", n, "memory")
-        if am and pm:
-            print(f"| {n} | memory after the loads, PSS MiB (processes) | {am['pss_mib']} ({am['processes']}) | "
-                  f"{pm['pss_mib']} ({pm['processes']}) | {ratio(pm['pss_mib'], am['pss_mib'])} |")
-            print(f"| {n} | memory after the loads, RSS MiB | {am['rss_mib']} | {pm['rss_mib']} | "
-                  f"{ratio(pm['rss_mib'], am['rss_mib'])} |")
+        for when, label in (("after_load", "after the loads"), ("idle", "idle 45 s later")):
+            am, pm = step("apotheca", n, "memory", when=when), step("peer", n, "memory", when=when)
+            if am and pm:
+                print(f"| {n} | memory {label}, PSS MiB (processes) | {am['pss_mib']} ({am['processes']}) | "
+                      f"{pm['pss_mib']} ({pm['processes']}) | {ratio(pm['pss_mib'], am['pss_mib'])} |")
         ac, pc = step("apotheca", n, "create_tenants"), step("peer", n, "create_tenants")
         if ac and pc:
             print(f"| {n} | create one tenant, mean ms | {ac['per_tenant_ms_mean']} | {pc.get('per_tenant_ms_mean')} | "

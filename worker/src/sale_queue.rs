@@ -154,28 +154,20 @@ async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
         Ok(tx) => tx,
         Err(e) => return Outcome::RolledBack(e.into()),
     };
-    let posted = async {
-        let answers = sale::post_batch(&tx, sales).await?;
-        let made = answers.iter().any(|a| matches!(a, Ok(Posted::New(_))));
-        if made && !state.read_cache.has_marker() {
-            // Delivered at the commit, once for the batch (with a marker: stamped after it).
-            changes::announce(&*tx, &state.schema, changes::DATA).await?;
-        }
-        Ok::<_, ApiError>((answers, made))
-    }
-    .await;
-    let (answers, made) = match posted {
-        Ok(posted) => posted,
+    let answers = match sale::post_batch(&tx, sales).await {
+        Ok(answers) => answers,
         // Dropping the transaction rolls it back.
         Err(e) => return Outcome::RolledBack(e),
     };
+    let made = answers.iter().any(|a| matches!(a, Ok(Posted::New(_))));
     if let Err(e) = tx.commit().await {
         return Outcome::CommitFailed(e.into());
     }
-    if made && state.read_cache.has_marker() {
+    // Announced once for the batch, after the commit; the connection goes back first (without
+    // a change marker, announcing takes one).
+    drop(db);
+    if made {
         changes::data_changed(state).await;
-    } else if made {
-        state.read_cache.clear();
     }
     Outcome::Posted(answers)
 }

@@ -122,23 +122,18 @@ async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
         .await?
         .ok_or_else(|| ApiError::unauthorized("the API token is unknown, revoked or expired"))?;
     if row.get::<_, bool>(4) {
-        // Written beside the request, which need not wait for that commit's flush.
+        // Written beside the request, on the connection it read with (the request is done
+        // with it), so that the request need not wait for that commit's flush.
         let id: i64 = row.get(0);
-        let state = state.clone();
         tokio::spawn(async move {
-            let written = async {
-                state
-                    .db()
-                    .await?
-                    .execute(
-                        "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?;
-                Ok::<_, ApiError>(())
-            };
-            if let Err(e) = written.await {
-                tracing::warn!(error = %e.message, "could not record the API token's last use");
+            let written = db
+                .execute(
+                    "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
+                    &[&id],
+                )
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "could not record the API token's last use");
             }
         });
     }

@@ -50,11 +50,15 @@ HZ=$(getconf CLK_TCK)
 
 STATE=
 PIDS=()
-# Stops this run's Apotheca (daemon and proxy by PID, then its cluster) and removes its folder.
-apo_down() {
+# Stops this run's daemon and proxy, by PID.
+stop_pids() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   PIDS=()
+}
+# Stops this run's Apotheca (daemon and proxy, then its cluster) and removes its folder.
+apo_down() {
+  stop_pids
   if [[ -n $STATE ]]; then apo db stop >/dev/null 2>&1 || true; rm -rf "$STATE"; STATE=; fi
 }
 cleanup() {
@@ -159,15 +163,13 @@ apo_up() {  # N: N tenants (created, seeded, filled to the peer's shape), all ti
        SELECT id, 'compare', sha256(convert_to('$TOKEN', 'UTF8')), 'compare' FROM users WHERE username = 'admin'" \
       >/dev/null
   done
-  printf '%s\n' "${created[@]}" | jq -s -c --argjson n "$n" \
+  printf '%s\n' "${created[@]}" | record -s --argjson n "$n" \
     '{system: "apotheca", n: $n, step: "create_tenants", count: length,
       per_tenant_ms_mean: (add / length * 1000 | . * 10 | round / 10),
       per_tenant_ms_p50: (sort | .[length / 2 | floor] * 1000 | round), total_s: add,
-      note: "one apotheca process per tenant (start, connect, schema with every migration, role, rows)"}' \
-    | tee -a "$OUT" >/dev/null
-  printf '%s\n' "${seeded[@]}" | jq -s -c --argjson n "$n" \
-    '{system: "apotheca", n: $n, step: "seed", per_tenant_ms_mean: (add / length * 1000 | round)}' \
-    | tee -a "$OUT" >/dev/null
+      note: "one apotheca process per tenant (start, connect, schema with every migration, role, rows)"}'
+  printf '%s\n' "${seeded[@]}" | record -s --argjson n "$n" \
+    '{system: "apotheca", n: $n, step: "seed", per_tenant_ms_mean: (add / length * 1000 | round)}'
   log "apotheca: filling t1..t$n to 50 medicines with 1,000,000 units each"
   MEDICINES=$(python3 "$HERE/fill.py" "$APO_URL" "$TOKEN" "$n" localhost)
   APO_ROOTS="$CONTROL_PID $PROXY_PID $(pg_root "$STATE/pg")"
@@ -177,31 +179,31 @@ apo_up() {  # N: N tenants (created, seeded, filled to the peer's shape), all ti
 # after the loads, since workers insist on the built-in set
 apo_migrate() {
   local n=$1 mig=$STATE/migrations t0
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
+  stop_pids
   cp -r "$ROOT/migrations" "$mig"
   echo "ALTER TABLE medicines ADD COLUMN bench_note text;" >"$mig/tenant/0002_bench_note.sql"
   t0=$(now); apo migrate-schemas --no-spares >/dev/null; local noop; noop=$(since "$t0")
   t0=$(now); apo --migrations-dir "$mig" migrate-schemas --no-spares >"$STATE/migrate.out"; local apply; apply=$(since "$t0")
   grep -q "migrated $n schema" "$STATE/migrate.out" || die "migrate-schemas: $(cat "$STATE/migrate.out")"
-  jq -n -c --argjson n "$n" --argjson noop "$noop" --argjson apply "$apply" \
-    '{system: "apotheca", n: $n, step: "migrate_all", noop_s: $noop, apply_s: $apply}' | tee -a "$OUT" >/dev/null
+  record -n --argjson n "$n" --argjson noop "$noop" --argjson apply "$apply" \
+    '{system: "apotheca", n: $n, step: "migrate_all", noop_s: $noop, apply_s: $apply}'
 }
 
-# ---- one measurement ----
+# ---- load ----
+load() {  # dialect url n scenario conns seconds: wrk with load.lua, its JSON line on stdout
+  COMPARE_DIALECT=$1 COMPARE_SCENARIO=$4 COMPARE_TENANTS=$3 COMPARE_TOKEN=$TOKEN \
+    COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c"$5" -d"$6s" --timeout 10s -s "$HERE/load.lua" "$2" |
+    grep '^{"requests"'
+}
 measure() {  # system n scenario conns
   local sys=$1 n=$2 scenario=$3 conns=$4 url roots dialect c0 c1 pg0 pg1 out pgroot
   if [[ $sys == peer ]]; then url=$PEER_URL roots=$PEER_ROOTS dialect=peer pgroot=$(pg_root "$PEER_PG")
   else url=$APO_URL roots=$APO_ROOTS dialect=apotheca pgroot=$(pg_root "$STATE/pg"); fi
   # One second of the same requests first, not counted: each row starts from where the last
   # one left the system (the other system's row ran in between), not from cold caches.
-  COMPARE_DIALECT=$dialect COMPARE_SCENARIO=$scenario COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
-    COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c"$conns" -d1s --timeout 10s -s "$HERE/load.lua" "$url" >/dev/null
+  load "$dialect" "$url" "$n" "$scenario" "$conns" 1 >/dev/null
   c0=$(ticks $roots); pg0=$(ticks "$pgroot")
-  out=$(COMPARE_DIALECT=$dialect COMPARE_SCENARIO=$scenario COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
-        COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s \
-        -s "$HERE/load.lua" "$url" | grep '^{"requests"') || die "$sys: no figures from wrk"
+  out=$(load "$dialect" "$url" "$n" "$scenario" "$conns" "$DURATION") || die "$sys: no figures from wrk"
   c1=$(ticks $roots); pg1=$(ticks "$pgroot")
   record --arg sys "$sys" --argjson n "$n" --arg sc "$scenario" --argjson c "$conns" \
     --argjson cpu "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
@@ -212,17 +214,14 @@ measure() {  # system n scenario conns
     <<<"$out"
   log "$(tail -1 "$OUT" | jq -r '"\(.system) n\(.n) \(.scenario) c\(.conns): \(.rps) req/s p50 \(.p50_ms) p99 \(.p99_ms) ms errors \(.errors) cpu \(.cpu_ms_per_req) ms/req (pg \(.pg_cpu_s) s)"')"
 }
-warm() {  # system n: every tenant's three requests a few times (wakes Apotheca's workers and
-  # opens their database connections; the peer's gunicorn workers connect on their first request)
-  local dialect=$1 url=$2 n=$3
-  COMPARE_DIALECT=$dialect COMPARE_SCENARIO=mix COMPARE_TENANTS=$n COMPARE_TOKEN=$TOKEN \
-    COMPARE_MEDICINES=${MEDICINES:-} wrk -t2 -c16 -d5s --timeout 10s -s "$HERE/load.lua" "$url" >/dev/null
-}
+# Every tenant's three requests a few times: wakes Apotheca's workers and opens their database
+# connections (the peer's gunicorn workers connect on their first request).
+warm() { load "$1" "$2" "$3" mix 16 5 >/dev/null; }
 mem_record() {  # system n when roots...
   local sys=$1 n=$2 when=$3; shift 3
   read -r rss pss procs <<<"$(memory "$@")"
-  jq -n -c --arg sys "$sys" --argjson n "$n" --arg when "$when" --argjson rss "$rss" --argjson pss "$pss" --argjson p "$procs" \
-    '{system: $sys, n: $n, step: "memory", when: $when, rss_mib: $rss, pss_mib: $pss, processes: $p}' | tee -a "$OUT" >/dev/null
+  record -n --arg sys "$sys" --argjson n "$n" --arg when "$when" --argjson rss "$rss" --argjson pss "$pss" --argjson p "$procs" \
+    '{system: $sys, n: $n, step: "memory", when: $when, rss_mib: $rss, pss_mib: $pss, processes: $p}'
 }
 books() {  # n: both systems' stock checks over every tenant
   local n=$1 i bad=0 url
@@ -238,8 +237,8 @@ books() {  # n: both systems' stock checks over every tenant
       >>"$STATE/apo-verify.out"
   done
   local apo_bad; apo_bad=$(awk '{ s += $1 } END { print s + 0 }' "$STATE/apo-verify.out")
-  jq -n -c --argjson n "$n" --argjson peer "$bad" --argjson apo "$apo_bad" --arg pv "$(tail -3 "$STATE/peer-verify.out")" \
-    '{step: "books", n: $n, peer_failed: $peer, peer_output: $pv, apotheca_mismatches: $apo}' | tee -a "$OUT" >/dev/null
+  record -n --argjson n "$n" --argjson peer "$bad" --argjson apo "$apo_bad" --arg pv "$(tail -3 "$STATE/peer-verify.out")" \
+    '{step: "books", n: $n, peer_failed: $peer, peer_output: $pv, apotheca_mismatches: $apo}'
   [[ $bad == 0 && $apo_bad == 0 ]] || die "books disagree after the loads at N=$n (see $OUT)"
 }
 

@@ -33,8 +33,8 @@ def main():
     print("| tenants | request | conns | Apotheca req/s | peer req/s | A ÷ peer | p50 ms A / peer "
           "| p99 ms A / peer | errors A / peer | CPU ms/req A / peer |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    keys = sorted({k[:3] for k in runs}, key=lambda k: (k[0], ["list", "detail", "sale", "mix"].index(k[1])
-                                                          if k[1] in ["list", "detail", "sale", "mix"] else 9, k[2]))
+    order = {s: i for i, s in enumerate(["list", "detail", "sale", "mix"])}
+    keys = sorted({k[:3] for k in runs}, key=lambda k: (k[0], order.get(k[1], len(order)), k[2]))
     for n, scenario, conns in keys:
         a = runs.get((n, scenario, conns, "apotheca"), {})
         p = runs.get((n, scenario, conns, "peer"), {})

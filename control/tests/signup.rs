@@ -14,6 +14,7 @@ use support::daemon::ready_pids;
 use support::site::{encode, send, Answer};
 use support::Apotheca;
 
+/// The form's token and the cookie that backs it.
 async fn form(socket: &Path) -> (String, String) {
     let a = send(
         socket,

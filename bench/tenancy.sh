@@ -266,9 +266,9 @@ done
 C_NOOP_RUNS=$(paste -sd' ' "$STATE/c-noop.ms" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " / " : ""), $i }')
 C_NOOP_MED=$(sort -n "$STATE/c-noop.ms" | sed -n 2p)
 
-echo 'ALTER TABLE medicines ADD COLUMN bench_note text;' >"$MIG/tenant/0002_bench_note.sql"
+echo 'ALTER TABLE medicines ADD COLUMN bench_note text;' >"$MIG/tenant/9001_bench_note.sql"
 
-log "scenario C: applying tenant/0002_bench_note.sql (ADD COLUMN) to $NT tenants"
+log "scenario C: applying tenant/9001_bench_note.sql (ADD COLUMN) to $NT tenants"
 timed --migrations-dir "$MIG" migrate-schemas --no-spares
 C_APPLY_MS=$LAST_MS
 C_APPLY_LINE=$(check_summary "$NT")

@@ -181,7 +181,7 @@ apo_migrate() {
   local n=$1 mig=$STATE/migrations t0
   stop_pids
   cp -r "$ROOT/migrations" "$mig"
-  echo "ALTER TABLE medicines ADD COLUMN bench_note text;" >"$mig/tenant/0002_bench_note.sql"
+  echo "ALTER TABLE medicines ADD COLUMN bench_note text;" >"$mig/tenant/9001_bench_note.sql"
   t0=$(now); apo migrate-schemas --no-spares >/dev/null; local noop; noop=$(since "$t0")
   t0=$(now); apo --migrations-dir "$mig" migrate-schemas --no-spares >"$STATE/migrate.out"; local apply; apply=$(since "$t0")
   grep -q "migrated $n schema" "$STATE/migrate.out" || die "migrate-schemas: $(cat "$STATE/migrate.out")"

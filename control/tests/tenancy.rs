@@ -20,7 +20,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
     assert_eq!(schemas, ["alpha", "bravo", "charlie"]);
     assert_eq!(list[0]["domains"][0], "alpha.localhost");
     assert_eq!(list[0]["status"], "active");
-    assert_eq!(list[0]["migration_version"], 1);
+    assert_eq!(list[0]["migration_version"], 2);
     assert_eq!(list[0]["policy"]["max_workers"], 4);
     let plain = a.ok(&["list-tenants"]).await;
     assert!(
@@ -37,7 +37,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
     // A new migration in a folder applies to every tenant.
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0002_medicine_note.sql"),
+        dir.join("tenant/0003_medicine_note.sql"),
         "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);\n",
     )
     .unwrap();
@@ -45,7 +45,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
     let plan = a
         .ok(&["--migrations-dir", d, "migrate-schemas", "--plan"])
         .await;
-    assert_eq!(plan.matches("0002_medicine_note.sql").count(), 3, "{plan}");
+    assert_eq!(plan.matches("0003_medicine_note.sql").count(), 3, "{plan}");
     let out = a.ok(&["--migrations-dir", d, "migrate-schemas"]).await;
     assert!(
         out.contains("migrated 3 schema(s) (3 migration(s) applied), 1 already current, 0 failed"),
@@ -62,7 +62,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
         .get(0);
     assert_eq!(with_note, 3);
     let recorded: i64 = c
-        .query_one("SELECT count(*) FROM apotheca_migrations WHERE version = 2 AND name = 'medicine_note' AND duration_ms >= 0", &[])
+        .query_one("SELECT count(*) FROM apotheca_migrations WHERE version = 3 AND name = 'medicine_note' AND duration_ms >= 0", &[])
         .await
         .unwrap()
         .get(0);
@@ -77,12 +77,12 @@ async fn lifecycle_from_fresh_database_to_delete() {
 
     // An applied file that changed is refused before anything runs, naming the file.
     fs::write(
-        dir.join("tenant/0002_medicine_note.sql"),
+        dir.join("tenant/0003_medicine_note.sql"),
         "ALTER TABLE medicines ADD COLUMN note2 text;\n",
     )
     .unwrap();
     fs::write(
-        dir.join("tenant/0003_more.sql"),
+        dir.join("tenant/0004_more.sql"),
         "ALTER TABLE medicines ADD COLUMN more text;\n",
     )
     .unwrap();
@@ -96,20 +96,20 @@ async fn lifecycle_from_fresh_database_to_delete() {
         .await;
     assert!(
         run.stderr
-            .contains("migrations/tenant/0002_medicine_note.sql changed after it was applied"),
+            .contains("migrations/tenant/0003_medicine_note.sql changed after it was applied"),
         "{}",
         run.stderr
     );
     assert!(run.stderr.contains("nothing was applied"), "{}", run.stderr);
-    let v3: i64 = c
+    let more: i64 = c
         .query_one(
-            "SELECT count(*) FROM apotheca_migrations WHERE version = 3",
+            "SELECT count(*) FROM apotheca_migrations WHERE name = 'more'",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(v3, 0);
+    assert_eq!(more, 0);
     let shared_more = c
         .query_one("SELECT to_regclass('public.more') IS NOT NULL", &[])
         .await
@@ -152,12 +152,12 @@ async fn two_concurrent_runs_apply_each_migration_once() {
     }
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0002_a.sql"),
+        dir.join("tenant/0003_a.sql"),
         "ALTER TABLE medicines ADD COLUMN a text;\n",
     )
     .unwrap();
     fs::write(
-        dir.join("tenant/0003_b.sql"),
+        dir.join("tenant/0004_b.sql"),
         "ALTER TABLE suppliers ADD COLUMN b text;\n",
     )
     .unwrap();
@@ -191,7 +191,7 @@ async fn two_concurrent_runs_apply_each_migration_once() {
     let c = a.db.client().await;
     let rows: i64 = c
         .query_one(
-            "SELECT count(*) FROM apotheca_migrations WHERE version IN (2, 3) AND schema_name <> 'public'",
+            "SELECT count(*) FROM apotheca_migrations WHERE version IN (3, 4) AND schema_name <> 'public'",
             &[],
         )
         .await
@@ -213,7 +213,7 @@ async fn a_schema_broken_by_hand_fails_alone() {
         .unwrap();
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0002_note.sql"),
+        dir.join("tenant/0003_note.sql"),
         "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id serial PRIMARY KEY, body text);\n",
     )
     .unwrap();
@@ -230,7 +230,7 @@ async fn a_schema_broken_by_hand_fails_alone() {
     );
     assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
     assert!(
-        run.stdout.contains("FAILED bravo: 0002_note.sql"),
+        run.stdout.contains("FAILED bravo: 0003_note.sql"),
         "{}",
         run.stdout
     );
@@ -246,9 +246,9 @@ async fn a_schema_broken_by_hand_fails_alone() {
     assert_eq!(
         versions,
         [
-            ("alpha".into(), 2),
-            ("bravo".into(), 1),
-            ("charlie".into(), 2)
+            ("alpha".into(), 3),
+            ("bravo".into(), 2),
+            ("charlie".into(), 3)
         ]
     );
 }
@@ -259,7 +259,7 @@ async fn a_failed_create_leaves_nothing_behind() {
     let dir = a.migrations_copy();
     // The failure comes after the schema, tables and records were made in the transaction.
     fs::write(
-        dir.join("tenant/0002_boom.sql"),
+        dir.join("tenant/0003_boom.sql"),
         "CREATE TABLE x (i int);\nSELECT 1/0;\n",
     )
     .unwrap();
@@ -280,7 +280,7 @@ async fn a_failed_create_leaves_nothing_behind() {
         )
         .await;
     assert!(
-        run.stderr.contains("0002_boom.sql") && run.stderr.contains("division by zero"),
+        run.stderr.contains("0003_boom.sql") && run.stderr.contains("division by zero"),
         "{}",
         run.stderr
     );
@@ -295,7 +295,7 @@ async fn a_failed_create_leaves_nothing_behind() {
     assert_eq!(domains, 0);
     // And the same tenant can then be created.
     a.create("alpha").await;
-    assert_eq!(a.traces_of("alpha").await, (true, true, 2));
+    assert_eq!(a.traces_of("alpha").await, (true, true, 3));
 }
 
 #[tokio::test]
@@ -331,13 +331,13 @@ async fn spare_schemas_are_claimed_and_migrated() {
         .unwrap()
         .get(0);
     assert_eq!(moved, 0);
-    assert_eq!(a.traces_of("alpha").await, (true, true, 2));
-    assert_eq!(a.tenants().await[0]["migration_version"], 1);
+    assert_eq!(a.traces_of("alpha").await, (true, true, 3));
+    assert_eq!(a.tenants().await[0]["migration_version"], 2);
 
     // Spares are migrated with the tenants, and a spare of the old version is not claimed.
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0002_note.sql"),
+        dir.join("tenant/0003_note.sql"),
         "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id serial PRIMARY KEY, body text);\n",
     )
     .unwrap();
@@ -354,7 +354,7 @@ async fn spare_schemas_are_claimed_and_migrated() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(spare_v, 2);
+    assert_eq!(spare_v, 3);
     a.ok(&[
         "--migrations-dir",
         d,

@@ -12,10 +12,11 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use axum::http::StatusCode;
+use deadpool_postgres::Object;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::changes;
-use crate::domain::sale::{self, Pending, Posted};
+use crate::domain::sale::{self, Failed, Frame, Pending, Posted};
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::{AppState, Inner};
 
@@ -144,32 +145,53 @@ enum Outcome {
     CommitFailed(ApiError),
 }
 
-/// One transaction for `sales`.
+/// One transaction for `sales`, on a connection of its own: two round trips (the BEGIN with
+/// the reads, the write with the COMMIT).
 async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
-    let mut db = match state.db().await {
+    let db = match state.db().await {
         Ok(db) => db,
         Err(e) => return Outcome::RolledBack(e),
     };
-    let tx = match db.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return Outcome::RolledBack(e.into()),
+    // Until the transaction is known to be over, the connection must not go back to the
+    // pool as it is (the pool does not check): if this future is dropped or panics meanwhile,
+    // the connection is closed instead.
+    let mut guard = Discard(Some(db));
+    let db = guard.0.as_ref().expect("held");
+    let outcome = match sale::post_batch(db, sales, Frame::Own).await {
+        Ok(answers) => Outcome::Posted(answers),
+        Err(Failed::Before(e)) => {
+            // A failed read leaves the transaction open and aborted; a failed write's COMMIT
+            // already ended it (then this ROLLBACK only draws a warning).
+            if db.batch_execute("ROLLBACK").await.is_err() {
+                // Not known to be over: the guard closes the connection.
+                return Outcome::RolledBack(e);
+            }
+            Outcome::RolledBack(e)
+        }
+        // A COMMIT that failed ended the transaction too (or the connection is gone, which the
+        // pool sees).
+        Err(Failed::Commit(e)) => Outcome::CommitFailed(e),
     };
-    let answers = match sale::post_batch(&tx, sales).await {
-        Ok(answers) => answers,
-        // Dropping the transaction rolls it back.
-        Err(e) => return Outcome::RolledBack(e),
-    };
-    let made = answers.iter().any(|a| matches!(a, Ok(Posted::New(_))));
-    if let Err(e) = tx.commit().await {
-        return Outcome::CommitFailed(e.into());
+    // The transaction is over: the connection goes back before the announcement (without a
+    // change marker, announcing takes one).
+    drop(guard.0.take());
+    if let Outcome::Posted(answers) = &outcome {
+        if answers.iter().any(|a| matches!(a, Ok(Posted::New(_)))) {
+            changes::data_changed(state).await;
+        }
     }
-    // Announced once for the batch, after the commit; the connection goes back first (without
-    // a change marker, announcing takes one).
-    drop(db);
-    if made {
-        changes::data_changed(state).await;
+    outcome
+}
+
+/// A pooled connection that is closed, not given back, when dropped while still held.
+struct Discard(Option<Object>);
+
+impl Drop for Discard {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            drop(Object::take(db));
+        }
     }
-    Outcome::Posted(answers)
 }
 
 /// The answer for a sale whose transaction was rolled back with `e`: when another transaction

@@ -4,7 +4,9 @@
 
 mod support;
 
-use apotheca_worker::domain::sale::{post_batch, Pending, Posted, SaleRequest};
+use apotheca_testkit::TestTenant;
+use apotheca_worker::domain::sale::{post_batch, Frame, Pending, Posted, SaleRequest};
+use apotheca_worker::settings::WorkerSettings;
 use serde_json::{json, Value};
 use support::{Session, TestApp};
 
@@ -59,6 +61,20 @@ async fn ledger_disagreements(app: &TestApp) -> i64 {
         .get(0)
 }
 
+/// "t" when `db` has no transaction open.
+async fn outside_a_transaction(db: &tokio_postgres::Client) -> String {
+    let rows = db
+        .simple_query("SELECT now() = statement_timestamp()")
+        .await
+        .unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a row")
+}
+
 /// The invoice as `GET /invoices/{id}` shows it.
 async fn read_back(app: &TestApp, s: &Session, id: i64) -> Value {
     app.expect(200, app.get(&format!("/api/v1/invoices/{id}"), s).await)
@@ -93,7 +109,9 @@ async fn each_sale_of_a_batch_is_judged_alone_in_order() {
     ];
     let mut db = app.db().await;
     let tx = db.transaction().await.unwrap();
-    let answers = post_batch(&tx, &sales).await.expect("the batch posts");
+    let answers = post_batch(&tx, &sales, Frame::Caller)
+        .await
+        .expect("the batch posts");
     tx.commit().await.unwrap();
     drop(db);
 
@@ -249,4 +267,102 @@ async fn one_sale_failing_in_the_database_never_fails_the_others() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(numbers, (1..=36).collect::<Vec<_>>(), "gap-free");
+}
+
+#[tokio::test]
+async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
+    let app = TestApp::new("acme").await;
+    let a = medicine(&app, "Amoxicillin 250", "3.10", 10).await;
+    let staff: i64 = app
+        .db()
+        .await
+        .query_one("SELECT id FROM users WHERE username = 'staff'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sales: Vec<Pending> = [3, 20, 4]
+        .iter()
+        .map(|q| Pending::new(staff, "staff", &request(&[(a, *q)], None), None).unwrap())
+        .collect();
+    let db = app.db().await;
+    let answers = post_batch(&db, &sales, Frame::Own)
+        .await
+        .expect("the batch posts");
+    assert!(matches!(answers[0], Ok(Posted::New(_))));
+    assert_eq!(answers[1].as_ref().unwrap_err().code, "insufficient_stock");
+    assert!(matches!(answers[2], Ok(Posted::New(_))));
+    // Committed, and its locks gone: another session sees the sales and can lock the batch.
+    let other = apotheca_testkit::connect_url(&app.tenant.role_url)
+        .await
+        .unwrap();
+    let row = other
+        .query_one(
+            "SELECT (SELECT count(*) FROM invoices),
+                    (SELECT quantity_on_hand FROM batches WHERE medicine_id = $1 FOR UPDATE NOWAIT)",
+            &[&a],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i32>(1)), (2, 3));
+    // And the connection is outside any transaction again: a simple query then runs in a
+    // transaction of its own, which starts when the query arrives.
+    assert_eq!(
+        outside_a_transaction(&db).await,
+        "t",
+        "a transaction was left open"
+    );
+    drop(db);
+    // Nothing to write (every sale refused): the transaction is still ended, its locks with it.
+    let refused = [Pending::new(staff, "staff", &request(&[(a, 99)], None), None).unwrap()];
+    let db = app.db().await;
+    let answers = post_batch(&db, &refused, Frame::Own)
+        .await
+        .expect("the batch is judged");
+    assert_eq!(answers[0].as_ref().unwrap_err().code, "insufficient_stock");
+    assert_eq!(outside_a_transaction(&db).await, "t");
+    other
+        .query_one(
+            "SELECT quantity_on_hand FROM batches WHERE medicine_id = $1 FOR UPDATE NOWAIT",
+            &[&a],
+        )
+        .await
+        .expect("the batch is not locked any more");
+}
+
+/// A sale whose transaction fails in the database before its write (here its batch lock is not
+/// granted in time) gives back a connection with no transaction open: the next sale, on the
+/// same one connection, goes through.
+#[tokio::test]
+async fn a_sale_failing_in_its_reads_leaves_its_connection_clean() {
+    let tenant = TestTenant::new("acme").await;
+    let settings = WorkerSettings {
+        pool_size: 1,
+        sale_writers: 1,
+        login_slow_after: 100,
+        login_refuse_after: 1000,
+        ..WorkerSettings::default()
+    };
+    let app = TestApp::with_settings(tenant, settings).await;
+    let cashier = app.login("staff").await;
+    let a = medicine(&app, "Amoxicillin 250", "3.10", 10).await;
+    app.db()
+        .await
+        .batch_execute("SET lock_timeout = '200ms'")
+        .await
+        .unwrap();
+    let locker = apotheca_testkit::connect_url(&app.tenant.role_url)
+        .await
+        .unwrap();
+    locker
+        .batch_execute("BEGIN; SELECT * FROM batches FOR UPDATE")
+        .await
+        .unwrap();
+    let sale = json!({"payment_method": "card", "lines": [{"medicine_id": a, "quantity": 2}]});
+    let busy = app.post("/api/v1/sales", &cashier, sale.clone()).await;
+    assert_eq!(busy.status.as_u16(), 503, "{:?}", busy.body);
+    locker.batch_execute("COMMIT").await.unwrap();
+    app.expect(201, app.post("/api/v1/sales", &cashier, sale).await)
+        .await;
+    assert_eq!(stock(&app, a).await, 8);
+    assert_eq!(ledger_disagreements(&app).await, 0);
 }

@@ -2,7 +2,8 @@
 //! given. A batch costs one round trip for its reads (medicines, tax rate, customers, the
 //! batches it may draw on, locked in id order, and the idempotency keys) and one statement for
 //! all its writes and numbers, so a busy counter pays those statements and one commit per
-//! batch instead of per sale.
+//! batch instead of per sale. In a transaction of its own ([`Frame::Own`]) the `BEGIN` goes
+//! out with the reads and the `COMMIT` with the write: two round trips for the whole batch.
 //!
 //! Stock is allocated here, first expiry first out, from the locked batches: a sale sees what
 //! the sales before it in the batch (and every committed transaction) left. A sale that cannot
@@ -14,7 +15,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde_json::json;
 use tokio_postgres::types::ToSql;
@@ -75,13 +76,46 @@ enum Judged {
     Accepted(usize),
 }
 
-/// Posts `sales` in the caller's transaction. The outer error means the transaction failed
-/// and must be rolled back (a duplicate idempotency key committed by another transaction meanwhile
-/// surfaces as `idempotency_race`); otherwise each sale has its own outcome, in order.
+/// Whose transaction a batch is posted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// The caller's, already open; the caller commits.
+    Caller,
+    /// Its own, on a connection outside any transaction: opened with the reads and committed
+    /// with the write, in the same round trips.
+    Own,
+}
+
+/// Why a batch was not posted.
+#[derive(Debug)]
+pub enum Failed {
+    /// Before the commit: nothing was kept. With [`Frame::Own`] the transaction may still be
+    /// open (a failed read or write leaves it aborted): the caller ends it.
+    Before(ApiError),
+    /// The commit itself ([`Frame::Own`]): whether the sales were kept is unknown.
+    Commit(ApiError),
+}
+
+impl From<ApiError> for Failed {
+    fn from(e: ApiError) -> Self {
+        Self::Before(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Before(e.into())
+    }
+}
+
+/// Posts `sales` in `frame`. The outer error means the batch failed as a whole (a duplicate
+/// idempotency key committed by another transaction meanwhile surfaces as
+/// `idempotency_race`); otherwise each sale has its own outcome, in order.
 pub async fn post_batch(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     sales: &[Pending],
-) -> ApiResult<Vec<ApiResult<Posted>>> {
+    frame: Frame,
+) -> Result<Vec<ApiResult<Posted>>, Failed> {
     let mut medicine_ids: Vec<i64> = sales
         .iter()
         .flat_map(|s| s.sale.lines.iter().map(|(m, _)| *m))
@@ -93,20 +127,20 @@ pub async fn post_batch(
     customer_ids.dedup();
     let keys: Vec<&str> = sales.iter().filter_map(|s| s.key.as_deref()).collect();
 
-    // One round trip: these statements are pipelined and run in this order, so the keys are
-    // read after the batch locks are granted — a retry racing its original, once it holds
-    // the locks, sees the original's commit.
-    let (medicines, settings, customers, locked, earlier) = {
-        let q_medicines = tx
+    // One round trip: these statements (after the BEGIN of a transaction of its own) are
+    // pipelined and run in this order, so the keys are read after the batch locks are granted
+    // — a retry racing its original, once it holds the locks, sees the original's commit.
+    let (_, medicines, settings, customers, locked, earlier) = {
+        let q_medicines = db
             .prepare_cached("SELECT id, name, sale_price, active FROM medicines WHERE id = ANY($1)")
             .await?;
-        let q_settings = tx.prepare_cached("SELECT tax_rate FROM settings").await?;
-        let q_customers = tx
+        let q_settings = db.prepare_cached("SELECT tax_rate FROM settings").await?;
+        let q_customers = db
             .prepare_cached("SELECT id, name, phone FROM customers WHERE id = ANY($1)")
             .await?;
         // Every batch of these medicines that has stock, in id order: concurrent sales of
         // overlapping medicines queue here instead of deadlocking.
-        let q_locked = tx
+        let q_locked = db
             .prepare_cached(
                 "SELECT id, medicine_id, batch_no, expires_on, quantity_on_hand,
                         expires_on <= current_date
@@ -114,7 +148,7 @@ pub async fn post_batch(
                  ORDER BY id FOR UPDATE",
             )
             .await?;
-        let q_keys = tx
+        let q_keys = db
             .prepare_cached(
                 "SELECT idempotency_key, id, request_hash FROM invoices
                  WHERE idempotency_key = ANY($1)",
@@ -122,21 +156,27 @@ pub async fn post_batch(
             .await?;
         let by_medicine: [&(dyn ToSql + Sync); 1] = [&medicine_ids];
         tokio::try_join!(
-            tx.query(&q_medicines, &by_medicine),
-            tx.query_opt(&q_settings, &[]),
+            async {
+                match frame {
+                    Frame::Own => db.batch_execute("BEGIN").await,
+                    Frame::Caller => Ok(()),
+                }
+            },
+            db.query(&q_medicines, &by_medicine),
+            db.query_opt(&q_settings, &[]),
             async {
                 if customer_ids.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    tx.query(&q_customers, &[&customer_ids]).await
+                    db.query(&q_customers, &[&customer_ids]).await
                 }
             },
-            tx.query(&q_locked, &by_medicine),
+            db.query(&q_locked, &by_medicine),
             async {
                 if keys.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    tx.query(&q_keys, &[&keys]).await
+                    db.query(&q_keys, &[&keys]).await
                 }
             },
         )?
@@ -209,9 +249,13 @@ pub async fn post_batch(
     }
 
     let made = if accepted.is_empty() {
+        if frame == Frame::Own {
+            // Nothing to write, so nothing to lose: the COMMIT only lets the locks go.
+            db.batch_execute("COMMIT").await?;
+        }
         Vec::new()
     } else {
-        write(tx, sales, &accepted, &stock, tax_rate).await?
+        write(db, sales, &accepted, &stock, tax_rate, frame).await?
     };
     // Position in `sales` → the invoice made for it.
     let mut made_for: HashMap<usize, i64> = HashMap::new();

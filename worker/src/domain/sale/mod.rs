@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use batch::{post_batch, Posted};
+pub use batch::{post_batch, Failed, Frame, Posted};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::values;
@@ -157,8 +157,9 @@ pub async fn post(
     key: Option<&str>,
 ) -> ApiResult<(i64, bool)> {
     let pending = Pending::new(user_id, "", req, key)?;
-    let posted = post_batch(tx, std::slice::from_ref(&pending))
-        .await?
+    let posted = post_batch(tx, std::slice::from_ref(&pending), Frame::Caller)
+        .await
+        .map_err(|(Failed::Before(e) | Failed::Commit(e))| e)?
         .pop()
         .ok_or_else(ApiError::internal)??;
     Ok(match posted {

@@ -1,27 +1,28 @@
 //! The write half of a batch of sales: every row of the accepted sales (invoices, lines,
-//! allocations, ledger, stock, numbers) in one statement, and their invoices built from what
-//! was written.
+//! allocations, ledger, stock, numbers) in one statement — followed in the same round trip by
+//! the `COMMIT` of a transaction of its own — and their invoices built from what was written.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::batch::{Accepted, Stock};
+use super::batch::{Accepted, Failed, Frame, Stock};
 use super::{duplicate_key, Pending};
 use crate::domain::invoices::{Allocation, Invoice, Line};
 use crate::domain::money;
-use crate::http::error::ApiResult;
 
-/// Writes the accepted sales, numbers them, and builds their invoices.
+/// Writes the accepted sales, numbers them (and commits, in [`Frame::Own`]), and builds their
+/// invoices.
 pub(super) async fn write(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     sales: &[Pending],
     accepted: &[Accepted],
     stock: &[Stock],
     tax_rate: Decimal,
-) -> ApiResult<Vec<Invoice>> {
+    frame: Frame,
+) -> Result<Vec<Invoice>, Failed> {
     // Invoices, then lines (with the invoice's position), then allocations (with the line's
     // position), as parallel arrays.
     let mut inv = InvoiceColumns::default();
@@ -60,8 +61,17 @@ pub(super) async fn write(
             }
         }
     }
-    let stmt = tx.prepare_cached(WRITE_SALES).await?;
-    let params: [&(dyn ToSql + Sync); 25] = [
+    // What each batch gives, summed: one row update per batch.
+    let mut taken: Vec<(i64, i32)> = Vec::new();
+    for (batch, q) in al.batch.iter().zip(&al.quantity) {
+        match taken.iter_mut().find(|(b, _)| b == batch) {
+            Some((_, sum)) => *sum += q,
+            None => taken.push((*batch, *q)),
+        }
+    }
+    let (taken_batch, taken_quantity): (Vec<i64>, Vec<i32>) = taken.into_iter().unzip();
+    let stmt = db.prepare_cached(WRITE_SALES).await?;
+    let params: [&(dyn ToSql + Sync); 27] = [
         &inv.customer_id,
         &inv.customer_name,
         &inv.customer_phone,
@@ -87,17 +97,28 @@ pub(super) async fn write(
         &al.batch,
         &al.quantity,
         &al.user,
+        &taken_batch,
+        &taken_quantity,
     ];
-    let row = match tx.query_one(&stmt, &params).await {
+    // Pipelined: the COMMIT of a failed write ends the aborted transaction (PostgreSQL answers
+    // it with ROLLBACK), so both are awaited and the write's error is the one reported.
+    let (row, commit) = tokio::join!(db.query_one(&stmt, &params), async {
+        match frame {
+            Frame::Own => db.batch_execute("COMMIT").await,
+            Frame::Caller => Ok(()),
+        }
+    });
+    let row = match row {
         Ok(row) => row,
         Err(e)
             if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
                 && inv.key.iter().any(Option::is_some) =>
         {
-            return Err(duplicate_key())
+            return Err(Failed::Before(duplicate_key()))
         }
         Err(e) => return Err(e.into()),
     };
+    commit.map_err(|e| Failed::Commit(e.into()))?;
     let first: i64 = row.get(0);
     let invoice_ids: Vec<i64> = row.get(1);
     let line_ids: Vec<i64> = row.get(2);
@@ -210,8 +231,10 @@ struct AllocationColumns {
 
 /// Every write of a batch of sales, in one statement. $1–$14 the invoices ($8, the tax rate,
 /// is one for all), $15–$21 the lines ($15: the invoice's position), $22–$25 the allocations
-/// ($22: the line's position). Ids are drawn from the tables' own sequences in position order,
-/// so rows are tied together by position, never by the order RETURNING happens to give.
+/// ($22: the line's position), $26–$27 what each batch gives in all. Ids are drawn from the
+/// tables' own sequences in position order into arrays, and every row takes its ids from them
+/// by position: rows are tied together by position, never by the order RETURNING happens to
+/// give, and without joins (PostgreSQL's generic plan would hash-join these few rows).
 ///
 /// The tenant's invoice counter moves once for the whole batch: the batch's numbers are
 /// consecutive, in position order, and gap-free (a rolled-back batch rolls its numbers back).
@@ -221,12 +244,11 @@ struct AllocationColumns {
 /// Returns the first number, the ids of the invoices and of the lines in position order, and
 /// the transaction's time (every row's `created_at` / `at`).
 const WRITE_SALES: &str = "
-WITH inv_ids AS MATERIALIZED (
-    SELECT ord, nextval('invoices_id_seq') AS id
-    FROM generate_series(1, cardinality($4::bigint[])) AS ord ORDER BY ord
-), line_ids AS MATERIALIZED (
-    SELECT ord, nextval('invoice_lines_id_seq') AS id
-    FROM generate_series(1, cardinality($15::int[])) AS ord ORDER BY ord
+WITH ids AS MATERIALIZED (
+    SELECT ARRAY(SELECT nextval('invoices_id_seq')
+                 FROM generate_series(1, cardinality($4::bigint[]))) AS inv,
+           ARRAY(SELECT nextval('invoice_lines_id_seq')
+                 FROM generate_series(1, cardinality($15::int[]))) AS line
 ), n AS (
     UPDATE invoice_counter SET last_number = last_number + cardinality($4::bigint[])
     RETURNING last_number - cardinality($4::bigint[]) AS base
@@ -234,30 +256,30 @@ WITH inv_ids AS MATERIALIZED (
     INSERT INTO invoices (id, number, customer_id, customer_name, customer_phone, billed_by,
                           payment_method, subtotal, discount, tax_rate, tax, total,
                           amount_received, change_due, idempotency_key, request_hash)
-    SELECT i.id, n.base + t.ord, t.customer_id, t.customer_name, t.customer_phone, t.billed_by,
-           t.payment, t.subtotal, t.discount, $8, t.tax, t.total, t.received, t.change, t.key,
-           t.hash
+    SELECT ids.inv[t.ord], n.base + t.ord, t.customer_id, t.customer_name, t.customer_phone,
+           t.billed_by, t.payment, t.subtotal, t.discount, $8, t.tax, t.total, t.received,
+           t.change, t.key, t.hash
     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::numeric[],
                 $7::numeric[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[],
                 $13::text[], $14::bytea[])
          WITH ORDINALITY AS t(customer_id, customer_name, customer_phone, billed_by, payment,
                               subtotal, discount, tax, total, received, change, key, hash, ord)
-    JOIN inv_ids i USING (ord) CROSS JOIN n
+    CROSS JOIN ids CROSS JOIN n
 ), lines AS (
     INSERT INTO invoice_lines (id, invoice_id, line_no, medicine_id, medicine_name, quantity,
                                unit_price, line_total)
-    SELECT li.id, i.id, t.line_no, t.medicine_id, t.name, t.quantity, t.price, t.total
+    SELECT ids.line[t.ord], ids.inv[t.invoice], t.line_no, t.medicine_id, t.name, t.quantity,
+           t.price, t.total
     FROM unnest($15::int[], $16::int[], $17::bigint[], $18::text[], $19::int[], $20::numeric[],
                 $21::numeric[])
          WITH ORDINALITY AS t(invoice, line_no, medicine_id, name, quantity, price, total, ord)
-    JOIN line_ids li USING (ord)
-    JOIN inv_ids i ON i.ord = t.invoice
+    CROSS JOIN ids
 ), alloc AS (
     INSERT INTO invoice_line_batches (invoice_line_id, batch_id, invoice_id, medicine_id, quantity)
-    SELECT li.id, a.batch, i.id, ($17::bigint[])[a.line], a.quantity
+    SELECT ids.line[a.line], a.batch, ids.inv[($15::int[])[a.line]], ($17::bigint[])[a.line],
+           a.quantity
     FROM unnest($22::int[], $23::bigint[], $24::int[]) AS a(line, batch, quantity)
-    JOIN line_ids li ON li.ord = a.line
-    JOIN inv_ids i ON i.ord = ($15::int[])[a.line]
+    CROSS JOIN ids
 ), ledger AS (
     INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id)
     SELECT a.batch, -a.quantity, 'sale', 'INV-' || (n.base + ($15::int[])[a.line]), a.user_id
@@ -265,12 +287,8 @@ WITH inv_ids AS MATERIALIZED (
          AS a(line, batch, quantity, user_id)
     CROSS JOIN n
 ), stock AS (
-    UPDATE batches SET quantity_on_hand = batches.quantity_on_hand - s.quantity
-    FROM (SELECT batch, sum(quantity)::int AS quantity
-          FROM unnest($23::bigint[], $24::int[]) AS a(batch, quantity) GROUP BY batch) s
-    WHERE batches.id = s.batch
+    UPDATE batches
+    SET quantity_on_hand = quantity_on_hand - ($27::int[])[array_position($26::bigint[], id)]
+    WHERE id = ANY($26::bigint[])
 )
-SELECT (SELECT base + 1 FROM n),
-       (SELECT array_agg(id ORDER BY ord) FROM inv_ids),
-       (SELECT array_agg(id ORDER BY ord) FROM line_ids),
-       now()";
+SELECT (SELECT base + 1 FROM n), (SELECT inv FROM ids), (SELECT line FROM ids), now()";

@@ -5,6 +5,16 @@
 //! while this worker is not listening on the tenant's channel, and nothing for longer than
 //! `[worker] read_cache_secs`. A read that raced a write is not stored (generations).
 //!
+//! Concurrent misses of one answer make it once: the first request makes it and the others
+//! wait for that one (when nothing was cleared since it began), so an expiry or a write under
+//! load costs one query and one connection, not one per waiting request (each of which could
+//! also open a pool connection: hundreds of ms on a busy box).
+//!
+//! Each answer is kept for a random part of that time, between half and all of it: answers
+//! made at the same moment (every tenant's, after a warm-up or a restart) would otherwise all
+//! expire together and be made again together, every period — with 200 tenants a burst that
+//! stalled the box for 300–450 ms each time.
+//!
 //! Workers announce their own writes with the tenant's change [`Marker`], a small file beside
 //! their sockets that each write stamps with a new value and each cached read compares: a
 //! PostgreSQL NOTIFY wakes every listening connection of the database, all tenants' workers,
@@ -19,6 +29,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use axum::body::Bytes;
 use axum::http::header;
@@ -102,6 +114,7 @@ impl Marker {
 }
 
 pub struct ReadCache {
+    /// Each answer with the moment it expires.
     entries: Mutex<HashMap<String, (Bytes, Instant)>>,
     gate: Gate,
     /// Zero: the cache is off.
@@ -109,6 +122,39 @@ pub struct ReadCache {
     marker: Option<Marker>,
     /// The marker's stamp when the entries were last checked against it.
     seen: AtomicU64,
+    /// Answers being made, by key.
+    making: Mutex<HashMap<String, Made>>,
+    makers: AtomicU64,
+}
+
+/// An answer being made: the generation it began in, its maker's id, where it will be.
+type Made = (u64, u64, watch::Receiver<Option<Bytes>>);
+
+/// What a request that missed does: wait for the answer another request is making, or make it.
+enum Miss<'a> {
+    Wait(watch::Receiver<Option<Bytes>>),
+    Make(Making<'a>),
+}
+
+/// The right to make an answer; others wait for it until it is dropped.
+struct Making<'a> {
+    cache: &'a ReadCache,
+    key: String,
+    id: u64,
+    done: watch::Sender<Option<Bytes>>,
+}
+
+impl Drop for Making<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut making) = self.cache.making.lock() {
+            if making
+                .get(&self.key)
+                .is_some_and(|(_, id, _)| *id == self.id)
+            {
+                making.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl ReadCache {
@@ -120,7 +166,29 @@ impl ReadCache {
             ttl,
             marker,
             seen: AtomicU64::new(seen),
+            making: Mutex::default(),
+            makers: AtomicU64::new(0),
         }
+    }
+
+    /// After a miss in `generation`: the answer being made for `key` since then, or the right
+    /// to make it.
+    fn miss(&self, key: &str, generation: u64) -> Option<Miss<'_>> {
+        let mut making = self.making.lock().ok()?;
+        if let Some((began, _, done)) = making.get(key) {
+            if *began == generation {
+                return Some(Miss::Wait(done.clone()));
+            }
+        }
+        let id = self.makers.fetch_add(1, Ordering::Relaxed);
+        let (done, waiting) = watch::channel(None);
+        making.insert(key.to_owned(), (generation, id, waiting));
+        Some(Miss::Make(Making {
+            cache: self,
+            key: key.to_owned(),
+            id,
+            done,
+        }))
     }
 
     /// Whether the tenant's workers announce their writes with a marker (else on the channel).
@@ -167,8 +235,8 @@ impl ReadCache {
             return None;
         }
         let entries = self.entries.lock().ok()?;
-        let (body, stored) = entries.get(key)?;
-        (stored.elapsed() < self.ttl).then(|| body.clone())
+        let (body, expires) = entries.get(key)?;
+        (Instant::now() < *expires).then(|| body.clone())
     }
 
     fn put(&self, generation: u64, key: String, body: Bytes) {
@@ -182,8 +250,13 @@ impl ReadCache {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(key, (body, Instant::now()));
+            entries.insert(key, (body, Instant::now() + self.life()));
         }
+    }
+
+    /// How long the next answer is kept: a random part of the TTL, from half to all of it.
+    fn life(&self) -> Duration {
+        self.ttl.mul_f64(rand::random_range(0.5..=1.0))
     }
 
     pub fn clear(&self) {
@@ -200,25 +273,68 @@ impl ReadCache {
     }
 }
 
-/// The kept answer for `key`, or `make`'s, serialised once and kept.
+/// The kept answer for `key`, or `make`'s, serialised once and kept; while one request makes
+/// it, the others that miss it wait for that answer.
 pub async fn respond<T, F, Fut>(state: &AppState, key: &str, make: F) -> ApiResult<Response>
 where
     T: Serialize,
     F: FnOnce() -> Fut,
     Fut: Future<Output = ApiResult<T>>,
 {
-    if let Some(body) = state.read_cache.get(key) {
+    let cache = &state.read_cache;
+    if let Some(body) = cache.get(key) {
         return Ok(json(body));
     }
-    let generation = state.read_cache.gate.generation();
+    let generation = cache.gate.generation();
+    let making = if cache.ttl.is_zero() || !cache.gate.live() {
+        None
+    } else {
+        match cache.miss(key, generation) {
+            Some(Miss::Wait(mut done)) => {
+                // Made in this generation: what a fresh read would give. If its maker failed,
+                // this request makes its own answer (without holding others up).
+                if let Ok(body) = done.wait_for(Option::is_some).await {
+                    if let Some(body) = body.clone() {
+                        return Ok(json(body));
+                    }
+                }
+                None
+            }
+            Some(Miss::Make(making)) => Some(making),
+            None => None,
+        }
+    };
     let value = make().await?;
     let body = Bytes::from(serde_json::to_vec(&value).map_err(|_| ApiError::internal())?);
-    state
-        .read_cache
-        .put(generation, key.to_owned(), body.clone());
+    cache.put(generation, key.to_owned(), body.clone());
+    if let Some(making) = making {
+        making.done.send_replace(Some(body.clone()));
+    }
     Ok(json(body))
 }
 
 fn json(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_made_together_do_not_expire_together() {
+        let cache = ReadCache::new(Duration::from_secs(4), None);
+        let lives: Vec<Duration> = (0..100).map(|_| cache.life()).collect();
+        assert!(lives
+            .iter()
+            .all(|l| (Duration::from_secs(2)..=Duration::from_secs(4)).contains(l)));
+        let early = lives
+            .iter()
+            .filter(|l| **l < Duration::from_secs(3))
+            .count();
+        assert!(
+            (10..=90).contains(&early),
+            "{early} of 100 in the first half"
+        );
+    }
 }

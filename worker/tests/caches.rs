@@ -146,3 +146,47 @@ async fn refreshes(a: TestApp, b: apotheca_worker::state::AppState) {
     stop.send(true).unwrap();
     listener.await.unwrap();
 }
+
+/// Requests that miss the same answer at once make it once: one query, while the others wait
+/// for its answer (without that each would run the query on a connection of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_of_one_answer_make_it_once() {
+    let a = std::sync::Arc::new(TestApp::new("acme").await);
+    a.state.read_cache.set_live(true);
+    let s = a.login("pharmacist").await;
+    let _ = get(&a.router, "/api/v1/medicines", &s).await;
+    a.state.read_cache.clear();
+    // The list's query waits for this lock, so every request below misses while it is held.
+    let admin = a.tenant.db.client().await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE acme.medicines IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let asks: Vec<_> = (0..8)
+        .map(|_| {
+            let (a, s) = (a.clone(), s.clone());
+            tokio::spawn(async move { get(&a.router, "/api/v1/medicines", &s).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let waiting: i64 = a
+        .tenant
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%FROM medicines%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin.batch_execute("COMMIT").await.unwrap();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(ask.await.unwrap());
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(waiting, 1, "queries waiting for the list's lock");
+}

@@ -35,15 +35,6 @@ async fn login_with(app: &TestApp, username: &str, password: &str) -> Reply {
     .await
 }
 
-async fn user_id(app: &TestApp, username: &str) -> i64 {
-    app.db()
-        .await
-        .query_one("SELECT id FROM users WHERE username = $1", &[&username])
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test]
 async fn company_and_settings() {
     let app = TestApp::new("acme").await;
@@ -299,7 +290,7 @@ async fn users_are_managed_by_admins() {
     );
 
     // The only admin can be neither demoted nor deactivated.
-    let admin_id = user_id(&app, "admin").await;
+    let admin_id = app.user_id("admin").await;
     let me = format!("/api/v1/users/{admin_id}");
     for body in [json!({"role": "staff"}), json!({"active": false})] {
         let r = app.patch(&me, &admin, body).await;
@@ -404,7 +395,7 @@ async fn users_are_managed_by_admins() {
     app.login("cashier2").await;
 
     // An admin's password reset ends the user's sessions; the new password works.
-    let staff_id = user_id(&app, "staff").await;
+    let staff_id = app.user_id("staff").await;
     let reset = format!("/api/v1/users/{staff_id}/password");
     invalid(
         &app.post(&reset, &s2, json!({"new_password": "short"}))
@@ -494,8 +485,8 @@ async fn batch(
 
 async fn fixture(app: &TestApp) -> Fixture {
     let db = app.db().await;
-    let admin = user_id(app, "admin").await;
-    let staff = user_id(app, "staff").await;
+    let admin = app.user_id("admin").await;
+    let staff = app.user_id("staff").await;
     let a = medicine(&db, "Paracetamol 500mg, strip", true).await;
     let b = medicine(&db, "Amoxicillin", true).await;
     Fixture {

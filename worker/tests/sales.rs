@@ -87,13 +87,7 @@ async fn each_sale_of_a_batch_is_judged_alone_in_order() {
     let boss = app.login("pharmacist").await;
     let a = medicine(&app, "Amoxicillin 250", "3.10", 5).await;
     let b = medicine(&app, "Brufen 400", "1.25", 3).await;
-    let staff: i64 = app
-        .db()
-        .await
-        .query_one("SELECT id FROM users WHERE username = 'staff'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let staff = app.user_id("staff").await;
     let sale = |lines: &[(i64, i64)], customer: Option<i64>, key: Option<&str>| {
         Pending::new(staff, "staff", &request(lines, customer), key).unwrap()
     };
@@ -273,13 +267,7 @@ async fn one_sale_failing_in_the_database_never_fails_the_others() {
 async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
     let app = TestApp::new("acme").await;
     let a = medicine(&app, "Amoxicillin 250", "3.10", 10).await;
-    let staff: i64 = app
-        .db()
-        .await
-        .query_one("SELECT id FROM users WHERE username = 'staff'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let staff = app.user_id("staff").await;
     let sales: Vec<Pending> = [3, 20, 4]
         .iter()
         .map(|q| Pending::new(staff, "staff", &request(&[(a, *q)], None), None).unwrap())

@@ -92,6 +92,16 @@ impl TestApp {
         self.state.pool.get().await.expect("tenant connection")
     }
 
+    /// The id of the user `username`.
+    pub async fn user_id(&self, username: &str) -> i64 {
+        self.db()
+            .await
+            .query_one("SELECT id FROM users WHERE username = $1", &[&username])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn login(&self, username: &str) -> Session {
         let r = self
             .call(

@@ -10,10 +10,9 @@
 //! load costs one query and one connection, not one per waiting request (each of which could
 //! also open a pool connection: hundreds of ms on a busy box).
 //!
-//! Each answer is kept for a random part of that time, between half and all of it: answers
-//! made at the same moment (every tenant's, after a warm-up or a restart) would otherwise all
-//! expire together and be made again together, every period — with 200 tenants a burst that
-//! stalled the box for 300–450 ms each time.
+//! Each answer is kept for a random part of that time, between half and all of it, so answers
+//! made at the same moment (every tenant's, after a warm-up or a restart) do not all expire,
+//! and get made again, in the same instant of every period.
 //!
 //! Workers announce their own writes with the tenant's change [`Marker`], a small file beside
 //! their sockets that each write stamps with a new value and each cached read compares: a

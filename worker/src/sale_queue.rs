@@ -155,26 +155,27 @@ async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
     // Until the transaction is known to be over, the connection must not go back to the
     // pool as it is (the pool does not check): if this future is dropped or panics meanwhile,
     // the connection is closed instead.
-    let mut guard = Discard(Some(db));
+    let guard = Discard(Some(db));
     let db = guard.0.as_ref().expect("held");
-    let outcome = match sale::post_batch(db, sales, Frame::Own).await {
-        Ok(answers) => Outcome::Posted(answers),
-        Err(Failed::Before(e)) => {
-            // A failed read leaves the transaction open and aborted; a failed write's COMMIT
-            // already ended it (then this ROLLBACK only draws a warning).
-            if db.batch_execute("ROLLBACK").await.is_err() {
-                // Not known to be over: the guard closes the connection.
-                return Outcome::RolledBack(e);
-            }
-            Outcome::RolledBack(e)
-        }
+    let (outcome, ended) = match sale::post_batch(db, sales, Frame::Own).await {
+        Ok(answers) => (Outcome::Posted(answers), true),
+        // A failed read leaves the transaction open and aborted; a failed write's COMMIT
+        // already ended it (then this ROLLBACK only draws a warning).
+        Err(Failed::Before(e)) => (
+            Outcome::RolledBack(e),
+            db.batch_execute("ROLLBACK").await.is_ok(),
+        ),
         // A COMMIT that failed ended the transaction too (or the connection is gone, which the
         // pool sees).
-        Err(Failed::Commit(e)) => Outcome::CommitFailed(e),
+        Err(Failed::Commit(e)) => (Outcome::CommitFailed(e), true),
     };
-    // The transaction is over: the connection goes back before the announcement (without a
-    // change marker, announcing takes one).
-    drop(guard.0.take());
+    // Over: the connection goes back before the announcement (without a change marker,
+    // announcing takes one). Not known to be over: the guard closes it.
+    if ended {
+        guard.release();
+    } else {
+        drop(guard);
+    }
     if let Outcome::Posted(answers) = &outcome {
         if answers.iter().any(|a| matches!(a, Ok(Posted::New(_)))) {
             changes::data_changed(state).await;
@@ -185,6 +186,13 @@ async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
 
 /// A pooled connection that is closed, not given back, when dropped while still held.
 struct Discard(Option<Object>);
+
+impl Discard {
+    /// Gives the connection back to the pool.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
 
 impl Drop for Discard {
     fn drop(&mut self) {

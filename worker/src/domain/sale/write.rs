@@ -28,6 +28,8 @@ pub(super) async fn write(
     let mut inv = InvoiceColumns::default();
     let mut ln = LineColumns::default();
     let mut al = AllocationColumns::default();
+    // What each locked batch gives in all (by its index in `stock`): one row update per batch.
+    let mut taken = vec![0i32; stock.len()];
     for (n, a) in accepted.iter().enumerate() {
         let p = &sales[a.index];
         let s = &p.sale;
@@ -58,18 +60,16 @@ pub(super) async fn write(
                 al.batch.push(stock[*b].id);
                 al.quantity.push(*q);
                 al.user.push(p.user_id);
+                taken[*b] += q;
             }
         }
     }
-    // What each batch gives, summed: one row update per batch.
-    let mut taken: Vec<(i64, i32)> = Vec::new();
-    for (batch, q) in al.batch.iter().zip(&al.quantity) {
-        match taken.iter_mut().find(|(b, _)| b == batch) {
-            Some((_, sum)) => *sum += q,
-            None => taken.push((*batch, *q)),
-        }
-    }
-    let (taken_batch, taken_quantity): (Vec<i64>, Vec<i32>) = taken.into_iter().unzip();
+    let (taken_batch, taken_quantity): (Vec<i64>, Vec<i32>) = stock
+        .iter()
+        .zip(taken)
+        .filter(|(_, q)| *q > 0)
+        .map(|(b, q)| (b.id, q))
+        .unzip();
     let stmt = db.prepare_cached(WRITE_SALES).await?;
     let params: [&(dyn ToSql + Sync); 27] = [
         &inv.customer_id,

@@ -1,6 +1,7 @@
 //! `apotheca serve` with real worker processes and a real PostgreSQL: waking a cold tenant,
 //! scaling an idle one to zero, the public site, stopping without leaving processes or
-//! sockets behind, workers outliving no killed daemon, and bad input.
+//! sockets behind, workers outliving no killed daemon, workers on the threads `[worker]
+//! threads` gives, and bad input.
 
 mod support;
 
@@ -134,6 +135,32 @@ async fn workers_stop_by_themselves_when_the_daemon_is_killed() {
     assert_serves(&d.wake("delta").await[0], "delta").await;
     let sockets = sockets_in(&d.worker_dir);
     assert!(sockets.len() <= 2, "{sockets:?}");
+    assert!(d.stop().await.success());
+}
+
+/// The threads of worker `pid` (its main thread among them).
+fn threads_of(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test]
+async fn workers_run_on_the_threads_the_settings_give() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    a.create("beta").await;
+    // The default: one thread.
+    let d = a.serve(&[]).await;
+    assert_serves(&d.wake("alpha").await[0], "alpha").await;
+    let pid = d.ready_pids("alpha").await[0];
+    assert_eq!(threads_of(pid), 1, "{}", d.log_tail());
+    assert!(d.stop().await.success());
+    // Three runtime threads beside the main one.
+    let d = a.serve(&[("APOTHECA_WORKER__THREADS", "3")]).await;
+    assert_serves(&d.wake("beta").await[0], "beta").await;
+    let pid = d.ready_pids("beta").await[0];
+    assert_eq!(threads_of(pid), 4, "{}", d.log_tail());
     assert!(d.stop().await.success());
 }
 

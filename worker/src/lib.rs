@@ -86,7 +86,8 @@ fn parse_schema(raw: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-pub async fn run(cli: Cli) -> ExitCode {
+/// Loads the settings, builds the runtime `[worker] threads` asks for, and runs the worker on it.
+pub fn main(cli: Cli) -> ExitCode {
     let loaded = match loader::load::<settings::Settings>(cli.config.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -94,6 +95,26 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut builder = match loaded.settings.worker.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli, loaded)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli, loaded: loader::Loaded<settings::Settings>) -> ExitCode {
     telemetry::init(
         cli.log_format.unwrap_or(loaded.settings.log.format),
         "warn,apotheca_worker=info",

@@ -1,6 +1,5 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    apotheca_worker::run(apotheca_worker::Cli::parse()).await
+fn main() -> std::process::ExitCode {
+    apotheca_worker::main(apotheca_worker::Cli::parse())
 }

@@ -46,6 +46,10 @@ pub struct WorkerSettings {
     /// Sale batches written at once (each one transaction of the sales waiting); at most
     /// `pool_size`.
     pub sale_writers: usize,
+    /// Threads of the worker's runtime. 1: everything on one thread (no wake-ups between
+    /// threads, the least CPU and memory per request; a busy tenant gets more cores through
+    /// more workers, `[control.serve]`); 0: one per core.
+    pub threads: usize,
     /// The public site only: the daemon's API socket, where "Create your pharmacy" and the
     /// operator console ask control to act (the daemon passes `--control-socket`, which wins
     /// over this).
@@ -68,6 +72,7 @@ impl Default for WorkerSettings {
             mail_from: "apotheca@localhost".to_owned(),
             read_cache_secs: 5,
             sale_writers: 2,
+            threads: 1,
             control_socket: None,
             signups_per_hour: 5,
         }

@@ -83,6 +83,28 @@ fn an_unknown_key_is_refused_by_the_binary_that_reads_it() {
     );
 }
 
+#[test]
+fn a_thread_count_beyond_the_bound_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(production()).unwrap();
+    assert!(
+        text.contains("\nthreads = 1\n"),
+        "the [worker] threads line moved"
+    );
+    let file = dir.path().join("threads.toml");
+    std::fs::write(
+        &file,
+        text.replacen("\nthreads = 1\n", "\nthreads = 100000\n", 1),
+    )
+    .unwrap();
+    let (code, out) = validate("apotheca-worker", &file, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("[worker] threads = 100000: at most 256"),
+        "{out}"
+    );
+}
+
 /// `section.key` for every key set or commented out as `# key = value` in a settings file.
 fn keys(text: &str) -> BTreeSet<String> {
     let mut section = String::new();

@@ -95,7 +95,15 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = match loaded.settings.worker.threads {
+    let threads = loaded.settings.worker.threads;
+    if threads > settings::MAX_THREADS {
+        eprintln!(
+            "error: [worker] threads = {threads}: at most {} (0: one per core)",
+            settings::MAX_THREADS
+        );
+        return ExitCode::from(2);
+    }
+    let mut builder = match threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut b = tokio::runtime::Builder::new_multi_thread();

@@ -16,6 +16,9 @@ pub struct Settings {
     pub proxy: Option<IgnoredAny>,
 }
 
+/// The most runtime threads `[worker] threads` may ask for.
+pub const MAX_THREADS: usize = 256;
+
 /// `[worker]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,7 +51,7 @@ pub struct WorkerSettings {
     pub sale_writers: usize,
     /// Threads of the worker's runtime. 1: everything on one thread (no wake-ups between
     /// threads, the least CPU and memory per request; a busy tenant gets more cores through
-    /// more workers, `[control.serve]`); 0: one per core.
+    /// more workers, `[control.serve]`); 0: one per core; at most [`MAX_THREADS`].
     pub threads: usize,
     /// The public site only: the daemon's API socket, where "Create your pharmacy" and the
     /// operator console ask control to act (the daemon passes `--control-socket`, which wins

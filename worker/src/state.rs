@@ -78,8 +78,14 @@ impl AppState {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Last in, first out: the connection just given back is the next one taken, so a
+        // worker that needs one connection at a time keeps using one PostgreSQL backend whose
+        // caches are warm, and the others go idle and are closed (`close_idle`). First in,
+        // first out (deadpool's default) rotated every request over all of them: at 200
+        // tenants that was hundreds of backends kept busy and cold (see bench/RESULTS.md).
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .wait_timeout(Some(std::time::Duration::from_secs(10)))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()

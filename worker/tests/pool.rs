@@ -48,3 +48,32 @@ async fn requests_share_the_connections_a_full_database_left_the_worker() {
         .await
         .unwrap();
 }
+
+/// After a burst has opened several connections, requests one at a time keep taking the
+/// connection just given back (one warm backend), not each of the others in turn.
+#[tokio::test]
+async fn one_request_at_a_time_keeps_to_one_connection() {
+    let a = TestApp::new("acme").await;
+    let pid = "SELECT pg_backend_pid()";
+    let burst: Vec<_> = futures::future::join_all((0..3).map(|_| a.state.db()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut opened = std::collections::HashSet::new();
+    for db in &burst {
+        opened.insert(db.query_one(pid, &[]).await.unwrap().get::<_, i32>(0));
+    }
+    assert_eq!(opened.len(), 3, "the burst did not open three connections");
+    drop(burst);
+    let mut used = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let db = a.state.db().await.unwrap();
+        used.insert(db.query_one(pid, &[]).await.unwrap().get::<_, i32>(0));
+    }
+    assert_eq!(
+        used.len(),
+        1,
+        "one request at a time used backends {used:?}"
+    );
+}

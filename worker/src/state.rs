@@ -80,7 +80,8 @@ impl AppState {
         );
         // Last in, first out: the connection just given back is the next one taken, so a
         // worker that needs one connection at a time keeps using one PostgreSQL backend whose
-        // caches are warm, and the others go idle and are closed (`close_idle`). First in,
+        // caches are warm, and the others go idle and are closed (`close_idle` keeps that
+        // one). First in,
         // first out (deadpool's default) rotated every request over all of them: at 200
         // tenants that was hundreds of backends kept busy and cold (see bench/RESULTS.md).
         let pool = Pool::builder(manager)
@@ -162,14 +163,26 @@ impl AppState {
         }
     }
 
-    /// Closes the pool's connections idle for longer than `idle` but one: a tenant's burst
-    /// leaves the worker `pool_size` connections, and hundreds of quiet tenants' workers
-    /// would otherwise each keep theirs (a PostgreSQL backend of a few MB) for good.
+    /// Closes the pool's connections idle for longer than `idle` but the one used last: a
+    /// tenant's burst leaves the worker `pool_size` connections, and hundreds of quiet
+    /// tenants' workers would otherwise each keep theirs (a PostgreSQL backend of a few MB)
+    /// for good. The one used last is the one the next request takes (last in, first out)
+    /// and has the warmest backend. A connection taken or given back between the two passes
+    /// only moves which one stays: one in use stays anyway, one given back is not idle.
     pub fn close_idle(&self, idle: Duration) {
-        let mut kept = 0usize;
+        let mut freshest = (usize::MAX, Duration::MAX);
+        let mut at = 0;
         self.pool.retain(|_, metrics| {
-            let keep = kept == 0 || metrics.last_used() < idle;
-            kept += usize::from(keep);
+            if metrics.last_used() < freshest.1 {
+                freshest = (at, metrics.last_used());
+            }
+            at += 1;
+            true
+        });
+        let mut at = 0;
+        self.pool.retain(|_, metrics| {
+            let keep = at == freshest.0 || metrics.last_used() < idle;
+            at += 1;
             keep
         });
     }

@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::collections::HashSet;
+
 use axum::body::Body;
 use axum::http::Request;
 use support::TestApp;
@@ -50,30 +52,41 @@ async fn requests_share_the_connections_a_full_database_left_the_worker() {
 }
 
 /// After a burst has opened several connections, requests one at a time keep taking the
-/// connection just given back (one warm backend), not each of the others in turn.
+/// connection just given back (one warm backend), not each of the others in turn; closing
+/// the idle ones keeps that one.
 #[tokio::test]
 async fn one_request_at_a_time_keeps_to_one_connection() {
     let a = TestApp::new("acme").await;
-    let pid = "SELECT pg_backend_pid()";
     let burst: Vec<_> = futures::future::join_all((0..3).map(|_| a.state.db()))
         .await
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let mut opened = std::collections::HashSet::new();
+    let mut opened = HashSet::new();
     for db in &burst {
-        opened.insert(db.query_one(pid, &[]).await.unwrap().get::<_, i32>(0));
+        opened.insert(backend(db).await);
     }
     assert_eq!(opened.len(), 3, "the burst did not open three connections");
     drop(burst);
-    let mut used = std::collections::HashSet::new();
+    let mut used = HashSet::new();
     for _ in 0..6 {
-        let db = a.state.db().await.unwrap();
-        used.insert(db.query_one(pid, &[]).await.unwrap().get::<_, i32>(0));
+        used.insert(backend(&a.state.db().await.unwrap()).await);
     }
     assert_eq!(
         used.len(),
         1,
         "one request at a time used backends {used:?}"
     );
+    a.state.close_idle(std::time::Duration::ZERO);
+    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+    let kept = backend(&a.state.db().await.unwrap()).await;
+    assert!(used.contains(&kept), "kept backend {kept}, used {used:?}");
+}
+
+/// The PostgreSQL backend serving `db`.
+async fn backend(db: &deadpool_postgres::Object) -> i32 {
+    db.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

@@ -7,6 +7,9 @@
 #            keep-alive, an access log like the proxy's) → the worker
 #   proxy    loadgen → apotheca-proxy (host routing, admission, forwarded headers, access log,
 #            metrics) → the worker
+#   relay    loadgen → `apotheca-loadgen relay` → the worker: a hop that only copies bytes (no
+#            parsing, routing, headers or log; a worker connection per client connection, a
+#            runtime per thread, 2 threads): the floor under any hop on this machine
 #
 # The request is one medicine's page (`GET /api/v1/medicines/ID` with a bearer token), which the
 # worker answers from its read cache, so the figures are about the hop, not the database. For
@@ -14,7 +17,7 @@
 # time over the run / requests). Everything runs in a mktemp folder, stopped and removed at the
 # end; every process started here is stopped by its PID.
 #
-# Then the three once more at a fixed rate (RATE requests/s, default 5000, over RATE_CONNS
+# Then the four once more at a fixed rate (RATE requests/s, default 5000, over RATE_CONNS
 # connections, default 16), for the latency a hop adds when the box is not saturated.
 #
 # Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), SKIP_BUILD=1,
@@ -132,7 +135,13 @@ if [[ -n ${VARIANT:-}${VARIANT_BIN:-} ]]; then
   VARIANT_PID=$!
   PIDS+=($VARIANT_PID)
 fi
+# The floor: a relay that copies bytes, on as many threads as the proxy. It stops by itself.
+"$L" relay --to "$SOCK" --threads 2 --seconds 3600 >"$STATE/relay.addr" &
+RELAY_PID=$!
+PIDS+=($RELAY_PID)
 sleep 1
+RELAY_ADDR=$(head -1 "$STATE/relay.addr")
+[[ -n $RELAY_ADDR ]] || { log "the relay did not start"; exit 1; }
 
 # CPU seconds (user + system) of a process and its threads (and children, for nginx's workers).
 cpu() {
@@ -149,7 +158,7 @@ run() {
   local label=$1 target=$2
   "$L" run --target "$target" --connections 4 --duration 1 --header "$AUTH" --header "Host: bench.localhost" --path "/api/v1/medicines/$M" >/dev/null
   local pids=""
-  case $label in nginx) pids=$(nginx_pids) ;; proxy) pids=$PROXY_PID ;; variant) pids=$VARIANT_PID ;; esac
+  case $label in nginx) pids=$(nginx_pids) ;; proxy) pids=$PROXY_PID ;; relay) pids=$RELAY_PID ;; variant) pids=$VARIANT_PID ;; esac
   local before=0 after=0
   [[ -z $pids ]] || before=$(cpu $pids)
   local perf_pid=
@@ -176,20 +185,22 @@ us() { printf '%s' "${1##*|}"; }
 ok() { printf '%s' "${1%%|*}" | grep -o '"statuses":{[^}]*}'; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
-# Rounds, each direct → nginx → proxy, so that the machine's drift reaches all three alike;
+# Rounds, each direct → nginx → proxy → relay, so that the machine's drift reaches all three alike;
 # the summary takes each figure's median over the rounds.
-ROWS="" VROWS="" VRATIOS="" US_V="" RATIOS="" ADDED_N="" ADDED_P="" US_N="" US_P="" STATUSES=""
+ROWS="" VROWS="" VRATIOS="" US_V="" RATIOS="" ADDED_N="" ADDED_P="" ADDED_R="" US_N="" US_P="" US_R="" STATUSES=""
 for round in $(seq 1 "$ROUNDS"); do
   DIRECT=$(run direct "unix:$SOCK")
   NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
   PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+  RELAY=$(run relay "tcp:$RELAY_ADDR")
   D_P99=$(field "$DIRECT" p99_ms)
   add_n=$(awk -v a="$(field "$NGX" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
   add_p=$(awk -v a="$(field "$PROXY" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
+  add_r=$(awk -v a="$(field "$RELAY" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
   ratio=$(awk -v a="$(field "$PROXY" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
-  ROWS+="| $round | $(field "$DIRECT" rps) / $D_P99 | $(field "$NGX" rps) / $(field "$NGX" p99_ms) | $(field "$PROXY" rps) / $(field "$PROXY" p99_ms) | $add_n / $add_p ms | $(us "$NGX") / $(us "$PROXY") µs | $ratio |"$'\n'
-  RATIOS+="$ratio " ADDED_N+="$add_n " ADDED_P+="$add_p " US_N+="$(us "$NGX") " US_P+="$(us "$PROXY") "
-  STATUSES+="round $round: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY")"$'\n'
+  ROWS+="| $round | $(field "$DIRECT" rps) / $D_P99 | $(field "$NGX" rps) / $(field "$NGX" p99_ms) | $(field "$PROXY" rps) / $(field "$PROXY" p99_ms) | $(field "$RELAY" rps) / $(field "$RELAY" p99_ms) | $add_n / $add_p / $add_r ms | $(us "$NGX") / $(us "$PROXY") / $(us "$RELAY") µs | $ratio |"$'\n'
+  RATIOS+="$ratio " ADDED_N+="$add_n " ADDED_P+="$add_p " ADDED_R+="$add_r " US_N+="$(us "$NGX") " US_P+="$(us "$PROXY") " US_R+="$(us "$RELAY") "
+  STATUSES+="round $round: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY"), relay $(ok "$RELAY")"$'\n'
   if [[ -n $VARIANT_PID ]]; then
     VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
     vratio=$(awk -v a="$(field "$VAR" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
@@ -200,10 +211,10 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 cat <<OUT
 
-| round (${CONNS} connections, ${DURATION} s each) | direct req/s / p99 ms | nginx → worker req/s / p99 ms | apotheca-proxy → worker req/s / p99 ms | added p99 vs direct, nginx / proxy | hop CPU per request, nginx / proxy | proxy ÷ nginx req/s |
-|---|---|---|---|---|---|---|
+| round (${CONNS} connections, ${DURATION} s each) | direct req/s / p99 ms | nginx → worker req/s / p99 ms | apotheca-proxy → worker req/s / p99 ms | relay → worker req/s / p99 ms | added p99 vs direct, nginx / proxy / relay | hop CPU per request, nginx / proxy / relay | proxy ÷ nginx req/s |
+|---|---|---|---|---|---|---|---|
 ${ROWS}
-medians over $ROUNDS round(s): proxy ÷ nginx throughput $(echo "$RATIOS" | median); added p99 nginx $(echo "$ADDED_N" | median) ms, proxy $(echo "$ADDED_P" | median) ms; hop CPU per request nginx $(echo "$US_N" | median) µs, proxy $(echo "$US_P" | median) µs
+medians over $ROUNDS round(s): proxy ÷ nginx throughput $(echo "$RATIOS" | median); added p99 nginx $(echo "$ADDED_N" | median) ms, proxy $(echo "$ADDED_P" | median) ms, relay $(echo "$ADDED_R" | median) ms; hop CPU per request nginx $(echo "$US_N" | median) µs, proxy $(echo "$US_P" | median) µs, relay $(echo "$US_R" | median) µs
 ${STATUSES}
 OUT
 # Latency without saturation: the same three at a fixed rate well below what the box can do
@@ -213,6 +224,7 @@ export RUN_CONNS RUN_RATE
 R_DIRECT=$(run direct "unix:$SOCK")
 R_NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
 R_PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+R_RELAY=$(run relay "tcp:$RELAY_ADDR")
 unset RUN_CONNS RUN_RATE
 added() { awk -v a="$(field "$1" "$2")" -v b="$(field "$R_DIRECT" "$2")" 'BEGIN {printf "%.3f", a - b}'; }
 cat <<OUT
@@ -223,8 +235,9 @@ at a fixed rate of $RATE requests/s over $RATE_CONNS connections (a request held
 | direct | $(field "$R_DIRECT" rps) | $(field "$R_DIRECT" p50_ms) | $(field "$R_DIRECT" p99_ms) | | |
 | nginx → worker | $(field "$R_NGX" rps) | $(field "$R_NGX" p50_ms) | $(field "$R_NGX" p99_ms) | $(added "$R_NGX" p50_ms) / $(added "$R_NGX" p99_ms) ms | $(us "$R_NGX") µs |
 | apotheca-proxy → worker | $(field "$R_PROXY" rps) | $(field "$R_PROXY" p50_ms) | $(field "$R_PROXY" p99_ms) | $(added "$R_PROXY" p50_ms) / $(added "$R_PROXY" p99_ms) ms | $(us "$R_PROXY") µs |
+| relay → worker | $(field "$R_RELAY" rps) | $(field "$R_RELAY" p50_ms) | $(field "$R_RELAY" p99_ms) | $(added "$R_RELAY" p50_ms) / $(added "$R_RELAY" p99_ms) ms | $(us "$R_RELAY") µs |
 
-statuses at the fixed rate: direct $(ok "$R_DIRECT"), nginx $(ok "$R_NGX"), proxy $(ok "$R_PROXY")
+statuses at the fixed rate: direct $(ok "$R_DIRECT"), nginx $(ok "$R_NGX"), proxy $(ok "$R_PROXY"), relay $(ok "$R_RELAY")
 
 OUT
 if [[ -n $VARIANT_PID ]]; then

@@ -16,7 +16,8 @@
 # books are checked (stock + sold = received for every medicine of every tenant).
 #
 # Knobs: NS ("20 200"), CONNS ("16 64"), DURATION (10), SCENARIOS ("list detail sale mix"),
-# PEER_WORKERS (4), SKIP_BUILD=1, HOLD=SECONDS (keep both up after the warm-up, their
+# PEER_WORKERS (4), SKIP_BUILD=1, FLOOR=1 (after the books: what a sale costs PostgreSQL with no
+# application, floor.sh), HOLD=SECONDS (keep both up after the warm-up, their
 # addresses in target/compare/hold.env, before measuring), PEER_STATE (the peer's venv and cluster, default
 # target/compare/peer), PEER_DIR (/work/shared/peer).
 set -euo pipefail
@@ -278,6 +279,12 @@ for n in $NS; do
   mem_record peer "$n" idle $PEER_ROOTS
   mem_record apotheca "$n" idle $APO_ROOTS
   books "$n"
+  if [[ -n ${FLOOR:-} ]]; then  # after the books: it writes sales of its own and strips tables
+    log "floor: one sale per transaction from pgbench, no application (floor.sh)"
+    "$HERE/floor.sh" "$(apo db url)" "$(pg_root "$STATE/pg")" \
+      "postgresql://postgres@127.0.0.1:${PEER_PGPORT:-55432}/${PEER_DB:-peer}" "$(pg_root "$PEER_PG")" \
+      "$n" "$DURATION" | while read -r line; do record . <<<"$line"; done
+  fi
   "$PEER_DIR/stop.sh" >/dev/null
   apo_migrate "$n"
   apo_down

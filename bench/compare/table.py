@@ -70,6 +70,25 @@ def main():
             pmg = step("peer", n, pstep, executor=executor)
             if amg and pmg:
                 print(f"| {n} | {label} | {amg[akey]:.2f} | {pmg['total_s']:.2f} | {ratio(pmg['total_s'], amg[akey])} |")
+    floors = [r for r in rows if r.get("step") == "floor"]
+    if floors:
+        cores = machine.get("cores", 2)
+        print(f"\nOne two-line sale per transaction from pgbench, no application (FLOOR=1, floor.sh): "
+              f"PostgreSQL's CPU per sale, and the sales/s its {cores} cores could give if PostgreSQL "
+              "had them all, against ten times the peer's sales at that N.\n")
+        print("| tenants | variant | pgbench sales/s | PostgreSQL CPU ms/sale | whole box ms/sale "
+              "| ceiling, PostgreSQL alone | 10 × peer's sales/s |")
+        print("|---|---|---|---|---|---|---|")
+        labels = {"apotheca": "Apotheca's sale (the worker's statements)",
+                  "apotheca_stripped": "the same rows, no CHECK, FK, unique or index but primary keys",
+                  "peer_rows": "the peer's rows (bill, items, stock), fewest statements"}
+        for r in floors:
+            peer_sales = [x["rps"] for (n, sc, _, sysname), x in runs.items()
+                          if n == r["n"] and sc == "sale" and sysname == "peer"]
+            target = f"{10 * max(peer_sales):,.0f}" if peer_sales else "–"
+            print(f"| {r['n']} | {labels.get(r['variant'], r['variant'])} | {r['tps']:,} | "
+                  f"{r['pg_ms_per_sale']} | {r['box_ms_per_sale']} | "
+                  f"{cores * 1000 / r['pg_ms_per_sale']:,.0f} | {target} |")
     for r in rows:
         if r.get("step") == "books":
             print(f"\nBooks after the loads at N={r['n']}: peer verify_stock "

@@ -16,6 +16,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 
+mod relay;
 mod wake;
 
 #[derive(Parser)]
@@ -43,6 +44,9 @@ enum Cmd {
     },
     /// Time cold wakes through the control daemon: wake, then the first answered request.
     Wake(wake::WakeArgs),
+    /// Copy bytes between TCP clients and a worker's Unix socket, nothing else: the floor
+    /// under any hop, measured beside nginx and the proxy.
+    Relay(relay::RelayArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -302,16 +306,18 @@ async fn startup(target: String, path: String, timeout: u64, command: Vec<String
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let runtime = || tokio::runtime::Runtime::new();
     match Cli::parse().command {
-        Cmd::Run(args) => run(args).await,
+        Cmd::Run(args) => runtime()?.block_on(run(args)),
         Cmd::Startup {
             target,
             path,
             timeout,
             command,
-        } => startup(target, path, timeout, command).await,
-        Cmd::Wake(args) => wake::wake(args).await,
+        } => runtime()?.block_on(startup(target, path, timeout, command)),
+        Cmd::Wake(args) => runtime()?.block_on(wake::wake(args)),
+        // Runtimes of its own, one per thread.
+        Cmd::Relay(args) => relay::relay(args),
     }
 }

@@ -29,6 +29,11 @@ pub struct WorkerSettings {
     pub shutdown_timeout_secs: u64,
     /// A login session ends after this long without a request.
     pub session_idle_minutes: i64,
+    /// How long a login (session or API token) is remembered between requests before it is
+    /// looked up again (each for a random half to all of it; the lookup runs behind the
+    /// request that finds it due). Logins ended through the app end at once; this bounds what
+    /// a change made by hand in SQL can miss. 0: every request looks its login up.
+    pub login_cache_secs: u64,
     /// Failed logins (per username, and per client address) counted over this window...
     pub login_window_minutes: i64,
     /// ...after this many, each further attempt is answered slowly...
@@ -43,8 +48,9 @@ pub struct WorkerSettings {
     /// The From address of that mail.
     pub mail_from: String,
     /// How long a ready answer of the hottest reads (medicines list and page, counter search)
-    /// may be served from memory; writes through any worker of the tenant drop them at once.
-    /// 0 turns that cache off.
+    /// is fresh in memory (then, for as long again, it is still served while the next one is
+    /// made behind it); writes through any worker of the tenant drop them at once. 0 turns
+    /// that cache off.
     pub read_cache_secs: u64,
     /// Sale batches written at once (each one transaction of the sales waiting); at most
     /// `pool_size`.
@@ -67,6 +73,7 @@ impl Default for WorkerSettings {
             pool_size: 4,
             shutdown_timeout_secs: 10,
             session_idle_minutes: 12 * 60,
+            login_cache_secs: 30,
             login_window_minutes: 15,
             login_slow_after: 3,
             login_refuse_after: 10,

@@ -91,6 +91,7 @@ impl AppState {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| format!("database pool: {e}"))?;
+        let auth_cache = AuthCache::new(Duration::from_secs(settings.login_cache_secs));
         let read_cache = ReadCache::new(
             std::time::Duration::from_secs(settings.read_cache_secs),
             marker,
@@ -100,7 +101,7 @@ impl AppState {
             pool,
             settings,
             stats: Stats::default(),
-            auth_cache: AuthCache::default(),
+            auth_cache,
             read_cache,
             sale_queue: SaleQueue::default(),
             signups: Default::default(),

@@ -434,7 +434,10 @@ async fn a_logout_on_one_worker_ends_the_session_on_all() {
     for _ in 0..100 {
         assert_eq!(me(b_router.clone(), s.clone()).await, 200);
         let hash = apotheca_worker::accounts::token_hash(s.cookie.split_once('=').unwrap().1);
-        if b_state.auth_cache.get(&hash).is_some() {
+        if matches!(
+            b_state.auth_cache.get(&hash),
+            apotheca_worker::authcache::Cached::Fresh(_)
+        ) {
             cached = true;
             break;
         }

@@ -190,3 +190,132 @@ async fn concurrent_misses_of_one_answer_make_it_once() {
     assert!(answers.windows(2).all(|w| w[0] == w[1]));
     assert_eq!(waiting, 1, "queries waiting for the list's lock");
 }
+
+/// Past its time an answer is still given at once while the next one is made behind it, so a
+/// request never waits on the database because time passed; a write still drops it at once.
+/// The change by hand below is made while the list's query cannot run (its table is locked):
+/// a request that waited for a fresh answer would wait for the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_answer_is_given_at_once_and_made_again_behind_it() {
+    let settings = apotheca_worker::settings::WorkerSettings {
+        read_cache_secs: 1,
+        ..Default::default()
+    };
+    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
+    a.state.read_cache.set_live(true);
+    let s = a.login("pharmacist").await;
+    let medicine = json!({"name": "Aspirin", "dosage_form": "tablet", "sale_price": "1.00"});
+    let id = a
+        .expect(201, a.post("/api/v1/medicines", &s, medicine).await)
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let kept = get(&a.router, "/api/v1/medicines", &s).await;
+    assert_eq!(kept["items"][0]["name"], "Aspirin");
+
+    let admin = a.tenant.db.client().await;
+    admin
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE acme.medicines IN ACCESS EXCLUSIVE MODE;
+             UPDATE acme.medicines SET name = 'Renamed' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    // Past the answer's fresh time (at most 1 s), within as long again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let stale = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        get(&a.router, "/api/v1/medicines", &s),
+    )
+    .await
+    .expect("an expired answer is given at once, not after the query behind it");
+    assert_eq!(stale, kept);
+    admin.batch_execute("COMMIT").await.unwrap();
+
+    // The answer made behind it has the change.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = get(&a.router, "/api/v1/medicines", &s).await;
+        if now["items"][0]["name"] == "Renamed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {now}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // A write through the worker is never answered from a kept copy, stale or not.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let other = json!({"name": "Zinc", "dosage_form": "tablet", "sale_price": "2.00"});
+    a.expect(201, a.post("/api/v1/medicines", &s, other).await)
+        .await;
+    let after = get(&a.router, "/api/v1/medicines", &s).await;
+    assert_eq!(after["total"], 2, "{after}");
+}
+
+/// A remembered login past its time still lets a request in at once while it is looked up
+/// again behind it; a token revoked by hand in SQL meanwhile is refused once that lookup has
+/// seen it. The revocation is made while the lookup cannot run (its table is locked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_login_is_looked_up_behind_the_request_and_a_revoked_token_then_refused() {
+    let settings = apotheca_worker::settings::WorkerSettings {
+        login_cache_secs: 1,
+        login_slow_after: 100,
+        login_refuse_after: 1000,
+        ..Default::default()
+    };
+    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
+    a.state.auth_cache.set_live(true);
+    let s = a.login("pharmacist").await;
+    let token = a
+        .expect(
+            201,
+            a.post("/api/v1/tokens", &s, json!({"name": "script"}))
+                .await,
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    let me = || {
+        a.call_with(
+            axum::http::Method::GET,
+            "/api/v1/auth/me",
+            None,
+            None,
+            &headers,
+        )
+    };
+    assert_eq!(me().await.status, 200);
+
+    let admin = a.tenant.db.client().await;
+    admin
+        .batch_execute(
+            "BEGIN; LOCK TABLE acme.api_tokens IN ACCESS EXCLUSIVE MODE;
+             UPDATE acme.api_tokens SET revoked_at = now()",
+        )
+        .await
+        .unwrap();
+    // Past the login's fresh time (at most 1 s), within its grace.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let due = tokio::time::timeout(std::time::Duration::from_secs(3), me())
+        .await
+        .expect("a due login lets the request in at once, not after the lookup behind it");
+    assert_eq!(due.status, 200);
+    admin.batch_execute("COMMIT").await.unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = me().await;
+        if now.status == 401 {
+            break;
+        }
+        assert_eq!(now.status, 200);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked token still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

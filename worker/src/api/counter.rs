@@ -83,7 +83,10 @@ async fn counter_search(
 ) -> ApiResult<Response> {
     auth.require(Area::Counter)?;
     let pattern = required(search_pattern(query.q.as_deref(), 2)?, "q")?;
-    readcache::respond(&state, &uri.to_string(), || search(&state, pattern)).await
+    readcache::respond(&state, &uri.to_string(), move |state| async move {
+        search(&state, pattern).await
+    })
+    .await
 }
 
 async fn search(state: &AppState, pattern: String) -> ApiResult<serde_json::Value> {

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method};
 
 use crate::accounts::{self, Area, Role};
+use crate::authcache::Cached;
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -101,10 +102,47 @@ impl FromRequestParts<AppState> for Auth {
 
 async fn by_token(state: &AppState, token: &str) -> ApiResult<Auth> {
     let hash = accounts::token_hash(token);
-    // A remembered login is re-read (and its last use written) once its entry expires.
-    if let Some(entry) = state.auth_cache.get(&hash) {
-        return Ok(entry.auth);
+    // A remembered login is re-read (and its last use written) once its entry is stale,
+    // behind the request.
+    match state.auth_cache.get(&hash) {
+        Cached::Fresh(entry) => return Ok(entry.auth),
+        Cached::Stale(entry) => {
+            behind(state, hash, |state, hash| async move {
+                token_login(&state, hash).await.map(drop)
+            });
+            return Ok(entry.auth);
+        }
+        Cached::Nothing => {}
     }
+    token_login(state, hash).await
+}
+
+/// Looks `hash` up again behind a request that its stale entry let in (unless that is under
+/// way already): the entry is renewed, or forgotten when the login is gone.
+fn behind<F, Fut>(state: &AppState, hash: Vec<u8>, look_up: F)
+where
+    F: FnOnce(AppState, Vec<u8>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ApiResult<()>> + Send + 'static,
+{
+    let Some(refreshing) = state.auth_cache.refresh(&hash) else {
+        return;
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _refreshing = refreshing;
+        if let Err(e) = look_up(state.clone(), hash.clone()).await {
+            // Logged where it arose. A login found gone stops now; a database that failed
+            // leaves the stale entry for the next request to try again, within its grace.
+            if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                state.auth_cache.forget(&hash);
+            }
+        }
+    });
+}
+
+/// The user of the API token with `hash`, from the database (remembered, and its last use
+/// written at most once a minute).
+async fn token_login(state: &AppState, hash: Vec<u8>) -> ApiResult<Auth> {
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
     let stmt = db
@@ -167,15 +205,30 @@ async fn by_session(
 /// it was sent: a header for the API, a form field for the HTML pages).
 pub async fn session(state: &AppState, token: &str) -> ApiResult<(Auth, Vec<u8>)> {
     let hash = accounts::token_hash(token);
-    if let Some(entry) = state.auth_cache.get(&hash) {
-        // An entry without a secret is an API token's: not a session.
-        return match entry.csrf_secret {
-            Some(secret) => Ok((entry.auth, secret)),
-            None => Err(ApiError::unauthorized(
-                "the session has ended; log in again",
-            )),
-        };
+    let entry = match state.auth_cache.get(&hash) {
+        Cached::Fresh(entry) => entry,
+        Cached::Stale(entry) => {
+            if entry.csrf_secret.is_some() {
+                behind(state, hash, |state, hash| async move {
+                    session_login(&state, hash).await.map(drop)
+                });
+            }
+            entry
+        }
+        Cached::Nothing => return session_login(state, hash).await,
+    };
+    // An entry without a secret is an API token's: not a session.
+    match entry.csrf_secret {
+        Some(secret) => Ok((entry.auth, secret)),
+        None => Err(ApiError::unauthorized(
+            "the session has ended; log in again",
+        )),
     }
+}
+
+/// The user and CSRF secret of the session with `hash`, from the database (remembered, and
+/// its expiry slid at most once a minute).
+async fn session_login(state: &AppState, hash: Vec<u8>) -> ApiResult<(Auth, Vec<u8>)> {
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
     let stmt = db

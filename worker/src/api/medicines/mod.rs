@@ -249,7 +249,10 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Response> {
     auth.require(Area::Medicines)?;
-    readcache::respond(&state, &uri.to_string(), || list_page(&state, query)).await
+    readcache::respond(&state, &uri.to_string(), move |state| async move {
+        list_page(&state, query).await
+    })
+    .await
 }
 
 async fn list_page(state: &AppState, query: ListQuery) -> ApiResult<MedicineList> {
@@ -338,7 +341,10 @@ async fn detail(
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
     auth.require(Area::Medicines)?;
-    readcache::respond(&state, &uri.to_string(), || medicine_page(&state, id)).await
+    readcache::respond(&state, &uri.to_string(), move |state| async move {
+        medicine_page(&state, id).await
+    })
+    .await
 }
 
 /// One medicine's page, or 404.

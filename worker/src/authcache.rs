@@ -180,6 +180,7 @@ mod tests {
             username: "a".into(),
             role: Role::Staff,
             session_id: None,
+            behind: None,
         }
     }
 

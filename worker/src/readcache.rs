@@ -321,6 +321,7 @@ where
             if let Some(Miss::Make(making)) = cache.miss(key, generation) {
                 let state = state.clone();
                 tokio::spawn(async move {
+                    state.idle_connection().await;
                     // A failure was logged where it arose; the next stale request tries again.
                     if let Ok(body) = serialised(make(state.clone())).await {
                         state

@@ -149,6 +149,23 @@ impl AppState {
         }
     }
 
+    /// For work done behind a request (a cached answer or a login looked up again, a token's
+    /// last use): waits until one of the worker's connections is idle, at most 1 s, so that
+    /// this work takes the one the request gives back instead of having the pool open another
+    /// while the request holds its own (a new PostgreSQL backend is an authentication, cold
+    /// caches and every statement prepared again: tens of ms, hundreds on a saturated box).
+    /// With no connection yet, at once.
+    pub async fn idle_connection(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let status = self.pool.status();
+            if status.size == 0 || status.available > 0 || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Whether requests wait for the connections the worker has (see [`AppState::db`]).
     fn held(&self) -> bool {
         let Ok(mut held) = self.held_until.lock() else {

@@ -83,6 +83,40 @@ async fn one_request_at_a_time_keeps_to_one_connection() {
     assert!(used.contains(&kept), "kept backend {kept}, used {used:?}");
 }
 
+/// A login past its time is looked up again after its request, on the connection the request
+/// gave back, not beside it: beside it, the lookup and the request's own work wanted a
+/// connection at once and the pool opened a second backend for one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_login_is_looked_up_on_the_connection_its_request_gave_back() {
+    let settings = apotheca_worker::settings::WorkerSettings {
+        login_cache_secs: 1,
+        ..Default::default()
+    };
+    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
+    a.state.auth_cache.set_live(true);
+    let s = a.login("pharmacist").await;
+    let suppliers = || a.get("/api/v1/suppliers", &s);
+    assert_eq!(suppliers().await.status, 200);
+    a.state.close_idle(std::time::Duration::ZERO);
+    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+    for round in 0..3 {
+        // Past the login's fresh time (at most 1 s), within its grace.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(suppliers().await.status, 200);
+        // Until the lookup behind it has given its connection back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let idle = loop {
+            let status = a.state.pool.status();
+            if status.size > 0 && status.available == status.size {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "busy: {status:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(idle.size, 1, "round {round}: {idle:?}");
+    }
+}
+
 /// The PostgreSQL backend serving `db`.
 async fn backend(db: &deadpool_postgres::Object) -> i32 {
     db.query_one("SELECT pg_backend_pid()", &[])

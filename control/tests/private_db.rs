@@ -52,6 +52,15 @@ fn private_cluster_from_nothing_to_stopped() {
     assert_eq!(code, 0);
     assert!(out.contains("running"), "{out}");
 
+    // The server took the WAL settings written for it (a value it refuses fails the start):
+    // compressed full-page images (lz4 where built with it), checkpoints every 15 min.
+    let conf = std::fs::read_to_string(d.join("var/pg/apotheca.conf")).unwrap();
+    assert!(conf.contains("checkpoint_timeout = '15min'"), "{conf}");
+    assert!(
+        conf.contains("wal_compression = lz4") || conf.contains("wal_compression = on"),
+        "{conf}"
+    );
+
     // Password auth over a socket in var/run; the password file is private.
     let (code, url, _) = apotheca(d, &["db", "url"]);
     assert_eq!(code, 0);

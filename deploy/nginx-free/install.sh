@@ -231,11 +231,20 @@ EOF
     reload=1
   fi
   sizing=$(mktemp)
+  # lz4 where this PostgreSQL was built with it (Debian's 15 and later), else pglz.
+  wal_compression=on
+  for pg_config in /usr/lib/postgresql/*/bin/pg_config; do
+    if [[ -x $pg_config ]] && "$pg_config" --configure | grep -q -- --with-lz4; then wal_compression=lz4; fi
+  done
   cat >"$sizing" <<EOF
 # Apotheca's sizing (deploy/nginx-free/install.sh; README.md, "PostgreSQL sizing").
 # Each running worker holds [worker] pool_size + 1 connections.
 max_connections = $max_connections
 shared_buffers = $shared_buffers
+# Fewer and smaller full-page images after checkpoints (README.md, "PostgreSQL sizing").
+wal_compression = $wal_compression
+checkpoint_timeout = '15min'
+max_wal_size = '2GB'
 EOF
   if put "$sizing" "$conf_dir/apotheca.conf" 0644 postgres postgres; then
     echo "    $conf_dir/apotheca.conf: max_connections $max_connections, shared_buffers $shared_buffers"

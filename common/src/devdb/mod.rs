@@ -372,6 +372,15 @@ impl PrivateCluster {
             s.max_connections,
             s.shared_buffers.replace('\'', "''"),
         );
+        // After each checkpoint the first change to every page writes the whole page to the WAL:
+        // with hundreds of tenants a burst that held sales up 2-3x for the next seconds (mix
+        // p99 192 ms right after a CHECKPOINT against 73 ms later, 28 MB of WAL against 15).
+        // Compressed, those images cost less; checkpoints every 15 min instead of 5 come a
+        // third as often (crash recovery replays up to that much WAL).
+        conf.push_str(&format!(
+            "wal_compression = {}\ncheckpoint_timeout = '15min'\nmax_wal_size = '2GB'\n",
+            self.wal_compression()
+        ));
         if s.unsafe_fast {
             conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         }
@@ -381,6 +390,20 @@ impl PrivateCluster {
             self.run_as.as_ref(),
         )?;
         Ok(())
+    }
+
+    /// `lz4` when this PostgreSQL was built with it (15 and later, as Debian's), else `on`
+    /// (pglz, every version).
+    fn wal_compression(&self) -> &'static str {
+        let lz4 = Command::new(self.bin("pg_config"))
+            .arg("--configure")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--with-lz4"));
+        let version = fs::read_to_string(self.data_dir.join("PG_VERSION")).unwrap_or_default();
+        match version.trim().parse::<u32>() {
+            Ok(major) if major >= 15 && lz4 => "lz4",
+            _ => "on",
+        }
     }
 
     async fn ensure_database(&self) -> Result<(), DevDbError> {

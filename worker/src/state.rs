@@ -126,9 +126,7 @@ impl AppState {
     pub async fn db(&self) -> ApiResult<Object> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            while self.held() && self.pool.status().available == 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
+            self.wait_for_idle(deadline, || self.held()).await;
             match self.pool.get().await {
                 Ok(db) => return Ok(db),
                 Err(PoolError::Backend(e))
@@ -157,11 +155,14 @@ impl AppState {
     /// With no connection yet, at once.
     pub async fn idle_connection(&self) {
         let deadline = Instant::now() + Duration::from_secs(1);
-        loop {
-            let status = self.pool.status();
-            if status.size == 0 || status.available > 0 || Instant::now() >= deadline {
-                return;
-            }
+        self.wait_for_idle(deadline, || self.pool.status().size > 0)
+            .await;
+    }
+
+    /// Waits while `wait()` holds, none of the pool's connections is idle and `deadline` is
+    /// ahead (deadpool gives no way to wait for one without asking it to open another).
+    async fn wait_for_idle(&self, deadline: Instant, wait: impl Fn() -> bool) {
+        while wait() && self.pool.status().available == 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }

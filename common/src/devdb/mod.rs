@@ -395,13 +395,15 @@ impl PrivateCluster {
     /// `lz4` when this PostgreSQL was built with it (15 and later, as Debian's), else `on`
     /// (pglz, every version).
     fn wal_compression(&self) -> &'static str {
-        let lz4 = Command::new(self.bin("pg_config"))
-            .arg("--configure")
-            .output()
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--with-lz4"));
         let version = fs::read_to_string(self.data_dir.join("PG_VERSION")).unwrap_or_default();
+        let lz4 = || {
+            Command::new(self.bin("pg_config"))
+                .arg("--configure")
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--with-lz4"))
+        };
         match version.trim().parse::<u32>() {
-            Ok(major) if major >= 15 && lz4 => "lz4",
+            Ok(major) if major >= 15 && lz4() => "lz4",
             _ => "on",
         }
     }

@@ -40,8 +40,14 @@ pub struct Auth {
 pub struct Behind(Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>);
 
 impl Behind {
-    fn new(work: impl Future<Output = ()> + Send + 'static) -> Arc<Self> {
-        Arc::new(Self(Mutex::new(Some(Box::pin(work)))))
+    /// `work`, to start once a connection of `state`'s pool is idle (see
+    /// [`AppState::idle_connection`]).
+    fn new(state: &AppState, work: impl Future<Output = ()> + Send + 'static) -> Arc<Self> {
+        let state = state.clone();
+        Arc::new(Self(Mutex::new(Some(Box::pin(async move {
+            state.idle_connection().await;
+            work.await;
+        })))))
     }
 }
 
@@ -162,10 +168,9 @@ where
     Fut: Future<Output = ApiResult<()>> + Send + 'static,
 {
     let refreshing = state.auth_cache.refresh(&hash)?;
-    let state = state.clone();
-    Some(Behind::new(async move {
-        let _refreshing = refreshing;
-        state.idle_connection().await;
+    let owned = state.clone();
+    Some(Behind::new(state, async move {
+        let (state, _refreshing) = (owned, refreshing);
         if let Err(e) = look_up(state.clone(), hash.clone()).await {
             // Logged where it arose. A login found gone stops now; a database that failed
             // leaves the stale entry for the next request to try again, within its grace.
@@ -213,9 +218,9 @@ async fn token_login(state: &AppState, hash: Vec<u8>) -> ApiResult<Auth> {
         .put(generation, hash, auth.clone(), None, expires);
     if due {
         // Written after the request, so that it need not wait for that commit's flush.
-        let state = state.clone();
-        auth.behind = Some(Behind::new(async move {
-            state.idle_connection().await;
+        let owned = state.clone();
+        auth.behind = Some(Behind::new(state, async move {
+            let state = owned;
             // No connection: logged where it arose; the next use is written instead.
             let Ok(db) = state.db().await else {
                 return;

@@ -28,6 +28,9 @@ pub enum ControlError {
     /// Some schemas failed to migrate (the summary was already printed).
     #[error("{0} schema(s) failed to migrate")]
     MigrationsFailed(usize),
+    /// Too many password hashes at once in this process; nothing was changed.
+    #[error(transparent)]
+    Busy(#[from] apotheca_worker::accounts::Busy),
     #[error("{0}")]
     Other(String),
 }

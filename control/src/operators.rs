@@ -160,6 +160,23 @@ pub async fn deactivate(client: &mut tokio_postgres::Client, username: &str) -> 
     Ok(active)
 }
 
+/// Replaces an operator's password hash made with older parameters by `new` (the same
+/// password), unless it was changed meanwhile.
+pub async fn replace_hash(
+    client: &impl GenericClient,
+    id: i64,
+    old: &str,
+    new: &str,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE public.operators SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            &[&id, &old, &new],
+        )
+        .await?;
+    Ok(())
+}
+
 /// The stored password hash of `username` (already lowercased), if there is such an operator.
 pub async fn credentials(
     client: &impl GenericClient,

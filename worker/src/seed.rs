@@ -299,7 +299,7 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 14);
         let hash = accounts::hash_password_async(&password)
             .await
-            .ok_or(SeedError::Rule(ApiError::internal()))?;
+            .map_err(|busy| SeedError::Rule(busy.into()))?;
         tx.execute(
             "INSERT INTO users (username, password_hash, full_name, role) VALUES ($1, $2, $3, $4)",
             &[&username, &hash, &full_name, &role],

@@ -465,3 +465,52 @@ async fn a_logout_on_one_worker_ends_the_session_on_all() {
     stop.send(true).unwrap();
     listener.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_hash_with_older_parameters_is_replaced_at_the_next_login() {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let app = TestApp::new("rehash").await;
+    // What Apotheca stored before: the argon2 crate's defaults, 19 MiB and 2 passes.
+    let old = argon2::Argon2::default()
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+    assert!(old.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{old}");
+    let stored = || async {
+        app.db()
+            .await
+            .query_one(
+                "SELECT password_hash FROM users WHERE username = 'staff'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    app.db()
+        .await
+        .execute(
+            "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
+            &[&old],
+        )
+        .await
+        .unwrap();
+    // A wrong password changes nothing.
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "staff", "password": "not the password"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stored().await, old);
+    // The right one logs in with the old hash and leaves a new one, which works too.
+    app.login("staff").await;
+    let new = stored().await;
+    assert!(new.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{new}");
+    assert!(!apotheca_worker::accounts::needs_rehash(&new));
+    app.login("staff").await;
+    assert_eq!(stored().await, new, "a current hash is kept as it is");
+}

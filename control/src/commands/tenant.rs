@@ -21,12 +21,7 @@ pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Resu
                 Some(path) => (read_password_file(path)?, false),
                 None => (Alphanumeric.sample_string(&mut rand::rng(), 16), true),
             };
-            let admin = tokio::task::spawn_blocking({
-                let (user, password) = (user.clone(), password.clone());
-                move || FirstAdmin::new(&user, &password)
-            })
-            .await
-            .map_err(|e| ControlError::Other(e.to_string()))??;
+            let admin = FirstAdmin::new(user, &password).await?;
             (Some(admin), generated.then_some(password))
         }
     };

@@ -120,6 +120,13 @@ impl ApiError {
         )
     }
 
+    /// Too many password hashes at once: 503, try again in a second.
+    pub fn busy(e: apotheca_worker::accounts::Busy) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+        error.retry_after = Some(1);
+        error
+    }
+
     pub fn gone() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -213,10 +213,12 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (name, schema, domain) = check_new(&form)?;
     let (user, password) = (form.admin_user, form.admin_password);
-    let admin = tokio::task::spawn_blocking(move || FirstAdmin::new(&user, &password))
+    let admin = FirstAdmin::new(&user, &password)
         .await
-        .map_err(ApiError::database)?
-        .map_err(|e| refused("admin_password", e))?;
+        .map_err(|e| match e {
+            ControlError::Busy(busy) => ApiError::busy(busy),
+            e => refused("admin_password", e),
+        })?;
     let s = &api.signup;
     let _turn = s.running.acquire().await.map_err(ApiError::database)?;
     let mut client = connect(&api).await?;

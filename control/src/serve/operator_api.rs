@@ -129,7 +129,10 @@ async fn login(
     let hash = found
         .as_ref()
         .map_or(accounts::dummy_hash(), |c| c.password_hash.as_str());
-    let matches = accounts::verify_password_async(hash, &body.password).await;
+    let matches = match accounts::verify_password_async(hash, &body.password).await {
+        Ok(matches) => matches,
+        Err(busy) => return Err(ApiError::busy(busy)),
+    };
     let operator = match found {
         Some(c) if matches && c.active => c,
         _ => {
@@ -138,6 +141,14 @@ async fn login(
         }
     };
     api.logins.succeeded(&key);
+    if accounts::needs_rehash(&operator.password_hash) {
+        // At today's parameters; skipped while busy (the next login tries again).
+        if let Ok(new) = accounts::hash_password_async(&body.password).await {
+            operators::replace_hash(&client, operator.id, &operator.password_hash, &new)
+                .await
+                .map_err(ApiError::database)?;
+        }
+    }
     let (token, expires_at) =
         operators::open_session(&client, operator.id, api.logins.session_lifetime)
             .await

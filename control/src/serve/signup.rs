@@ -129,18 +129,18 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
         .map_err(|e| Refused::invalid("name", capitalized(&e.to_string())))?;
     let (schema, domain) = names(&form.subdomain, &signup.base_domain)?;
     let (user, password) = (form.admin_user, form.admin_password);
-    let admin = tokio::task::spawn_blocking(move || FirstAdmin::new(&user, &password))
-        .await
-        .map_err(|e| Refused::failed(ControlError::Other(e.to_string())))?
-        .map_err(|e| {
-            let message = e.to_string();
-            let field = if message.starts_with("the admin username") {
-                "admin_user"
-            } else {
-                "admin_password"
-            };
-            Refused::invalid(field, capitalized(&message))
-        })?;
+    let admin = FirstAdmin::new(&user, &password).await.map_err(|e| {
+        if matches!(e, ControlError::Busy(_)) {
+            return Refused::failed(e);
+        }
+        let message = e.to_string();
+        let field = if message.starts_with("the admin username") {
+            "admin_user"
+        } else {
+            "admin_password"
+        };
+        Refused::invalid(field, capitalized(&message))
+    })?;
     let _turn = signup
         .running
         .acquire()

@@ -97,8 +97,9 @@ pub struct FirstAdmin {
 }
 
 impl FirstAdmin {
-    /// Checks the username and password (bad input: exit 2) and hashes the password.
-    pub fn new(username: &str, password: &str) -> Result<Self> {
+    /// Checks the username and password (bad input: exit 2) and hashes the password (within
+    /// the process's bound on password hashing: [`ControlError::Busy`] past it).
+    pub async fn new(username: &str, password: &str) -> Result<Self> {
         let username = username.trim();
         let valid = (1..=150).contains(&username.len())
             && username
@@ -112,7 +113,7 @@ impl FirstAdmin {
         apotheca_worker::accounts::check_new_password(password).map_err(ControlError::invalid)?;
         Ok(Self {
             username: username.to_owned(),
-            password_hash: apotheca_worker::accounts::hash_password(password),
+            password_hash: apotheca_worker::accounts::hash_password_async(password).await?,
         })
     }
 }

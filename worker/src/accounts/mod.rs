@@ -1,17 +1,19 @@
-//! Who may do what: roles and the access table of DOMAIN.md, password hashing (argon2id),
-//! and the random tokens behind sessions, API tokens and password resets (only their SHA-256
+//! Who may do what: roles and the access table of DOMAIN.md, password rules and hashing
+//! ([`password`]: argon2id with bounded memory), and the random tokens behind sessions, API tokens and password resets (only their SHA-256
 //! is ever stored).
 
 use std::str::FromStr;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub mod password;
+pub use password::{
+    dummy_hash, hash_password, hash_password_async, needs_rehash, verify_password,
+    verify_password_async, Busy,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,62 +103,6 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An argon2id PHC string (slow on purpose: call from a blocking thread).
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .expect("argon2 with default parameters hashes any password")
-}
-
-/// Whether `password` matches `hash` (false for a malformed hash).
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// At most this many argon2 computations at once (each takes ~19 MiB and a core for tens of
-/// milliseconds): a flood of logins or resets queues here instead of exhausting the machine.
-fn argon2_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    })
-}
-
-/// [`hash_password`] on a blocking thread, within the argon2 limit.
-pub async fn hash_password_async(password: &str) -> Option<String> {
-    let _slot = argon2_slots().acquire().await.ok()?;
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .ok()
-}
-
-/// [`verify_password`] on a blocking thread, within the argon2 limit.
-pub async fn verify_password_async(hash: &str, password: &str) -> bool {
-    let Ok(_slot) = argon2_slots().acquire().await else {
-        return false;
-    };
-    let (hash, password) = (hash.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false)
-}
-
-/// A hash to verify against when the user does not exist, so that answering takes as long
-/// either way and does not reveal which usernames exist.
-pub fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("no such user, no such password"))
-}
-
 /// A new random token (URL-safe, 256 bits) and the SHA-256 that is stored in its place.
 pub fn new_token() -> (String, Vec<u8>) {
     let mut bytes = [0u8; 32];
@@ -180,12 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_round_trip() {
-        let hash = hash_password("correct horse");
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password(&hash, "correct horse"));
-        assert!(!verify_password(&hash, "correct horse "));
-        assert!(!verify_password("garbage", "x"));
+    fn new_passwords_are_checked() {
         assert!(check_new_password("short").is_err());
         assert!(check_new_password("        ").is_err());
         assert!(check_new_password("long enough").is_ok());

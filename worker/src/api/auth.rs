@@ -143,12 +143,23 @@ pub(crate) async fn log_in(
         .as_ref()
         .map(|u| u.get::<_, String>(1))
         .unwrap_or_else(|| accounts::dummy_hash().to_owned());
-    let matches = accounts::verify_password_async(&hash, password).await;
+    let matches = match accounts::verify_password_async(&hash, password).await {
+        Ok(matches) => matches,
+        Err(busy) => {
+            // Not checked, so not a failure: a flood of logins must not count against anyone.
+            db.execute("DELETE FROM login_failures WHERE id = ANY($1)", &[&attempt])
+                .await?;
+            return Err(busy.into());
+        }
+    };
     let user = match user {
         Some(u) if matches && u.get::<_, bool>(2) => u,
         _ => return Err(ApiError::unauthorized("wrong username or password")),
     };
     let user_id: i64 = user.get(0);
+    if accounts::needs_rehash(&hash) {
+        rehash(&db, user_id, &hash, password).await?;
+    }
     let (token, token_hash) = accounts::new_token();
     let (csrf_secret, _) = {
         let mut bytes = [0u8; 32];
@@ -191,6 +202,26 @@ pub(crate) async fn log_in(
         csrf_token: crate::http::auth::csrf_token(&csrf_secret),
         user: user_from_row(&row)?,
     })
+}
+
+/// Replaces a user's hash made with other parameters by one at today's (the password just
+/// verified). Skipped, to be tried at the next login, while the worker is busy hashing; a
+/// hash changed meanwhile (a password change) is left alone.
+async fn rehash(
+    db: &deadpool_postgres::Object,
+    user_id: i64,
+    old: &str,
+    password: &str,
+) -> ApiResult<()> {
+    let Ok(new) = accounts::hash_password_async(password).await else {
+        return Ok(());
+    };
+    db.execute(
+        "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+        &[&user_id, &old, &new],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn logout(
@@ -259,16 +290,14 @@ pub(crate) async fn change_password(
         )
         .await?
         .get(0);
-    let ok = accounts::verify_password_async(&hash, current_password).await;
+    let ok = accounts::verify_password_async(&hash, current_password).await?;
     if !ok {
         return Err(ApiError::invalid(
             "current_password",
             "the current password is wrong",
         ));
     }
-    let new_hash = accounts::hash_password_async(new_password)
-        .await
-        .ok_or_else(ApiError::internal)?;
+    let new_hash = accounts::hash_password_async(new_password).await?;
     db.execute(
         "UPDATE users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1",
         &[&auth.user_id, &new_hash],
@@ -388,9 +417,7 @@ pub(crate) async fn reset_password(
             "the reset link is unknown, used or expired",
         ));
     }
-    let new_hash = accounts::hash_password_async(new_password)
-        .await
-        .ok_or_else(ApiError::internal)?;
+    let new_hash = accounts::hash_password_async(new_password).await?;
     let tx = db.transaction().await?;
     let reset = tx
         .query_opt(

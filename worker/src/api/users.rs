@@ -82,9 +82,7 @@ fn duplicate_username() -> ApiError {
 }
 
 async fn hash(password: String) -> ApiResult<String> {
-    accounts::hash_password_async(&password)
-        .await
-        .ok_or_else(ApiError::internal)
+    Ok(accounts::hash_password_async(&password).await?)
 }
 
 async fn list_users(

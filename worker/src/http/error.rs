@@ -128,6 +128,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Too many password checks at once in this worker: 503, try again in a second.
+impl From<crate::accounts::Busy> for ApiError {
+    fn from(e: crate::accounts::Busy) -> Self {
+        Self::unavailable(e.to_string())
+    }
+}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         let Some(code) = e.code() else {

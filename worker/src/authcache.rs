@@ -26,6 +26,10 @@ use crate::readcache::Gate;
 /// only while the lookups fail, e.g. the database is unreachable).
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Most logins remembered at once (about 300 bytes each): a pharmacy has tens of users, and
+/// a day's sessions and tokens are a few hundred.
+const MAX_ENTRIES: usize = 2_000;
+
 /// A remembered login.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -139,9 +143,14 @@ impl AuthCache {
             if !self.gate.current(generation) {
                 return;
             }
-            // Bounded: a flood of distinct tokens cannot grow the worker without limit.
-            if entries.len() >= 10_000 {
-                entries.clear();
+            // Bounded: a flood of distinct tokens cannot grow the worker without limit. Full,
+            // it drops the logins past their grace first, and if that is not enough, all.
+            if entries.len() >= MAX_ENTRIES {
+                let now = Instant::now();
+                entries.retain(|_, e| now < e.fresh_until + GRACE);
+                if entries.len() >= MAX_ENTRIES {
+                    *entries = HashMap::new();
+                }
             }
             entries.insert(
                 token_hash,

@@ -48,8 +48,54 @@ use serde::Serialize;
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Most answers kept at once (a flood of distinct queries cannot grow the worker).
+/// Most answers kept at once, and most bytes (keys and answers): a day of distinct searches
+/// cannot grow the worker. Past either, answers past their stale time are dropped, and if
+/// that is not enough, all of them.
 const MAX_ENTRIES: usize = 2_000;
+const MAX_BYTES: usize = 4 << 20;
+
+/// The kept answers, each with the end of its fresh time, and their size in bytes.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, (Bytes, Instant)>,
+    bytes: usize,
+}
+
+impl Entries {
+    fn clear(&mut self) {
+        // A new map: `clear` would keep the table's capacity.
+        self.map = HashMap::new();
+        self.bytes = 0;
+    }
+
+    /// Keeps `body` for `key`, making room first.
+    fn insert(&mut self, key: String, body: Bytes, fresh_until: Instant, ttl: Duration) {
+        let size = key.len() + body.len();
+        if size > MAX_BYTES / 4 {
+            return;
+        }
+        if let Some((old, _)) = self.map.remove(&key) {
+            self.bytes -= key.len() + old.len();
+        }
+        if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
+            let now = Instant::now();
+            let mut freed = 0;
+            self.map.retain(|k, (b, fresh)| {
+                let keep = now < *fresh + ttl;
+                if !keep {
+                    freed += k.len() + b.len();
+                }
+                keep
+            });
+            self.bytes -= freed;
+            if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
+                self.clear();
+            }
+        }
+        self.bytes += size;
+        self.map.insert(key, (body, fresh_until));
+    }
+}
 
 /// What the worker's caches share: whether they may be used at all (the change listener is
 /// connected) and a generation that every clear bumps, so that a result computed before a
@@ -123,7 +169,7 @@ impl Marker {
 
 pub struct ReadCache {
     /// Each answer with the moment it stops being fresh.
-    entries: Mutex<HashMap<String, (Bytes, Instant)>>,
+    entries: Mutex<Entries>,
     gate: Gate,
     /// Zero: the cache is off.
     ttl: Duration,
@@ -253,7 +299,7 @@ impl ReadCache {
         let Ok(entries) = self.entries.lock() else {
             return Kept::Nothing;
         };
-        match entries.get(key) {
+        match entries.map.get(key) {
             Some((body, fresh)) => {
                 let now = Instant::now();
                 if now < *fresh {
@@ -276,10 +322,7 @@ impl ReadCache {
             if !self.gate.current(generation) {
                 return;
             }
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(key, (body, Instant::now() + self.life()));
+            entries.insert(key, body, Instant::now() + self.life(), self.ttl);
         }
     }
 
@@ -419,5 +462,58 @@ mod tests {
             (10..=90).contains(&early),
             "{early} of 100 in the first half"
         );
+    }
+
+    #[test]
+    fn what_is_kept_stays_within_its_bytes_and_entries() {
+        let ttl = Duration::from_secs(60);
+        let mut entries = Entries::default();
+        let later = Instant::now() + ttl;
+        // A day of distinct searches, each answer 10 KB.
+        for i in 0..5_000 {
+            entries.insert(format!("q{i}"), Bytes::from(vec![b'x'; 10_000]), later, ttl);
+            assert!(entries.bytes <= MAX_BYTES && entries.map.len() <= MAX_ENTRIES);
+        }
+        let counted: usize = entries
+            .map
+            .iter()
+            .map(|(k, (b, _))| k.len() + b.len())
+            .sum();
+        assert_eq!(entries.bytes, counted);
+        // Replacing an answer counts it once; one too big is not kept.
+        entries.insert("q4999".into(), Bytes::from(vec![b'y'; 10]), later, ttl);
+        let counted: usize = entries
+            .map
+            .iter()
+            .map(|(k, (b, _))| k.len() + b.len())
+            .sum();
+        assert_eq!(entries.bytes, counted);
+        entries.insert("big".into(), Bytes::from(vec![b'z'; MAX_BYTES]), later, ttl);
+        assert!(!entries.map.contains_key("big"));
+        // Past the limit, answers past their stale time go first.
+        let mut entries = Entries::default();
+        let dead = Instant::now() - 2 * ttl;
+        entries.insert(
+            "old".into(),
+            Bytes::from(vec![b'o'; MAX_BYTES / 6]),
+            dead,
+            ttl,
+        );
+        for i in 0..4 {
+            entries.insert(
+                format!("new{i}"),
+                Bytes::from(vec![b'n'; MAX_BYTES / 6]),
+                later,
+                ttl,
+            );
+        }
+        entries.insert(
+            "last".into(),
+            Bytes::from(vec![b'l'; MAX_BYTES / 6]),
+            later,
+            ttl,
+        );
+        assert!(!entries.map.contains_key("old"));
+        assert_eq!(entries.map.len(), 5);
     }
 }

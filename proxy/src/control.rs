@@ -1,5 +1,5 @@
 //! The proxy's side of control's API (HTTP/1.1 + JSON on its Unix socket): wake a tenant and
-//! learn its endpoints, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
+//! learn its endpoints, fetch control's metrics, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
 //! then one line per tenant whose ready workers changed) into [`Upstreams`].
 
 use std::collections::HashMap;
@@ -80,6 +80,22 @@ impl Control {
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         Err(WakeError::Refused(status.as_u16(), message))
+    }
+
+    /// Control's own figures as Prometheus text (`GET /metrics`: workers and their memory,
+    /// per tenant and in all), for the admin listener to pass on.
+    pub async fn metrics(&self, timeout: Duration) -> Result<String, String> {
+        let ask = async {
+            let (status, body) = self.request(Method::GET, "/metrics").await?;
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            if status != StatusCode::OK {
+                return Err(format!("control answered {status}"));
+            }
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| "control did not answer in time".to_owned())?
     }
 
     async fn request(

@@ -264,7 +264,10 @@ pub fn run(cli: Cli) -> ExitCode {
         // A listener of Pingora's, so that an upgrade hands it over with the others.
         let mut admin = pingora::services::listening::Service::new(
             "apotheca admin".to_owned(),
-            Admin(metrics.clone()),
+            Admin {
+                metrics: metrics.clone(),
+                control: control.clone(),
+            },
         );
         admin.threads = Some(1);
         admin.add_tcp(addr);

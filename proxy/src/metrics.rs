@@ -1,6 +1,8 @@
 //! The proxy's figures, per tenant — requests by status class, latency histogram, requests in
 //! flight, wakes and wake latency — rendered as Prometheus text on the admin listener
-//! (`GET /metrics`; `GET /health` answers 200 while the process serves). The admin listener
+//! (`GET /metrics`, followed by control's own: each tenant's workers and their memory, with
+//! `apotheca_control_up` saying whether control answered; `GET /health` answers 200 while
+//! the process serves). The admin listener
 //! is a Pingora service like the others, so an upgrade (SIGQUIT) hands it over too.
 
 use std::collections::BTreeMap;
@@ -13,6 +15,8 @@ use async_trait::async_trait;
 use hyper::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+
+use crate::control::Control;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -178,14 +182,31 @@ impl Metrics {
     }
 }
 
-/// The admin listener's answers.
-pub struct Admin(pub Arc<Metrics>);
+/// The admin listener's answers; `/metrics` adds control's figures (each tenant's workers and
+/// their memory) to the proxy's own.
+pub struct Admin {
+    pub metrics: Arc<Metrics>,
+    pub control: Arc<Control>,
+}
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let (status, body) = match session.req_header().uri.path() {
-            "/metrics" => (StatusCode::OK, self.0.render()),
+            "/metrics" => {
+                let mut body = self.metrics.render();
+                match self.control.metrics(Duration::from_secs(2)).await {
+                    Ok(control) => {
+                        body.push_str("# TYPE apotheca_control_up gauge\napotheca_control_up 1\n");
+                        body.push_str(&control);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "metrics: control's figures left out");
+                        body.push_str("# TYPE apotheca_control_up gauge\napotheca_control_up 0\n");
+                    }
+                }
+                (StatusCode::OK, body)
+            }
             "/health" => (StatusCode::OK, "ok\n".to_owned()),
             _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
         };

@@ -74,14 +74,27 @@ pub(super) async fn status(ctx: &Context, schema: Option<&str>, json: bool) -> R
             if json {
                 println!("{}", to_json(&report)?);
             } else {
-                let workers: usize = report.tenants.iter().map(|t| t.workers.len()).sum();
+                let t = &report.totals;
                 println!(
-                    "control daemon pid {}, up {}, {} tenant(s), {workers} worker(s); API unix:{}",
+                    "control daemon pid {}, up {}; API unix:{}",
                     report.pid,
                     human_duration(report.uptime_ms),
-                    report.tenants.len(),
                     report.socket
                 );
+                println!(
+                    "{} tenant(s), {} live; {} worker(s), RSS {:.1} MB in all",
+                    t.tenants,
+                    t.live_tenants,
+                    t.workers,
+                    t.rss_bytes as f64 / 1_048_576.0
+                );
+                match t.database {
+                    Some(db) => println!(
+                        "PostgreSQL: {} connection(s) of {} allowed, {} of them the workers'",
+                        db.connections, db.max_connections, db.tenant_connections
+                    ),
+                    None => println!("PostgreSQL: connection figures unavailable"),
+                }
                 for t in &report.tenants {
                     print_tenant(t);
                 }

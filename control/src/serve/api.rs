@@ -6,7 +6,8 @@
 //! | `POST /v1/tenants/{schema}/wake[?timeout_ms=N]` | 200 `{schema, endpoints}` once a worker is ready; 404 unknown, 409 suspended, 503 crash-looping, stopping or timed out (with `Retry-After`) |
 //! | `POST /v1/tenants/{schema}/restart[?timeout_ms=N]` | 200 `{schema, replaced, pids}` once every worker was replaced, one at a time |
 //! | `POST /v1/restart[?timeout_ms=N]` | the same for every tenant and the public site: `[{schema, replaced, pids}]` |
-//! | `GET /v1/status`, `GET /v1/tenants/{schema}` | workers (pid, state, uptime, in flight, served, RSS), restarts, last exit, policy |
+//! | `GET /v1/status`, `GET /v1/tenants/{schema}` | workers (pid, state, uptime, in flight, served, RSS), restarts, last exit, policy; the status also `totals`: tenants, live tenants, workers, their RSS, the database's connections |
+//! | `GET /metrics` | the status as Prometheus text: totals, and per tenant its workers and their RSS (the proxy's admin `/metrics` passes it on) |
 //! | `GET /v1/endpoints` | `{schema: [endpoint]}` for every tenant with a ready worker |
 //! | `GET /v1/endpoints/watch` | a stream of JSON lines: first `{"snapshot": {...}}`, then `{"schema", "endpoints"}` per change |
 //! | `POST /v1/tenants` `{name, subdomain, admin_user, admin_password}` | the public sign-up ([`super::signup`]): 201 `{schema, domain, login_url}`; 409 subdomain taken, 422 invalid, each with the `field` at fault |
@@ -45,7 +46,7 @@ use super::catalog::Catalog;
 use super::console;
 use super::operator_api::{self, Logins};
 use super::signup::{self, NewTenant, Signup};
-use super::status::{Restarted, StatusReport, TenantStatus, WakeError, Woken};
+use super::status::{DatabaseUse, Restarted, StatusReport, TenantStatus, WakeError, Woken};
 use super::supervisor::{Endpoints, Msg};
 
 #[derive(Clone)]
@@ -63,6 +64,7 @@ pub struct Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{schema}", get(tenant_status))
         .route("/v1/tenants/{schema}/wake", post(wake))
@@ -208,8 +210,52 @@ pub(super) async fn ask<T>(api: &Api, make: impl FnOnce(oneshot::Sender<T>) -> M
 }
 
 async fn status(State(api): State<Api>) -> Result<Json<StatusReport>, ApiError> {
-    let report = ask(&api, |reply| Msg::Status { reply }).await;
-    report.map(Json).ok_or_else(ApiError::gone)
+    full_status(&api).await.map(Json)
+}
+
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let report = full_status(&api).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        report.prometheus(),
+    )
+        .into_response())
+}
+
+/// The supervisor's report with the database's connection figures (left out when the
+/// database does not answer within a second: the status still shows the workers).
+async fn full_status(api: &Api) -> Result<StatusReport, ApiError> {
+    let mut report = ask(api, |reply| Msg::Status { reply })
+        .await
+        .ok_or_else(ApiError::gone)?;
+    report.totals.database =
+        match tokio::time::timeout(Duration::from_secs(1), database_use(api)).await {
+            Ok(Ok(used)) => Some(used),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "status: no connection figures from the database");
+                None
+            }
+            Err(_) => None,
+        };
+    Ok(report)
+}
+
+async fn database_use(api: &Api) -> crate::error::Result<DatabaseUse> {
+    let client = api.signup.db.connect().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE backend_type = 'client backend'),
+                    count(*) FILTER (WHERE backend_type = 'client backend' AND usename LIKE 't\\_%'),
+                    current_setting('max_connections')::bigint
+             FROM pg_stat_activity",
+            &[],
+        )
+        .await?;
+    Ok(DatabaseUse {
+        connections: row.get::<_, i64>(0) as u64,
+        tenant_connections: row.get::<_, i64>(1) as u64,
+        max_connections: row.get::<_, i64>(2) as u64,
+    })
 }
 
 async fn create_tenant(

@@ -120,4 +120,112 @@ pub struct StatusReport {
     pub socket: String,
     pub worker_dir: String,
     pub tenants: Vec<TenantStatus>,
+    #[serde(default)]
+    pub totals: Totals,
+}
+
+/// What this host's tenants add up to: what a hosting provider watches for density.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub tenants: usize,
+    /// Tenants with at least one worker.
+    pub live_tenants: usize,
+    pub workers: usize,
+    /// The workers' resident memory, summed.
+    pub rss_bytes: u64,
+    /// The database server's client connections now (every role and database), those of
+    /// tenant roles (the workers'), and its `max_connections`; none when it did not answer.
+    pub database: Option<DatabaseUse>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseUse {
+    pub connections: u64,
+    pub tenant_connections: u64,
+    pub max_connections: u64,
+}
+
+impl Totals {
+    /// The tenant and worker figures of `tenants` (the database's are asked separately).
+    pub fn of(tenants: &[TenantStatus]) -> Self {
+        Self {
+            tenants: tenants.len(),
+            live_tenants: tenants.iter().filter(|t| !t.workers.is_empty()).count(),
+            workers: tenants.iter().map(|t| t.workers.len()).sum(),
+            rss_bytes: tenants
+                .iter()
+                .flat_map(|t| &t.workers)
+                .map(|w| w.rss_bytes)
+                .sum(),
+            database: None,
+        }
+    }
+}
+
+impl StatusReport {
+    /// The report as Prometheus text (control's `GET /metrics`, which the proxy's admin
+    /// listener passes on): totals, and per tenant its workers and their memory.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let t = &self.totals;
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "apotheca_tenants",
+            "Tenants control knows.",
+            t.tenants as u64,
+        );
+        gauge(
+            "apotheca_live_tenants",
+            "Tenants with at least one worker.",
+            t.live_tenants as u64,
+        );
+        gauge("apotheca_workers", "Worker processes.", t.workers as u64);
+        gauge(
+            "apotheca_workers_rss_bytes",
+            "Resident memory of all workers.",
+            t.rss_bytes,
+        );
+        if let Some(db) = t.database {
+            gauge(
+                "apotheca_database_connections",
+                "Client connections of the database server.",
+                db.connections,
+            );
+            gauge(
+                "apotheca_database_tenant_connections",
+                "Client connections of tenant roles (the workers').",
+                db.tenant_connections,
+            );
+            gauge(
+                "apotheca_database_max_connections",
+                "The database server's max_connections.",
+                db.max_connections,
+            );
+        }
+        let per_tenant = [
+            ("apotheca_tenant_workers", "Worker processes of a tenant."),
+            (
+                "apotheca_tenant_worker_rss_bytes",
+                "Resident memory of a tenant's workers, summed.",
+            ),
+        ];
+        for (i, (name, help)) in per_tenant.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for tenant in &self.tenants {
+                let value = if i == 0 {
+                    tenant.workers.len() as u64
+                } else {
+                    tenant.workers.iter().map(|w| w.rss_bytes).sum()
+                };
+                let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {value}", tenant.schema);
+            }
+        }
+        out
+    }
 }

@@ -17,7 +17,7 @@ use super::catalog::TenantRow;
 use super::link::{Link, LinkEvent};
 use super::process::{self, WorkerCommand};
 use super::readiness::{Publisher, Readiness};
-use super::status::{RestartReply, StatusReport, WakeError};
+use super::status::{RestartReply, StatusReport, Totals, WakeError};
 use super::tenant::{Action, Status, Tenant, WakeReply};
 use super::worker::{Worker, WorkerId};
 use super::{scaling, Tuning};
@@ -494,8 +494,9 @@ impl Supervisor {
 
     fn status(&self) -> StatusReport {
         let now = Instant::now();
-        let tenants = self.tenants.values().map(|t| t.status(now)).collect();
+        let tenants: Vec<_> = self.tenants.values().map(|t| t.status(now)).collect();
         StatusReport {
+            totals: Totals::of(&tenants),
             pid: std::process::id(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             socket: self.socket.display().to_string(),

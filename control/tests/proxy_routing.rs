@@ -37,6 +37,16 @@ async fn each_host_reaches_its_tenant_and_a_cold_one_is_woken() {
             .await,
         Some(1.0)
     );
+    // Control's figures come with the proxy's: alpha's worker, with its memory.
+    assert_eq!(p.metric("apotheca_control_up").await, Some(1.0));
+    assert_eq!(
+        p.metric(r#"apotheca_tenant_workers{tenant="alpha"}"#).await,
+        Some(1.0)
+    );
+    assert!(p
+        .metric(r#"apotheca_tenant_worker_rss_bytes{tenant="alpha"}"#)
+        .await
+        .is_some_and(|rss| rss > 1e6));
     assert_eq!(p.health("bravo.localhost").await, Ok("bravo".into()));
     // The host as browsers and clients may write it.
     for host in [

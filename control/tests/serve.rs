@@ -35,6 +35,40 @@ async fn a_cold_tenant_wakes_serves_and_idles_back_to_zero() {
 
     let out = a.ok(&["status"]).await;
     assert!(out.contains("alpha: running, 1 worker(s)"), "{out}");
+    // Totals: alpha's worker and the public site's, and the database's connections.
+    assert!(
+        out.contains("2 tenant(s), 2 live; 2 worker(s), RSS "),
+        "{out}"
+    );
+    let report = d.status().await;
+    let totals = &report["totals"];
+    assert_eq!(totals["workers"], 2, "{report}");
+    assert!(
+        totals["rss_bytes"].as_u64().unwrap() > 1_000_000,
+        "{report}"
+    );
+    let db = &totals["database"];
+    assert!(db["tenant_connections"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        db["connections"].as_u64().unwrap() > db["tenant_connections"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert!(db["max_connections"].as_u64().unwrap() > 0, "{report}");
+    let (status, metrics) = support::daemon::http(&d.socket, hyper::Method::GET, "/metrics")
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("\napotheca_workers 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("\napotheca_tenant_workers{tenant=\"alpha\"} 1\n"),
+        "{metrics}"
+    );
+    let rss = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("apotheca_tenant_worker_rss_bytes{tenant=\"alpha\"} "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(rss.parse::<u64>().unwrap() > 1_000_000, "{metrics}");
     let json: serde_json::Value =
         serde_json::from_str(&a.ok(&["status", "--json", "--schema", "alpha"]).await).unwrap();
     let worker = &json["workers"][0];

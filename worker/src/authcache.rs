@@ -164,6 +164,17 @@ impl AuthCache {
         }
     }
 
+    /// Drops the logins past their grace (a quiet worker's memory goes back).
+    pub fn sweep(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            let now = Instant::now();
+            entries.retain(|_, e| now < e.fresh_until + GRACE);
+            if entries.is_empty() {
+                *entries = HashMap::new();
+            }
+        }
+    }
+
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
             self.gate.bump();

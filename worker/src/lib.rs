@@ -193,15 +193,35 @@ enum Announce {
     },
 }
 
-/// Every 10 s, closes the database connections idle for 30 s but one (while the worker runs).
-async fn close_idle_connections(state: std::sync::Weak<state::Inner>) {
+/// Every 10 s (while the worker runs): closes the database connections idle for 30 s but one;
+/// and once the worker is quiet (nothing served since the last tick), drops what its caches
+/// keep past its time and gives the allocator's free memory back to the kernel — once per
+/// quiet spell, and again whenever a connection was closed meanwhile. A busy pharmacy's
+/// worker thus returns to about its idle size soon after its staff stop.
+async fn tidy(state: std::sync::Weak<state::Inner>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    let mut served = u64::MAX;
+    let mut tidied = false;
     loop {
         every.tick().await;
         let Some(state) = state::AppState::upgrade(&state) else {
             return;
         };
+        let connections = state.pool.status().size;
         state.close_idle(std::time::Duration::from_secs(30));
+        let closed = state.pool.status().size < connections;
+        let now = state.stats.served();
+        if now != served || state.stats.in_flight() > 0 {
+            served = now;
+            tidied = false;
+            continue;
+        }
+        if !tidied || closed {
+            state.read_cache.sweep();
+            state.auth_cache.sweep();
+            stats::release_free_memory();
+            tidied = true;
+        }
     }
 }
 
@@ -241,7 +261,7 @@ async fn serve(
     }
     let (stop_listener, stopped) = tokio::sync::watch::channel(false);
     let listener = { tokio::spawn(changes::listen(state.clone(), url.to_owned(), stopped)) };
-    tokio::spawn(close_idle_connections(state.downgrade()));
+    tokio::spawn(tidy(state.downgrade()));
     let app = http::router(state.clone());
     let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match announce {
         Announce::ReadyFd(fd) => {

@@ -68,6 +68,23 @@ impl Entries {
         self.bytes = 0;
     }
 
+    /// Drops what is past its stale time; an empty map is made anew (its table freed).
+    fn sweep(&mut self, ttl: Duration) {
+        let now = Instant::now();
+        let mut freed = 0;
+        self.map.retain(|k, (b, fresh)| {
+            let keep = now < *fresh + ttl;
+            if !keep {
+                freed += k.len() + b.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        if self.map.is_empty() {
+            self.clear();
+        }
+    }
+
     /// Keeps `body` for `key`, making room first.
     fn insert(&mut self, key: String, body: Bytes, fresh_until: Instant, ttl: Duration) {
         let size = key.len() + body.len();
@@ -78,16 +95,7 @@ impl Entries {
             self.bytes -= key.len() + old.len();
         }
         if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
-            let now = Instant::now();
-            let mut freed = 0;
-            self.map.retain(|k, (b, fresh)| {
-                let keep = now < *fresh + ttl;
-                if !keep {
-                    freed += k.len() + b.len();
-                }
-                keep
-            });
-            self.bytes -= freed;
+            self.sweep(ttl);
             if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
                 self.clear();
             }
@@ -329,6 +337,13 @@ impl ReadCache {
     /// How long the next answer is kept: a random part of the TTL, from half to all of it.
     fn life(&self) -> Duration {
         self.ttl.mul_f64(rand::random_range(0.5..=1.0))
+    }
+
+    /// Drops the answers past their stale time (a quiet worker's memory goes back).
+    pub fn sweep(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.sweep(self.ttl);
+        }
     }
 
     pub fn clear(&self) {

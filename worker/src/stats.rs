@@ -1,5 +1,5 @@
 //! The worker's own load figures: requests in flight, requests served, time spent answering
-//! them, resident memory. Read by `/_apotheca/stats` and reported to control
+//! them, resident memory (and handing free memory back). Read by `/_apotheca/stats` and reported to control
 //! ([`crate::channel`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,16 @@ impl Stats {
             rss_bytes: rss_bytes(),
             busy_us: self.busy_us(),
         }
+    }
+}
+
+/// Gives the memory the allocator holds free back to the kernel (glibc's `malloc_trim`: the
+/// free pages of every arena, not only the top of the heap). A no-op on other allocators.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it touches no live allocation.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }
 

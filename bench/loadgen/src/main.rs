@@ -2,10 +2,13 @@
 //! socket, which is how the proxy reaches workers, so this drives N keep-alive HTTP/1.1
 //! connections (Unix socket or TCP) for a fixed time and prints one JSON line: requests/s,
 //! latency percentiles, statuses. `startup` times a command from spawn to its first answered
-//! request; `wake` times cold wakes through the control daemon ([`wake`]). Everything it does
+//! request; `wake` times cold wakes through the control daemon ([`wake`]); `trickle` keeps many
+//! pharmacies live at once with logged-in users ([`trickle`]). Everything it does
 //! is bounded in time and stops by itself.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -17,6 +20,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 
 mod relay;
+mod trickle;
 mod wake;
 
 #[derive(Parser)]
@@ -44,6 +48,9 @@ enum Cmd {
     },
     /// Time cold wakes through the control daemon: wake, then the first answered request.
     Wake(wake::WakeArgs),
+    /// Many pharmacies live at once: each logs in by password, then lists and sells every few
+    /// seconds; cold ones woken meanwhile ([`trickle`]).
+    Trickle(trickle::TrickleArgs),
     /// Copy bytes between TCP clients and a worker's Unix socket, nothing else: the floor
     /// under any hop, measured beside nginx and the proxy.
     Relay(relay::RelayArgs),
@@ -84,6 +91,10 @@ struct RunArgs {
     /// from when it was due, so a slow answer shows in the ones it delayed too.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Stop after this many requests in all (0: run for the whole duration), e.g. 200 logins
+    /// 50 at a time.
+    #[arg(long, default_value_t = 0)]
+    requests: u64,
 }
 
 async fn connect(target: &str) -> Result<SendRequest<Full<Bytes>>> {
@@ -145,7 +156,13 @@ struct Tally {
     errors: u64,
 }
 
-async fn worker(args: RunArgs, until: Instant, offset: u64, phase: f64) -> Tally {
+async fn worker(
+    args: RunArgs,
+    until: Instant,
+    offset: u64,
+    phase: f64,
+    budget: Arc<AtomicU64>,
+) -> Tally {
     let mut tally = Tally::default();
     let mut k = offset;
     let mut sender = None;
@@ -165,6 +182,15 @@ async fn worker(args: RunArgs, until: Instant, offset: u64, phase: f64) -> Tally
             }
         }
         let Some(s) = sender.as_mut() else { continue };
+        if args.requests > 0
+            && budget
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(1)
+                })
+                .is_err()
+        {
+            break;
+        }
         k += 1;
         let Ok(req) = request(&args, k) else {
             return tally;
@@ -225,6 +251,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let until = started + duration;
     let n = args.connections.max(1);
+    let budget = Arc::new(AtomicU64::new(args.requests));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             tokio::spawn(worker(
@@ -232,6 +259,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 until,
                 i as u64 * 7,
                 i as f64 / n as f64,
+                budget.clone(),
             ))
         })
         .collect();
@@ -317,6 +345,7 @@ fn main() -> Result<()> {
             command,
         } => runtime()?.block_on(startup(target, path, timeout, command)),
         Cmd::Wake(args) => runtime()?.block_on(wake::wake(args)),
+        Cmd::Trickle(args) => runtime()?.block_on(trickle::run(args)),
         // Runtimes of its own, one per thread.
         Cmd::Relay(args) => relay::relay(args),
     }

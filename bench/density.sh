@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Density (issue #18): how many live pharmacies one box holds. DENSITY_TENANTS pharmacies are
+# provisioned (each with an admin whose password is checked with argon2 at login), then
+# DENSITY_LIVE of them are live at once: each logs in by password through the proxy and then
+# lists its medicines and posts a sale every DENSITY_EVERY seconds, for DENSITY_DURATION
+# seconds (apotheca-loadgen trickle). Meanwhile DENSITY_COLD pharmacies that nothing has woken
+# get their first request one after another (the cold wake a pharmacy sees while the others
+# are live). Halfway through, every process is measured: PSS of control, the workers, the proxy
+# and PostgreSQL, per live pharmacy, and each tenant backend's PSS.
+#
+# Then, with the daemon and proxy stopped: migrate-schemas over every schema with nothing to
+# apply and with one ADD COLUMN; create-tenant with all of them present (claiming a spare
+# schema, and building one); disk per pharmacy.
+#
+# Knobs: DENSITY_TENANTS (10000), DENSITY_LIVE (1000), DENSITY_EVERY (5), DENSITY_DURATION
+# (120), DENSITY_COLD (40), DENSITY_JOBS (create-tenant calls at once while provisioning, 2),
+# DENSITY_MAX_CONNECTIONS (PostgreSQL's; default live × 1.25 + 100), SKIP_BUILD=1. CI does not
+# run it: provisioning 10,000 pharmacies takes about 15 minutes on 2 cores. Everything runs on
+# a throwaway private cluster in a mktemp folder and is stopped at the end. Progress on stderr;
+# JSON lines and a Markdown table on stdout.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TENANTS=${DENSITY_TENANTS:-10000}
+LIVE=${DENSITY_LIVE:-1000}
+EVERY=${DENSITY_EVERY:-5}
+DURATION=${DENSITY_DURATION:-120}
+COLD=${DENSITY_COLD:-40}
+JOBS=${DENSITY_JOBS:-2}
+MAX_CONNECTIONS=${DENSITY_MAX_CONNECTIONS:-$((LIVE + LIVE / 4 + 100))}
+((LIVE + COLD <= TENANTS)) || { echo "DENSITY_LIVE + DENSITY_COLD must not exceed DENSITY_TENANTS" >&2; exit 2; }
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control -p apotheca-worker -p apotheca-proxy -p apotheca-loadgen
+A=$ROOT/target/release/apotheca
+P=$ROOT/target/release/apotheca-proxy
+L=$ROOT/target/release/apotheca-loadgen
+PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
+
+STATE=$(mktemp -d /tmp/apotheca-density.XXXXXX)
+chmod 755 "$STATE"
+PIDS=()
+APO_ENV=(env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg"
+  APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE"
+  APOTHECA_CONTROL__SPARE_SCHEMAS=0 APOTHECA_PRIVATE_DB__MAX_CONNECTIONS="$MAX_CONNECTIONS")
+apo() { (cd "$STATE" && "${APO_ENV[@]}" "$A" "$@"); }
+stop_pids() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+cleanup() {
+  stop_pids
+  apo db stop >/dev/null 2>&1 || true
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- memory: PSS (KiB) of the process trees under some root PIDs ----
+tree() {
+  ps -e -o pid=,ppid= | awk -v roots="$*" '
+    { parent[$1] = $2 } END {
+      n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1
+      changed = 1; while (changed) { changed = 0
+        for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
+      for (p in keep) print p }'
+}
+pss_of() {  # PIDs -> "pss_kib processes"
+  local p s total=0 n=0
+  for p in "$@"; do
+    s=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+    [[ -n $s ]] || continue
+    total=$((total + s)); n=$((n + 1))
+  done
+  echo "$total $n"
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+
+# ---- provisioning ----
+log "private cluster (max_connections $MAX_CONNECTIONS), shared schema"
+apo migrate-schemas >/dev/null
+PASSWORD=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
+printf '%s\n' "$PASSWORD" >"$STATE/admin-password"
+log "provisioning $TENANTS pharmacies, $JOBS at a time"
+T0=$(now)
+export STATE A
+export APO_ENV_STR="${APO_ENV[*]}"
+seq 1 "$TENANTS" | xargs -P "$JOBS" -I{} sh -c '
+  cd "$STATE" && $APO_ENV_STR "$A" create-tenant --name "Pharmacy {}" --schema "t{}" --domain "t{}.localhost" \
+    --admin-user admin --admin-password-file "$STATE/admin-password" >/dev/null ||
+  { echo "create-tenant t{} failed" >&2; exit 255; }
+  [ $(({} % 500)) -ne 0 ] || echo "[$(date +%H:%M:%S)] {} provisioned" >&2'
+PROVISION_S=$(since "$T0")
+log "provisioned in ${PROVISION_S}s"
+ADMIN_URL=$(apo db url)
+# Something to sell in every live pharmacy: one medicine with a million units (received, so the
+# ledger agrees), made as the superuser in one statement per schema.
+log "stocking the $LIVE live pharmacies"
+"$PSQL" -q -X -v ON_ERROR_STOP=1 -d "$ADMIN_URL" >/dev/null <<SQL
+DO \$\$
+DECLARE i int; m bigint; b bigint;
+BEGIN
+  FOR i IN 1..$LIVE LOOP
+    EXECUTE format('SET LOCAL search_path = %I', 't' || i);
+    INSERT INTO medicines (name, generic_name, dosage_form, strength, sale_price, reorder_level)
+      VALUES ('Density medicine', 'paracetamol', 'tablet', '500 mg', 2.50, 10) RETURNING id INTO m;
+    INSERT INTO batches (medicine_id, batch_no, expires_on, quantity_on_hand, unit_cost)
+      VALUES (m, 'DENSITY-1', current_date + 700, 1000000, 1.00) RETURNING id INTO b;
+    INSERT INTO stock_movements (batch_id, quantity, reason, reference)
+      VALUES (b, 1000000, 'receipt', 'density stock');
+  END LOOP;
+END
+\$\$;
+SQL
+
+# ---- live ----
+PORT=$(free_port)
+ADMIN_PORT=$(free_port)
+log "daemon and proxy on 127.0.0.1:$PORT"
+(cd "$STATE" && exec "${APO_ENV[@]}" RUST_LOG=warn "$A" serve >"$STATE/serve.log" 2>&1) &
+CONTROL_PID=$!
+PIDS+=("$CONTROL_PID")
+for _ in $(seq 1 200); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
+[[ -S $STATE/var/run/apotheca.sock ]] || die "apotheca serve did not start: $(tail -5 "$STATE/serve.log")"
+APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$PORT APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
+  APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
+  DATABASE_URL=$ADMIN_URL RUST_LOG=warn \
+  "$P" >"$STATE/proxy.log" 2>&1 &
+PROXY_PID=$!
+PIDS+=("$PROXY_PID")
+for _ in $(seq 1 200); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" -H 'Host: localhost' && break; sleep 0.1; done
+PG_PID=$(head -1 "$STATE/pg/postmaster.pid")
+
+log "$LIVE pharmacies log in (50 at a time) and trickle every ${EVERY}s for ${DURATION}s; $COLD cold wakes meanwhile"
+TRICKLE_PASSWORD=$PASSWORD "$L" trickle --target "tcp:127.0.0.1:$PORT" --tenants "$LIVE" --every "$EVERY" \
+  --duration "$DURATION" --cold-first $((LIVE + 1)) --cold "$COLD" --label density \
+  >"$STATE/trickle.json" 2>"$STATE/trickle.log" &
+TRICKLE_PID=$!
+until grep -q "all logged in" "$STATE/trickle.log" 2>/dev/null; do
+  kill -0 "$TRICKLE_PID" 2>/dev/null || die "trickle ended early: $(cat "$STATE/trickle.log")"
+  sleep 1
+done
+log "all logged in; measuring halfway through the trickle"
+sleep $((DURATION / 2))
+STATUS=$(apo status --json)
+read -r CONTROL_KIB _ < <(pss_of "$CONTROL_PID")
+WORKER_PIDS=$(printf '%s' "$STATUS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(" ".join(str(w["pid"]) for t in r["tenants"] for w in t["workers"]))')
+# shellcheck disable=SC2086
+read -r WORKERS_KIB WORKERS_N < <(pss_of $WORKER_PIDS)
+read -r PROXY_KIB _ < <(pss_of "$PROXY_PID")
+# shellcheck disable=SC2046
+read -r PG_KIB PG_N < <(pss_of $(tree "$PG_PID"))
+TENANT_BACKENDS=$("$PSQL" -X -At -d "$ADMIN_URL" -c "SELECT pid FROM pg_stat_activity WHERE usename LIKE 't\\_%'")
+# shellcheck disable=SC2086
+read -r BACKENDS_KIB BACKENDS_N < <(pss_of $TENANT_BACKENDS)
+CONNECTIONS=$(printf '%s' "$STATUS" | python3 -c 'import json,sys; d=json.load(sys.stdin)["totals"]["database"] or {}; print(d.get("connections","?"), d.get("tenant_connections","?"))')
+wait "$TRICKLE_PID" || die "trickle failed: $(cat "$STATE/trickle.log")"
+TRICKLE=$(cat "$STATE/trickle.json")
+echo "$TRICKLE"
+TOTAL_KIB=$((CONTROL_KIB + WORKERS_KIB + PROXY_KIB + PG_KIB))
+echo "{\"pss_kib\": {\"control\": $CONTROL_KIB, \"workers\": $WORKERS_KIB, \"workers_n\": $WORKERS_N, \"proxy\": $PROXY_KIB, \"postgres\": $PG_KIB, \"postgres_processes\": $PG_N, \"tenant_backends\": $BACKENDS_KIB, \"tenant_backends_n\": $BACKENDS_N, \"total\": $TOTAL_KIB}, \"connections\": \"$CONNECTIONS\"}"
+stop_pids
+
+# ---- with everything provisioned ----
+log "migrate-schemas over $TENANTS schemas: nothing to apply (3 runs), then one ADD COLUMN"
+NOOP=()
+for _ in 1 2 3; do T0=$(now); apo migrate-schemas --no-spares >/dev/null; NOOP+=("$(since "$T0")"); done
+cp -r "$ROOT/migrations" "$STATE/migrations"
+echo "ALTER TABLE medicines ADD COLUMN density_note text;" >"$STATE/migrations/tenant/9001_density_note.sql"
+T0=$(now); apo --migrations-dir "$STATE/migrations" migrate-schemas --no-spares >"$STATE/migrate.out"; APPLY=$(since "$T0")
+grep -q "migrated $TENANTS schema" "$STATE/migrate.out" || die "migrate-schemas: $(tail -5 "$STATE/migrate.out")"
+log "create-tenant with $TENANTS present: 20 claiming a spare, 10 building the schema"
+APOTHECA_CONTROL__SPARE_SCHEMAS=20 apo --migrations-dir "$STATE/migrations" prepare-spares >/dev/null
+CLAIM=()
+for i in $(seq 1 20); do
+  T0=$(now)
+  APOTHECA_CONTROL__SPARE_SCHEMAS=20 apo --migrations-dir "$STATE/migrations" create-tenant --name "Late $i" --schema "late$i" --domain "late$i.localhost" >/dev/null
+  CLAIM+=("$(since "$T0")")
+done
+BUILD=()
+for i in $(seq 1 10); do
+  T0=$(now)
+  apo --migrations-dir "$STATE/migrations" create-tenant --name "Built $i" --schema "built$i" --domain "built$i.localhost" >/dev/null
+  BUILD+=("$(since "$T0")")
+done
+DISK=$("$PSQL" -X -At -d "$ADMIN_URL" -c "SELECT pg_database_size(current_database())")
+p50() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { printf "%.0f", a[int((NR + 1) / 2)] * 1000 }'; }
+NOOP_MEDIAN=$(printf '%s\n' "${NOOP[@]}" | sort -g | sed -n 2p)
+echo "{\"provision_s\": $PROVISION_S, \"migrate_noop_s\": [$(IFS=,; echo "${NOOP[*]}")], \"migrate_apply_s\": $APPLY, \"create_claim_p50_ms\": $(p50 "${CLAIM[@]}"), \"create_build_p50_ms\": $(p50 "${BUILD[@]}"), \"database_bytes\": $DISK}"
+
+# ---- the table ----
+field() { printf '%s' "$TRICKLE" | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+per() { awk -v k="$1" -v n="$2" 'BEGIN { printf "%.1f", k / 1024 / n }'; }
+cat <<OUT
+
+| $TENANTS pharmacies provisioned, $LIVE live (each logged in by password, a list and a sale every ${EVERY}s), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(date -u +%F) | figure | target |
+|---|---|---|
+| everything, PSS (control $(mib "$CONTROL_KIB"), $WORKERS_N workers $(mib "$WORKERS_KIB"), proxy $(mib "$PROXY_KIB"), PostgreSQL $(mib "$PG_KIB") MiB in $PG_N processes) | $(mib "$TOTAL_KIB") MiB | ≤ 12 GiB |
+| per live pharmacy: all / its workers / PostgreSQL | $(per "$TOTAL_KIB" "$LIVE") / $(per "$WORKERS_KIB" "$LIVE") / $(per "$PG_KIB" "$LIVE") MiB | |
+| a tenant backend's PSS (mean of $BACKENDS_N) | $(per "$BACKENDS_KIB" "${BACKENDS_N/#0/1}") MiB | |
+| logins: $(field 'd["login"]["count"]') in $(field 'd["logins_s"]') s, p50 / p99 | $(field 'd["login"]["p50_ms"]') / $(field 'd["login"]["p99_ms"]') ms; statuses $(field 'd["login"]["statuses"]'), errors $(field 'd["login"]["errors"]') | |
+| trickle list p50 / p99 ($(field 'd["list"]["count"]') requests) | $(field 'd["list"]["p50_ms"]') / $(field 'd["list"]["p99_ms"]') ms; statuses $(field 'd["list"]["statuses"]'), errors $(field 'd["list"]["errors"]') | p99 ≤ 50 ms |
+| trickle sale p50 / p99 ($(field 'd["sale"]["count"]') sales) | $(field 'd["sale"]["p50_ms"]') / $(field 'd["sale"]["p99_ms"]') ms; statuses $(field 'd["sale"]["statuses"]'), errors $(field 'd["sale"]["errors"]') | p99 ≤ 50 ms |
+| cold wake through the proxy, p50 / p99 ($(field 'd["cold"]["count"]') wakes) | $(field 'd["cold"]["p50_ms"]') / $(field 'd["cold"]["p99_ms"]') ms; statuses $(field 'd["cold"]["statuses"]') | p99 ≤ 150 ms |
+| PostgreSQL connections in use (all / the workers') of max_connections $MAX_CONNECTIONS | $CONNECTIONS | nothing refused |
+| migrate-schemas, nothing to apply (3 runs) | ${NOOP[*]} s (median $NOOP_MEDIAN) | ≤ 1 s |
+| migrate-schemas, one ADD COLUMN over all | $APPLY s | |
+| create-tenant p50: claiming a spare / building the schema | $(p50 "${CLAIM[@]}") / $(p50 "${BUILD[@]}") ms | ≤ 50 ms |
+| disk per pharmacy (database size ÷ pharmacies) | $(awk -v b="$DISK" -v n="$TENANTS" 'BEGIN { printf "%.0f", b / n / 1024 }') KiB | |
+| provisioning $TENANTS, $JOBS at a time | $PROVISION_S s | |
+OUT

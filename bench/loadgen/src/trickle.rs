@@ -1,0 +1,309 @@
+//! `trickle`: many pharmacies live at once, used the way their staff use them. Each of
+//! `--tenants` hosts (`--host` with `{i}` from `--first` on) gets a keep-alive connection of its
+//! own through the proxy and logs in by password (`--login-concurrency` logins at a time,
+//! timed); once every one has, each lists its medicines and posts a one-line sale (session
+//! cookie and CSRF token, as the browser pages do) every `--every` seconds, at a phase of its
+//! own, for `--duration` seconds. Meanwhile `--cold` other hosts (from `--cold-first`), which
+//! nothing has woken, get their first request one after another, spread over the duration:
+//! the cold wake a pharmacy sees while the others are live. Prints one JSON line; bounded in
+//! time, stops by itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::Request;
+use serde_json::{json, Value};
+
+use crate::{connect, percentile};
+
+#[derive(clap::Args, Clone)]
+pub struct TrickleArgs {
+    /// The proxy: tcp:127.0.0.1:PORT
+    #[arg(long)]
+    target: String,
+    /// Each pharmacy's host; `{i}` becomes its number.
+    #[arg(long, default_value = "t{i}.localhost")]
+    host: String,
+    /// The first live pharmacy's number.
+    #[arg(long, default_value_t = 1)]
+    first: usize,
+    /// How many pharmacies are live.
+    #[arg(long)]
+    tenants: usize,
+    #[arg(long, default_value = "admin")]
+    username: String,
+    /// The user's password (every pharmacy's the same); from the environment, so that ps does
+    /// not show it.
+    #[arg(long, env = "TRICKLE_PASSWORD", hide_env_values = true)]
+    password: String,
+    #[arg(long, default_value_t = 50)]
+    login_concurrency: usize,
+    /// Seconds between one pharmacy's rounds (a list and a sale).
+    #[arg(long, default_value_t = 5.0)]
+    every: f64,
+    /// Seconds of trickle after the logins (at most 3,600).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// The first cold pharmacy's number, and how many to wake during the trickle.
+    #[arg(long, default_value_t = 0)]
+    cold_first: usize,
+    #[arg(long, default_value_t = 0)]
+    cold: usize,
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Default)]
+struct Kind {
+    latencies_us: Vec<u32>,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    errors: u64,
+}
+
+impl Kind {
+    fn add(&mut self, started: Instant, outcome: &Result<(u16, Bytes)>) {
+        match outcome {
+            Ok((status, _)) => {
+                self.latencies_us
+                    .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                *self.statuses.entry(*status).or_default() += 1;
+            }
+            Err(_) => self.errors += 1,
+        }
+    }
+
+    fn summary(&mut self) -> Value {
+        self.latencies_us.sort_unstable();
+        json!({
+            "count": self.latencies_us.len(),
+            "p50_ms": percentile(&self.latencies_us, 0.50),
+            "p90_ms": percentile(&self.latencies_us, 0.90),
+            "p99_ms": percentile(&self.latencies_us, 0.99),
+            "max_ms": percentile(&self.latencies_us, 1.0),
+            "statuses": self.statuses,
+            "errors": self.errors,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    login: Kind,
+    list: Kind,
+    sale: Kind,
+    cold: Kind,
+    /// Pharmacies whose login worked and which then had a medicine to sell.
+    live: usize,
+}
+
+/// A browser's view of one pharmacy: its connection, session cookie and CSRF token.
+struct Client {
+    host: String,
+    sender: SendRequest<Full<Bytes>>,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Client {
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Bytes)> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("accept", "application/json");
+        if let Some(cookie) = &self.cookie {
+            req = req.header("cookie", cookie);
+        }
+        if let (Some(csrf), true) = (&self.csrf, method != "GET") {
+            req = req.header("x-csrf-token", csrf);
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        self.sender.ready().await?;
+        let res = self.sender.send_request(req.body(body)?).await?;
+        let status = res.status().as_u16();
+        if let Some(cookie) = res.headers().get("set-cookie") {
+            let cookie = cookie.to_str().unwrap_or_default();
+            self.cookie = cookie.split(';').next().map(str::to_owned);
+        }
+        let body = res.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+fn host(pattern: &str, i: usize) -> String {
+    pattern.replace("{i}", &i.to_string())
+}
+
+/// One live pharmacy: logs in (within the login limit), waits for the others, then trickles.
+async fn pharmacy(
+    args: Arc<TrickleArgs>,
+    i: usize,
+    logins: Arc<tokio::sync::Semaphore>,
+    all_in: Arc<tokio::sync::Barrier>,
+    tally: Arc<Mutex<Tally>>,
+) {
+    let logged_in = async {
+        let _turn = logins.acquire().await?;
+        let mut client = Client {
+            host: host(&args.host, i),
+            sender: connect(&args.target).await?,
+            cookie: None,
+            csrf: None,
+        };
+        let started = Instant::now();
+        let outcome = client
+            .send(
+                "POST",
+                "/api/v1/auth/login",
+                Some(json!({"username": args.username, "password": args.password})),
+            )
+            .await;
+        tally.lock().unwrap().login.add(started, &outcome);
+        let (status, body) = outcome?;
+        if status != 200 {
+            bail!("login {}: {status}", client.host);
+        }
+        let answer: Value = serde_json::from_slice(&body)?;
+        client.csrf = answer["csrf_token"].as_str().map(str::to_owned);
+        Ok::<_, anyhow::Error>(client)
+    }
+    .await;
+    all_in.wait().await;
+    let Ok(mut client) = logged_in else { return };
+    let until = Instant::now() + Duration::from_secs(args.duration.min(3_600));
+    let every = Duration::from_secs_f64(args.every.max(0.1));
+    let mut due = Instant::now() + every.mul_f64(phase(i));
+    let mut medicine: Option<i64> = None;
+    loop {
+        if due >= until {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        due += every;
+        let started = Instant::now();
+        let outcome = client
+            .send("GET", "/api/v1/medicines?per_page=50", None)
+            .await;
+        tally.lock().unwrap().list.add(started, &outcome);
+        let Ok((200, body)) = outcome else { continue };
+        if medicine.is_none() {
+            medicine = sellable(&body);
+            if medicine.is_some() {
+                tally.lock().unwrap().live += 1;
+            }
+        }
+        let Some(id) = medicine else { continue };
+        let started = Instant::now();
+        let sale = json!({"payment_method": "card", "lines": [{"medicine_id": id, "quantity": 1}]});
+        let outcome = client.send("POST", "/api/v1/sales", Some(sale)).await;
+        tally.lock().unwrap().sale.add(started, &outcome);
+        if outcome.is_err() {
+            // The connection is gone: a new one, as a browser would open.
+            match connect(&args.target).await {
+                Ok(sender) => client.sender = sender,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The medicine with the most stock that needs no prescription.
+fn sellable(body: &[u8]) -> Option<i64> {
+    let list: Value = serde_json::from_slice(body).ok()?;
+    list["items"]
+        .as_array()?
+        .iter()
+        .filter(|m| m["prescription_only"] == false && m["stock"].as_i64() > Some(0))
+        .max_by_key(|m| m["stock"].as_i64())
+        .and_then(|m| m["id"].as_i64())
+}
+
+/// Where in the interval pharmacy `i` starts: spread evenly (golden-ratio steps), neighbours apart.
+fn phase(i: usize) -> f64 {
+    (i as f64 * 0.618_033_988_75).fract()
+}
+
+pub async fn run(args: TrickleArgs) -> Result<()> {
+    if args.tenants == 0 {
+        bail!("--tenants must be at least 1");
+    }
+    connect(&args.target)
+        .await
+        .with_context(|| format!("the proxy at {}", args.target))?;
+    let args = Arc::new(args);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let logins = Arc::new(tokio::sync::Semaphore::new(args.login_concurrency.max(1)));
+    // Every pharmacy, and the cold waker.
+    let all_in = Arc::new(tokio::sync::Barrier::new(args.tenants + 1));
+    let started = Instant::now();
+    let tasks: Vec<_> = (args.first..args.first + args.tenants)
+        .map(|i| {
+            tokio::spawn(pharmacy(
+                args.clone(),
+                i,
+                logins.clone(),
+                all_in.clone(),
+                tally.clone(),
+            ))
+        })
+        .collect();
+    all_in.wait().await;
+    let logins_s = started.elapsed().as_secs_f64();
+    {
+        let t = tally.lock().unwrap();
+        let ok = t.login.statuses.get(&200).copied().unwrap_or(0);
+        // The line a caller waits for before measuring the trickle.
+        eprintln!("all logged in: {ok} of {} in {logins_s:.1} s", args.tenants);
+    }
+    // The cold ones, one at a time, spread over the trickle.
+    if args.cold > 0 {
+        let gap = Duration::from_secs(args.duration.min(3_600)).div_f64(args.cold as f64 + 1.0);
+        for k in 0..args.cold {
+            tokio::time::sleep(gap).await;
+            let started = Instant::now();
+            let outcome = async {
+                let mut client = Client {
+                    host: host(&args.host, args.cold_first + k),
+                    sender: connect(&args.target).await?,
+                    cookie: None,
+                    csrf: None,
+                };
+                client.send("GET", "/login", None).await
+            }
+            .await;
+            tally.lock().unwrap().cold.add(started, &outcome);
+        }
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let mut t = tally.lock().unwrap();
+    let line = json!({
+        "label": args.label,
+        "tenants": args.tenants,
+        "live": t.live,
+        "every_s": args.every,
+        "logins_s": (logins_s * 100.0).round() / 100.0,
+        "login": t.login.summary(),
+        "list": t.list.summary(),
+        "sale": t.sale.summary(),
+        "cold": t.cold.summary(),
+    });
+    println!("{line}");
+    Ok(())
+}

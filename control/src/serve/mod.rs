@@ -192,12 +192,12 @@ pub async fn run(
         public,
         to.clone(),
         endpoints_tx,
-        Some(role_check::RoleChecks::start(
-            catalog.db.clone(),
-            settings.control.tenant_role.clone(),
-            to.clone(),
-        )),
-    );
+    )
+    .with_role_checks(role_check::RoleChecks::start(
+        catalog.db.clone(),
+        settings.control.tenant_role.clone(),
+        to.clone(),
+    ));
     let notifier = tokio::spawn(systemd::run(
         supervisor.readiness(),
         Duration::from_millis(serve.report_interval_ms),

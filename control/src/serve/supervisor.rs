@@ -114,7 +114,6 @@ impl Supervisor {
         public: Tenant,
         events: mpsc::Sender<Msg>,
         endpoints: watch::Sender<Endpoints>,
-        role_checks: Option<RoleChecks>,
     ) -> Self {
         let mut tenants = BTreeMap::new();
         tenants.insert(public.schema.clone(), public);
@@ -135,9 +134,15 @@ impl Supervisor {
             synced: false,
             readiness: Publisher::default(),
             handed_over: false,
-            role_checks,
+            role_checks: None,
             role_checked: HashMap::new(),
         }
+    }
+
+    /// Re-asserts each tenant's role settings before its workers start (see [`RoleChecks`]).
+    pub fn with_role_checks(mut self, checks: RoleChecks) -> Self {
+        self.role_checks = Some(checks);
+        self
     }
 
     /// Whether the daemon is ready to serve, published as it changes (see [`Readiness`]).

@@ -99,7 +99,7 @@ pub(crate) async fn log_in(
     let address = client_address(headers);
     let s = &state.settings;
     let db = state.db().await?;
-    let attempt = throttle::attempt(&**db, s, &username, &address).await?;
+    let attempt = throttle::attempt(&db, s, &username, &address).await?;
     let user = db
         .query_opt(
             "SELECT id, password_hash, active FROM users WHERE lower(username) = $1",

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The fuzz targets (fuzz/cargo-fuzz: Host normalisation, the proxy's request-head parser, the
-# sale request body) under cargo fuzz — libFuzzer with AddressSanitizer — for FUZZ_SECS seconds
-# each (default 60). cargo fuzz needs nightly compiler flags (-Z sanitizer=...): this toolchain
-# is stable, so RUSTC_BOOTSTRAP=1 lets it take them. cargo-fuzz is installed when missing.
+# The fuzz targets (fuzz/cargo-fuzz: Host normalisation, the proxy's request- and response-head
+# parsers and its chunked decoder, the sale request body) under cargo fuzz — libFuzzer with
+# AddressSanitizer — for FUZZ_SECS seconds each (default 60). cargo fuzz needs nightly compiler
+# flags (-Z sanitizer=...): this toolchain is stable, so RUSTC_BOOTSTRAP=1 lets it take them. cargo-fuzz is installed when missing.
 # A crash fails the run; its input is kept in fuzz/cargo-fuzz/artifacts/<target>/.
 # Usage: scripts/fuzz.sh [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECS:-60}
 targets=("$@")
-((${#targets[@]})) || targets=(host request_head sale_body)
+((${#targets[@]})) || targets=(host request_head response_head chunked sale_body)
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "installing cargo-fuzz" >&2
   cargo install --locked cargo-fuzz >&2

@@ -1,5 +1,8 @@
 //! Tenant database roles: their names, their passwords (derived from the server secret, never
-//! stored), and the DDL that creates them and grants exactly their own schema's tables.
+//! stored), the DDL that creates them and grants exactly their own schema's tables, and their
+//! settings (`search_path`, timeouts), re-asserted before a worker starts
+//! ([`reassert_settings`]): a role may change its own (`ALTER ROLE CURRENT_USER SET ...`),
+//! which would keep its next worker from starting.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -210,7 +213,7 @@ pub fn default_privileges_sql(role: &str, schema: &str) -> String {
 }
 
 /// Lets the role log in to this database: password (sent only as a SCRAM verifier), its
-/// `search_path` and timeouts fixed at the role level, a connection limit.
+/// `search_path` and timeouts fixed at the role level ([`settings_sql`]), a connection limit.
 pub fn activate_role_sql(
     role: &str,
     password: &str,
@@ -220,17 +223,11 @@ pub fn activate_role_sql(
 ) -> String {
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let r = quote_ident(role);
-    let db = quote_ident(database);
     format!(
-        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {limit} PASSWORD {verifier};\n\
-         ALTER ROLE {r} IN DATABASE {db} SET search_path TO {schema};\n\
-         ALTER ROLE {r} IN DATABASE {db} SET statement_timeout TO {st};\n\
-         ALTER ROLE {r} IN DATABASE {db} SET idle_in_transaction_session_timeout TO {it};\n",
+        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {limit} PASSWORD {verifier};\n{settings}",
         limit = limits.connection_limit,
         verifier = quote_literal(&verifier),
-        schema = schema.quoted(),
-        st = quote_literal(&limits.statement_timeout),
-        it = quote_literal(&limits.idle_in_transaction_session_timeout),
+        settings = settings_sql(role, &schema.quoted(), database, limits),
     )
 }
 
@@ -256,7 +253,6 @@ pub fn public_role_sql(
 ) -> String {
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let r = quote_ident(role);
-    let db = quote_ident(database);
     format!(
         "DO $$ BEGIN
              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN
@@ -266,9 +262,7 @@ pub fn public_role_sql(
          END $$;
          GRANT {group} TO {r};
          ALTER ROLE {r} LOGIN CONNECTION LIMIT {limit} PASSWORD {verifier};
-         ALTER ROLE {r} IN DATABASE {db} SET search_path TO public;
-         ALTER ROLE {r} IN DATABASE {db} SET statement_timeout TO {st};
-         ALTER ROLE {r} IN DATABASE {db} SET idle_in_transaction_session_timeout TO {it};
+         {settings}
          GRANT USAGE ON SCHEMA public TO {r};
          GRANT SELECT ON public.apotheca_migrations TO {r};
          GRANT SELECT (id, name, status) ON public.tenants TO {r};
@@ -277,9 +271,97 @@ pub fn public_role_sql(
         group = quote_ident(&group_role(database)),
         limit = limits.connection_limit,
         verifier = quote_literal(&verifier),
+        settings = settings_sql(role, "public", database, limits),
+    )
+}
+
+/// A role's settings that apply in this database, as PostgreSQL lists them
+/// (`pg_db_role_setting`): whether they are this database's (else the role's everywhere), and
+/// the `name=value` list, this database's first.
+pub type RoleSettings = Vec<(bool, Vec<String>)>;
+
+/// The role's settings in this database, see [`RoleSettings`].
+pub async fn role_settings(client: &impl GenericClient, role: &str) -> Result<RoleSettings> {
+    let rows = client
+        .query(
+            "SELECT s.setdatabase <> 0, s.setconfig
+             FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+             WHERE r.rolname = $1
+               AND s.setdatabase IN (0, (SELECT oid FROM pg_database
+                                         WHERE datname = current_database()))
+             ORDER BY 1 DESC",
+            &[&role],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The settings control gives a role in `database`: nothing at the role's level (what would
+/// apply in every database), and in this database exactly `search_path` (`schema`, quoted) and
+/// the timeouts.
+pub fn settings_sql(
+    role: &str,
+    schema: &str,
+    database: &str,
+    limits: &TenantRoleSettings,
+) -> String {
+    let r = quote_ident(role);
+    let db = quote_ident(database);
+    format!(
+        "ALTER ROLE {r} RESET ALL;\n\
+         ALTER ROLE {r} IN DATABASE {db} RESET ALL;\n\
+         ALTER ROLE {r} IN DATABASE {db} SET search_path TO {schema};\n\
+         ALTER ROLE {r} IN DATABASE {db} SET statement_timeout TO {st};\n\
+         ALTER ROLE {r} IN DATABASE {db} SET idle_in_transaction_session_timeout TO {it};\n",
         st = quote_literal(&limits.statement_timeout),
         it = quote_literal(&limits.idle_in_transaction_session_timeout),
     )
+}
+
+/// What [`reassert_settings`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reasserted {
+    /// The role's settings now.
+    pub now: RoleSettings,
+    /// What they were when they had to be put back; `None` when they were as control left them.
+    pub changed_from: Option<RoleSettings>,
+}
+
+/// Puts the role's settings back to [`settings_sql`]'s when they differ (one transaction;
+/// nothing is written when they are as they should be). `known`: what they were the last time
+/// (then one query when nothing changed since).
+pub async fn reassert_settings(
+    client: &mut tokio_postgres::Client,
+    role: &str,
+    schema: &str,
+    database: &str,
+    limits: &TenantRoleSettings,
+    known: Option<&RoleSettings>,
+) -> Result<Reasserted> {
+    let before = role_settings(client, role).await?;
+    if known == Some(&before) {
+        return Ok(Reasserted {
+            now: before,
+            changed_from: None,
+        });
+    }
+    let tx = client.transaction().await?;
+    tx.batch_execute(&settings_sql(role, schema, database, limits))
+        .await?;
+    let after = role_settings(&tx, role).await?;
+    if after == before {
+        // As they should be: nothing to write.
+        tx.rollback().await?;
+        return Ok(Reasserted {
+            now: after,
+            changed_from: None,
+        });
+    }
+    tx.commit().await?;
+    Ok(Reasserted {
+        now: after,
+        changed_from: Some(before),
+    })
 }
 
 /// The slow path: grants on whatever the schema holds now. Only for a schema migrated by an

@@ -236,7 +236,7 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
     let r = request(
         http,
         hyper::Method::GET,
-        "/_apotheca/health",
+        "/login",
         &[("host", "alpha.localhost")],
         "",
     )
@@ -312,7 +312,7 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
     let r = request(
         http,
         hyper::Method::GET,
-        "/_apotheca/health",
+        "/login",
         &[("host", "alpha.localhost")],
         "",
     )

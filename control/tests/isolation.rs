@@ -159,3 +159,72 @@ async fn the_worker_start_up_check_accepts_only_its_own_role() {
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("search_path"));
 }
+
+/// A tenant role may change its own settings (`ALTER ROLE CURRENT_USER ... SET`, say through
+/// an SQL injection): its next worker would refuse to start (its `search_path` is not its
+/// schema). Control puts them back before it starts a worker, and says so in its log.
+#[tokio::test]
+async fn a_role_that_changed_its_own_settings_gets_them_back_before_its_worker_starts() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let url = a.ok(&["db", "url", "--schema", "alpha"]).await;
+    let url = url.trim();
+    let alpha = connect_url(url).await.unwrap();
+    let database: String = alpha
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    alpha
+        .batch_execute(&format!(
+            "ALTER ROLE CURRENT_USER IN DATABASE {} SET search_path = public;
+             ALTER ROLE CURRENT_USER SET default_transaction_read_only = on;
+             ALTER ROLE CURRENT_USER SET statement_timeout = '1ms';",
+            apotheca_common::names::quote_ident(&database)
+        ))
+        .await
+        .expect("a role may change its own settings");
+    drop(alpha);
+    let changed = connect_url(url).await.unwrap();
+    let search_path: String = changed
+        .query_one("SHOW search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(search_path, "public");
+    drop(changed);
+
+    let d = a.serve(&[]).await;
+    let endpoints = d.wake("alpha").await;
+    support::daemon::assert_serves(&endpoints[0], "alpha").await;
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("settings had been changed")
+            && l.contains("schema=alpha")
+            && l.contains("default_transaction_read_only=on")),
+        "{log}"
+    );
+    let alpha = connect_url(url).await.unwrap();
+    for (setting, want) in [
+        ("search_path", "alpha"),
+        ("default_transaction_read_only", "off"),
+        ("statement_timeout", "30s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let now: String = alpha
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(now, want, "{setting}");
+    }
+    // Said once, for this tenant.
+    let log_path = d.log.clone();
+    assert!(d.stop().await.success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let told = log
+        .lines()
+        .filter(|l| l.contains("settings had been changed"))
+        .collect::<Vec<_>>();
+    assert_eq!(told.len(), 1, "{told:?}");
+}

@@ -161,7 +161,7 @@ async fn an_overloaded_tenant_gets_503_at_once_while_another_stays_fast() {
             let r = request(
                 port,
                 hyper::Method::GET,
-                "/_apotheca/health",
+                "/",
                 &[("host", "hot.localhost"), ("accept", "application/json")],
                 "",
             )

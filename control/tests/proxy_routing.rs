@@ -69,19 +69,11 @@ async fn each_host_reaches_its_tenant_and_a_cold_one_is_woken() {
 
     // The request id: a sane one from the client is kept, anything else replaced.
     let r = p
-        .get_with(
-            "alpha.localhost",
-            "/_apotheca/health",
-            &[("x-request-id", "trace-42")],
-        )
+        .get_with("alpha.localhost", "/", &[("x-request-id", "trace-42")])
         .await;
     assert_eq!(r.header("x-request-id"), Some("trace-42"));
     let r = p
-        .get_with(
-            "alpha.localhost",
-            "/_apotheca/health",
-            &[("x-request-id", "bad id!")],
-        )
+        .get_with("alpha.localhost", "/", &[("x-request-id", "bad id!")])
         .await;
     let id = r.header("x-request-id").unwrap();
     assert!(!id.is_empty() && id != "bad id!", "{id}");
@@ -122,7 +114,7 @@ async fn unknown_and_malformed_hosts() {
         ("[::1", true),
         ("user@alpha.localhost", false),
     ] {
-        let r = p.get_with(host, "/_apotheca/health", &[JSON]).await;
+        let r = p.get_with(host, "/", &[JSON]).await;
         assert_eq!(r.status, 400, "{host}: {}", r.text());
         if page {
             assert_eq!(
@@ -134,10 +126,7 @@ async fn unknown_and_malformed_hosts() {
         }
     }
     // No Host at all (HTTP/1.1 requires one).
-    let r = p
-        .request(Method::GET, "/_apotheca/health", &[], "")
-        .await
-        .unwrap();
+    let r = p.request(Method::GET, "/", &[], "").await.unwrap();
     assert_eq!(r.status, 400, "{}", r.text());
     // Nothing of this reached a worker: alpha was never woken.
     assert!(d.ready_pids("alpha").await.is_empty());
@@ -251,13 +240,13 @@ async fn headers_a_client_sends_to_pass_for_the_proxy_have_no_effect() {
         let r = p
             .get_with(
                 "alpha.localhost",
-                "/_apotheca/health",
+                "/login",
                 &[("x-apotheca-tenant", spoof), ("x-apotheca-anything", "1")],
             )
             .await;
-        assert_eq!(
-            (r.status, &r.json()["schema"]),
-            (200, &"alpha".into()),
+        assert_eq!(r.status, 200, "{spoof}: {}", r.text());
+        assert!(
+            r.text().contains("action=\"/login\""),
             "{spoof}: {}",
             r.text()
         );
@@ -442,6 +431,75 @@ async fn the_worker_sees_the_headers_the_proxy_sets_and_none_a_client_forged() {
     .await;
     assert_eq!((version.as_str(), status), ("2", 404), "{body}");
     assert!(body.contains("no_pharmacy"), "{body}");
+    // A worker's internal routes are out of reach over HTTP/2 too (the stand-in worker would
+    // answer anything with 200).
+    for path in [
+        "/_apotheca/stats",
+        "/_APOTHECA/health",
+        "/%5Fapotheca/stats",
+    ] {
+        let (version, status, body) = h2_request(
+            https,
+            "alpha.localhost",
+            path,
+            &["--path-as-is", "-H", "accept: application/json"],
+        )
+        .await;
+        assert_eq!((version.as_str(), status), ("2", 404), "{path}: {body}");
+        assert!(body.contains("\"not_found\""), "{path}: {body}");
+    }
+    // And the headers a worker's answer names in its Connection header are dropped.
+    let (version, status, answer) = h2_request(
+        https,
+        "alpha.localhost",
+        support::echo::CONNECTION_PATH,
+        &["--include"],
+    )
+    .await;
+    assert_eq!((version.as_str(), status), ("2", 200), "{answer}");
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.contains("\r\nx-end: kept"), "{head}");
+    assert!(!head.contains("x-hop"), "{head}");
+    assert!(p.stop().await.success());
+    assert!(d.stop().await.success());
+}
+
+/// What an outside probe found: a worker's figures (`/_apotheca/stats`: RSS, pool, requests)
+/// answered to anyone through the proxy. Clients get the proxy's 404; control and local tools
+/// still reach them on the worker's socket.
+#[tokio::test]
+async fn clients_never_reach_a_workers_internal_routes() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let d = a.serve(&[]).await;
+    let p = a.proxy(&d, &[]).await;
+    for host in ["alpha.localhost", "localhost"] {
+        for path in ["/_apotheca/stats", "/_apotheca/health", "/_Apotheca/Stats"] {
+            let r = p.get_with(host, path, &[JSON]).await;
+            assert_eq!(r.status, 404, "{host}{path}: {}", r.text());
+            assert_eq!(r.json()["error"]["code"], "not_found", "{host}{path}");
+            assert!(
+                !r.text().contains("rss_bytes"),
+                "{host}{path}: {}",
+                r.text()
+            );
+        }
+    }
+    let endpoint = d.wake("alpha").await.remove(0);
+    let (status, body) = support::daemon::get(&endpoint, "/_apotheca/stats")
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &stats["schema"]),
+        (200, &"alpha".into()),
+        "{stats}"
+    );
+    assert!(stats["rss_bytes"].as_u64().unwrap() > 0, "{stats}");
     assert!(p.stop().await.success());
     assert!(d.stop().await.success());
 }

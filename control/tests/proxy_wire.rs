@@ -1,7 +1,9 @@
 //! The proxy's HTTP/1.1 on the wire, through a raw connection in front of the stand-in worker
 //! of `support::echo`: pipelined requests answered in order, a chunked body reaching the
 //! worker whole with its length, 100-continue, HTTP/1.0 keep-alive, smuggling framings and
-//! malformed requests refused, an oversized body refused from its length.
+//! malformed requests refused, an oversized body refused from its length; absolute-form
+//! targets routed by their authority; headers a worker's `Connection` names dropped; a
+//! worker's internal routes out of reach however they are spelled.
 
 mod support;
 
@@ -150,7 +152,8 @@ async fn the_wire_chunked_bodies_pipelining_http10_and_smuggling() {
             "POST /s HTTP/1.1\r\nHost: alpha.localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             501,
         ),
-        ("GET http://alpha.localhost/s HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n", 400),
+        // An absolute-form target whose authority is not the Host.
+        ("GET http://bravo.localhost/s HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n", 400),
     ] {
         let mut w = Wire::connect(p.http).await;
         w.send(raw.as_bytes()).await;
@@ -169,6 +172,136 @@ async fn the_wire_chunked_bodies_pipelining_http10_and_smuggling() {
     w.send(b"POST /big HTTP/1.1\r\nHost: alpha.localhost\r\nContent-Length: 99999999999\r\n\r\n")
         .await;
     assert_eq!(w.answer().await.0, 413);
+    p.stop().await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn absolute_form_connection_options_and_internal_paths() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    a.create("bravo").await;
+    let d = support::echo::daemon(&a, "echo_worker").await;
+    let p = a.proxy(&d, &[]).await;
+    let echo = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+    // Absolute-form targets (RFC 9112 §3.2.2): routed by their authority, which agrees with
+    // Host (any case, a trailing dot, the scheme's port said or not); the worker gets the
+    // origin form.
+    let mut w = Wire::connect(p.http).await;
+    for (raw, schema, path, host) in [
+        (
+            "GET http://alpha.localhost/s?x=1 HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n",
+            "alpha",
+            "/s?x=1",
+            "alpha.localhost",
+        ),
+        (
+            "GET HTTP://Bravo.LocalHost:80/t HTTP/1.1\r\nHost: bravo.localhost.\r\n\r\n",
+            "bravo",
+            "/t",
+            "Bravo.LocalHost:80",
+        ),
+        (
+            "GET http://alpha.localhost HTTP/1.1\r\nHost: alpha.localhost:80\r\n\r\n",
+            "alpha",
+            "/",
+            "alpha.localhost",
+        ),
+    ] {
+        w.send(raw.as_bytes()).await;
+        let (status, _, body) = w.answer().await;
+        assert_eq!(status, 200, "{raw:?}: {body}");
+        let e = echo(&body);
+        assert_eq!(
+            (&e["schema"], &e["path"]),
+            (&schema.into(), &path.into()),
+            "{raw:?}"
+        );
+        assert_eq!(values(&e, "host"), [host], "{raw:?}");
+    }
+    // HTTP/1.0 may leave Host out: the authority routes alone.
+    let mut w = Wire::connect(p.http).await;
+    w.send(b"GET http://bravo.localhost/u HTTP/1.0\r\n\r\n")
+        .await;
+    let (status, _, body) = w.answer().await;
+    assert_eq!(
+        (status, &echo(&body)["schema"]),
+        (200, &"bravo".into()),
+        "{body}"
+    );
+    // Disagreeing with Host, or without one in HTTP/1.1: 400, and the connection closes.
+    for raw in [
+        "GET http://alpha.localhost/s HTTP/1.1\r\nHost: bravo.localhost\r\n\r\n",
+        "GET http://alpha.localhost:8080/s HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n",
+        "GET http://alpha.localhost/s HTTP/1.1\r\n\r\n",
+        "GET http://user@alpha.localhost/s HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n",
+    ] {
+        let mut w = Wire::connect(p.http).await;
+        w.send(raw.as_bytes()).await;
+        let (status, head, body) = w.answer().await;
+        assert_eq!(status, 400, "{raw:?}: {body}");
+        assert!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            "{raw:?}"
+        );
+    }
+
+    // A header the worker's answer names in its Connection header is hop-by-hop: dropped;
+    // the others go on, and the connection stays open.
+    let mut w = Wire::connect(p.http).await;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n",
+        support::echo::CONNECTION_PATH
+    );
+    for _ in 0..2 {
+        w.send(request.as_bytes()).await;
+        let (status, head, body) = w.answer().await;
+        assert_eq!(status, 200, "{body}");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("\r\nx-end: kept"), "{head}");
+        assert!(!head.contains("x-hop"), "{head}");
+        assert!(!head.contains("connection:"), "{head}");
+    }
+
+    // A worker's internal routes, however spelled: the proxy's own 404, nothing reaches the
+    // stand-in worker (which would answer anything with 200).
+    let mut w = Wire::connect(p.http).await;
+    for path in [
+        "/_apotheca/stats",
+        "/_apotheca/health",
+        "/_APOTHECA/stats",
+        "/%5Fapotheca/stats",
+        "/%5f%41POTHECA%2fstats",
+        "/%255Fapotheca/stats",
+        "//_apotheca/stats",
+        "/./_apotheca/stats",
+        "/x/../_apotheca/stats",
+        "/x/%2E%2E/_apotheca/stats",
+        "/_apotheca;x/stats",
+        "/_apotheca",
+        "/_apotheca/stats?x=1",
+        "http://alpha.localhost/_apotheca/stats",
+    ] {
+        w.send(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: alpha.localhost\r\nAccept: application/json\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        let (status, _, body) = w.answer().await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(echo(&body)["error"]["code"], "not_found", "{path}: {body}");
+    }
+    // A path that only looks like them still reaches the worker.
+    w.send(b"GET /x/_apotheca/stats HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n")
+        .await;
+    let (status, _, body) = w.answer().await;
+    assert_eq!(
+        (status, &echo(&body)["path"]),
+        (200, &"/x/_apotheca/stats".into())
+    );
     p.stop().await;
     d.stop().await;
 }

@@ -77,6 +77,29 @@ pub fn normalise(raw: &str) -> Result<String, BadHost> {
     Ok(ascii)
 }
 
+/// Whether two authorities (an absolute-form request target's and the `Host` header, say) name
+/// the same host and port: both valid, equal once normalised, their ports equal (an absent one
+/// is `default_port`).
+pub fn same_authority(a: &str, b: &str, default_port: u16) -> bool {
+    let port_of = |raw: &str| {
+        let raw = raw.trim();
+        let after = match raw.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map_or("", |(_, after)| after),
+            None => raw.rsplit_once(':').map_or("", |(_, p)| p),
+        };
+        let digits = after.strip_prefix(':').unwrap_or(after);
+        if digits.is_empty() {
+            Some(default_port)
+        } else {
+            digits.parse::<u16>().ok()
+        }
+    };
+    match (normalise(a), normalise(b)) {
+        (Ok(x), Ok(y)) => x == y && port_of(a).is_some() && port_of(a) == port_of(b),
+        _ => false,
+    }
+}
+
 fn port(p: Option<&str>, absent: bool) -> Result<(), BadHost> {
     match p {
         None if absent => Ok(()),
@@ -110,6 +133,30 @@ mod tests {
             ("localhost", "localhost"),
         ] {
             assert_eq!(normalise(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn authorities_agree_on_host_and_port() {
+        for (a, b) in [
+            ("acme.localhost", "ACME.localhost"),
+            ("acme.localhost:8080", "acme.localhost.:8080"),
+            ("acme.localhost:80", "acme.localhost"),
+            ("[::1]:80", "[::1]"),
+        ] {
+            assert!(same_authority(a, b, 80), "{a} {b}");
+            assert!(same_authority(b, a, 80), "{b} {a}");
+        }
+        for (a, b) in [
+            ("acme.localhost", "beta.localhost"),
+            ("acme.localhost:8080", "acme.localhost"),
+            ("acme.localhost:443", "acme.localhost"),
+            ("[::1]:8080", "[::1]"),
+            ("-bad", "-bad"),
+            ("acme.localhost", ""),
+        ] {
+            assert!(!same_authority(a, b, 80), "{a} {b}");
+            assert!(!same_authority(b, a, 80), "{b} {a}");
         }
     }
 

@@ -2,7 +2,8 @@
 //! streams, and per stream the same request path as HTTP/1.1 ([`crate::forward`]): the host
 //! from `:authority`, the body read whole (same limits) before admission, the request sent to
 //! the worker as HTTP/1.1 (split `cookie` fields joined again, RFC 9113 §8.2.3), the answer's
-//! hop-by-hop headers dropped, its body passed on as it arrives (a chunked one decoded).
+//! hop-by-hop headers (those its `Connection` names too) dropped, its body passed on as it
+//! arrives (a chunked one decoded).
 
 use std::convert::Infallible;
 use std::io;
@@ -241,7 +242,7 @@ fn respond(
         let pass = if name.eq_ignore_ascii_case("content-length") {
             matches!(head.body, Framing::None | Framing::Length(_))
         } else {
-            forward::passed_on(name, s.hsts_max_age_secs > 0)
+            answered.passes(name, s.hsts_max_age_secs > 0)
         };
         if !pass {
             continue;

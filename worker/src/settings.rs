@@ -36,9 +36,10 @@ pub struct WorkerSettings {
     pub login_cache_secs: u64,
     /// Failed logins (per username, and per client address) counted over this window...
     pub login_window_minutes: i64,
-    /// ...after this many, each further attempt is answered slowly...
+    /// ...after this many of either, each further attempt is answered slowly (at most 5 s)...
     pub login_slow_after: i64,
-    /// ...and after this many, refused until the window has passed.
+    /// ...and after this many from one address, that address is refused until the window has
+    /// passed (a username's failures never refuse it: see `api::auth::throttle`).
     pub login_refuse_after: i64,
     /// Password reset links are built on this base (the tenant's own address); `{host}` is
     /// replaced by the request's host. Without SMTP the link is written to the log.

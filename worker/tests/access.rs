@@ -241,3 +241,27 @@ async fn staff_see_only_their_own_invoices() {
         2
     );
 }
+
+/// The internal routes answer local callers (control, tools on the worker's socket) but not a
+/// request the proxy forwarded, which always carries `X-Apotheca-Tenant` (its own, here).
+#[tokio::test]
+async fn internal_routes_are_not_for_requests_through_the_proxy() {
+    let app = TestApp::new("acme").await;
+    for path in ["/_apotheca/health", "/_apotheca/stats"] {
+        let local = app.call(Method::GET, path, None, None).await;
+        assert_eq!(local.status, 200, "{path}: {}", local.body);
+        assert_eq!(local.body["schema"], "acme", "{path}");
+        let proxied = app
+            .call_with(
+                Method::GET,
+                path,
+                None,
+                None,
+                &[("x-apotheca-tenant", "acme")],
+            )
+            .await;
+        assert_eq!(proxied.status, 404, "{path}: {}", proxied.body);
+        assert_eq!(proxied.body["error"]["code"], "not_found", "{path}");
+        assert!(proxied.body.get("rss_bytes").is_none(), "{path}");
+    }
+}

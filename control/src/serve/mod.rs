@@ -7,6 +7,8 @@
 //! - [`process`]: spawning (own process group, inherited channel), reaping, killing;
 //! - [`link`]: control's end of each worker's channel;
 //! - [`catalog`]: tenants from the database, the public site's role, the LISTEN/NOTIFY follower;
+//! - [`role_check`]: a tenant role's settings put back, if it changed them, before its workers
+//!   start;
 //! - [`api`]: the HTTP/1.1 + JSON API on a Unix socket; [`client`]: the CLI's side of it;
 //! - [`signup`]: the public sign-up; [`operator_api`]: operator console logins and sessions;
 //!   [`console`]: the console's actions on tenants;
@@ -28,6 +30,7 @@ pub mod operator_api;
 pub mod process;
 pub mod readiness;
 pub mod reconcile;
+pub mod role_check;
 pub mod scaling;
 pub mod signup;
 pub mod status;
@@ -189,7 +192,12 @@ pub async fn run(
         public,
         to.clone(),
         endpoints_tx,
-    );
+    )
+    .with_role_checks(role_check::RoleChecks::start(
+        catalog.db.clone(),
+        settings.control.tenant_role.clone(),
+        to.clone(),
+    ));
     let notifier = tokio::spawn(systemd::run(
         supervisor.readiness(),
         Duration::from_millis(serve.report_interval_ms),

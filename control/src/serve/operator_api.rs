@@ -5,9 +5,11 @@
 //!
 //! The public site forwards logins with the client's address; failures are counted per
 //! username and address (in memory: one daemon answers them all), and past
-//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`] refused with 429 until the window has passed.
-//! An attempt counts as a failure before the password is checked, so parallel guesses count
-//! each other.
+//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`] refused with 429 until the window has passed:
+//! refusal is per address, so guesses from elsewhere never lock an operator out. A username's
+//! failures from all addresses together only slow its further attempts down, past
+//! [`SLOW_AFTER`], by at most [`MAX_DELAY`]. An attempt counts as a failure before the
+//! password is checked, so parallel guesses count each other.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +30,10 @@ use crate::operators::{self, SessionOperator};
 
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// A username's failures (from any address) after which its attempts are slowed down...
+pub const SLOW_AFTER: usize = 3;
+/// ...by half a second more per failure, at most this long.
+pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
 pub fn router() -> Router<Api> {
     Router::new()
@@ -36,10 +42,34 @@ pub fn router() -> Router<Api> {
         .route("/v1/operators/me", get(me))
 }
 
-/// Failed logins per (username, address), and how long a session lasts.
+/// Failed logins per (username, address) and per username, and how long a session lasts.
 pub struct Logins {
-    failures: Mutex<HashMap<(String, String), Vec<Instant>>>,
+    failures: Mutex<Failures>,
     pub session_lifetime: Duration,
+}
+
+#[derive(Default)]
+struct Failures {
+    /// What refuses: per username and address.
+    by_address: HashMap<(String, String), Vec<Instant>>,
+    /// What slows down: per username, from every address.
+    by_username: HashMap<String, Vec<Instant>>,
+}
+
+/// Forgets failures older than the window; a map grown large loses its keys without any.
+fn age<K>(map: &mut HashMap<K, Vec<Instant>>, now: Instant) {
+    if map.len() > 10_000 {
+        map.retain(|_, times| {
+            times
+                .iter()
+                .any(|t| now.duration_since(*t) < FAILURE_WINDOW)
+        });
+    }
+}
+
+fn recent(times: &mut Vec<Instant>, now: Instant) -> usize {
+    times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+    times.len()
 }
 
 impl Logins {
@@ -50,30 +80,32 @@ impl Logins {
         }
     }
 
-    /// Counts an attempt as a failure; past the limit, how long until the next is allowed.
-    fn attempt(&self, key: &(String, String), now: Instant) -> Result<(), Duration> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, times| {
-                times
-                    .iter()
-                    .any(|t| now.duration_since(*t) < FAILURE_WINDOW)
-            });
-        }
-        let times = map.entry(key.clone()).or_default();
-        times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-        if times.len() >= MAX_FAILURES {
+    /// Counts an attempt as a failure: `Ok(delay)`, how long to hold it back before checking
+    /// the password (zero, or longer the more its username failed from anywhere); past the
+    /// limit for its address, `Err` with how long until the next is allowed.
+    fn attempt(&self, key: &(String, String), now: Instant) -> Result<Duration, Duration> {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        age(&mut f.by_address, now);
+        age(&mut f.by_username, now);
+        let times = f.by_address.entry(key.clone()).or_default();
+        if recent(times, now) >= MAX_FAILURES {
             let oldest = times.first().copied().unwrap_or(now);
             return Err(FAILURE_WINDOW.saturating_sub(now.duration_since(oldest)));
         }
         times.push(now);
-        Ok(())
+        let times = f.by_username.entry(key.0.clone()).or_default();
+        let before = recent(times, now);
+        times.push(now);
+        let steps = u32::try_from((before + 1).saturating_sub(SLOW_AFTER)).unwrap_or(u32::MAX);
+        Ok((Duration::from_millis(500) * steps.min(10)).min(MAX_DELAY))
     }
 
-    /// A good password: the failures of that username from that address are forgotten.
+    /// A good password: the failures of that username are forgotten (those of other
+    /// usernames from that address are not).
     fn succeeded(&self, key: &(String, String)) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(key);
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.by_address.remove(key);
+        f.by_username.remove(&key.0);
     }
 }
 
@@ -105,18 +137,21 @@ async fn login(
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "local".to_owned());
     let key = (username.clone(), address.clone());
-    if let Err(wait) = api.logins.attempt(&key, Instant::now()) {
-        tracing::warn!(%username, %address, "operator login refused: too many failures");
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            format!(
-                "Too many failed logins; try again in {} minutes.",
-                wait.as_secs().div_ceil(60).max(1)
-            ),
-        );
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
+    match api.logins.attempt(&key, Instant::now()) {
+        Ok(delay) => tokio::time::sleep(delay).await,
+        Err(wait) => {
+            tracing::warn!(%username, %address, "operator login refused: too many failures");
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!(
+                    "Too many failed logins; try again in {} minutes.",
+                    wait.as_secs().div_ceil(60).max(1)
+                ),
+            );
+            e.retry_after = Some(wait.as_secs().max(1));
+            return Err(e);
+        }
     }
     if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
         return Err(wrong());
@@ -227,5 +262,30 @@ mod tests {
         assert!(logins.attempt(&key, now + FAILURE_WINDOW).is_ok());
         logins.succeeded(&key);
         assert!(logins.attempt(&key, now).is_ok());
+    }
+
+    #[test]
+    fn a_usernames_failures_from_many_addresses_slow_it_down_but_never_refuse_it() {
+        let logins = Logins::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let from = |n: usize| ("alice".to_owned(), format!("10.0.1.{n}"));
+        let delays: Vec<Duration> = (0..40)
+            .map(|n| logins.attempt(&from(n), now).expect("never refused"))
+            .collect();
+        assert_eq!(delays[..SLOW_AFTER], [Duration::ZERO; SLOW_AFTER]);
+        assert_eq!(delays[SLOW_AFTER], Duration::from_millis(500));
+        assert!(delays.windows(2).all(|d| d[0] <= d[1]), "{delays:?}");
+        assert_eq!(delays[39], MAX_DELAY);
+        // Another username is not slowed by them; the window's end forgets them.
+        let bob = ("bob".to_owned(), "10.0.1.1".to_owned());
+        assert_eq!(logins.attempt(&bob, now), Ok(Duration::ZERO));
+        assert_eq!(
+            logins.attempt(&from(99), now + FAILURE_WINDOW),
+            Ok(Duration::ZERO)
+        );
+        // A good password forgets the username's failures.
+        logins.attempt(&from(1), now).unwrap();
+        logins.succeeded(&from(1));
+        assert_eq!(logins.attempt(&from(2), now), Ok(Duration::ZERO));
     }
 }

@@ -2,7 +2,9 @@
 //! one queue (worker channels, API requests, catalog changes, shutdown) plus SIGCHLD and its
 //! own timers. Owning everything in one place means no locks and no races between, say, a
 //! wake and a reap: each message is handled to the end, then the touched tenants are
-//! reconciled (spawn, drain, kill) and the endpoints the proxy sees are republished.
+//! reconciled (spawn, drain, kill) and the endpoints the proxy sees are republished. Before
+//! a tenant's workers are spawned its role's settings are re-asserted ([`RoleChecks`]): the
+//! spawn waits for that answer (a message like any other), then goes ahead.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use super::catalog::TenantRow;
 use super::link::{Link, LinkEvent};
 use super::process::{self, WorkerCommand};
 use super::readiness::{Publisher, Readiness};
+use super::role_check::RoleChecks;
 use super::status::{RestartReply, StatusReport, Totals, WakeError};
 use super::tenant::{Action, Status, Tenant, WakeReply};
 use super::worker::{Worker, WorkerId};
@@ -58,7 +61,23 @@ pub enum Msg {
     /// Stop at once, leaving every worker to the next daemon: their channels close, so each
     /// serves on until idle, then drains and exits by itself (the worker's `channel`).
     Handover,
+    /// The tenant's role settings were checked (and put back if changed): its workers may
+    /// start.
+    RolesChecked {
+        schema: String,
+    },
 }
+
+/// Where a tenant's role check stands, for its next spawns.
+enum RoleCheck {
+    Asked,
+    /// Done then: spawns soon after need no new check.
+    Done(Instant),
+}
+
+/// How long after a role check spawns go ahead without another (those of one reconcile, or
+/// of a scale-up right after).
+const ROLE_CHECK_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Supervisor {
     tuning: Tuning,
@@ -80,6 +99,9 @@ pub struct Supervisor {
     readiness: Publisher,
     /// Every worker was left to the next daemon.
     handed_over: bool,
+    /// `None`: workers start without a role check (no database to check with).
+    role_checks: Option<RoleChecks>,
+    role_checked: HashMap<String, RoleCheck>,
 }
 
 impl Supervisor {
@@ -112,7 +134,15 @@ impl Supervisor {
             synced: false,
             readiness: Publisher::default(),
             handed_over: false,
+            role_checks: None,
+            role_checked: HashMap::new(),
         }
+    }
+
+    /// Re-asserts each tenant's role settings before its workers start (see [`RoleChecks`]).
+    pub fn with_role_checks(mut self, checks: RoleChecks) -> Self {
+        self.role_checks = Some(checks);
+        self
     }
 
     /// Whether the daemon is ready to serve, published as it changes (see [`Readiness`]).
@@ -239,6 +269,11 @@ impl Supervisor {
             Msg::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Msg::RolesChecked { schema } => {
+                self.role_checked
+                    .insert(schema.clone(), RoleCheck::Done(now));
+                self.reconcile(&schema);
+            }
             Msg::Tenant { schema, row } => {
                 self.apply_row(&schema, row, now);
                 self.reconcile(&schema);
@@ -357,6 +392,10 @@ impl Supervisor {
     fn act(&mut self, schema: &str, action: Action, now: Instant) -> bool {
         match action {
             Action::Spawn => {
+                if !self.role_checked_for_spawn(schema, now) {
+                    // Spawned once the check answers (`Msg::RolesChecked`).
+                    return false;
+                }
                 let id = self.next_id;
                 self.next_id += 1;
                 let socket = self.socket_path(schema, id);
@@ -400,6 +439,32 @@ impl Supervisor {
                 {
                     process::kill_group(w.pid);
                 }
+                false
+            }
+        }
+    }
+
+    /// Whether the tenant's role settings were checked just now, so a worker may start; if
+    /// not, asks for a check (once).
+    fn role_checked_for_spawn(&mut self, schema: &str, now: Instant) -> bool {
+        let Some(checks) = &self.role_checks else {
+            return true;
+        };
+        match self.role_checked.get(schema) {
+            Some(RoleCheck::Done(at)) if now.saturating_duration_since(*at) < ROLE_CHECK_FRESH => {
+                true
+            }
+            Some(RoleCheck::Asked) => false,
+            _ => {
+                if !checks.ask(schema) {
+                    tracing::warn!(
+                        schema,
+                        "the role check is gone; starting the worker without it"
+                    );
+                    return true;
+                }
+                self.role_checked
+                    .insert(schema.to_owned(), RoleCheck::Asked);
                 false
             }
         }

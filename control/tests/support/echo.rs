@@ -1,9 +1,11 @@
 //! A stand-in worker that answers every request with what it received (schema, method, path,
-//! every header in order, and the body, as JSON), for what only a worker can see: the headers the proxy
-//! forwards; and that holds a request at [`wait_path`] until a file exists, for a request in
-//! flight at a worker for as long as a test needs. It is the test binary itself, run by the daemon through a small script (see
-//! [`script`]) into a `#[test]` that calls [`run`]; it keeps the process contract with
-//! control (`ready` on the control channel, exit on `drain` or when the channel closes).
+//! every header in order, and the body, as JSON), for what only a worker can see: the headers
+//! the proxy forwards; that names a header of its answer in `Connection` at
+//! [`CONNECTION_PATH`]; and that holds a request at [`wait_path`] until a file exists, for a
+//! request in flight at a worker for as long as a test needs. It is the test binary itself,
+//! run by the daemon through a small script (see [`script`]) into a `#[test]` that calls
+//! [`run`]; it keeps the process contract with control (`ready` on the control channel, exit on
+//! `drain` or when the channel closes).
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -142,12 +144,25 @@ async fn answer(schema: String, stream: UnixStream) {
         })
         .to_string();
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{echo}",
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{}content-length: {}\r\n\r\n{echo}",
+            extra_headers(path),
             echo.len()
         );
         if write.write_all(response.as_bytes()).await.is_err() {
             return;
         }
+    }
+}
+
+/// The path at which the echo worker's answer names headers of its own in `Connection`
+/// (`x-hop`, which a proxy must drop), beside one it must pass on (`x-end`).
+pub const CONNECTION_PATH: &str = "/_echo/connection";
+
+fn extra_headers(path: Option<&str>) -> &'static str {
+    if path == Some(CONNECTION_PATH) {
+        "connection: keep-alive, X-Hop\r\nx-hop: secret\r\nx-end: kept\r\n"
+    } else {
+        ""
     }
 }
 

@@ -1,4 +1,4 @@
-//! Continuous clients through the proxy: health checks in loops on fresh connections,
+//! Continuous clients through the proxy: the login page asked for in loops on fresh connections,
 //! counting answers by status and by the proxy process that gave them, for tests that change
 //! the proxy under load (a worker killed, an upgrade).
 
@@ -26,7 +26,7 @@ pub struct Load {
 }
 
 impl Load {
-    /// `clients` loops of health checks for `host` on fresh connections to `port`.
+    /// `clients` loops of requests for `host`'s login page on fresh connections to `port`.
     pub fn start(port: u16, host: &str, clients: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -35,14 +35,8 @@ impl Load {
                 let (stop, seen, host) = (stop.clone(), seen.clone(), host.to_owned());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        let r = request(
-                            port,
-                            hyper::Method::GET,
-                            "/_apotheca/health",
-                            &[("host", &host)],
-                            "",
-                        )
-                        .await;
+                        let r = request(port, hyper::Method::GET, "/login", &[("host", &host)], "")
+                            .await;
                         let mut seen = seen.lock().unwrap();
                         match r {
                             Ok(r) => {

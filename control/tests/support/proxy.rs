@@ -288,25 +288,68 @@ impl Proxy {
             })
     }
 
-    /// The schema whose worker answered the health check for `host`, or the status and body
-    /// of whatever answered instead.
-    pub async fn health(&self, host: &str) -> Result<String, String> {
-        let reply = self.get(host, "/_apotheca/health").await;
-        match (reply.status, reply.json()["schema"].as_str()) {
-            (200, Some(schema)) => Ok(schema.to_owned()),
-            _ => Err(format!("{} {}", reply.status, reply.text())),
+    /// A request for `host`'s home page, and the tenant whose worker answered it: clients
+    /// never reach a worker's `/_apotheca/health`, so this is read from the proxy's access log
+    /// (its line for the request, found by the request's id, names the tenant it was routed to
+    /// and the worker that answered; a worker only answers for its own tenant, 421 otherwise).
+    /// `None`: the proxy answered itself.
+    pub async fn answered_by(&self, host: &str) -> (Reply, Option<String>) {
+        static ASKED: AtomicUsize = AtomicUsize::new(0);
+        let id = format!(
+            "answered-by-{}-{}",
+            std::process::id(),
+            ASKED.fetch_add(1, Ordering::Relaxed)
+        );
+        let reply = self.get_with(host, "/", &[("x-request-id", &id)]).await;
+        let needle = format!("request_id={id}");
+        let line = self
+            .access_line(|l| l.split_whitespace().any(|f| f == needle))
+            .await;
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let tenant = (field("worker") != "-").then(|| field("tenant"));
+        (reply, tenant)
+    }
+
+    /// The first access log line `matches` takes, once the proxy has written it out (it does
+    /// every 100 ms), at most [`PATIENCE`].
+    pub async fn access_line(&self, matches: impl Fn(&str) -> bool) -> String {
+        let started = tokio::time::Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains(" access: ") && matches(l)) {
+                return line.to_owned();
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "no such access log line\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Polls until the health check for `host` is answered by `want` (`Some(schema)`) or
+    /// The schema whose worker answered a request for `host` (with a success or a redirect),
+    /// or the status and body of whatever answered instead (see [`Proxy::answered_by`]).
+    pub async fn health(&self, host: &str) -> Result<String, String> {
+        match self.answered_by(host).await {
+            (reply, Some(schema)) if reply.status < 400 => Ok(schema),
+            (reply, _) => Err(format!("{} {}", reply.status, reply.text())),
+        }
+    }
+
+    /// Polls until a request for `host` is answered by `want`'s worker (`Some(schema)`) or
     /// refused with `status`, at most [`PATIENCE`]; returns how long it took.
     pub async fn wait_route(&self, host: &str, want: Result<&str, u16>) -> Duration {
         let started = tokio::time::Instant::now();
         loop {
-            let reply = self.get(host, "/_apotheca/health").await;
-            let got = match reply.status {
-                200 => Ok(reply.json()["schema"].as_str().unwrap_or("?").to_owned()),
-                s => Err(s),
+            let got = match self.answered_by(host).await {
+                (reply, Some(schema)) if reply.status < 400 => Ok(schema),
+                (reply, _) => Err(reply.status),
             };
             if got.as_deref().map_err(|s| *s) == want {
                 return started.elapsed();
@@ -444,6 +487,19 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<Reply, String> {
+    request_from([127, 0, 0, 1].into(), port, method, path, headers, body).await
+}
+
+/// [`request`] from the client address `from` (any of 127.0.0.0/8 on loopback), which the
+/// proxy passes on as the client's (`X-Forwarded-For`).
+pub async fn request_from(
+    from: std::net::IpAddr,
+    port: u16,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply, String> {
     let mut req = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -452,9 +508,14 @@ pub async fn request(
         .body(Full::new(Bytes::from(body.to_owned())))
         .map_err(|e| e.to_string())?;
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind((from, 0).into())
+            .map_err(|e| format!("bind {from}: {e}"))?;
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
             .await
-            .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+            .map_err(|e| format!("connect 127.0.0.1:{port} from {from}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;

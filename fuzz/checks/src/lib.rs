@@ -1,7 +1,9 @@
 //! What the fuzz targets check, one function per target, each taking the fuzzer's bytes and
 //! panicking when a promise breaks: [`host`] (the proxy's Host normalisation), [`request_head`]
-//! (the proxy's HTTP/1.1 request-head parser) and [`sale_body`] (the worker's sale request:
-//! JSON into `SaleRequest`, then its validation). `fuzz/fuzz_targets/` runs them under cargo
+//! (the proxy's HTTP/1.1 request-head parser, and the same head as `httparse` reads it),
+//! [`response_head`] (its parser of a worker's response head), [`chunked`] (its chunked
+//! decoder, fed whole and in pieces) and [`sale_body`] (the worker's sale request: JSON into
+//! `SaleRequest`, then its validation). `fuzz/cargo-fuzz/fuzz_targets/` runs them under cargo
 //! fuzz (libFuzzer); `tests/properties.rs` runs them as bounded property tests on stable, in
 //! every test run.
 
@@ -92,8 +94,222 @@ pub fn request_head(data: &[u8]) {
     let alone = alone.unwrap_or_else(|| panic!("the head alone is incomplete"));
     assert_eq!(
         (alone.len, alone.method, alone.target, again.len()),
-        (head.len, head.method, head.target, headers.len())
+        (
+            head.len,
+            head.method.clone(),
+            head.target.clone(),
+            headers.len()
+        )
     );
+    same_as_httparse(data, &head, &headers);
+}
+
+/// The differential half of [`request_head`]: a head the proxy accepts, `httparse` alone
+/// accepts too (the proxy only refuses more), with the same length, method, version, target
+/// (an absolute-form one: scheme and authority, then what the worker gets) and headers.
+fn same_as_httparse(data: &[u8], head: &wire::RequestHead, headers: &[wire::HeaderAt]) {
+    let mut slots = [httparse::EMPTY_HEADER; wire::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(data) {
+        Ok(httparse::Status::Complete(len)) => len,
+        other => panic!("the proxy took a head httparse reads as {other:?}"),
+    };
+    assert_eq!(len, head.len, "head length");
+    assert_eq!(req.method, Some(head.method(data)), "method");
+    assert_eq!(req.version == Some(0), head.http10, "version");
+    let path = req.path.unwrap_or_default();
+    match &head.authority {
+        None => assert_eq!(path, head.target(data), "target"),
+        Some(authority) => {
+            let authority = std::str::from_utf8(&data[authority.clone()]).unwrap_or_default();
+            let (scheme, rest) = path.split_once("://").expect("an absolute-form target");
+            assert!(
+                scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"),
+                "{path:?}"
+            );
+            let origin = rest
+                .strip_prefix(authority)
+                .unwrap_or_else(|| panic!("{path:?} has not the authority {authority:?}"));
+            let target = head.target(data);
+            assert!(
+                origin == target || (origin.is_empty() && target == "/"),
+                "{path:?} → {target:?}"
+            );
+        }
+    }
+    assert_eq!(req.headers.len(), headers.len(), "header count");
+    for (theirs, ours) in req.headers.iter().zip(headers) {
+        assert_eq!(theirs.name, ours.name(data), "header name");
+        assert_eq!(theirs.value, ours.value(data), "header value");
+    }
+}
+
+/// A worker's response head the parser accepts (as the answer to a HEAD request or not) lies
+/// within the bytes given and the size limit, every range in it within the head; its status is
+/// 100 to 599; no body follows a HEAD, a 1xx, a 204 or a 304; a body read until the worker
+/// closes means the connection closes; a length comes from a `Content-Length`; the headers a
+/// `Connection` names are among those it lists; the head cut one byte short is never complete,
+/// the head alone parses the same.
+pub fn response_head(data: &[u8]) {
+    for head_request in [false, true] {
+        let mut headers = Vec::new();
+        let Ok(Some(head)) = wire::parse_response(data, MAX_HEAD, head_request, &mut headers)
+        else {
+            continue;
+        };
+        assert!(head.len <= data.len() && head.len <= MAX_HEAD, "{head:?}");
+        for range in
+            std::iter::once(&head.reason).chain(headers.iter().flat_map(|h| [&h.name, &h.value]))
+        {
+            assert!(
+                range.end <= head.len,
+                "{range:?} outside a head of {}",
+                head.len
+            );
+        }
+        assert!((100..=599).contains(&head.status), "{head:?}");
+        if head_request || head.status < 200 || head.status == 204 || head.status == 304 {
+            assert_eq!(head.body, wire::Framing::None, "{head:?}");
+        }
+        if head.body == wire::Framing::UntilClose {
+            assert!(head.close, "{head:?}");
+        }
+        let named = |name: &str| {
+            headers
+                .iter()
+                .any(|h| h.name(data).eq_ignore_ascii_case(name))
+        };
+        if let wire::Framing::Length(_) = head.body {
+            assert!(named("content-length"), "{head:?}");
+        }
+        if head.connection_options {
+            assert!(named("connection"), "{head:?}");
+        }
+        for h in &headers {
+            let name = h.name(data);
+            if head.named_by_connection(&headers, data, name) {
+                assert!(
+                    headers
+                        .iter()
+                        .any(|c| c.name(data).eq_ignore_ascii_case("connection")
+                            && wire::has_token(c.value(data), name)),
+                    "{name} is named by no Connection header"
+                );
+            }
+        }
+        let mut again = Vec::new();
+        let short = wire::parse_response(&data[..head.len - 1], MAX_HEAD, head_request, &mut again);
+        assert!(
+            !matches!(short, Ok(Some(_))),
+            "a complete head one byte short of {}",
+            head.len
+        );
+        let alone = wire::parse_response(&data[..head.len], MAX_HEAD, head_request, &mut again)
+            .unwrap_or_else(|e| panic!("the head alone is refused: {e}"))
+            .unwrap_or_else(|| panic!("the head alone is incomplete"));
+        assert_eq!(
+            (
+                alone.len,
+                alone.status,
+                alone.body,
+                alone.close,
+                alone.connection_options
+            ),
+            (
+                head.len,
+                head.status,
+                head.body,
+                head.close,
+                head.connection_options
+            )
+        );
+        assert_eq!(again.len(), headers.len());
+    }
+}
+
+/// What the chunked decoder made of some bytes: the data it handed out, how many bytes the
+/// body took (`None`: refused) and whether it ended.
+#[derive(Debug, PartialEq, Eq)]
+struct Decoded {
+    data: Vec<u8>,
+    used: Option<usize>,
+    done: bool,
+}
+
+fn decode_in_pieces(input: &[u8], piece: usize) -> Decoded {
+    let mut c = wire::Chunked::default();
+    let mut data = Vec::new();
+    let mut used = 0;
+    for part in input.chunks(piece.max(1)) {
+        match c.feed(part, |d| data.extend_from_slice(d)) {
+            Ok(n) => {
+                assert!(n <= part.len(), "took {n} of {} bytes", part.len());
+                used += n;
+                if c.done() {
+                    break;
+                }
+                assert_eq!(n, part.len(), "stopped early without the end of the body");
+            }
+            Err(_) => {
+                return Decoded {
+                    data,
+                    used: None,
+                    done: false,
+                }
+            }
+        }
+    }
+    if c.done() {
+        // Nothing more belongs to a body that ended.
+        assert_eq!(c.feed(b"more", |_| panic!("data after the end")), Ok(0));
+    }
+    Decoded {
+        data,
+        used: Some(used),
+        done: c.done(),
+    }
+}
+
+/// The chunked decoder gives the same answer however its input is cut into pieces (one byte
+/// at a time up to all at once): the same data, the same end of the body, the same refusal
+/// (once refused, the data handed out before may be shorter, never different); it never hands
+/// out more data than it took, nor takes bytes after the end; and what it decoded, encoded
+/// again in chunks of another size, decodes to the same.
+pub fn chunked(data: &[u8]) {
+    let whole = decode_in_pieces(data, data.len());
+    if let Some(used) = whole.used {
+        assert!(used <= data.len());
+        assert!(
+            whole.data.len() <= used,
+            "{} bytes of data from {used}",
+            whole.data.len()
+        );
+    }
+    for piece in [1, 2, 3, 7, 64] {
+        let cut = decode_in_pieces(data, piece);
+        if whole.used.is_some() {
+            assert_eq!(cut, whole, "in pieces of {piece}");
+        } else {
+            assert_eq!(cut.used, None, "in pieces of {piece}: not refused");
+            assert!(whole.data.starts_with(&cut.data) || cut.data.starts_with(&whole.data));
+        }
+    }
+    if whole.done {
+        let size = 1 + whole.data.len() % 5;
+        let mut encoded = Vec::new();
+        for chunk in whole.data.chunks(size) {
+            encoded.extend_from_slice(format!("{:x};e=1\r\n", chunk.len()).as_bytes());
+            encoded.extend_from_slice(chunk);
+            encoded.extend_from_slice(b"\r\n");
+        }
+        encoded.extend_from_slice(b"0\r\nT: v\r\n\r\n");
+        let again = decode_in_pieces(&encoded, 3);
+        assert_eq!(
+            (again.data, again.used, again.done),
+            (whole.data, Some(encoded.len()), true),
+            "encoded again"
+        );
+    }
 }
 
 /// Any body the sale endpoint could get: JSON into `SaleRequest`, then validation, answers a

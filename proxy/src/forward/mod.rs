@@ -1,5 +1,6 @@
 //! The request path both fronts share (HTTP/1.1 in [`crate::http1`], HTTP/2 in
-//! [`crate::http2`]): the host's route (from memory), the tenant's admission, a ready worker
+//! [`crate::http2`]): the host's route (from memory; a worker's internal routes, `/_apotheca/`
+//! however spelled, refused with a 404: [`is_internal`]), the tenant's admission, a ready worker
 //! (woken through control when there is none), the request written to it over a pooled
 //! Unix-socket connection with the proxy's own headers, retries, and the response head read
 //! back; then the access log line and the metrics. The fronts own the client's side.
@@ -107,6 +108,15 @@ impl Answered {
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     }
 
+    /// Whether the answer's header `name` goes on to the client ([`passed_on`]), and is not
+    /// one the answer's own `Connection` header names (hop-by-hop, RFC 9110 §7.6.1).
+    pub fn passes(&self, name: &str, hsts: bool) -> bool {
+        passed_on(name, hsts)
+            && !self
+                .head
+                .named_by_connection(&self.conn.headers, &self.conn.buf, name)
+    }
+
     /// The connection back to its worker's pool, when its answer was read to the end and
     /// nothing else came with it.
     pub fn release(self, clean: bool) {
@@ -177,6 +187,10 @@ impl Edge {
     /// the map does not know while a change it was told of is being loaded waits for that
     /// load (at most a second), so a pharmacy just signed up for is found at once.
     pub async fn route(&self, host: &str, https: bool, target: &str) -> Route {
+        // The workers' own routes are for control and local tools only.
+        if is_internal(target) {
+            return Route::Answer(Page::NotFound);
+        }
         if self.settings.redirect_https && !https {
             // An IPv6 host was kept without its brackets.
             let location = if host.contains(':') {
@@ -407,6 +421,63 @@ impl Edge {
     }
 }
 
+/// The path prefix of a worker's internal routes (`/_apotheca/health`, `/_apotheca/stats`),
+/// which no client may reach through the proxy.
+const INTERNAL: &str = "_apotheca";
+
+/// Whether a request target names a worker's internal routes, however it is spelled: any
+/// case, percent-encoded (once or more), with dot segments, doubled slashes, backslashes or
+/// `;` parameters. Stricter than any worker's routing, so no spelling gets through.
+pub fn is_internal(target: &str) -> bool {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    // Decoded until nothing changes (`%255F` is `%5F` is `_`), a few rounds at most.
+    let mut path = path.as_bytes().to_vec();
+    for _ in 0..4 {
+        let decoded = percent_decode(&path);
+        if decoded == path {
+            break;
+        }
+        path = decoded;
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in path.split(|b| *b == b'/' || *b == b'\\') {
+        let segment = segment.split(|b| *b == b';').next().unwrap_or_default();
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    segments
+        .first()
+        .is_some_and(|s| s.trim_ascii().eq_ignore_ascii_case(INTERNAL.as_bytes()))
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match (
+            s[i],
+            s.get(i + 1).and_then(|b| hex(*b)),
+            s.get(i + 2).and_then(|b| hex(*b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// How many requests (or fresh connections) this process is serving, whatever their tenant.
 #[derive(Debug, Default)]
 pub struct InFlight(AtomicUsize);
@@ -429,5 +500,48 @@ pub struct Counted(Arc<InFlight>);
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_internal;
+
+    #[test]
+    fn internal_paths_however_spelled() {
+        for target in [
+            "/_apotheca/stats",
+            "/_apotheca/health?x=1",
+            "/_apotheca",
+            "/_APOTHECA/stats",
+            "/_Apotheca/Health",
+            "/%5fapotheca/stats",
+            "/%5F%61potheca/stats",
+            "/_apotheca%2fstats",
+            "/%255Fapotheca/stats",
+            "//_apotheca/stats",
+            "/./_apotheca/stats",
+            "/x/../_apotheca/stats",
+            "/x/%2e%2e/_apotheca/stats",
+            "/../../_apotheca/stats",
+            "/\\_apotheca/stats",
+            "/_apotheca;a=b/stats",
+            "/_apotheca/",
+        ] {
+            assert!(is_internal(target), "{target} must be refused");
+        }
+        for target in [
+            "/",
+            "*",
+            "/login",
+            "/api/v1/medicines?q=_apotheca",
+            "/x/_apotheca/stats",
+            "/_apothecary/stats",
+            "/static/_apotheca.css",
+            "/%",
+            "/%zz_apotheca",
+        ] {
+            assert!(!is_internal(target), "{target} is no internal path");
+        }
     }
 }

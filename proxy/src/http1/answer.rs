@@ -1,5 +1,5 @@
 //! What the HTTP/1.1 front writes back: the worker's answer (its head with the hop-by-hop
-//! headers replaced by the proxy's own, its body as it came — in one write when it came in
+//! headers, those its `Connection` names too, replaced by the proxy's own, its body as it came — in one write when it came in
 //! one read — a chunked one decoded for an HTTP/1.0 client), the proxy's own pages, the HTTPS
 //! redirect, and the refusal of a request that could not be read.
 
@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, Req};
 use crate::accesslog::Entry;
-use crate::forward::{self, Admitted, Answered};
+use crate::forward::{Admitted, Answered};
 use crate::pages::Page;
 use crate::wire::{Chunked, Framing, RequestHead};
 
@@ -150,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 head.body == Framing::Chunked && !dechunk
             } else {
-                forward::passed_on(name, hsts)
+                answered.passes(name, hsts)
             };
             if pass {
                 out.extend_from_slice(name.as_bytes());

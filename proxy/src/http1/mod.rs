@@ -187,9 +187,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             let json = wants_json(accept, path_of(target));
             let request_id = edge.request_id(head.request_id.as_ref().map(|r| &buf[r.clone()]));
             let host = head
-                .host
-                .as_ref()
-                .and_then(|r| std::str::from_utf8(&buf[r.clone()]).ok())
+                .host(buf)
+                .and_then(|h| std::str::from_utf8(h).ok())
                 .map(host::normalise);
             (json, request_id, host)
         };
@@ -252,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                 host: &r.host,
                 request_id: &r.request_id,
             };
-            let host_header = head.host.as_ref().map_or(&b""[..], |r| &buf[r.clone()]);
+            let host_header = head.host(buf).unwrap_or_default();
             let body_bytes = match &body.range {
                 Some(r) => &buf[r.clone()],
                 None => &self.body[..],

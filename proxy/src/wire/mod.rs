@@ -3,6 +3,8 @@
 //! written on), the framing rules of RFC 9112 §6 with the strictness an edge needs against
 //! request smuggling (no `Content-Length` beside `Transfer-Encoding`, no conflicting lengths,
 //! no coding but `chunked`), the chunked coding, and the headers that never cross the proxy.
+//! A request target in absolute form (RFC 9112 §3.2.2) is taken apart into its authority,
+//! which must agree with `Host`, and the origin-form path and query the worker gets.
 
 use std::ops::Range;
 
@@ -62,7 +64,11 @@ pub struct RequestHead {
     /// Bytes of the head, its blank line included.
     pub len: usize,
     pub method: Range<usize>,
+    /// The origin-form target (path and query, or `*`); of an absolute-form target, the part
+    /// after its authority (empty when it has no path: [`RequestHead::target`] says `/`).
     pub target: Range<usize>,
+    /// An absolute-form target's authority (`host[:port]`): what the request is routed by.
+    pub authority: Option<Range<usize>>,
     pub http10: bool,
     pub host: Option<Range<usize>>,
     pub accept: Option<Range<usize>>,
@@ -80,8 +86,21 @@ impl RequestHead {
         std::str::from_utf8(&buf[self.method.clone()]).unwrap_or("")
     }
 
+    /// The target as the worker gets it: origin form (`/` for an absolute-form target
+    /// without a path).
     pub fn target<'a>(&self, buf: &'a [u8]) -> &'a str {
-        std::str::from_utf8(&buf[self.target.clone()]).unwrap_or("")
+        match std::str::from_utf8(&buf[self.target.clone()]).unwrap_or("") {
+            "" => "/",
+            t => t,
+        }
+    }
+
+    /// What the request names as its host: an absolute-form target's authority, else `Host`.
+    pub fn host<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.authority
+            .as_ref()
+            .or(self.host.as_ref())
+            .map(|r| &buf[r.clone()])
     }
 
     /// Whether `name` is listed in the request's `Connection` header.
@@ -113,9 +132,13 @@ pub fn parse_request(
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Malformed("incomplete request line"));
     };
-    if !(target.starts_with('/') || (method == "OPTIONS" && target == "*")) {
-        return Err(HeadError::Malformed("the request target must be a path"));
-    }
+    let (authority, default_port, origin) =
+        if target.starts_with('/') || (method == "OPTIONS" && target == "*") {
+            (None, 0, target)
+        } else {
+            let (authority, default_port, origin) = absolute_form(target)?;
+            (Some(authority), default_port, origin)
+        };
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;
@@ -124,7 +147,8 @@ pub fn parse_request(
     let mut head = RequestHead {
         len,
         method: at(method.as_bytes()),
-        target: at(target.as_bytes()),
+        target: at(origin.as_bytes()),
+        authority: authority.map(|a| at(a.as_bytes())),
         http10: version == 0,
         host: None,
         accept: None,
@@ -195,7 +219,51 @@ pub fn parse_request(
         (false, Some(0) | None) => Framing::None,
         (false, Some(n)) => Framing::Length(n),
     };
+    if let Some(authority) = authority {
+        match &head.host {
+            Some(host) => {
+                let host = std::str::from_utf8(&buf[host.clone()]).unwrap_or("");
+                if !crate::host::same_authority(authority, host, default_port) {
+                    return Err(HeadError::Malformed(
+                        "the Host header does not agree with the request target",
+                    ));
+                }
+            }
+            None if !head.http10 => return Err(HeadError::Malformed("no Host header")),
+            None => {}
+        }
+    }
     Ok(Some(head))
+}
+
+/// An absolute-form target, `http[s]://authority[/path][?query]`: its authority, its scheme's
+/// default port and the rest (its path and query, or empty). A target without a path but with
+/// a query, one with user information and one with an empty authority are refused.
+fn absolute_form(target: &str) -> Result<(&str, u16, &str), HeadError> {
+    let scheme_end = target
+        .find("://")
+        .ok_or(HeadError::Malformed("the request target must be a path"))?;
+    let default_port = match &target[..scheme_end] {
+        s if s.eq_ignore_ascii_case("http") => 80,
+        s if s.eq_ignore_ascii_case("https") => 443,
+        _ => {
+            return Err(HeadError::Malformed(
+                "the request target's scheme is not HTTP",
+            ))
+        }
+    };
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, origin) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(HeadError::Malformed(
+            "the request target's authority is bad",
+        ));
+    }
+    if !(origin.is_empty() || origin.starts_with('/')) {
+        return Err(HeadError::Malformed("the request target has no path"));
+    }
+    Ok((authority, default_port, origin))
 }
 
 /// A worker's response head.
@@ -207,6 +275,20 @@ pub struct ResponseHead {
     pub body: Framing,
     /// The worker will close the connection after this response.
     pub close: bool,
+    /// A `Connection` header names other headers: they are hop-by-hop too (RFC 9110 §7.6.1),
+    /// see [`ResponseHead::named_by_connection`].
+    pub connection_options: bool,
+}
+
+impl ResponseHead {
+    /// Whether `name` is listed in one of the response's `Connection` headers (`headers` and
+    /// `buf`: where the head was parsed).
+    pub fn named_by_connection(&self, headers: &[HeaderAt], buf: &[u8], name: &str) -> bool {
+        self.connection_options
+            && headers.iter().any(|h| {
+                h.name(buf).eq_ignore_ascii_case("connection") && has_token(h.value(buf), name)
+            })
+    }
 }
 
 /// Parses a response head at the start of `buf` (`head_request`: the request was a HEAD, so no
@@ -230,6 +312,10 @@ pub fn parse_response(
     let (Some(status), Some(version)) = (res.code, res.version) else {
         return Err(HeadError::Malformed("incomplete status line"));
     };
+    // Three digits are all httparse asks; a status is 100 to 599 (RFC 9110 §15).
+    if !(100..=599).contains(&status) {
+        return Err(HeadError::Malformed("a status code out of range"));
+    }
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;
@@ -240,6 +326,7 @@ pub fn parse_response(
     let mut length: Option<u64> = None;
     let mut transfer: Option<bool> = None;
     let mut close = version == 0;
+    let mut connection_options = false;
     for h in res.headers.iter() {
         headers.push(HeaderAt {
             name: at(h.name.as_bytes()),
@@ -254,8 +341,13 @@ pub fn parse_response(
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Only the last coding decides: chunked, or read until the worker closes.
             transfer = Some(last_token_is(h.value, "chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") && has_token(h.value, "close") {
-            close = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            close |= has_token(h.value, "close");
+            connection_options |= h
+                .value
+                .split(|b| *b == b',')
+                .map(trim)
+                .any(|t| !t.is_empty() && !is_hop_by_hop_token(t));
         }
     }
     let body = if head_request || status < 200 || status == 204 || status == 304 {
@@ -278,7 +370,13 @@ pub fn parse_response(
         reason,
         body,
         close,
+        connection_options,
     }))
+}
+
+/// A `Connection` option that names no header the proxy would pass on anyway.
+fn is_hop_by_hop_token(t: &[u8]) -> bool {
+    t.eq_ignore_ascii_case(b"close") || std::str::from_utf8(t).is_ok_and(is_hop_by_hop)
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the framing headers, which each side of the proxy
@@ -398,7 +496,7 @@ mod tests {
             Err(HeadError::Malformed(_))
         ));
         assert!(matches!(
-            request("GET http://x/ HTTP/1.1\r\n\r\n"),
+            request("GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
         assert!(matches!(
@@ -406,6 +504,42 @@ mod tests {
             Err(HeadError::Malformed(_))
         ));
         assert!(request("OPTIONS * HTTP/1.1\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        let raw =
+            "GET HTTP://Acme.Example:8080/a/b?c=1 HTTP/1.1\r\nHost: acme.example:8080\r\n\r\n";
+        let head = request(raw).unwrap().unwrap();
+        let buf = raw.as_bytes();
+        assert_eq!(head.target(buf), "/a/b?c=1");
+        assert_eq!(head.host(buf), Some(&b"Acme.Example:8080"[..]));
+        // No path: the worker gets `/`; the default port may be left out on either side.
+        let raw = "OPTIONS https://acme.example HTTP/1.1\r\nHost: acme.example:443\r\n\r\n";
+        let head = request(raw).unwrap().unwrap();
+        assert_eq!(head.target(raw.as_bytes()), "/");
+        // HTTP/1.0 needs no Host: the target's authority routes.
+        let raw = "GET http://acme.example/x HTTP/1.0\r\n\r\n";
+        let head = request(raw).unwrap().unwrap();
+        assert_eq!(head.host(raw.as_bytes()), Some(&b"acme.example"[..]));
+        for bad in [
+            // Host must agree with the target's authority.
+            "GET http://acme.example/x HTTP/1.1\r\nHost: beta.example\r\n\r\n",
+            "GET http://acme.example:8080/x HTTP/1.1\r\nHost: acme.example\r\n\r\n",
+            "GET https://acme.example/x HTTP/1.1\r\nHost: acme.example:80\r\n\r\n",
+            "GET http://acme.example/x HTTP/1.1\r\n\r\n",
+            // Not a target the proxy can route.
+            "GET http:///x HTTP/1.1\r\nHost: acme.example\r\n\r\n",
+            "GET http://user@acme.example/x HTTP/1.1\r\nHost: acme.example\r\n\r\n",
+            "GET http://acme.example?x HTTP/1.1\r\nHost: acme.example\r\n\r\n",
+            "GET acme.example/x HTTP/1.1\r\nHost: acme.example\r\n\r\n",
+            "GET mailto://acme.example/x HTTP/1.1\r\nHost: acme.example\r\n\r\n",
+        ] {
+            assert!(
+                matches!(request(bad), Err(HeadError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -517,6 +651,35 @@ mod tests {
         );
         assert!(response("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).close);
         assert_eq!(response("HTTP/1.1 100 Continue\r\n\r\n", false).status, 100);
+        for bad in [
+            "HTTP/1.1 000 Zero\r\n\r\n",
+            "HTTP/1.1 099 X\r\n\r\n",
+            "HTTP/1.1 600 X\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_response(bad.as_bytes(), 8192, false, &mut Vec::new()),
+                    Err(HeadError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn headers_a_response_names_in_connection() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+                   connection: X-Other\r\nX-Kept: 2\r\nContent-Length: 0\r\n\r\n";
+        let mut headers = Vec::new();
+        let head = parse_response(raw.as_bytes(), 8192, false, &mut headers)
+            .unwrap()
+            .unwrap();
+        let named = |name| head.named_by_connection(&headers, raw.as_bytes(), name);
+        assert!(head.connection_options && !head.close);
+        assert!(named("x-secret") && named("X-OTHER"));
+        assert!(!named("x-kept") && !named("content-length"));
+        let plain = response("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", false);
+        assert!(!plain.connection_options && plain.close);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Logging in and out, the current user, changing and resetting passwords (personal API
 //! tokens are in `super::tokens`). The login page and the other account pages call the
-//! functions here too. Failed logins are counted per username and per client address: after a few each
-//! attempt is slowed down, after more they are refused until the window passes.
+//! functions here too. Failed logins are counted per username and per client address
+//! ([`throttle`]): after a few each attempt is slowed down (a bounded delay); an address with
+//! more is refused until the window passes, a username never is.
 
-use std::time::Duration;
+mod throttle;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -98,41 +99,7 @@ pub(crate) async fn log_in(
     let address = client_address(headers);
     let s = &state.settings;
     let db = state.db().await?;
-    // The attempt is recorded as a failure before anything is checked (and removed again on
-    // success), so parallel guesses count each other instead of all seeing the old count.
-    let attempt: Vec<i64> = db
-        .query(
-            "INSERT INTO login_failures (kind, key) VALUES ('username', $1), ('address', $2) RETURNING id",
-            &[&username, &address],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let failures = db
-        .query_one(
-            "SELECT (SELECT count(*) FROM login_failures WHERE kind = 'username' AND key = $1 AND at > now() - make_interval(mins => $3)),
-                    (SELECT count(*) FROM login_failures WHERE kind = 'address' AND key = $2 AND at > now() - make_interval(mins => $3))",
-            &[&username, &address, &(s.login_window_minutes as i32)],
-        )
-        .await?;
-    // Failures before this attempt.
-    let worst = failures.get::<_, i64>(0).max(failures.get::<_, i64>(1)) - 1;
-    if worst >= s.login_refuse_after {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            "too many failed logins; try again later",
-        );
-        e.retry_after = Some((s.login_window_minutes * 60) as u64);
-        return Err(e);
-    }
-    if worst >= s.login_slow_after {
-        tokio::time::sleep(Duration::from_millis(
-            500 * (worst - s.login_slow_after + 1).min(10) as u64,
-        ))
-        .await;
-    }
+    let attempt = throttle::attempt(&db, s, &username, &address).await?;
     let user = db
         .query_opt(
             "SELECT id, password_hash, active FROM users WHERE lower(username) = $1",

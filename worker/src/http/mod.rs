@@ -1,5 +1,9 @@
 //! The worker's HTTP surface: the router, and the middleware every request passes through
-//! (request id, tenant check, one tracing span, in-flight counting).
+//! (request id, tenant check, one tracing span, in-flight counting). The internal routes
+//! (`/_apotheca/health`, `/_apotheca/stats`) answer only requests that did not come through
+//! the proxy (control, local tools on the worker's socket): the proxy refuses them to clients
+//! and, should one get through anyway, it carries the proxy's `X-Apotheca-Tenant` and is
+//! answered 404 here.
 
 pub mod auth;
 pub mod error;
@@ -26,7 +30,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/_apotheca/health", get(health))
-        .route("/_apotheca/stats", get(stats));
+        .route("/_apotheca/stats", get(stats))
+        .route_layer(axum::middleware::from_fn(not_through_the_proxy));
     // The public schema holds no pharmacy: its worker serves only the public site.
     let router = if state.schema == apotheca_common::names::SchemaName::PUBLIC {
         router.merge(crate::pages::site::router())
@@ -105,6 +110,15 @@ async fn envelope(State(state): State<AppState>, mut req: Request, next: Next) -
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The internal routes: a request the proxy forwarded (it always says the tenant) gets the
+/// same 404 as a path no route takes.
+async fn not_through_the_proxy(req: Request, next: Next) -> Response {
+    if req.headers().contains_key(TENANT_HEADER) {
+        return ApiError::not_found("page").into_response();
+    }
+    next.run(req).await
 }
 
 /// The request's id, for handlers that log or return it.

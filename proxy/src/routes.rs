@@ -9,7 +9,13 @@
 //! A notification and the reload it causes are counted: a host the map does not know while
 //! a reload it was notified of is still running may be one just added (the browser sent on by
 //! the sign-up's redirect can be quicker than the reload), so [`Routes::caught_up`] lets such a
-//! request wait for that reload instead of answering "no pharmacy here".
+//! request wait for that reload instead of answering "no pharmacy here". The notification
+//! itself can also be slower than the browser (PostgreSQL signals the listening backend, which
+//! a busy box may not run at once), so [`Routes::sync`] first makes a round trip on the
+//! listening connection: PostgreSQL sends a session the notifications committed before its
+//! query ends, so every change committed before the request arrived has been heard after it.
+//! One round trip at a time, shared by every request that asked meanwhile; an unknown host
+//! thus costs at most an empty query, never a reload.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +68,11 @@ pub struct Routes {
     /// Notifications the current map reflects (those heard before its reload began).
     covered: AtomicU64,
     reloaded: tokio::sync::Notify,
+    /// Round trips asked for and done on the listening connection ([`Routes::sync`]).
+    sync_asked: AtomicU64,
+    sync_done: AtomicU64,
+    ask_sync: tokio::sync::Notify,
+    synced: tokio::sync::Notify,
 }
 
 impl Routes {
@@ -85,6 +96,26 @@ impl Routes {
                     return;
                 }
                 reloaded.await;
+            }
+        })
+        .await;
+    }
+
+    /// Waits (at most `within`) for a round trip on the listening connection that began after
+    /// this call: then every notification committed before it has been heard (and
+    /// [`Routes::caught_up`] waits for its reload). At once when nothing follows changes.
+    pub async fn sync(&self, within: Duration) {
+        let want = self.sync_asked.fetch_add(1, Ordering::AcqRel) + 1;
+        self.ask_sync.notify_one();
+        let _ = tokio::time::timeout(within, async {
+            loop {
+                let synced = self.synced.notified();
+                tokio::pin!(synced);
+                synced.as_mut().enable();
+                if self.sync_done.load(Ordering::Acquire) >= want {
+                    return;
+                }
+                synced.await;
             }
         })
         .await;
@@ -173,15 +204,29 @@ impl Routes {
             // Whatever changed while this connection was down.
             let heard = self.heard.load(Ordering::Acquire);
             self.replace_covering(read(&client).await?, heard);
-            while rx.recv().await.is_some() {
-                while rx.try_recv().is_ok() {}
-                // Read before the query: a notification after this one gets a reload of its own.
-                let heard = self.heard.load(Ordering::Acquire);
-                let map = read(&client).await?;
-                tracing::info!(domains = map.len(), "routes reloaded");
-                self.replace_covering(map, heard);
+            loop {
+                tokio::select! {
+                    notified = rx.recv() => {
+                        if notified.is_none() {
+                            return Ok(());
+                        }
+                        while rx.try_recv().is_ok() {}
+                        // Read before the query: a notification after this one gets a reload
+                        // of its own.
+                        let heard = self.heard.load(Ordering::Acquire);
+                        let map = read(&client).await?;
+                        tracing::info!(domains = map.len(), "routes reloaded");
+                        self.replace_covering(map, heard);
+                    }
+                    () = self.ask_sync.notified() => {
+                        // Everyone who asked before the round trip began is served by it.
+                        let asked = self.sync_asked.load(Ordering::Acquire);
+                        client.batch_execute("").await?;
+                        self.sync_done.fetch_max(asked, Ordering::AcqRel);
+                        self.synced.notify_waiters();
+                    }
+                }
             }
-            Ok(())
         }
         .await;
         driver.abort();

@@ -206,6 +206,8 @@ impl Edge {
         if let Some(route) = self.tenant(host) {
             return route;
         }
+        // Perhaps a host just added: every change committed before now heard, then reloaded.
+        self.routes.sync(Duration::from_millis(500)).await;
         self.routes.caught_up(Duration::from_secs(1)).await;
         match self.tenant(host) {
             Some(route) => route,

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::daemon::{alive, assert_serves, ready_pids, signal, sockets_in, wait_gone};
+use support::daemon::{alive, assert_serves, ready_pids, signal, sockets_in, wait_gone, PATIENCE};
 use support::Apotheca;
 
 #[tokio::test]
@@ -272,5 +272,104 @@ async fn bad_input_exits_2_and_errors_are_clear() {
     d.wait_for("echo", "resumed", |t| t["state"] == "cold")
         .await;
     a.ok(&["wake", "--schema", "echo"]).await;
+    assert!(d.stop().await.success());
+}
+
+/// One GET with a bearer token on a fresh connection to a worker's socket: status and body.
+async fn get_with_token(endpoint: &str, path: &str, token: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = endpoint.strip_prefix("unix:").unwrap();
+    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// Workers do not listen on their tenant's channel themselves (a PostgreSQL backend each):
+/// control hears every tenant's on one connection and relays it. A worker keeps its reads only
+/// once control says it hears the channel, and an announcement there (as the CLI's writes
+/// make) reaches it at once, long before its cache would expire.
+#[tokio::test]
+async fn control_relays_the_tenants_change_channel_to_its_workers() {
+    let a = Apotheca::migrated().await;
+    a.create("alpha").await;
+    let url = a.ok(&["db", "url", "--schema", "alpha"]).await;
+    let (db, conn) = tokio_postgres::connect(url.trim(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let token = "relay-test-token-0123456789abcdefghijklmnop";
+    db.batch_execute(&format!(
+        "INSERT INTO users (username, password_hash, full_name, role)
+           VALUES ('admin', '$argon2id$v=19$m=7168,t=5,p=1$c2FsdHNhbHQ$aGFzaGhhc2g', 'Admin', 'admin');
+         INSERT INTO api_tokens (user_id, name, token_hash, token_prefix)
+           SELECT id, 'relay', sha256(convert_to('{token}', 'UTF8')), 'relay' FROM users;
+         INSERT INTO medicines (name, dosage_form, sale_price, reorder_level)
+           VALUES ('Relay v0', 'tablet', 1.00, 1);"
+    ))
+    .await
+    .unwrap();
+    // Answers kept for minutes: only a relayed announcement can refresh them in time.
+    let d = a
+        .serve(&[("APOTHECA_WORKER__READ_CACHE_SECS", "600")])
+        .await;
+    let endpoint = d.wake("alpha").await.remove(0);
+    let list = "/api/v1/medicines?per_page=5";
+    // Once control says it hears the channel, a change made without an announcement is not
+    // seen: the answer is kept.
+    let started = std::time::Instant::now();
+    let mut version = 0;
+    loop {
+        let (status, body) = get_with_token(&endpoint, list, token).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&format!("Relay v{version}")), "{body}");
+        version += 1;
+        db.execute(
+            "UPDATE medicines SET name = $1",
+            &[&format!("Relay v{version}")],
+        )
+        .await
+        .unwrap();
+        let (_, body) = get_with_token(&endpoint, list, token).await;
+        if body.contains(&format!("Relay v{}", version - 1)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the worker never kept an answer"
+        );
+    }
+    // Announced on the channel, as the CLI does: forgotten at once.
+    db.execute("SELECT pg_notify('alpha', 'data')", &[])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, body) = get_with_token(&endpoint, list, token).await;
+        if body.contains(&format!("Relay v{version}")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the announcement never reached the worker: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The worker opened no connection of its own to listen: one backend of alpha's role.
+    let backends: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(backends, 1, "the worker's connections");
     assert!(d.stop().await.success());
 }

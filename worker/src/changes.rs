@@ -1,5 +1,7 @@
-//! The tenant's change channel: a LISTEN connection per worker, named after the schema, on
-//! which writes announce what they changed (`auth`: logins; `data`: stock and medicines).
+//! The tenant's change channel, named after the schema, on which writes announce what they
+//! changed (`auth`: logins; `data`: stock and medicines). Under control, control listens on
+//! every live tenant's channel on one connection and relays what it hears over each worker's
+//! control channel ([`heard`]); a worker on its own listens itself ([`listen`]).
 //! A worker with the tenant's change marker (`readcache::Marker`) announces its own data
 //! writes there instead, and hears on the channel only what others (the CLI) announce.
 //! Workers keep caches only while they listen; an announcement, or a lost connection, makes
@@ -64,6 +66,29 @@ pub async fn data_changed(state: &AppState) {
     }
 }
 
+/// A notice control relayed from the tenant's channel (the worker under control does not
+/// listen itself: one connection in control serves every worker).
+pub fn heard(state: &AppState, notice: crate::channel::Notice) {
+    use crate::channel::Notice;
+    match notice {
+        Notice::Listening => set_live(state, true),
+        Notice::Deaf => set_live(state, false),
+        Notice::Changed(what) => forget(state, &what),
+    }
+}
+
+/// Forgets what an announcement concerns.
+fn forget(state: &AppState, what: &str) {
+    match what {
+        AUTH => state.auth_cache.clear(),
+        DATA => state.read_cache.clear(),
+        _ => {
+            state.auth_cache.clear();
+            state.read_cache.clear();
+        }
+    }
+}
+
 fn set_live(state: &AppState, live: bool) {
     state.auth_cache.set_live(live);
     state.read_cache.set_live(live);
@@ -95,14 +120,7 @@ pub async fn listen(state: AppState, url: String, mut stop: tokio::sync::watch::
                     loop {
                         tokio::select! {
                             msg = messages.next() => match msg {
-                                Some(Ok(AsyncMessage::Notification(n))) => match n.payload() {
-                                    AUTH => state.auth_cache.clear(),
-                                    DATA => state.read_cache.clear(),
-                                    _ => {
-                                        state.auth_cache.clear();
-                                        state.read_cache.clear();
-                                    }
-                                },
+                                Some(Ok(AsyncMessage::Notification(n))) => forget(&state, n.payload()),
                                 Some(Ok(_)) => {}
                                 Some(Err(_)) | None => break,
                             },

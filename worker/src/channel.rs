@@ -4,7 +4,11 @@
 //!
 //! - worker → control: `ready <address>` once it listens and the database answered, then
 //!   `load <in_flight> <served> <rss_bytes> <busy_us>` every report interval;
-//! - control → worker: `drain` (stop accepting, finish what is in flight, exit 0).
+//! - control → worker: `drain` (stop accepting, finish what is in flight, exit 0); and the
+//!   tenant's change feed, which control follows for all its workers on one connection
+//!   (`crate::changes`): `listening` (control hears the tenant's channel: the worker may keep
+//!   caches), `deaf` (it lost it: forget them, keep none), `changed <what>` (an announcement
+//!   on the channel: forget what it concerns).
 //!
 //! The end of the channel (EOF, or a failed write) means control is gone: the worker goes on
 //! serving what the proxy still sends it (control may be restarting, and the proxy keeps the
@@ -47,9 +51,22 @@ pub enum WorkerMessage {
 }
 
 /// What control says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMessage {
     Drain,
+    /// The tenant's change feed, relayed.
+    Feed(Notice),
+}
+
+/// What control hears on a tenant's change channel, relayed to its workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Control listens on the tenant's channel: caches may be kept.
+    Listening,
+    /// It stopped (lost its connection): caches must be forgotten and not kept.
+    Deaf,
+    /// An announcement (its payload: `auth`, `data`, anything else meaning both).
+    Changed(String),
 }
 
 impl fmt::Display for WorkerMessage {
@@ -97,6 +114,12 @@ impl fmt::Display for ControlMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Drain => f.write_str("drain"),
+            Self::Feed(Notice::Listening) => f.write_str("listening"),
+            Self::Feed(Notice::Deaf) => f.write_str("deaf"),
+            // A payload is one line of it at most (NOTIFY payloads may hold anything).
+            Self::Feed(Notice::Changed(what)) => {
+                write!(f, "changed {}", what.lines().next().unwrap_or_default())
+            }
         }
     }
 }
@@ -105,7 +128,12 @@ impl ControlMessage {
     pub fn parse(line: &str) -> Result<Self, String> {
         match line {
             "drain" => Ok(Self::Drain),
-            _ => Err(format!("unknown message {line:?}")),
+            "listening" => Ok(Self::Feed(Notice::Listening)),
+            "deaf" => Ok(Self::Feed(Notice::Deaf)),
+            _ => match line.strip_prefix("changed ") {
+                Some(what) => Ok(Self::Feed(Notice::Changed(what.to_owned()))),
+                None => Err(format!("unknown message {line:?}")),
+            },
         }
     }
 }
@@ -157,31 +185,43 @@ impl Channel {
     /// asks for a drain, or, once it is gone (EOF, a read or write error, a message it cannot
     /// have sent), when the worker has been orphaned long enough ([`orphaned`]): either way
     /// the worker should stop.
-    pub async fn supervise(self, stats: &Stats, interval: Duration) -> &'static str {
-        let why = self.follow(stats, interval).await;
+    /// Relayed change notices go to `feed` as they come.
+    pub async fn supervise(
+        self,
+        stats: &Stats,
+        interval: Duration,
+        feed: &(dyn Fn(Notice) + Send + Sync),
+    ) -> &'static str {
+        let why = self.follow(stats, interval, feed).await;
         if why == DRAIN {
             return why;
         }
+        // Nobody relays the tenant's changes any more: no cache may be trusted.
+        feed(Notice::Deaf);
         tracing::warn!("{why}: serving on until idle (at most {ORPHAN_MAX:?})");
         orphaned(stats, ORPHAN_IDLE, ORPHAN_MAX).await;
         why
     }
 
-    async fn follow(self, stats: &Stats, interval: Duration) -> &'static str {
-        let Self {
-            mut reader,
-            mut writer,
-        } = self;
+    async fn follow(
+        self,
+        stats: &Stats,
+        interval: Duration,
+        feed: &(dyn Fn(Notice) + Send + Sync),
+    ) -> &'static str {
+        let Self { reader, mut writer } = self;
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut line = String::new();
+        // `next_line` is cancel-safe: a line half read when the tick fires is kept.
+        let mut lines = reader.lines();
         loop {
             tokio::select! {
-                read = reader.read_line(&mut line) => {
+                read = lines.next_line() => {
                     match read {
-                        Ok(0) | Err(_) => return "control closed the channel",
-                        Ok(_) => match ControlMessage::parse(line.trim_end()) {
+                        Ok(None) | Err(_) => return "control closed the channel",
+                        Ok(Some(line)) => match ControlMessage::parse(line.trim_end()) {
                             Ok(ControlMessage::Drain) => return DRAIN,
+                            Ok(ControlMessage::Feed(notice)) => feed(notice),
                             Err(e) => {
                                 tracing::error!(error = %e, "unreadable message from control");
                                 return "control sent an unreadable message";
@@ -264,9 +304,17 @@ mod tests {
         ] {
             assert_eq!(WorkerMessage::parse(&m.to_string()), Ok(m));
         }
+        for m in [
+            ControlMessage::Drain,
+            ControlMessage::Feed(Notice::Listening),
+            ControlMessage::Feed(Notice::Deaf),
+            ControlMessage::Feed(Notice::Changed("data".into())),
+        ] {
+            assert_eq!(ControlMessage::parse(&m.to_string()), Ok(m));
+        }
         assert_eq!(
-            ControlMessage::parse(&ControlMessage::Drain.to_string()),
-            Ok(ControlMessage::Drain)
+            ControlMessage::Feed(Notice::Changed("a\nb".into())).to_string(),
+            "changed a"
         );
         assert!(WorkerMessage::parse("ready").is_err());
         assert!(WorkerMessage::parse("load 1 2 3").is_err());

@@ -259,8 +259,11 @@ async fn serve(
     if matches!(listen, server::Listen::Tcp(_)) {
         println!("listening on {address}");
     }
+    // Under control, control follows the tenant's change channel for all its workers on one
+    // connection and relays it over the control channel; alone, the worker listens itself.
     let (stop_listener, stopped) = tokio::sync::watch::channel(false);
-    let listener = { tokio::spawn(changes::listen(state.clone(), url.to_owned(), stopped)) };
+    let listener = matches!(announce, Announce::ReadyFd(_))
+        .then(|| tokio::spawn(changes::listen(state.clone(), url.to_owned(), stopped)));
     tokio::spawn(tidy(state.downgrade()));
     let app = http::router(state.clone());
     let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match announce {
@@ -281,9 +284,10 @@ async fn serve(
                 .map_err(|e| format!("saying ready on the control channel: {e}"))?;
             let state = state.clone();
             Box::pin(async move {
+                let feed = |notice| changes::heard(&state, notice);
                 tokio::select! {
                     () = server::shutdown_signal() => {}
-                    why = channel.supervise(&state.stats, interval) => {
+                    why = channel.supervise(&state.stats, interval, &feed) => {
                         tracing::info!("{why}: finishing in-flight requests");
                     }
                 }
@@ -295,7 +299,9 @@ async fn serve(
         .await
         .map_err(|e| format!("serving: {e}"))?;
     let _ = stop_listener.send(true);
-    let _ = listener.await;
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
     state.pool.close();
     tracing::info!("stopped");
     Ok(())

@@ -25,6 +25,7 @@ pub mod api;
 pub mod catalog;
 pub mod client;
 pub mod console;
+pub mod feed;
 pub mod link;
 pub mod operator_api;
 pub mod process;
@@ -197,7 +198,8 @@ pub async fn run(
         catalog.db.clone(),
         settings.control.tenant_role.clone(),
         to.clone(),
-    ));
+    ))
+    .with_feed(feed::Feed::start(catalog.db.clone(), to.clone()));
     let notifier = tokio::spawn(systemd::run(
         supervisor.readiness(),
         Duration::from_millis(serve.report_interval_ms),

@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use apotheca_worker::channel::{ControlMessage, WorkerMessage};
+use apotheca_worker::channel::{ControlMessage, Notice, WorkerMessage};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::catalog::TenantRow;
+use super::feed::{Feed, FeedEvent};
 use super::link::{Link, LinkEvent};
 use super::process::{self, WorkerCommand};
 use super::readiness::{Publisher, Readiness};
@@ -66,6 +67,8 @@ pub enum Msg {
     RolesChecked {
         schema: String,
     },
+    /// The tenants' change feed ([`Feed`]): relayed to the workers concerned.
+    Feed(FeedEvent),
 }
 
 /// Where a tenant's role check stands, for its next spawns.
@@ -102,6 +105,10 @@ pub struct Supervisor {
     /// `None`: workers start without a role check (no database to check with).
     role_checks: Option<RoleChecks>,
     role_checked: HashMap<String, RoleCheck>,
+    /// `None`: no feed (no database); workers then keep no caches.
+    feed: Option<Feed>,
+    /// The schemas whose channel the feed listens to now.
+    heard: HashSet<String>,
 }
 
 impl Supervisor {
@@ -136,6 +143,8 @@ impl Supervisor {
             handed_over: false,
             role_checks: None,
             role_checked: HashMap::new(),
+            feed: None,
+            heard: HashSet::new(),
         }
     }
 
@@ -143,6 +152,24 @@ impl Supervisor {
     pub fn with_role_checks(mut self, checks: RoleChecks) -> Self {
         self.role_checks = Some(checks);
         self
+    }
+
+    /// Relays the tenants' change feed to their workers (see [`Feed`]).
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Sends `notice` to every worker of `schema`.
+    fn relay(&self, schema: &str, notice: Notice) {
+        let Some(t) = self.tenants.get(schema) else {
+            return;
+        };
+        for w in &t.workers {
+            if let Some(link) = self.links.get(&w.id) {
+                link.send(ControlMessage::Feed(notice.clone()));
+            }
+        }
     }
 
     /// Whether the daemon is ready to serve, published as it changes (see [`Readiness`]).
@@ -273,6 +300,18 @@ impl Supervisor {
                 self.role_checked
                     .insert(schema.clone(), RoleCheck::Done(now));
                 self.reconcile(&schema);
+            }
+            Msg::Feed(FeedEvent::Listening(schema)) => {
+                self.relay(&schema, Notice::Listening);
+                self.heard.insert(schema);
+            }
+            Msg::Feed(FeedEvent::Changed { schema, what }) => {
+                self.relay(&schema, Notice::Changed(what));
+            }
+            Msg::Feed(FeedEvent::Lost) => {
+                for schema in std::mem::take(&mut self.heard) {
+                    self.relay(&schema, Notice::Deaf);
+                }
             }
             Msg::Tenant { schema, row } => {
                 self.apply_row(&schema, row, now);
@@ -413,8 +452,15 @@ impl Supervisor {
                             self.tuning.ready_timeout,
                         ));
                         self.owners.insert(id, schema.to_owned());
-                        self.links
-                            .insert(id, Link::start(id, spawned.channel, self.events.clone()));
+                        let link = Link::start(id, spawned.channel, self.events.clone());
+                        // The tenant's changes: heard already, or asked for (the answer
+                        // reaches this worker too).
+                        if self.heard.contains(schema) {
+                            link.send(ControlMessage::Feed(Notice::Listening));
+                        } else if let Some(feed) = &self.feed {
+                            feed.listen(schema);
+                        }
+                        self.links.insert(id, link);
                         false
                     }
                     Err(e) => {

@@ -69,8 +69,8 @@ cleanup() {
 }
 trap cleanup EXIT
 # Apotheca with this run's own cluster and state, whatever the caller's environment says; the
-# cluster sized as deploy/nginx-free/README.md says (workers × (pool_size + 1) + 50, at least
-# the default 500): every tenant awake, one worker each.
+# cluster sized for every tenant awake and busy at once (one worker each, all pool_size
+# connections open, + 50; at least 500; deploy/nginx-free/README.md, "PostgreSQL sizing").
 apo_env() {
   APO_ENV=(env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg"
     APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE"

@@ -98,7 +98,9 @@ pub struct PrivateDbSettings {
     pub tcp_port: Option<u16>,
     /// The OS user PostgreSQL runs as when Apotheca runs as root (PostgreSQL refuses root).
     pub os_user: String,
-    /// `max_connections` of the cluster: workers × pool size, plus control and the proxy.
+    /// `max_connections` of the cluster: a live pharmacy's worker holds one connection (up to
+    /// `[worker] pool_size` while busy), plus control and the proxy: 1,200 leaves room for 1,000
+    /// live pharmacies. A slot costs PostgreSQL about 20 KB of shared memory until used.
     pub max_connections: u32,
     /// `shared_buffers` of the cluster.
     pub shared_buffers: String,
@@ -115,7 +117,7 @@ impl Default for PrivateDbSettings {
             run_dir: PathBuf::from("var/run"),
             tcp_port: None,
             os_user: "postgres".to_owned(),
-            max_connections: 500,
+            max_connections: 1200,
             shared_buffers: "256MB".to_owned(),
             unsafe_fast: false,
             bin_dir: None,

@@ -73,7 +73,8 @@ async fn act(shops: &[Shop], earlier: &Mutex<Vec<(usize, Attempt)>>) -> Option<(
 async fn many_pharmacies_under_random_traffic_commit_every_sale_whole_or_not_at_all() {
     let tenants = knob("APOTHECA_SOAK_TENANTS", 200) as usize;
     let secs = knob("APOTHECA_SOAK_SECS", 60);
-    // Each worker: a pool of 2 and its LISTEN connection; control and the proxy a few more.
+    // Each worker: a pool of 2 (and once one LISTEN connection, now control's); control and
+    // the proxy a few more.
     let own = OwnCluster::start(u32::try_from(tenants * 3 + 100).unwrap()).await;
     let a = Apotheca {
         db: TestDb::migrated_on(own.cluster.clone()).await,

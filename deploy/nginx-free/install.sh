@@ -11,7 +11,7 @@
 #   --dry-run            print what would be done, change nothing (read-only checks still run)
 #   --bin-dir DIR        where apotheca, apotheca-worker and apotheca-proxy are
 #                        (default: target/release of this checkout: cargo build --release --bins)
-#   --max-connections N  PostgreSQL's max_connections (default 300: README.md, "PostgreSQL sizing")
+#   --max-connections N  PostgreSQL's max_connections (default 1200: README.md, "PostgreSQL sizing")
 #   --shared-buffers S   PostgreSQL's shared_buffers (default: a quarter of the memory, at most 8GB)
 #   --no-start           install the files, the user and the database role, but neither run
 #                        the migrations nor start the services (before restore.sh --all)
@@ -21,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 dry=0
 start=1
 bin_dir="$here/../../target/release"
-max_connections=300
+max_connections=1200
 shared_buffers=""
 
 usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -238,7 +238,7 @@ EOF
   done
   cat >"$sizing" <<EOF
 # Apotheca's sizing (deploy/nginx-free/install.sh; README.md, "PostgreSQL sizing").
-# Each running worker holds [worker] pool_size + 1 connections.
+# Each running worker holds one connection, up to [worker] pool_size while busy.
 max_connections = $max_connections
 shared_buffers = $shared_buffers
 # Fewer and smaller full-page images after checkpoints (README.md, "PostgreSQL sizing").

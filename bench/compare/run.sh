@@ -35,10 +35,8 @@ export PEER_STATE=${PEER_STATE:-$ROOT/target/compare/peer}
 mkdir -p "$ROOT/target/compare" "$PEER_STATE"
 OUT=${OUT:-$ROOT/target/compare/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl}
 : >"$OUT"
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 record() { jq -c "$@" | tee -a "$OUT" >/dev/null; }
 
 [[ -d $PEER_DIR ]] || die "no peer at $PEER_DIR"
@@ -51,12 +49,6 @@ HZ=$(getconf CLK_TCK)
 
 STATE=
 PIDS=()
-# Stops this run's daemon and proxy, by PID.
-stop_pids() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
 # Stops this run's Apotheca (daemon and proxy, then its cluster) and removes its folder.
 apo_down() {
   stop_pids
@@ -77,18 +69,8 @@ apo_env() {
     APOTHECA_CONTROL__SPARE_SCHEMAS=0 APOTHECA_PRIVATE_DB__MAX_CONNECTIONS="${APO_MAX_CONNECTIONS:-500}")
 }
 apo() { apo_env; "${APO_ENV[@]}" "$A" "$@"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # ---- process accounting: a system = the process trees under some root PIDs ----
-tree() {  # root PIDs -> every PID under them (themselves included)
-  local roots="$*"
-  ps -e -o pid=,ppid= | awk -v roots="$roots" '
-    { parent[$1] = $2 } END {
-      n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1
-      changed = 1; while (changed) { changed = 0
-        for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
-      for (p in keep) print p }'
-}
 # CPU seconds used so far by the trees (own time of every live process + children it reaped)
 ticks() {
   local p total=0

@@ -84,41 +84,17 @@ impl Routes {
     /// once when it does.
     pub async fn caught_up(&self, within: Duration) {
         let want = self.heard.load(Ordering::Acquire);
-        if self.covered.load(Ordering::Acquire) >= want {
-            return;
-        }
-        let _ = tokio::time::timeout(within, async {
-            loop {
-                let reloaded = self.reloaded.notified();
-                tokio::pin!(reloaded);
-                reloaded.as_mut().enable();
-                if self.covered.load(Ordering::Acquire) >= want {
-                    return;
-                }
-                reloaded.await;
-            }
-        })
-        .await;
+        reached(&self.reloaded, &self.covered, want, within).await;
     }
 
     /// Waits (at most `within`) for a round trip on the listening connection that began after
     /// this call: then every notification committed before it has been heard (and
-    /// [`Routes::caught_up`] waits for its reload). At once when nothing follows changes.
+    /// [`Routes::caught_up`] waits for its reload). While the connection is down, the whole
+    /// of `within`.
     pub async fn sync(&self, within: Duration) {
         let want = self.sync_asked.fetch_add(1, Ordering::AcqRel) + 1;
         self.ask_sync.notify_one();
-        let _ = tokio::time::timeout(within, async {
-            loop {
-                let synced = self.synced.notified();
-                tokio::pin!(synced);
-                synced.as_mut().enable();
-                if self.sync_done.load(Ordering::Acquire) >= want {
-                    return;
-                }
-                synced.await;
-            }
-        })
-        .await;
+        reached(&self.synced, &self.sync_done, want, within).await;
     }
 
     /// A reload that began when `heard` notifications had been received is in place.
@@ -232,6 +208,26 @@ impl Routes {
         driver.abort();
         result
     }
+}
+
+/// Returns once `count` is at least `want` (checked again at each `changed` notification), or
+/// after `within`.
+async fn reached(changed: &tokio::sync::Notify, count: &AtomicU64, want: u64, within: Duration) {
+    if count.load(Ordering::Acquire) >= want {
+        return;
+    }
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if count.load(Ordering::Acquire) >= want {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
 }
 
 async fn read(client: &Client) -> Result<RouteMap, tokio_postgres::Error> {

@@ -479,6 +479,15 @@ mod tests {
         );
     }
 
+    /// The bytes of what `entries` keeps, counted anew.
+    fn counted(entries: &Entries) -> usize {
+        entries
+            .map
+            .iter()
+            .map(|(k, (b, _))| k.len() + b.len())
+            .sum()
+    }
+
     #[test]
     fn what_is_kept_stays_within_its_bytes_and_entries() {
         let ttl = Duration::from_secs(60);
@@ -489,20 +498,10 @@ mod tests {
             entries.insert(format!("q{i}"), Bytes::from(vec![b'x'; 10_000]), later, ttl);
             assert!(entries.bytes <= MAX_BYTES && entries.map.len() <= MAX_ENTRIES);
         }
-        let counted: usize = entries
-            .map
-            .iter()
-            .map(|(k, (b, _))| k.len() + b.len())
-            .sum();
-        assert_eq!(entries.bytes, counted);
+        assert_eq!(entries.bytes, counted(&entries));
         // Replacing an answer counts it once; one too big is not kept.
         entries.insert("q4999".into(), Bytes::from(vec![b'y'; 10]), later, ttl);
-        let counted: usize = entries
-            .map
-            .iter()
-            .map(|(k, (b, _))| k.len() + b.len())
-            .sum();
-        assert_eq!(entries.bytes, counted);
+        assert_eq!(entries.bytes, counted(&entries));
         entries.insert("big".into(), Bytes::from(vec![b'z'; MAX_BYTES]), later, ttl);
         assert!(!entries.map.contains_key("big"));
         // Past the limit, answers past their stale time go first.

@@ -3,7 +3,8 @@
 //! own through the proxy and logs in by password (`--login-concurrency` logins at a time,
 //! timed); once every one has, each lists its medicines and posts a one-line sale (session
 //! cookie and CSRF token, as the browser pages do) every `--every` seconds, at a phase of its
-//! own, for `--duration` seconds. Meanwhile `--cold` other hosts (from `--cold-first`), which
+//! own, for `--duration` seconds (each pharmacy's first round, list and sale, is counted apart:
+//! every worker's caches and statements are cold then, all at once). Meanwhile `--cold` other hosts (from `--cold-first`), which
 //! nothing has woken, get their first request one after another, spread over the duration:
 //! the cold wake a pharmacy sees while the others are live. Prints one JSON line; bounded in
 //! time, stops by itself.
@@ -93,11 +94,25 @@ impl Kind {
 #[derive(Default)]
 struct Tally {
     login: Kind,
+    /// Each pharmacy's first round after its login (its worker's caches, statements and
+    /// catalog still cold, and every pharmacy's at once): counted apart from the others.
+    first: Kind,
     list: Kind,
     sale: Kind,
     cold: Kind,
     /// Pharmacies whose login worked and which then had a medicine to sell.
     live: usize,
+}
+
+impl Tally {
+    /// Where a request of `round` goes: the first round apart, then lists and sales.
+    fn kind(&mut self, round: u64, list: bool) -> &mut Kind {
+        match (round, list) {
+            (1, _) => &mut self.first,
+            (_, true) => &mut self.list,
+            (_, false) => &mut self.sale,
+        }
+    }
 }
 
 /// A browser's view of one pharmacy: its connection, session cookie and CSRF token.
@@ -189,17 +204,23 @@ async fn pharmacy(
     let every = Duration::from_secs_f64(args.every.max(0.1));
     let mut due = Instant::now() + every.mul_f64(phase(i));
     let mut medicine: Option<i64> = None;
+    let mut round = 0u64;
     loop {
         if due >= until {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
         due += every;
+        round += 1;
         let started = Instant::now();
         let outcome = client
             .send("GET", "/api/v1/medicines?per_page=50", None)
             .await;
-        tally.lock().unwrap().list.add(started, &outcome);
+        tally
+            .lock()
+            .unwrap()
+            .kind(round, true)
+            .add(started, &outcome);
         let Ok((200, body)) = outcome else { continue };
         if medicine.is_none() {
             medicine = sellable(&body);
@@ -211,7 +232,11 @@ async fn pharmacy(
         let started = Instant::now();
         let sale = json!({"payment_method": "card", "lines": [{"medicine_id": id, "quantity": 1}]});
         let outcome = client.send("POST", "/api/v1/sales", Some(sale)).await;
-        tally.lock().unwrap().sale.add(started, &outcome);
+        tally
+            .lock()
+            .unwrap()
+            .kind(round, false)
+            .add(started, &outcome);
         if outcome.is_err() {
             // The connection is gone: a new one, as a browser would open.
             match connect(&args.target).await {
@@ -300,6 +325,7 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
         "every_s": args.every,
         "logins_s": (logins_s * 100.0).round() / 100.0,
         "login": t.login.summary(),
+        "first_round": t.first.summary(),
         "list": t.list.summary(),
         "sale": t.sale.summary(),
         "cold": t.cold.summary(),

@@ -26,6 +26,9 @@ use super::tenant::{Action, Status, Tenant, WakeReply};
 use super::worker::{Worker, WorkerId};
 use super::{scaling, Tuning};
 
+/// The most messages handled at once before the supervisor looks at every tenant again.
+const BATCH: usize = 256;
+
 /// Every ready endpoint by schema: what the proxy routes to.
 pub type Endpoints = Arc<BTreeMap<String, Vec<String>>>;
 
@@ -201,7 +204,18 @@ impl Supervisor {
             let mut ticked = false;
             tokio::select! {
                 msg = inbox.recv(), if inbox_open => match msg {
-                    Some(msg) => self.handle(msg),
+                    Some(msg) => {
+                        self.handle(msg);
+                        // What else is waiting, before the next deadline and readiness are
+                        // worked out again: both look at every tenant, and a thousand workers
+                        // report every second.
+                        for _ in 1..BATCH {
+                            match inbox.try_recv() {
+                                Ok(msg) => self.handle(msg),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     // Every sender is gone: nobody can ask for anything any more.
                     None => {
                         inbox_open = false;

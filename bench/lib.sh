@@ -1,0 +1,24 @@
+# Shared by the benchmarks that run whole systems (compare/run.sh, density.sh): progress lines,
+# timing, a free loopback port, stopping the processes a run started (by PID, from PIDS), and
+# the PIDs of process trees. Sourced, not run.
+# shellcheck shell=bash
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Stops this run's processes (PIDS), by PID.
+stop_pids() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+# Root PIDs -> every PID under them (themselves included).
+tree() {
+  ps -e -o pid=,ppid= | awk -v roots="$*" '
+    { parent[$1] = $2 } END {
+      n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1
+      changed = 1; while (changed) { changed = 0
+        for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
+      for (p in keep) print p }'
+}

@@ -219,6 +219,10 @@ fn known_inputs() {
         b"HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
         // httparse takes any three digits; this once went on to the client as status 000.
         b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n",
+        // A reason phrase that is not UTF-8: httparse gives a static "" outside the buffer,
+        // and working out where it lay overflowed (cargo fuzz, response_head).
+        b"HTTP/1.1 100 C\x80ntinue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 \xffK\r\nContent-Length: 0\r\n\r\n",
     ] {
         response_head(r);
     }

@@ -317,9 +317,12 @@ pub fn parse_response(
         return Err(HeadError::Malformed("a status code out of range"));
     }
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
+    // Where a slice httparse gave lies in `buf`. A reason phrase that is not UTF-8 comes back
+    // as a static "" outside `buf` (found by the response_head fuzz target: the subtraction
+    // overflowed): it is passed on as no reason at all.
+    let at = |s: &[u8]| match (s.as_ptr() as usize).checked_sub(base) {
+        Some(start) if start + s.len() <= buf.len() => start..start + s.len(),
+        _ => 0..0,
     };
     let reason = at(res.reason.unwrap_or("").as_bytes());
     headers.clear();

@@ -165,18 +165,17 @@ T0=$(now); apo --migrations-dir "$STATE/migrations" migrate-schemas --no-spares 
 grep -q "migrated $TENANTS schema" "$STATE/migrate.out" || die "migrate-schemas: $(tail -5 "$STATE/migrate.out")"
 log "create-tenant with $TENANTS present: 20 claiming a spare, 10 building the schema"
 apo --migrations-dir "$STATE/migrations" prepare-spares --count 20 >/dev/null
-CLAIM=()
-for i in $(seq 1 20); do
-  T0=$(now)
-  apo --migrations-dir "$STATE/migrations" create-tenant --name "Late $i" --schema "late$i" --domain "late$i.localhost" >/dev/null
-  CLAIM+=("$(since "$T0")")
-done
-BUILD=()
-for i in $(seq 1 10); do
-  T0=$(now)
-  apo --migrations-dir "$STATE/migrations" create-tenant --name "Built $i" --schema "built$i" --domain "built$i.localhost" >/dev/null
-  BUILD+=("$(since "$T0")")
-done
+creates() {  # PREFIX COUNT: that many create-tenant calls, each one's seconds on a line
+  local i t0
+  for i in $(seq 1 "$2"); do
+    t0=$(now)
+    apo --migrations-dir "$STATE/migrations" create-tenant --name "$1 $i" --schema "$1$i" \
+      --domain "$1$i.localhost" >/dev/null
+    since "$t0"; echo
+  done
+}
+mapfile -t CLAIM < <(creates late 20)  # the 20 spares
+mapfile -t BUILD < <(creates built 10)  # the pool is empty now
 DISK=$("$PSQL" -X -At -d "$ADMIN_URL" -c "SELECT pg_database_size(current_database())")
 p50() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { printf "%.0f", a[int((NR + 1) / 2)] * 1000 }'; }
 NOOP_MEDIAN=$(printf '%s\n' "${NOOP[@]}" | sort -g | sed -n 2p)

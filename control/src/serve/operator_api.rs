@@ -32,8 +32,8 @@ pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A username's failures (from any address) after which its attempts are slowed down...
 pub const SLOW_AFTER: usize = 3;
-/// ...by half a second more per failure, at most this long.
-pub const MAX_DELAY: Duration = Duration::from_secs(5);
+/// ...by half a second more per failure, at most this long ([`accounts::login_delay`]).
+pub const MAX_DELAY: Duration = accounts::MAX_LOGIN_DELAY;
 
 pub fn router() -> Router<Api> {
     Router::new()
@@ -96,8 +96,7 @@ impl Logins {
         let times = f.by_username.entry(key.0.clone()).or_default();
         let before = recent(times, now);
         times.push(now);
-        let steps = u32::try_from((before + 1).saturating_sub(SLOW_AFTER)).unwrap_or(u32::MAX);
-        Ok((Duration::from_millis(500) * steps.min(10)).min(MAX_DELAY))
+        Ok(accounts::login_delay(before as u64, SLOW_AFTER as u64))
     }
 
     /// A good password: the failures of that username are forgotten (those of other

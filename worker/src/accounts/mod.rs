@@ -83,6 +83,18 @@ pub fn may(role: Role, area: Area) -> bool {
     }
 }
 
+/// The longest a login attempt is held back for earlier failures ([`login_delay`]).
+pub const MAX_LOGIN_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a login attempt is held back after `failures` earlier failed ones: nothing below
+/// `slow_after`, then half a second more per failure, at most [`MAX_LOGIN_DELAY`]. Pharmacy
+/// logins (per username or address) and operator logins (per username) both slow down so.
+pub fn login_delay(failures: u64, slow_after: u64) -> std::time::Duration {
+    let steps = (failures + 1).saturating_sub(slow_after);
+    let steps = u32::try_from(steps.min(10)).unwrap_or(10);
+    (std::time::Duration::from_millis(500) * steps).min(MAX_LOGIN_DELAY)
+}
+
 pub const MIN_PASSWORD: usize = 8;
 pub const MAX_PASSWORD: usize = 1024;
 

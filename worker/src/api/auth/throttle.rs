@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
+use crate::accounts;
 use crate::http::error::{ApiError, ApiResult};
 use crate::settings::WorkerSettings;
-
-/// The longest an attempt is held back.
-pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// What the failures before an attempt (within the window) call for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +31,11 @@ pub fn verdict(username: i64, address: i64, s: &WorkerSettings) -> Verdict {
     if address >= s.login_refuse_after {
         return Verdict::Refuse;
     }
-    let worst = username.max(address);
-    if worst < s.login_slow_after {
-        return Verdict::Go;
+    let worst = username.max(address).max(0) as u64;
+    match accounts::login_delay(worst, s.login_slow_after.max(0) as u64) {
+        Duration::ZERO => Verdict::Go,
+        delay => Verdict::Wait(delay),
     }
-    let steps = u32::try_from(worst - s.login_slow_after + 1).unwrap_or(u32::MAX);
-    Verdict::Wait((Duration::from_millis(500) * steps.min(10)).min(MAX_DELAY))
 }
 
 /// Records the attempt as a failure of `username` and of `address`, then refuses it (429) or
@@ -110,10 +107,17 @@ mod tests {
         // refused, and never longer than the bound.
         assert_eq!(verdict(10, 0, &s), Verdict::Wait(Duration::from_secs(4)));
         for n in [12, 13, 1_000, i64::MAX] {
-            assert_eq!(verdict(n, 0, &s), Verdict::Wait(MAX_DELAY), "{n}");
+            assert_eq!(
+                verdict(n, 0, &s),
+                Verdict::Wait(accounts::MAX_LOGIN_DELAY),
+                "{n}"
+            );
         }
         // An address that failed too often is refused, whatever the username.
         assert_eq!(verdict(0, 10, &s), Verdict::Refuse);
-        assert_eq!(verdict(i64::MAX, 9, &s), Verdict::Wait(MAX_DELAY));
+        assert_eq!(
+            verdict(i64::MAX, 9, &s),
+            Verdict::Wait(accounts::MAX_LOGIN_DELAY)
+        );
     }
 }

@@ -146,8 +146,7 @@ impl AuthCache {
             // Bounded: a flood of distinct tokens cannot grow the worker without limit. Full,
             // it drops the logins past their grace first, and if that is not enough, all.
             if entries.len() >= MAX_ENTRIES {
-                let now = Instant::now();
-                entries.retain(|_, e| now < e.fresh_until + GRACE);
+                drop_past_grace(&mut entries);
                 if entries.len() >= MAX_ENTRIES {
                     *entries = HashMap::new();
                 }
@@ -167,11 +166,7 @@ impl AuthCache {
     /// Drops the logins past their grace (a quiet worker's memory goes back).
     pub fn sweep(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            let now = Instant::now();
-            entries.retain(|_, e| now < e.fresh_until + GRACE);
-            if entries.is_empty() {
-                *entries = HashMap::new();
-            }
+            drop_past_grace(&mut entries);
         }
     }
 
@@ -186,6 +181,15 @@ impl AuthCache {
     pub fn set_live(&self, live: bool) {
         self.clear();
         self.gate.set_live(live);
+    }
+}
+
+/// Forgets the logins past their grace; an emptied map is made anew (its table freed).
+fn drop_past_grace(entries: &mut HashMap<Vec<u8>, Entry>) {
+    let now = Instant::now();
+    entries.retain(|_, e| now < e.fresh_until + GRACE);
+    if entries.is_empty() {
+        *entries = HashMap::new();
     }
 }
 

@@ -87,12 +87,12 @@ impl Entries {
 
     /// Keeps `body` for `key`, making room first.
     fn insert(&mut self, key: String, body: Bytes, fresh_until: Instant, ttl: Duration) {
+        if let Some((old, _)) = self.map.remove(&key) {
+            self.bytes -= key.len() + old.len();
+        }
         let size = key.len() + body.len();
         if size > MAX_BYTES / 4 {
             return;
-        }
-        if let Some((old, _)) = self.map.remove(&key) {
-            self.bytes -= key.len() + old.len();
         }
         if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
             self.sweep(ttl);

@@ -432,6 +432,16 @@ const INTERNAL: &str = "_apotheca";
 /// `;` parameters. Stricter than any worker's routing, so no spelling gets through.
 pub fn is_internal(target: &str) -> bool {
     let path = target.split(['?', '#']).next().unwrap_or("");
+    // Every request passes here: without a `%`, only a path that spells the name itself can
+    // be one, and most do not (no allocation for them).
+    if !path.contains('%')
+        && !path
+            .as_bytes()
+            .windows(INTERNAL.len())
+            .any(|w| w.eq_ignore_ascii_case(INTERNAL.as_bytes()))
+    {
+        return false;
+    }
     // Decoded until nothing changes (`%255F` is `%5F` is `_`), a few rounds at most.
     let mut path = path.as_bytes().to_vec();
     for _ in 0..4 {

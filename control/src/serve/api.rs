@@ -59,6 +59,9 @@ pub struct Api {
     pub signup: Arc<Signup>,
     /// Operator console logins: failures per username and address, session lifetime.
     pub logins: Arc<Logins>,
+    /// The connection the status's database figures are asked on, kept between calls (a
+    /// scrape of `/metrics` every few seconds would otherwise start a backend each time).
+    pub figures_db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -241,7 +244,11 @@ async fn full_status(api: &Api) -> Result<StatusReport, ApiError> {
 }
 
 async fn database_use(api: &Api) -> crate::error::Result<DatabaseUse> {
-    let client = api.signup.db.connect().await?;
+    let mut kept = api.figures_db.lock().await;
+    let client = match &mut *kept {
+        Some(c) if !c.is_closed() => c,
+        slot => slot.insert(api.signup.db.connect().await?),
+    };
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE backend_type = 'client backend'),

@@ -218,6 +218,7 @@ pub async fn run(
         logins: Arc::new(operator_api::Logins::new(Duration::from_secs(
             settings.control.operator_session_hours * 3600,
         ))),
+        figures_db: Arc::default(),
     };
     let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

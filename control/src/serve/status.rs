@@ -208,24 +208,22 @@ impl StatusReport {
                 db.max_connections,
             );
         }
-        let per_tenant = [
-            ("apotheca_tenant_workers", "Worker processes of a tenant."),
-            (
-                "apotheca_tenant_worker_rss_bytes",
-                "Resident memory of a tenant's workers, summed.",
-            ),
-        ];
-        for (i, (name, help)) in per_tenant.iter().enumerate() {
+        let mut per_tenant = |name: &str, help: &str, value: fn(&TenantStatus) -> u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for tenant in &self.tenants {
-                let value = if i == 0 {
-                    tenant.workers.len() as u64
-                } else {
-                    tenant.workers.iter().map(|w| w.rss_bytes).sum()
-                };
-                let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {value}", tenant.schema);
+            for t in &self.tenants {
+                let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", t.schema, value(t));
             }
-        }
+        };
+        per_tenant(
+            "apotheca_tenant_workers",
+            "Worker processes of a tenant.",
+            |t| t.workers.len() as u64,
+        );
+        per_tenant(
+            "apotheca_tenant_worker_rss_bytes",
+            "Resident memory of a tenant's workers, summed.",
+            |t| t.workers.iter().map(|w| w.rss_bytes).sum(),
+        );
         out
     }
 }

@@ -277,18 +277,17 @@ async fn bad_input_exits_2_and_errors_are_clear() {
 
 /// One GET with a bearer token on a fresh connection to a worker's socket: status and body.
 async fn get_with_token(endpoint: &str, path: &str, token: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = endpoint.strip_prefix("unix:").unwrap();
-    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let head = format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
+    let socket = std::path::Path::new(endpoint.strip_prefix("unix:").unwrap());
+    let bearer = format!("Bearer {token}");
+    let (status, body) = support::daemon::http_with(
+        socket,
+        hyper::Method::GET,
+        path,
+        &[("authorization", &bearer)],
+    )
+    .await
+    .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Workers do not listen on their tenant's channel themselves (a PostgreSQL backend each):

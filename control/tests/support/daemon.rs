@@ -214,6 +214,16 @@ pub fn sockets_in(dir: &Path) -> Vec<PathBuf> {
 
 /// One HTTP/1.1 request on a fresh connection to a Unix socket (`unix:` prefix optional).
 pub async fn http(socket: &Path, method: Method, path: &str) -> Result<(u16, Bytes), String> {
+    http_with(socket, method, path, &[]).await
+}
+
+/// [`http`] with extra request headers.
+pub async fn http_with(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Bytes), String> {
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| format!("connect {}: {e}", socket.display()))?;
@@ -221,12 +231,14 @@ pub async fn http(socket: &Path, method: Method, path: &str) -> Result<(u16, Byt
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "test")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
+        .header("host", "test");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Empty::<Bytes>::new()).unwrap();
     let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = res.status().as_u16();
     let body = res

@@ -3,7 +3,7 @@
 //! socketpair (`--control-fd N`); over it, one line per message:
 //!
 //! - worker → control: `ready <address>` once it listens and the database answered, then
-//!   `load <in_flight> <served> <rss_bytes> <busy_us>` every report interval;
+//!   `load <in_flight> <served> <rss_bytes> <busy_us> <clock_us>` every report interval;
 //! - control → worker: `drain` (stop accepting, finish what is in flight, exit 0); and the
 //!   tenant's change feed, which control follows for all its workers on one connection
 //!   (`crate::changes`): `listening` (control hears the tenant's channel: the worker may keep
@@ -41,6 +41,12 @@ pub struct Load {
     /// growth over an interval divided by the interval is the mean number of requests in
     /// flight, which a single sample of `in_flight` only guesses at.
     pub busy_us: u64,
+    /// The worker's own clock when it made the report (microseconds since it started). The
+    /// busy time is divided by this clock's interval, not by the interval between the
+    /// reports' arrivals: on a loaded box reports queue and then arrive together, and a
+    /// second's busy time over the millisecond between two arrivals looked like a thousand
+    /// requests in flight (and scaled tenants up for nothing).
+    pub clock_us: u64,
 }
 
 /// What a worker says.
@@ -75,8 +81,8 @@ impl fmt::Display for WorkerMessage {
             Self::Ready { address } => write!(f, "ready {address}"),
             Self::Load(l) => write!(
                 f,
-                "load {} {} {} {}",
-                l.in_flight, l.served, l.rss_bytes, l.busy_us
+                "load {} {} {} {} {}",
+                l.in_flight, l.served, l.rss_bytes, l.busy_us, l.clock_us
             ),
         }
     }
@@ -96,11 +102,12 @@ impl WorkerMessage {
                     .collect::<Result<_, _>>()
                     .map_err(|_| format!("bad load report {line:?}"))?;
                 match numbers[..] {
-                    [in_flight, served, rss_bytes, busy_us] => Ok(Self::Load(Load {
+                    [in_flight, served, rss_bytes, busy_us, clock_us] => Ok(Self::Load(Load {
                         in_flight,
                         served,
                         rss_bytes,
                         busy_us,
+                        clock_us,
                     })),
                     _ => Err(format!("bad load report {line:?}")),
                 }
@@ -300,6 +307,7 @@ mod tests {
                 served: 40,
                 rss_bytes: 7_000_000,
                 busy_us: 12,
+                clock_us: 1_000_000,
             }),
         ] {
             assert_eq!(WorkerMessage::parse(&m.to_string()), Ok(m));

@@ -7,11 +7,24 @@ use std::time::Instant;
 
 use crate::channel::Load;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     in_flight: AtomicU64,
     served: AtomicU64,
     busy_us: AtomicU64,
+    /// When the worker started: the clock its reports carry.
+    started: Instant,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
 }
 
 /// Counts a request as in flight until dropped.
@@ -58,6 +71,7 @@ impl Stats {
             served: self.served(),
             rss_bytes: rss_bytes(),
             busy_us: self.busy_us(),
+            clock_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         }
     }
 }

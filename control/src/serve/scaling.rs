@@ -15,14 +15,15 @@ use tokio::time::Instant;
 use super::tenant::{Status, Tenant};
 use super::Tuning;
 
-/// Mean requests in flight between two reports (time spent in requests over wall time), or
-/// at least what is in flight now: a slow request counts only when it ends.
-pub fn concurrency(previous: Option<(Instant, Load)>, load: Load, now: Instant) -> f64 {
+/// Mean requests in flight between two reports (time spent in requests over the time
+/// between them, both by the worker's clock), or at least what is in flight now: a slow
+/// request counts only when it ends.
+pub fn concurrency(previous: Option<Load>, load: Load) -> f64 {
     let in_flight = load.in_flight as f64;
-    let Some((at, before)) = previous else {
+    let Some(before) = previous else {
         return in_flight;
     };
-    let wall_us = now.duration_since(at).as_micros() as f64;
+    let wall_us = load.clock_us.saturating_sub(before.clock_us) as f64;
     if wall_us <= 0.0 {
         return in_flight;
     }

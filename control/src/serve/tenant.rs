@@ -217,7 +217,7 @@ impl Tenant {
             return;
         };
         let previous = w.reported_at.map(|at| (at, w.load));
-        w.concurrency = super::scaling::concurrency(previous, load, now);
+        w.concurrency = super::scaling::concurrency(previous.map(|(_, p)| p), load);
         let busy = load.in_flight > 0 || previous.is_some_and(|(_, p)| load.served > p.served);
         // A worker's first report counts everything it served since it started.
         let served = load

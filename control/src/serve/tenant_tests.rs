@@ -248,6 +248,36 @@ fn a_rolling_restart_replaces_one_worker_at_a_time() {
 }
 
 #[test]
+fn reports_that_arrive_together_are_not_taken_for_a_rush() {
+    // A loaded box: the worker reported each second, but control read the reports 1 ms
+    // apart. Each second had one request's worth of busy time: concurrency 1, not 1,000.
+    let mut now = Instant::now();
+    let t_ = tuning();
+    let mut t = tenant(0, 2, now);
+    let mut next = 1;
+    let (reply, _answer) = oneshot::channel();
+    t.wake(now, reply);
+    let id = step(&mut t, &mut next, now)[0];
+    t.on_ready(id, now);
+    let mut load = Load::default();
+    for _ in 0..10 {
+        load.busy_us += 1_000_000;
+        load.served += 1;
+        load.clock_us += 1_000_000;
+        now += Duration::from_millis(1);
+        t.on_load(id, load, now, &t_);
+        assert!(
+            t.workers[0].concurrency <= 1.0,
+            "{}",
+            t.workers[0].concurrency
+        );
+    }
+    now += Duration::from_secs(5);
+    scaling::evaluate(&mut t, now, &t_);
+    assert_eq!(t.target, 1);
+}
+
+#[test]
 fn load_scales_up_to_max_then_idle_scales_to_zero() {
     let mut now = Instant::now();
     let t_ = tuning();
@@ -258,9 +288,11 @@ fn load_scales_up_to_max_then_idle_scales_to_zero() {
     let id = step(&mut t, &mut next, now)[0];
     t.on_ready(id, now);
     let mut load = Load::default();
+    // One report a second by the worker's clock, as by control's.
     let report = |t: &mut Tenant, id, load: &mut Load, now, busy: u64| {
         load.busy_us += busy;
         load.served += 10;
+        load.clock_us += 1_000_000;
         t.on_load(id, *load, now, &t_);
     };
     report(&mut t, id, &mut load, now, 0);

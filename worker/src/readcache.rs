@@ -379,14 +379,19 @@ where
             if let Some(Miss::Make(making)) = cache.miss(key, generation) {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    state.idle_connection().await;
-                    // A failure was logged where it arose; the next stale request tries again.
-                    if let Ok(body) = serialised(make(state.clone())).await {
-                        state
-                            .read_cache
-                            .put(generation, making.key.clone(), body.clone());
-                        making.done.send_replace(Some(body));
-                    }
+                    // Skipped (no connection idle for long) or failed (logged where it arose):
+                    // the next stale request tries again.
+                    let owned = state.clone();
+                    state
+                        .behind(async move {
+                            if let Ok(body) = serialised(make(owned.clone())).await {
+                                owned
+                                    .read_cache
+                                    .put(generation, making.key.clone(), body.clone());
+                                making.done.send_replace(Some(body));
+                            }
+                        })
+                        .await;
                 });
             }
             return Ok(json(body));

@@ -1,6 +1,8 @@
 //! What every request handler shares: the tenant's schema, its database pool, settings, load
 //! figures, the login and read caches, the sale queue.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,10 +36,20 @@ pub struct Inner {
     /// Set when the database refused this worker another connection: until then requests
     /// wait for the connections it has (see [`AppState::db`]).
     held_until: Mutex<Option<Instant>>,
+    /// Pieces of work behind requests running now ([`AppState::behind`]).
+    behind: AtomicUsize,
+}
+
+tokio::task_local! {
+    /// Set while work behind a request runs ([`AppState::behind`]).
+    static BEHIND: ();
 }
 
 /// How long requests wait for the worker's own connections after the database refused it another.
 const HOLD_POOL: Duration = Duration::from_secs(5);
+/// How long work behind a request waits for one of the worker's connections to be idle
+/// before it is skipped ([`AppState::idle_connection`]).
+const BEHIND_WAIT: Duration = Duration::from_secs(10);
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -106,6 +118,7 @@ impl AppState {
             sale_queue: SaleQueue::default(),
             signups: Default::default(),
             held_until: Mutex::new(None),
+            behind: AtomicUsize::new(0),
         })))
     }
 
@@ -122,11 +135,20 @@ impl AppState {
     /// `max_connections`, or the tenant role's connection limit, is reached) while this worker
     /// holds some, the request waits for one of those (up to 10 s) instead of failing, and for
     /// a while requests wait for an idle connection before asking the pool, which would try
-    /// to open more.
+    /// to open more. Likewise while work behind a request runs: it holds a connection for a
+    /// query or two, and a request that came meanwhile (a pharmacy's sale right after its
+    /// list, whose stale login is being looked up again) waits for it rather than open a
+    /// second backend.
     pub async fn db(&self) -> ApiResult<Object> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.wait_for_idle(deadline, || self.held()).await;
+            // Work behind a request never waits for other such work (nor for itself).
+            let foreground = BEHIND.try_with(|_| ()).is_err();
+            let behind_runs = || {
+                foreground && self.behind.load(Ordering::Relaxed) > 0 && self.pool.status().size > 0
+            };
+            self.wait_for_idle(deadline, || self.held() || behind_runs())
+                .await;
             match self.pool.get().await {
                 Ok(db) => return Ok(db),
                 Err(PoolError::Backend(e))
@@ -147,23 +169,48 @@ impl AppState {
         }
     }
 
-    /// For work done behind a request (a cached answer or a login looked up again, a token's
-    /// last use): waits until one of the worker's connections is idle, at most 1 s, so that
-    /// this work takes the one the request gives back instead of having the pool open another
-    /// while the request holds its own (a new PostgreSQL backend is an authentication, cold
-    /// caches and every statement prepared again: tens of ms, hundreds on a saturated box).
-    /// With no connection yet, at once.
-    pub async fn idle_connection(&self) {
-        let deadline = Instant::now() + Duration::from_secs(1);
+    /// For work done behind a request (a cached answer or a login looked up again, a
+    /// session's or token's last use): whether it may go ahead. It waits until one of the
+    /// worker's connections is idle and takes that one, never having the pool open another
+    /// while requests hold the worker's own (a new PostgreSQL backend is an authentication,
+    /// cold caches and every statement prepared again: tens of ms, hundreds on a saturated
+    /// box). None idle within [`BEHIND_WAIT`]: `false`, and the work is skipped (what it
+    /// would renew stays stale, and the next request tries again). With no connection yet,
+    /// at once. Waiting only 1 s, then opening one, gave 600 of 1,000 live pharmacies a
+    /// second backend when the box was saturated (`bench/density.sh`).
+    async fn idle_connection(&self) -> bool {
+        let deadline = Instant::now() + BEHIND_WAIT;
         self.wait_for_idle(deadline, || self.pool.status().size > 0)
             .await;
+        self.pool.status().size == 0 || self.pool.status().available > 0
+    }
+
+    /// Runs `work`, which is done behind a request, on a connection that is idle now
+    /// ([`AppState::idle_connection`]), or skips it; meanwhile requests wait for the
+    /// connection it holds instead of opening another ([`AppState::db`]).
+    pub async fn behind(&self, work: impl Future<Output = ()>) {
+        struct Running<'a>(&'a AtomicUsize);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if !self.idle_connection().await {
+            return;
+        }
+        self.behind.fetch_add(1, Ordering::Relaxed);
+        let _running = Running(&self.behind);
+        BEHIND.scope((), work).await;
     }
 
     /// Waits while `wait()` holds, none of the pool's connections is idle and `deadline` is
-    /// ahead (deadpool gives no way to wait for one without asking it to open another).
+    /// ahead (deadpool gives no way to wait for one without asking it to open another):
+    /// looks again after 2 ms, then less often, up to every 10 ms.
     async fn wait_for_idle(&self, deadline: Instant, wait: impl Fn() -> bool) {
+        let mut pause = Duration::from_millis(2);
         while wait() && self.pool.status().available == 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
 

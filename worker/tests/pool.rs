@@ -117,6 +117,55 @@ async fn a_due_login_is_looked_up_on_the_connection_its_request_gave_back() {
     }
 }
 
+/// A request that comes while the lookup behind an earlier one holds the worker's only
+/// connection waits for it, instead of having the pool open a second backend (at 1,000 live
+/// pharmacies on a saturated box, that gave 600 of them a second one: a pharmacy's sale came
+/// right after its list, whose stale login was being looked up again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_for_the_connection_a_lookup_behind_holds() {
+    let settings = apotheca_worker::settings::WorkerSettings {
+        login_cache_secs: 1,
+        ..Default::default()
+    };
+    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
+    a.state.auth_cache.set_live(true);
+    let s = a.login("pharmacist").await;
+    let suppliers = || a.get("/api/v1/suppliers", &s);
+    assert_eq!(suppliers().await.status, 200);
+    a.state.close_idle(std::time::Duration::ZERO);
+    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+    // The session's last use is due to be written again, and its row is locked: the lookup
+    // behind the next request holds its connection until the lock goes.
+    let mut admin = a.tenant.db.client().await;
+    let schema = &a.tenant.schema;
+    admin
+        .batch_execute(&format!(
+            "UPDATE \"{schema}\".sessions SET last_seen_at = now() - interval '2 minutes'"
+        ))
+        .await
+        .unwrap();
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute(&format!("SELECT 1 FROM \"{schema}\".sessions FOR UPDATE"))
+        .await
+        .unwrap();
+    // Past the login's fresh time (at most 1 s), within its grace.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(suppliers().await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (next, ()) = tokio::join!(suppliers(), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let status = a.state.pool.status();
+        assert_eq!(
+            (status.size, status.available),
+            (1, 0),
+            "the lookup holds the one connection; the request waits for it"
+        );
+        lock.commit().await.unwrap();
+    });
+    assert_eq!(next.status, 200);
+    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+}
+
 /// The PostgreSQL backend serving `db`.
 async fn backend(db: &deadpool_postgres::Object) -> i32 {
     db.query_one("SELECT pg_backend_pid()", &[])

@@ -40,13 +40,12 @@ pub struct Auth {
 pub struct Behind(Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>);
 
 impl Behind {
-    /// `work`, to start once a connection of `state`'s pool is idle (see
-    /// [`AppState::idle_connection`]).
+    /// `work`, to run on a connection of `state`'s pool that is idle, or to skip when none
+    /// is for long (see [`AppState::behind`]).
     fn new(state: &AppState, work: impl Future<Output = ()> + Send + 'static) -> Arc<Self> {
         let state = state.clone();
         Arc::new(Self(Mutex::new(Some(Box::pin(async move {
-            state.idle_connection().await;
-            work.await;
+            state.behind(work).await;
         })))))
     }
 }

@@ -15,9 +15,14 @@
 # schema, and building one); disk per pharmacy.
 #
 # Knobs: DENSITY_TENANTS (10000), DENSITY_LIVE (1000), DENSITY_EVERY (5), DENSITY_DURATION
-# (120), DENSITY_COLD (40), DENSITY_JOBS (create-tenant calls at once while provisioning, 2),
+# (180), DENSITY_WARMUP (60: the first seconds of the trickle, when every pharmacy's first
+# round comes at once and its backlog clears, are reported apart; the cold wakes come after
+# them), DENSITY_COLD (40), DENSITY_JOBS (create-tenant calls at once while provisioning, 2),
 # DENSITY_MAX_CONNECTIONS (PostgreSQL's; default live × 1.5 + 100: a busy worker opens more
-# than one), SKIP_BUILD=1. CI does not
+# than one), SKIP_BUILD=1, DENSITY_PROBE=DIR (to find where the trickle's slow requests come
+# from: PostgreSQL logs autovacuum, checkpoints and statements over 100 ms; every request over
+# 100 ms, vmstat each second and the busiest processes every 5 s during the trickle, and the
+# daemons' and PostgreSQL's logs are kept in DIR). CI does not
 # run it: provisioning 10,000 pharmacies takes about 15 minutes on 2 cores. Everything runs on
 # a throwaway private cluster in a mktemp folder and is stopped at the end. Progress on stderr;
 # JSON lines and a Markdown table on stdout.
@@ -28,7 +33,8 @@ ROOT=$PWD
 TENANTS=${DENSITY_TENANTS:-10000}
 LIVE=${DENSITY_LIVE:-1000}
 EVERY=${DENSITY_EVERY:-5}
-DURATION=${DENSITY_DURATION:-120}
+DURATION=${DENSITY_DURATION:-180}
+WARMUP=${DENSITY_WARMUP:-60}
 COLD=${DENSITY_COLD:-40}
 JOBS=${DENSITY_JOBS:-2}
 MAX_CONNECTIONS=${DENSITY_MAX_CONNECTIONS:-$((LIVE + LIVE / 2 + 100))}
@@ -103,6 +109,15 @@ END
 \$\$;
 SQL
 
+PROBE=${DENSITY_PROBE:-}
+PROBE_PIDS=()
+if [[ -n $PROBE ]]; then
+  mkdir -p "$PROBE"
+  "$PSQL" -q -X -d "$ADMIN_URL" -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" \
+    -c "ALTER SYSTEM SET log_checkpoints = on" -c "ALTER SYSTEM SET log_min_duration_statement = 100" \
+    -c "ALTER SYSTEM SET log_line_prefix = '%m [%p] %u '" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+
 # ---- live ----
 PORT=$(free_port)
 ADMIN_PORT=$(free_port)
@@ -122,8 +137,10 @@ for _ in $(seq 1 200); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/" -H 'Ho
 PG_PID=$(head -1 "$STATE/pg/postmaster.pid")
 
 log "$LIVE pharmacies log in (50 at a time) and trickle every ${EVERY}s for ${DURATION}s; $COLD cold wakes meanwhile"
-TRICKLE_PASSWORD=$PASSWORD "$L" trickle --target "tcp:127.0.0.1:$PORT" --tenants "$LIVE" --every "$EVERY" \
-  --duration "$DURATION" --cold-first $((LIVE + 1)) --cold "$COLD" --label density \
+SLOW=()
+[[ -z $PROBE ]] || SLOW=(--slow-log "$PROBE/slow.txt" --slow-ms 100)
+TRICKLE_PASSWORD=$PASSWORD "$L" trickle "${SLOW[@]}" --target "tcp:127.0.0.1:$PORT" --tenants "$LIVE" --every "$EVERY" \
+  --duration "$DURATION" --warmup "$WARMUP" --cold-first $((LIVE + 1)) --cold "$COLD" --label density \
   >"$STATE/trickle.json" 2>"$STATE/trickle.log" &
 TRICKLE_PID=$!
 until grep -q "all logged in" "$STATE/trickle.log" 2>/dev/null; do
@@ -131,6 +148,25 @@ until grep -q "all logged in" "$STATE/trickle.log" 2>/dev/null; do
   sleep 1
 done
 log "all logged in; trickling"
+if [[ -n $PROBE ]]; then
+  vmstat -t 1 "$DURATION" >"$PROBE/vmstat.txt" &
+  PROBE_PIDS+=($!)
+  top -b -d 5 -n $((DURATION / 5)) -o %CPU -w 200 | grep -A 25 '^top -' >"$PROBE/top.txt" &
+  PROBE_PIDS+=($!)
+  # PostgreSQL's connections by role class, and the workers per tenant, every 2 s.
+  while sleep 2; do
+    printf '%s ' "$(date +%T)"
+    "$PSQL" -X -At -d "$ADMIN_URL" -c "SELECT string_agg(k || '=' || n, ' ') FROM (SELECT CASE WHEN usename LIKE 't\_%' THEN 'tenant' ELSE coalesce(usename, backend_type) END k, count(*) n FROM pg_stat_activity GROUP BY 1) s" 2>&1 | tr '\n' ' '
+    apo status --json 2>/dev/null | python3 -c 'import json,sys,collections; r=json.load(sys.stdin); c=collections.Counter(len(t["workers"]) for t in r["tenants"]); print("workers per tenant:", dict(c))' 2>&1
+    # What the connections of the tenants that hold more than one last ran.
+    "$PSQL" -X -At -d "$ADMIN_URL" -c "SELECT count(*), state, left(regexp_replace(query, '\s+', ' ', 'g'), 80) FROM pg_stat_activity WHERE usename IN (SELECT usename FROM pg_stat_activity WHERE usename LIKE 't\_%' GROUP BY 1 HAVING count(*) > 1) GROUP BY 2, 3 ORDER BY 1 DESC LIMIT 8" >>"$PROBE/extra-connections.txt" 2>&1
+  done >"$PROBE/connections.txt" &
+  PROBE_PIDS+=($!)
+  if command -v perf >/dev/null; then
+    (sleep 5 && perf record -a -g -F 49 -o "$PROBE/perf.data" -- sleep 20 >/dev/null 2>&1) &
+    PROBE_PIDS+=($!)
+  fi
+fi
 cpu() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }  # ticks used so far
 C0=$(cpu "$CONTROL_PID"); X0=$(cpu "$PROXY_PID"); T0=$(now)
 wait "$TRICKLE_PID" || die "trickle failed: $(cat "$STATE/trickle.log")"
@@ -138,6 +174,10 @@ CPU_SHARE=$(awk -v c="$(( $(cpu "$CONTROL_PID") - C0 ))" -v x="$(( $(cpu "$PROXY
   -v hz="$(getconf CLK_TCK)" -v t="$(since "$T0")" 'BEGIN { printf "control %.0f %%, proxy %.0f %%", 100 * c / hz / t, 100 * x / hz / t }')
 TRICKLE=$(cat "$STATE/trickle.json")
 echo "$TRICKLE"
+if [[ -n $PROBE ]]; then
+  kill "${PROBE_PIDS[@]}" 2>/dev/null || true
+  cp "$STATE/trickle.log" "$STATE/serve.log" "$STATE/proxy.log" "$STATE/run/postgres.log" "$PROBE/" 2>/dev/null || true
+fi
 log "measuring every process, all pharmacies still live"
 STATUS=$(apo status --json)
 read -r CONTROL_KIB _ < <(pss_of "$CONTROL_PID")
@@ -193,6 +233,7 @@ cat <<OUT
 | a tenant backend's PSS (mean of $BACKENDS_N) | $(per "$BACKENDS_KIB" "${BACKENDS_N/#0/1}") MiB | |
 | logins: $(field 'd["login"]["count"]') in $(field 'd["logins_s"]') s, p50 / p99 | $(field 'd["login"]["p50_ms"]') / $(field 'd["login"]["p99_ms"]') ms; statuses $(field 'd["login"]["statuses"]'), errors $(field 'd["login"]["errors"]') | |
 | each pharmacy's first round after its login (list and sale; all at once, everything cold), p50 / p99 | $(field 'd["first_round"]["p50_ms"]') / $(field 'd["first_round"]["p99_ms"]') ms; statuses $(field 'd["first_round"]["statuses"]') | |
+| the rest of the first ${WARMUP} s (that backlog clearing): list and sale p50 / p99 ($(field 'd["warmup"]["count"]') requests) | $(field 'd["warmup"]["p50_ms"]') / $(field 'd["warmup"]["p99_ms"]') ms; statuses $(field 'd["warmup"]["statuses"]') | |
 | then: list p50 / p99 ($(field 'd["list"]["count"]') requests) | $(field 'd["list"]["p50_ms"]') / $(field 'd["list"]["p99_ms"]') ms; statuses $(field 'd["list"]["statuses"]'), errors $(field 'd["list"]["errors"]') | p99 ≤ 50 ms |
 | then: sale p50 / p99 ($(field 'd["sale"]["count"]') sales) | $(field 'd["sale"]["p50_ms"]') / $(field 'd["sale"]["p99_ms"]') ms; statuses $(field 'd["sale"]["statuses"]'), errors $(field 'd["sale"]["errors"]') | p99 ≤ 50 ms |
 | cold wake through the proxy, p50 / p99 ($(field 'd["cold"]["count"]') wakes) | $(field 'd["cold"]["p50_ms"]') / $(field 'd["cold"]["p99_ms"]') ms; statuses $(field 'd["cold"]["statuses"]') | p99 ≤ 150 ms |

@@ -3,11 +3,12 @@
 //! own through the proxy and logs in by password (`--login-concurrency` logins at a time,
 //! timed); once every one has, each lists its medicines and posts a one-line sale (session
 //! cookie and CSRF token, as the browser pages do) every `--every` seconds, at a phase of its
-//! own, for `--duration` seconds (each pharmacy's first round, list and sale, is counted apart:
-//! every worker's caches and statements are cold then, all at once). Meanwhile `--cold` other hosts (from `--cold-first`), which
-//! nothing has woken, get their first request one after another, spread over the duration:
-//! the cold wake a pharmacy sees while the others are live. Prints one JSON line; bounded in
-//! time, stops by itself.
+//! own, for `--duration` seconds. Counted apart: each pharmacy's first round (every worker's
+//! caches, statements and backend catalog cold, all at once), and the other requests of the
+//! first `--warmup` seconds (held up by that backlog); the rest is the steady trickle. After
+//! the warm-up, `--cold` other hosts (from `--cold-first`), which nothing has woken, get their
+//! first request one after another, spread over what is left: the cold wake a pharmacy sees
+//! while the others are live. Prints one JSON line; bounded in time, stops by itself.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +50,11 @@ pub struct TrickleArgs {
     /// Seconds of trickle after the logins (at most 3,600).
     #[arg(long, default_value_t = 60)]
     duration: u64,
+    /// The first seconds of the trickle, counted apart from the rest ("warm-up"): every
+    /// pharmacy's first round comes in them, all at once, and what that backlog holds up
+    /// after it. The cold wakes start after them.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// The first cold pharmacy's number, and how many to wake during the trickle.
     #[arg(long, default_value_t = 0)]
     cold_first: usize,
@@ -56,6 +62,12 @@ pub struct TrickleArgs {
     cold: usize,
     #[arg(long, default_value = "")]
     label: String,
+    /// Write every request slower than `--slow-ms` to this file, a line each: when it started
+    /// (Unix ms), its kind, host, milliseconds and status — to set beside the server's logs.
+    #[arg(long)]
+    slow_log: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    slow_ms: u64,
 }
 
 #[derive(Default)]
@@ -97,20 +109,51 @@ struct Tally {
     /// Each pharmacy's first round after its login (its worker's caches, statements and
     /// catalog still cold, and every pharmacy's at once): counted apart from the others.
     first: Kind,
+    /// Later rounds' requests that started within `--warmup`.
+    warmup: Kind,
     list: Kind,
     sale: Kind,
     cold: Kind,
     /// Pharmacies whose login worked and which then had a medicine to sell.
     live: usize,
+    /// Requests slower than `--slow-ms`, for `--slow-log`.
+    slow: Vec<String>,
 }
 
 impl Tally {
-    /// Where a request of `round` goes: the first round apart, then lists and sales.
-    fn kind(&mut self, round: u64, list: bool) -> &mut Kind {
-        match (round, list) {
-            (1, _) => &mut self.first,
-            (_, true) => &mut self.list,
-            (_, false) => &mut self.sale,
+    /// Notes a request that took longer than `slow` (its start as Unix time).
+    fn note_slow(
+        &mut self,
+        slow: Duration,
+        what: &str,
+        host: &str,
+        started: Instant,
+        outcome: &Result<(u16, Bytes)>,
+    ) {
+        let took = started.elapsed();
+        if took < slow {
+            return;
+        }
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(took);
+        let status = outcome.as_ref().map_or(0, |(s, _)| *s);
+        self.slow.push(format!(
+            "{} {what} {host} {} {status}",
+            at.as_millis(),
+            took.as_millis()
+        ));
+    }
+
+    /// Where a request of `round` goes: the first round apart, then those of the warm-up,
+    /// then lists and sales.
+    fn kind(&mut self, round: u64, warming: bool, list: bool) -> &mut Kind {
+        match (round, warming, list) {
+            (1, _, _) => &mut self.first,
+            (_, true, _) => &mut self.warmup,
+            (_, false, true) => &mut self.list,
+            (_, false, false) => &mut self.sale,
         }
     }
 }
@@ -200,11 +243,14 @@ async fn pharmacy(
     .await;
     all_in.wait().await;
     let Ok(mut client) = logged_in else { return };
-    let until = Instant::now() + Duration::from_secs(args.duration.min(3_600));
+    let start = Instant::now();
+    let until = start + Duration::from_secs(args.duration.min(3_600));
+    let warm = start + Duration::from_secs(args.warmup);
     let every = Duration::from_secs_f64(args.every.max(0.1));
     let mut due = Instant::now() + every.mul_f64(phase(i));
     let mut medicine: Option<i64> = None;
     let mut round = 0u64;
+    let slow = Duration::from_millis(args.slow_ms);
     loop {
         if due >= until {
             break;
@@ -216,11 +262,17 @@ async fn pharmacy(
         let outcome = client
             .send("GET", "/api/v1/medicines?per_page=50", None)
             .await;
-        tally
-            .lock()
-            .unwrap()
-            .kind(round, true)
-            .add(started, &outcome);
+        {
+            let mut t = tally.lock().unwrap();
+            t.kind(round, started < warm, true).add(started, &outcome);
+            t.note_slow(
+                slow,
+                if round == 1 { "first-list" } else { "list" },
+                &client.host,
+                started,
+                &outcome,
+            );
+        }
         let Ok((200, body)) = outcome else { continue };
         if medicine.is_none() {
             medicine = sellable(&body);
@@ -232,11 +284,17 @@ async fn pharmacy(
         let started = Instant::now();
         let sale = json!({"payment_method": "card", "lines": [{"medicine_id": id, "quantity": 1}]});
         let outcome = client.send("POST", "/api/v1/sales", Some(sale)).await;
-        tally
-            .lock()
-            .unwrap()
-            .kind(round, false)
-            .add(started, &outcome);
+        {
+            let mut t = tally.lock().unwrap();
+            t.kind(round, started < warm, false).add(started, &outcome);
+            t.note_slow(
+                slow,
+                if round == 1 { "first-sale" } else { "sale" },
+                &client.host,
+                started,
+                &outcome,
+            );
+        }
         if outcome.is_err() {
             // The connection is gone: a new one, as a browser would open.
             match connect(&args.target).await {
@@ -295,9 +353,11 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
         // The line a caller waits for before measuring the trickle.
         eprintln!("all logged in: {ok} of {} in {logins_s:.1} s", args.tenants);
     }
-    // The cold ones, one at a time, spread over the trickle.
+    // The cold ones, one at a time, spread over the trickle after the warm-up.
     if args.cold > 0 {
-        let gap = Duration::from_secs(args.duration.min(3_600)).div_f64(args.cold as f64 + 1.0);
+        let after = args.duration.min(3_600).saturating_sub(args.warmup);
+        tokio::time::sleep(Duration::from_secs(args.duration.min(3_600) - after)).await;
+        let gap = Duration::from_secs(after).div_f64(args.cold as f64 + 1.0);
         for k in 0..args.cold {
             tokio::time::sleep(gap).await;
             let started = Instant::now();
@@ -311,7 +371,16 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
                 client.send("GET", "/login", None).await
             }
             .await;
-            tally.lock().unwrap().cold.add(started, &outcome);
+            let mut t = tally.lock().unwrap();
+            t.cold.add(started, &outcome);
+            let host = host(&args.host, args.cold_first + k);
+            t.note_slow(
+                Duration::from_millis(args.slow_ms),
+                "cold",
+                &host,
+                started,
+                &outcome,
+            );
         }
     }
     for t in tasks {
@@ -326,10 +395,17 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
         "logins_s": (logins_s * 100.0).round() / 100.0,
         "login": t.login.summary(),
         "first_round": t.first.summary(),
+        "warmup_s": args.warmup,
+        "warmup": t.warmup.summary(),
         "list": t.list.summary(),
         "sale": t.sale.summary(),
         "cold": t.cold.summary(),
     });
     println!("{line}");
+    if let Some(path) = &args.slow_log {
+        let mut text = t.slow.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

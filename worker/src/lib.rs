@@ -151,7 +151,19 @@ async fn run(cli: Cli, loaded: loader::Loaded<settings::Settings>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let version = match startup::check(&url, &schema).await {
+    let mut worker_settings = loaded.settings.worker;
+    if cli.control_socket.is_some() {
+        worker_settings.control_socket = cli.control_socket;
+    }
+    let marker = change_marker(&cli.listen, &schema);
+    let state = match state::AppState::with_marker(&schema, &url, worker_settings, marker) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let version = match startup::check(&state.pool, &schema).await {
         Ok(version) => version,
         Err(e) => {
             eprintln!("error: {e}");
@@ -169,11 +181,7 @@ async fn run(cli: Cli, loaded: loader::Loaded<settings::Settings>) -> ExitCode {
         },
         None => Announce::ReadyFd(cli.ready_fd),
     };
-    let mut worker_settings = loaded.settings.worker;
-    if cli.control_socket.is_some() {
-        worker_settings.control_socket = cli.control_socket;
-    }
-    match serve(cli.listen, announce, &schema, &url, worker_settings).await {
+    match serve(state, cli.listen, announce, &schema, &url).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -242,15 +250,13 @@ fn change_marker(listen: &server::Listen, schema: &str) -> Option<readcache::Mar
 /// Binds, announces readiness, serves until SIGTERM/SIGINT (or, under control, a drain or the
 /// channel's end), drains, closes the pool.
 async fn serve(
+    state: state::AppState,
     listen: server::Listen,
     announce: Announce,
     schema: &str,
     url: &str,
-    settings: settings::WorkerSettings,
 ) -> Result<(), String> {
-    let deadline = std::time::Duration::from_secs(settings.shutdown_timeout_secs);
-    let state =
-        state::AppState::with_marker(schema, url, settings, change_marker(&listen, schema))?;
+    let deadline = std::time::Duration::from_secs(state.settings.shutdown_timeout_secs);
     let bound = server::Bound::bind(&listen)
         .await
         .map_err(|e| format!("listening on {listen:?}: {e}"))?;

@@ -201,7 +201,8 @@ enum Announce {
     },
 }
 
-/// Every 10 s (while the worker runs): closes the database connections idle for 30 s but one;
+/// Every 10 s (while the worker runs): closes the database connections idle for
+/// `connection_idle_secs` (all of them, or all but the last used with `keep_last_connection`);
 /// and once the worker is quiet (nothing served since the last tick), drops what its caches
 /// keep past its time and gives the allocator's free memory back to the kernel — once per
 /// quiet spell, and again whenever a connection was closed meanwhile. A busy pharmacy's
@@ -216,7 +217,10 @@ async fn tidy(state: std::sync::Weak<state::Inner>) {
             return;
         };
         let connections = state.pool.status().size;
-        state.close_idle(std::time::Duration::from_secs(30));
+        state.close_idle(
+            std::time::Duration::from_secs(state.settings.connection_idle_secs),
+            state.settings.keep_last_connection,
+        );
         let closed = state.pool.status().size < connections;
         let now = state.stats.served();
         if now != served || state.stats.in_flight() > 0 {

@@ -92,9 +92,8 @@ impl AppState {
         );
         // Last in, first out: the connection just given back is the next one taken, so a
         // worker that needs one connection at a time keeps using one PostgreSQL backend whose
-        // caches are warm, and the others go idle and are closed (`close_idle` keeps that
-        // one). First in,
-        // first out (deadpool's default) rotated every request over all of them: at 200
+        // caches are warm, and the others go idle and are closed (`close_idle`), that one
+        // too once the worker is quiet. First in, first out (deadpool's default) rotated every request over all of them: at 200
         // tenants that was hundreds of backends kept busy and cold (see bench/RESULTS.md).
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
@@ -229,13 +228,14 @@ impl AppState {
         }
     }
 
-    /// Closes the pool's connections idle for longer than `idle` but the one used last: a
-    /// tenant's burst leaves the worker `pool_size` connections, and hundreds of quiet
-    /// tenants' workers would otherwise each keep theirs (a PostgreSQL backend of a few MB)
-    /// for good. The one used last is the one the next request takes (last in, first out)
-    /// and has the warmest backend. A connection taken or given back between the two passes
-    /// only moves which one stays: one in use stays anyway, one given back is not idle.
-    pub fn close_idle(&self, idle: Duration) {
+    /// Closes the pool's connections idle for longer than `idle`, but with `keep_last` the
+    /// one used last: a tenant's burst leaves the worker `pool_size` connections, and
+    /// hundreds of quiet tenants' workers would otherwise each keep theirs (a PostgreSQL
+    /// backend of about 4 MB) for good. The one used last is the one the next request takes
+    /// (last in, first out) and has the warmest backend. A connection taken or given back
+    /// between the two passes only moves which one stays: one in use stays anyway, one given
+    /// back is not idle.
+    pub fn close_idle(&self, idle: Duration, keep_last: bool) {
         let mut freshest = (usize::MAX, Duration::MAX);
         let mut at = 0;
         self.pool.retain(|_, metrics| {
@@ -247,7 +247,7 @@ impl AppState {
         });
         let mut at = 0;
         self.pool.retain(|_, metrics| {
-            let keep = at == freshest.0 || metrics.last_used() < idle;
+            let keep = (keep_last && at == freshest.0) || metrics.last_used() < idle;
             at += 1;
             keep
         });

@@ -28,7 +28,7 @@ async fn requests_share_the_connections_a_full_database_left_the_worker() {
         .await
         .unwrap();
     // The pool keeps the one connection it has; every other is refused by the server now.
-    a.state.close_idle(std::time::Duration::ZERO);
+    a.state.close_idle(std::time::Duration::ZERO, true);
     assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
 
     let requests = (0..8).map(|_| {
@@ -77,7 +77,7 @@ async fn one_request_at_a_time_keeps_to_one_connection() {
         1,
         "one request at a time used backends {used:?}"
     );
-    a.state.close_idle(std::time::Duration::ZERO);
+    a.state.close_idle(std::time::Duration::ZERO, true);
     assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
     let kept = backend(&a.state.db().await.unwrap()).await;
     assert!(used.contains(&kept), "kept backend {kept}, used {used:?}");
@@ -97,7 +97,7 @@ async fn a_due_login_is_looked_up_on_the_connection_its_request_gave_back() {
     let s = a.login("pharmacist").await;
     let suppliers = || a.get("/api/v1/suppliers", &s);
     assert_eq!(suppliers().await.status, 200);
-    a.state.close_idle(std::time::Duration::ZERO);
+    a.state.close_idle(std::time::Duration::ZERO, true);
     assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
     for round in 0..3 {
         // Past the login's fresh time (at most 1 s), within its grace.
@@ -132,7 +132,7 @@ async fn a_request_waits_for_the_connection_a_lookup_behind_holds() {
     let s = a.login("pharmacist").await;
     let suppliers = || a.get("/api/v1/suppliers", &s);
     assert_eq!(suppliers().await.status, 200);
-    a.state.close_idle(std::time::Duration::ZERO);
+    a.state.close_idle(std::time::Duration::ZERO, true);
     assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
     // The session's last use is due to be written again, and its row is locked: the lookup
     // behind the next request holds its connection until the lock goes.
@@ -164,6 +164,31 @@ async fn a_request_waits_for_the_connection_a_lookup_behind_holds() {
     });
     assert_eq!(next.status, 200);
     assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+}
+
+/// A quiet worker's connections are all closed once idle long enough, the last one too
+/// (a quiet pharmacy holds no backend), unless it is asked to keep that one; the next request
+/// opens one again.
+#[tokio::test]
+async fn a_quiet_worker_closes_its_last_connection_unless_asked_to_keep_it() {
+    let a = TestApp::new("acme").await;
+    let s = a.login("admin").await;
+    let suppliers = || a.get("/api/v1/suppliers", &s);
+    assert_eq!(suppliers().await.status, 200);
+    assert!(a.state.pool.status().size >= 1);
+    a.state
+        .close_idle(std::time::Duration::from_secs(3600), false);
+    assert!(a.state.pool.status().size >= 1, "not idle that long yet");
+    a.state.close_idle(std::time::Duration::ZERO, true);
+    assert_eq!(
+        a.state.pool.status().size,
+        1,
+        "the last one kept when asked"
+    );
+    a.state.close_idle(std::time::Duration::ZERO, false);
+    assert_eq!(a.state.pool.status().size, 0, "{:?}", a.state.pool.status());
+    assert_eq!(suppliers().await.status, 200);
+    assert_eq!(a.state.pool.status().size, 1);
 }
 
 /// The PostgreSQL backend serving `db`.

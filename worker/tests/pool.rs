@@ -88,17 +88,8 @@ async fn one_request_at_a_time_keeps_to_one_connection() {
 /// connection at once and the pool opened a second backend for one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_login_is_looked_up_on_the_connection_its_request_gave_back() {
-    let settings = apotheca_worker::settings::WorkerSettings {
-        login_cache_secs: 1,
-        ..Default::default()
-    };
-    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
-    a.state.auth_cache.set_live(true);
-    let s = a.login("pharmacist").await;
+    let (a, s) = one_connection_short_logins().await;
     let suppliers = || a.get("/api/v1/suppliers", &s);
-    assert_eq!(suppliers().await.status, 200);
-    a.state.close_idle(std::time::Duration::ZERO, true);
-    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
     for round in 0..3 {
         // Past the login's fresh time (at most 1 s), within its grace.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -123,17 +114,8 @@ async fn a_due_login_is_looked_up_on_the_connection_its_request_gave_back() {
 /// right after its list, whose stale login was being looked up again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_for_the_connection_a_lookup_behind_holds() {
-    let settings = apotheca_worker::settings::WorkerSettings {
-        login_cache_secs: 1,
-        ..Default::default()
-    };
-    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
-    a.state.auth_cache.set_live(true);
-    let s = a.login("pharmacist").await;
+    let (a, s) = one_connection_short_logins().await;
     let suppliers = || a.get("/api/v1/suppliers", &s);
-    assert_eq!(suppliers().await.status, 200);
-    a.state.close_idle(std::time::Duration::ZERO, true);
-    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
     // The session's last use is due to be written again, and its row is locked: the lookup
     // behind the next request holds its connection until the lock goes.
     let mut admin = a.tenant.db.client().await;
@@ -189,6 +171,22 @@ async fn a_quiet_worker_closes_its_last_connection_unless_asked_to_keep_it() {
     assert_eq!(a.state.pool.status().size, 0, "{:?}", a.state.pool.status());
     assert_eq!(suppliers().await.status, 200);
     assert_eq!(a.state.pool.status().size, 1);
+}
+
+/// A worker whose logins are fresh for at most 1 s (its cache live), a pharmacist logged in
+/// and one request served, left with one connection.
+async fn one_connection_short_logins() -> (TestApp, support::Session) {
+    let settings = apotheca_worker::settings::WorkerSettings {
+        login_cache_secs: 1,
+        ..Default::default()
+    };
+    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
+    a.state.auth_cache.set_live(true);
+    let s = a.login("pharmacist").await;
+    assert_eq!(a.get("/api/v1/suppliers", &s).await.status, 200);
+    a.state.close_idle(std::time::Duration::ZERO, true);
+    assert_eq!(a.state.pool.status().size, 1, "{:?}", a.state.pool.status());
+    (a, s)
 }
 
 /// The PostgreSQL backend serving `db`.

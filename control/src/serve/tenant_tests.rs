@@ -65,6 +65,18 @@ fn step(t: &mut Tenant, next: &mut WorkerId, now: Instant) -> Vec<WorkerId> {
     spawn(t, &actions, next, now)
 }
 
+/// A tenant of 0 to `max` workers woken at `now`, its one worker ready: the tenant, that
+/// worker and the next worker id.
+fn woken(max: u32, now: Instant) -> (Tenant, WorkerId, WorkerId) {
+    let mut t = tenant(0, max, now);
+    let mut next = 1;
+    let (reply, _answer) = oneshot::channel();
+    t.wake(now, reply);
+    let id = step(&mut t, &mut next, now)[0];
+    t.on_ready(id, now);
+    (t, id, next)
+}
+
 fn count(actions: &[Action], f: impl Fn(&Action) -> bool) -> usize {
     actions.iter().filter(|a| f(a)).count()
 }
@@ -253,12 +265,7 @@ fn reports_that_arrive_together_are_not_taken_for_a_rush() {
     // apart. Each second had one request's worth of busy time: concurrency 1, not 1,000.
     let mut now = Instant::now();
     let t_ = tuning();
-    let mut t = tenant(0, 2, now);
-    let mut next = 1;
-    let (reply, _answer) = oneshot::channel();
-    t.wake(now, reply);
-    let id = step(&mut t, &mut next, now)[0];
-    t.on_ready(id, now);
+    let (mut t, id, _) = woken(2, now);
     let mut load = Load::default();
     for _ in 0..10 {
         load.busy_us += 1_000_000;
@@ -281,12 +288,7 @@ fn reports_that_arrive_together_are_not_taken_for_a_rush() {
 fn load_scales_up_to_max_then_idle_scales_to_zero() {
     let mut now = Instant::now();
     let t_ = tuning();
-    let mut t = tenant(0, 2, now);
-    let mut next = 1;
-    let (reply, _answer) = oneshot::channel();
-    t.wake(now, reply);
-    let id = step(&mut t, &mut next, now)[0];
-    t.on_ready(id, now);
+    let (mut t, id, mut next) = woken(2, now);
     let mut load = Load::default();
     // One report a second by the worker's clock, as by control's.
     let report = |t: &mut Tenant, id, load: &mut Load, now, busy: u64| {

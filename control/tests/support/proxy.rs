@@ -183,9 +183,15 @@ pub fn listening_ports(pid: u32) -> HashSet<u16> {
     ports
 }
 
-/// Whether something (anyone) listens on this port of 127.0.0.1.
+/// Whether something (anyone) listens on this port of 127.0.0.1. Asked by connecting, not by
+/// binding: with tests in parallel, another test's outgoing connection may hold the same number
+/// as its local port, and binding then fails though nothing listens.
 pub fn port_in_use(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        std::time::Duration::from_secs(1),
+    )
+    .is_ok()
 }
 
 impl Proxy {

@@ -93,8 +93,9 @@ impl AppState {
         // Last in, first out: the connection just given back is the next one taken, so a
         // worker that needs one connection at a time keeps using one PostgreSQL backend whose
         // caches are warm, and the others go idle and are closed (`close_idle`), that one
-        // too once the worker is quiet. First in, first out (deadpool's default) rotated every request over all of them: at 200
-        // tenants that was hundreds of backends kept busy and cold (see bench/RESULTS.md).
+        // too once the worker is quiet. First in, first out (deadpool's default) rotated
+        // every request over all of them: at 200 tenants that was hundreds of backends kept
+        // busy and cold (see bench/RESULTS.md).
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
             .queue_mode(deadpool_postgres::QueueMode::Lifo)

@@ -11,9 +11,7 @@ use deadpool_postgres::{Pool, PoolError};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot connect to the database: {0}")]
-    Connect(tokio_postgres::Error),
-    #[error("cannot connect to the database: {0}")]
-    Pool(PoolError),
+    Connect(PoolError),
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
     #[error("the role's search_path is {actual:?}, not {expected:?}: connect as the tenant's own role (`apotheca db url --schema {schema}`)")]
@@ -45,10 +43,7 @@ impl StartupError {
 /// Runs the checks on a connection of `pool` (kept by the pool afterwards) and returns the
 /// schema's migration version.
 pub async fn check(pool: &Pool, schema: &str) -> Result<i32, StartupError> {
-    let client = pool.get().await.map_err(|e| match e {
-        PoolError::Backend(e) => StartupError::Connect(e),
-        e => StartupError::Pool(e),
-    })?;
+    let client = pool.get().await.map_err(StartupError::Connect)?;
     let search_path: String = client.query_one("SHOW search_path", &[]).await?.get(0);
     if search_path != quote_ident(schema) && search_path != schema {
         return Err(StartupError::SearchPath {

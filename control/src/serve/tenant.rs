@@ -216,15 +216,13 @@ impl Tenant {
         let Some(w) = self.workers.iter_mut().find(|w| w.id == id) else {
             return;
         };
-        let previous = w.reported_at.map(|at| (at, w.load));
-        w.concurrency = super::scaling::concurrency(previous.map(|(_, p)| p), load);
-        let busy = load.in_flight > 0 || previous.is_some_and(|(_, p)| load.served > p.served);
+        let previous = w.reported.then_some(w.load);
+        w.concurrency = super::scaling::concurrency(previous, load);
+        let busy = load.in_flight > 0 || previous.is_some_and(|p| load.served > p.served);
         // A worker's first report counts everything it served since it started.
-        let served = load
-            .served
-            .saturating_sub(previous.map_or(0, |(_, p)| p.served));
+        let served = load.served.saturating_sub(previous.map_or(0, |p| p.served));
         w.load = load;
-        w.reported_at = Some(now);
+        w.reported = true;
         let over = tuning.max_rss_bytes > 0 && load.rss_bytes > tuning.max_rss_bytes;
         if over && w.retire.is_none() && w.is_ready() {
             tracing::warn!(

@@ -49,7 +49,8 @@ pub struct Worker {
     pub load: Load,
     /// Mean requests in flight over the last report interval.
     pub concurrency: f64,
-    pub reported_at: Option<Instant>,
+    /// It has reported its load at least once (`load` is its last report).
+    pub reported: bool,
     /// Control sent it SIGKILL.
     pub killed: bool,
     /// Why it failed, when control killed it for failing (not ready in time): its exit is a
@@ -78,7 +79,7 @@ impl Worker {
             retire: None,
             load: Load::default(),
             concurrency: 0.0,
-            reported_at: None,
+            reported: false,
             killed: false,
             failure: None,
         }

@@ -26,6 +26,16 @@
 # run it: provisioning 10,000 pharmacies takes about 15 minutes on 2 cores. Everything runs on
 # a throwaway private cluster in a mktemp folder and is stopped at the end. Progress on stderr;
 # JSON lines and a Markdown table on stdout.
+#
+# Then the django-tenants peer (PEER_DIR, default /work/shared/peer; its venv and cluster in
+# PEER_STATE, default target/density/peer), with Apotheca stopped: DENSITY_LIVE + DENSITY_COLD
+# tenants provisioned by its provision.sh (tenant creation, seeding, migrate_schemas with nothing
+# to apply and with one AddField), gunicorn with PEER_WORKERS (4) sync workers, and the same
+# trickle over the same number of live tenants (its API has no login: the rounds go
+# unauthenticated, a new connection for each request, as its server closes every one), then
+# the same memory figures. As far as it gets in bounded time: provisioning is given
+# DENSITY_PEER_BUDGET seconds (1800), the trickle its own duration + 120 s. DENSITY_PEER=0
+# leaves it out. The table has both columns.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -38,6 +48,14 @@ WARMUP=${DENSITY_WARMUP:-60}
 COLD=${DENSITY_COLD:-40}
 JOBS=${DENSITY_JOBS:-2}
 MAX_CONNECTIONS=${DENSITY_MAX_CONNECTIONS:-$((LIVE + LIVE / 2 + 100))}
+PEER=${DENSITY_PEER:-1}
+PEER_BUDGET=${DENSITY_PEER_BUDGET:-1800}
+PEER_WORKERS=${PEER_WORKERS:-4}
+PEER_DIR=${PEER_DIR:-/work/shared/peer}
+export PEER_STATE=${PEER_STATE:-$ROOT/target/density/peer}
+PEER_DB=${PEER_DB:-peer}
+# shellcheck source=/dev/null
+peer_sql() { (. "$PEER_DIR/lib.sh"; psql_super -c "$1"); }  # as the peer cluster's superuser
 ((LIVE + COLD <= TENANTS)) || { echo "DENSITY_LIVE + DENSITY_COLD must not exceed DENSITY_TENANTS" >&2; exit 2; }
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -59,6 +77,10 @@ cleanup() {
   stop_pids
   apo db stop >/dev/null 2>&1 || true
   rm -rf "$STATE"
+  if [[ $PEER != 0 ]]; then
+    "$PEER_DIR/stop.sh" >/dev/null 2>&1 || true
+    "$PEER_DIR/pg.sh" stop >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 pss_of() {  # PIDs -> "pss_kib processes"
@@ -221,27 +243,103 @@ p50() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { printf "%.0f", 
 NOOP_MEDIAN=$(printf '%s\n' "${NOOP[@]}" | sort -g | sed -n 2p)
 echo "{\"provision_s\": $PROVISION_S, \"migrate_noop_s\": [$(IFS=,; echo "${NOOP[*]}")], \"migrate_apply_s\": $APPLY, \"create_claim_p50_ms\": $(p50 "${CLAIM[@]}"), \"create_build_p50_ms\": $(p50 "${BUILD[@]}"), \"database_bytes\": $DISK}"
 
+# ---- the peer ----
+PEER_NOTE="not run (DENSITY_PEER=0)"
+PEER_TRICKLE=
+if [[ $PEER != 0 ]]; then
+  [[ -d $PEER_DIR ]] || die "no peer at $PEER_DIR (DENSITY_PEER=0 leaves it out)"
+  apo db stop >/dev/null 2>&1 || true  # Apotheca's cluster is done: the box is the peer's
+  mkdir -p "$PEER_STATE"
+  log "peer: setup (venv, cluster) in $PEER_STATE"
+  "$PEER_DIR/setup.sh" >/dev/null
+  "$PEER_DIR/stop.sh" >/dev/null 2>&1 || true
+  PEER_N=$((LIVE + COLD))
+  log "peer: provisioning $PEER_N tenants (provision.sh; at most $PEER_BUDGET s)"
+  if timeout "$PEER_BUDGET" "$PEER_DIR/provision.sh" "$PEER_N" >"$STATE/peer-provision.jsonl" 2>"$STATE/peer-provision.log"; then
+    cat "$STATE/peer-provision.jsonl"
+    log "peer: gunicorn with $PEER_WORKERS sync workers"
+    "$PEER_DIR/serve.sh" "$PEER_WORKERS" >/dev/null
+    PEER_PG_PID=$(head -1 "$PEER_STATE/.data/pg/postmaster.pid")
+    GUNICORN_PID=$(cat "$PEER_STATE/.data/gunicorn.pid")
+    log "peer: $LIVE tenants trickle every ${EVERY}s for ${DURATION}s; $COLD cold wakes meanwhile"
+    if timeout $((DURATION + 120)) "$L" trickle --dialect peer --target "tcp:127.0.0.1:${PEER_HTTP_PORT:-8001}" \
+      --tenants "$LIVE" --every "$EVERY" --duration "$DURATION" --warmup "$WARMUP" --cold-first $((LIVE + 1)) \
+      --cold "$COLD" --label density-peer >"$STATE/peer-trickle.json" 2>"$STATE/peer-trickle.log"; then
+      PEER_TRICKLE=$(cat "$STATE/peer-trickle.json")
+      echo "$PEER_TRICKLE"
+      PEER_NOTE=
+    else
+      PEER_NOTE="the trickle did not end within $((DURATION + 120)) s"
+    fi
+    # shellcheck disable=SC2046
+    read -r PEER_APP_KIB PEER_APP_N < <(pss_of $(tree "$GUNICORN_PID"))
+    # shellcheck disable=SC2046
+    read -r PEER_PG_KIB PEER_PG_N < <(pss_of $(tree "$PEER_PG_PID"))
+    PEER_BACKENDS=$(peer_sql "SELECT pid FROM pg_stat_activity WHERE datname = '$PEER_DB' AND backend_type = 'client backend'")
+    # shellcheck disable=SC2086
+    read -r PEER_BACKENDS_KIB PEER_BACKENDS_N < <(pss_of $PEER_BACKENDS)
+    PEER_CONNECTIONS=$(peer_sql "SELECT count(*) FILTER (WHERE backend_type = 'client backend') || ' / ' || count(*) FILTER (WHERE datname = '$PEER_DB') FROM pg_stat_activity")
+    PEER_MAX_CONNECTIONS=$(peer_sql "SHOW max_connections")
+    PEER_DISK=$(peer_sql "SELECT pg_database_size('$PEER_DB')")
+    PEER_TOTAL_KIB=$((PEER_APP_KIB + PEER_PG_KIB))
+    echo "{\"peer_pss_kib\": {\"gunicorn\": $PEER_APP_KIB, \"gunicorn_processes\": $PEER_APP_N, \"postgres\": $PEER_PG_KIB, \"postgres_processes\": $PEER_PG_N, \"backends\": $PEER_BACKENDS_KIB, \"backends_n\": $PEER_BACKENDS_N, \"total\": $PEER_TOTAL_KIB}, \"connections\": \"$PEER_CONNECTIONS\", \"database_bytes\": $PEER_DISK}"
+    "$PEER_DIR/stop.sh" >/dev/null 2>&1 || true
+  else
+    PEER_NOTE="provisioning $PEER_N tenants did not finish within $PEER_BUDGET s: $(tail -2 "$STATE/peer-provision.log" | tr '\n' ' ')"
+  fi
+  "$PEER_DIR/pg.sh" stop >/dev/null 2>&1 || true
+  [[ -z $PEER_NOTE ]] || log "peer: $PEER_NOTE"
+fi
+
 # ---- the table ----
 field() { printf '%s' "$TRICKLE" | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+# The same from the peer's trickle, or a dash.
+pfield() {
+  [[ -n $PEER_TRICKLE ]] || { echo "—"; return; }
+  printf '%s' "$PEER_TRICKLE" | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"
+}
+# A step of the peer's provisioning: provision.sh's JSON line for STEP (and EXECUTOR), FIELD.
+pstep() {
+  [[ -s $STATE/peer-provision.jsonl ]] || { echo "—"; return; }
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d.get("step") == sys.argv[2] and d.get("executor", "") == sys.argv[3]:
+        print(d.get(sys.argv[4], "—")); break
+else:
+    print("—")' "$STATE/peer-provision.jsonl" "$1" "$2" "$3"
+}
 per() { awk -v k="$1" -v n="$2" 'BEGIN { printf "%.1f", k / 1024 / n }'; }
+pp() {  # per-live figure for the peer, or a dash
+  [[ -n ${PEER_TOTAL_KIB:-} ]] || { echo "—"; return; }
+  per "$1" "$2"
+}
+kind() {  # FIELD-FN KIND: "p50 / p99 ms (count; statuses, errors)"
+  local f=$1 k=$2 c
+  c=$($f "d['$k']['count']")
+  [[ $c != "—" ]] || { echo "—"; return; }
+  echo "$($f "d['$k']['p50_ms']") / $($f "d['$k']['p99_ms']") ms ($c; $($f "d['$k']['statuses']"), errors $($f "d['$k']['errors']"))"
+}
 cat <<OUT
 
-| $TENANTS pharmacies provisioned, $LIVE live (each logged in by password, a list and a sale every ${EVERY}s), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(date -u +%F) | figure | target |
-|---|---|---|
-| everything, PSS (control $(mib "$CONTROL_KIB"), $WORKERS_N workers $(mib "$WORKERS_KIB"), proxy $(mib "$PROXY_KIB"), PostgreSQL $(mib "$PG_KIB") MiB in $PG_N processes) | $(mib "$TOTAL_KIB") MiB | ≤ 12 GiB |
-| per live pharmacy: all / its workers / PostgreSQL | $(per "$TOTAL_KIB" "$LIVE") / $(per "$WORKERS_KIB" "$LIVE") / $(per "$PG_KIB" "$LIVE") MiB | |
-| a tenant backend's PSS (mean of $BACKENDS_N) | $(per "$BACKENDS_KIB" "${BACKENDS_N/#0/1}") MiB | |
-| logins: $(field 'd["login"]["count"]') in $(field 'd["logins_s"]') s, p50 / p99 | $(field 'd["login"]["p50_ms"]') / $(field 'd["login"]["p99_ms"]') ms; statuses $(field 'd["login"]["statuses"]'), errors $(field 'd["login"]["errors"]') | |
-| each pharmacy's first round after its login (list and sale; all at once, everything cold), p50 / p99 | $(field 'd["first_round"]["p50_ms"]') / $(field 'd["first_round"]["p99_ms"]') ms; statuses $(field 'd["first_round"]["statuses"]') | |
-| the rest of the first ${WARMUP} s (that backlog clearing): list and sale p50 / p99 ($(field 'd["warmup"]["count"]') requests) | $(field 'd["warmup"]["p50_ms"]') / $(field 'd["warmup"]["p99_ms"]') ms; statuses $(field 'd["warmup"]["statuses"]') | |
-| then: list p50 / p99 ($(field 'd["list"]["count"]') requests) | $(field 'd["list"]["p50_ms"]') / $(field 'd["list"]["p99_ms"]') ms; statuses $(field 'd["list"]["statuses"]'), errors $(field 'd["list"]["errors"]') | p99 ≤ 50 ms |
-| then: sale p50 / p99 ($(field 'd["sale"]["count"]') sales) | $(field 'd["sale"]["p50_ms"]') / $(field 'd["sale"]["p99_ms"]') ms; statuses $(field 'd["sale"]["statuses"]'), errors $(field 'd["sale"]["errors"]') | p99 ≤ 50 ms |
-| cold wake through the proxy, p50 / p99 ($(field 'd["cold"]["count"]') wakes) | $(field 'd["cold"]["p50_ms"]') / $(field 'd["cold"]["p99_ms"]') ms; statuses $(field 'd["cold"]["statuses"]') | p99 ≤ 150 ms |
-| CPU during the trickle (of one core) | $CPU_SHARE | |
-| PostgreSQL connections in use (all / the workers') of max_connections $MAX_CONNECTIONS | $CONNECTIONS | nothing refused |
-| migrate-schemas, nothing to apply (3 runs) | ${NOOP[*]} s (median $NOOP_MEDIAN) | ≤ 1 s |
-| migrate-schemas, one ADD COLUMN over all | $APPLY s | |
-| create-tenant p50: claiming a spare / building the schema | $(p50 "${CLAIM[@]}") / $(p50 "${BUILD[@]}") ms | ≤ 50 ms |
-| disk per pharmacy (database size ÷ pharmacies) | $(awk -v b="$DISK" -v n="$TENANTS" 'BEGIN { printf "%.0f", b / n / 1024 }') KiB | |
-| provisioning $TENANTS, $JOBS at a time | $PROVISION_S s | |
+$TENANTS pharmacies provisioned in Apotheca ($((LIVE + COLD)) in the peer), $LIVE live: each (in Apotheca logged in by password through the proxy) lists its medicines and sells every ${EVERY}s for ${DURATION}s. $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(date -u +%F).${PEER_NOTE:+ Peer: $PEER_NOTE.}
+
+| figure | Apotheca | peer ($PEER_WORKERS gunicorn workers) | target |
+|---|---|---|---|
+| everything, PSS | $(mib "$TOTAL_KIB") MiB (control $(mib "$CONTROL_KIB"), $WORKERS_N workers $(mib "$WORKERS_KIB"), proxy $(mib "$PROXY_KIB"), PostgreSQL $(mib "$PG_KIB") in $PG_N processes) | $([[ -n ${PEER_TOTAL_KIB:-} ]] && echo "$(mib "$PEER_TOTAL_KIB") MiB (gunicorn $(mib "$PEER_APP_KIB") in $PEER_APP_N processes, PostgreSQL $(mib "$PEER_PG_KIB") in $PEER_PG_N)" || echo "—") | ≤ 12 GiB |
+| per live pharmacy: all / the application / PostgreSQL | $(per "$TOTAL_KIB" "$LIVE") / $(per "$WORKERS_KIB" "$LIVE") / $(per "$PG_KIB" "$LIVE") MiB | $(pp "${PEER_TOTAL_KIB:-0}" "$LIVE") / $(pp "${PEER_APP_KIB:-0}" "$LIVE") / $(pp "${PEER_PG_KIB:-0}" "$LIVE") MiB | |
+| a tenant's backend PSS (mean) | $(per "$BACKENDS_KIB" "${BACKENDS_N/#0/1}") MiB (of $BACKENDS_N) | $([[ -n ${PEER_BACKENDS_N:-} && ${PEER_BACKENDS_N:-0} != 0 ]] && echo "$(per "$PEER_BACKENDS_KIB" "$PEER_BACKENDS_N") MiB (of $PEER_BACKENDS_N, shared by all tenants)" || echo "—") | |
+| logins by password, p50 / p99 | $(field 'd["login"]["p50_ms"]') / $(field 'd["login"]["p99_ms"]') ms ($(field 'd["login"]["count"]') in $(field 'd["logins_s"]') s; $(field 'd["login"]["statuses"]'), errors $(field 'd["login"]["errors"]')) | no login in its API | |
+| each pharmacy's first round (all at once, everything cold), p50 / p99 | $(kind field first_round) | $(kind pfield first_round) | |
+| the rest of the first ${WARMUP} s, p50 / p99 | $(kind field warmup) | $(kind pfield warmup) | |
+| then: list p50 / p99 | $(kind field list) | $(kind pfield list) | p99 ≤ 50 ms |
+| then: sale p50 / p99 | $(kind field sale) | $(kind pfield sale) | p99 ≤ 50 ms |
+| cold wake, p50 / p99 | $(kind field cold) | $(kind pfield cold) | p99 ≤ 150 ms |
+| CPU during the trickle (of one core) | $CPU_SHARE | | |
+| PostgreSQL connections in use | $CONNECTIONS (all / the workers') of max_connections $MAX_CONNECTIONS | ${PEER_CONNECTIONS:-—} (clients / all of its database) of ${PEER_MAX_CONNECTIONS:-—} | nothing refused |
+| migrate-schemas, nothing to apply | ${NOOP[*]} s (median $NOOP_MEDIAN) | $(pstep migrate_all_noop standard total_s) s ($(pstep migrate_all_noop multiprocessing total_s) s with 2 processes) | ≤ 1 s |
+| migrate-schemas, one ADD COLUMN over all | $APPLY s | $(pstep migrate_all_apply standard total_s) s ($(pstep migrate_all_apply multiprocessing total_s) s with 2 processes) | |
+| create-tenant p50 | claiming a spare $(p50 "${CLAIM[@]}") ms, building the schema $(p50 "${BUILD[@]}") ms (with $TENANTS present) | $(pstep create_tenants "" per_tenant_ms_p50) ms (last tenth's mean $(pstep create_tenants "" last_10pct_ms_mean) ms) | ≤ 50 ms |
+| disk per pharmacy (database size ÷ pharmacies) | $(awk -v b="$DISK" -v n="$TENANTS" 'BEGIN { printf "%.0f", b / n / 1024 }') KiB | $([[ -n ${PEER_DISK:-} ]] && awk -v b="$PEER_DISK" -v n="$PEER_N" 'BEGIN { printf "%.0f KiB", b / n / 1024 }' || echo "—") | |
+| provisioning, total | $TENANTS in $PROVISION_S s ($JOBS at a time) | $(pstep create_tenants "" process_wall_s) s for $((LIVE + COLD)) (one process), seeding $(pstep seed "" total_s) s | |
 OUT

@@ -18,7 +18,10 @@
 # Knobs: NS ("20 200"), CONNS ("16 64"), DURATION (10), SCENARIOS ("list detail sale mix"),
 # PEER_WORKERS (4), SKIP_BUILD=1, FLOOR=1 (after the books: what a sale costs PostgreSQL with no
 # application, floor.sh), HOLD=SECONDS (keep both up after the warm-up, their
-# addresses in target/compare/hold.env, before measuring), PEER_STATE (the peer's venv and cluster, default
+# addresses in target/compare/hold.env, before measuring), PROBE=DIR (to find a row's slow
+# requests: Apotheca's access log, its daemons' logs and PostgreSQL's log with checkpoints,
+# autovacuum and statements over 50 ms are kept in DIR/n<N>/; each row's start and end times are
+# in $OUT), PEER_STATE (the peer's venv and cluster, default
 # target/compare/peer), PEER_DIR (/work/shared/peer).
 set -euo pipefail
 export LC_ALL=C
@@ -186,13 +189,14 @@ measure() {  # system n scenario conns
   # one left the system (the other system's row ran in between), not from cold caches.
   load "$dialect" "$url" "$n" "$scenario" "$conns" 1 >/dev/null
   c0=$(ticks $roots); pg0=$(ticks "$pgroot")
+  local t_start; t_start=$(date +%s.%N)
   out=$(load "$dialect" "$url" "$n" "$scenario" "$conns" "$DURATION") || die "$sys: no figures from wrk"
   c1=$(ticks $roots); pg1=$(ticks "$pgroot")
   record --arg sys "$sys" --argjson n "$n" --arg sc "$scenario" --argjson c "$conns" \
     --argjson cpu "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" \
     --argjson pg "$(awk -v a="$pg0" -v b="$pg1" 'BEGIN { print b - a }')" \
-    --arg load "$(cut -d' ' -f1 /proc/loadavg)" \
-    '. + {system: $sys, n: $n, scenario: $sc, conns: $c, cpu_s: $cpu, pg_cpu_s: $pg, load1: $load,
+    --arg load "$(cut -d' ' -f1 /proc/loadavg)" --arg t0 "$t_start" --arg t1 "$(date +%s.%N)" \
+    '. + {system: $sys, started: ($t0 | tonumber), ended: ($t1 | tonumber), n: $n, scenario: $sc, conns: $c, cpu_s: $cpu, pg_cpu_s: $pg, load1: $load,
           cpu_ms_per_req: (if .requests > 0 then $cpu * 1000 / .requests | . * 100 | round / 100 else null end)}' \
     <<<"$out"
   log "$(tail -1 "$OUT" | jq -r '"\(.system) n\(.n) \(.scenario) c\(.conns): \(.rps) req/s p50 \(.p50_ms) p99 \(.p99_ms) ms errors \(.errors) cpu \(.cpu_ms_per_req) ms/req (pg \(.pg_cpu_s) s)"')"
@@ -240,6 +244,11 @@ for n in $NS; do
   log "apotheca: cluster (max_connections $APO_MAX_CONNECTIONS), daemon, proxy on $APO_URL"
   apo_start
   apo_up "$n"
+  if [[ -n ${PROBE:-} ]]; then
+    "$PSQL" -q -X -d "$(apo db url)" -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" \
+      -c "ALTER SYSTEM SET log_checkpoints = on" -c "ALTER SYSTEM SET log_min_duration_statement = 50" \
+      -c "ALTER SYSTEM SET log_line_prefix = '%m [%p] %u '" -c "SELECT pg_reload_conf()" >/dev/null
+  fi
   log "warming both over $n tenants"
   warm peer "$PEER_URL" "$n"; warm apotheca "$APO_URL" "$n"
   if [[ -n ${HOLD:-} ]]; then  # both systems up for a look from another shell, for HOLD s
@@ -261,6 +270,10 @@ for n in $NS; do
   mem_record peer "$n" idle $PEER_ROOTS
   mem_record apotheca "$n" idle $APO_ROOTS
   books "$n"
+  if [[ -n ${PROBE:-} ]]; then
+    mkdir -p "$PROBE/n$n"
+    cp "$STATE/proxy.log" "$STATE/serve.log" "$STATE/run/postgres.log" "$PROBE/n$n/" 2>/dev/null || true
+  fi
   if [[ -n ${FLOOR:-} ]]; then  # after the books: it writes sales of its own and strips tables
     log "floor: one sale per transaction from pgbench, no application (floor.sh)"
     "$HERE/floor.sh" "$(apo db url)" "$(pg_root "$STATE/pg")" \

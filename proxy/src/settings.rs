@@ -79,6 +79,11 @@ pub struct ProxySettings {
     pub admin_listen: Option<String>,
     /// One line per request on stderr (text or JSON per `[log] format`).
     pub access_log: bool,
+    /// Requests at workers at once, over every tenant; the others wait their turn (at most
+    /// `queue_timeout_ms`, then 503). 0: three per core of this host. See `forward::active`.
+    pub max_active: usize,
+    /// A request holds its box-wide slot at most this long, then lets the next one in.
+    pub active_hold_ms: u64,
 }
 
 impl Default for ProxySettings {
@@ -111,11 +116,21 @@ impl Default for ProxySettings {
             upgrade_sock: PathBuf::from("var/run/apotheca-proxy-upgrade.sock"),
             admin_listen: Some("127.0.0.1:9180".to_owned()),
             access_log: true,
+            max_active: 0,
+            active_hold_ms: 50,
         }
     }
 }
 
 impl ProxySettings {
+    /// `max_active`, 0 read as three per core.
+    pub fn max_active(&self) -> usize {
+        match self.max_active {
+            0 => crate::forward::Active::default_max(),
+            n => n,
+        }
+    }
+
     /// Settings that cannot work together, said before anything starts.
     pub fn check(&self) -> Result<(), String> {
         if self.https_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {

@@ -9,6 +9,11 @@
 //! the warm-up, `--cold` other hosts (from `--cold-first`), which nothing has woken, get their
 //! first request one after another, spread over what is left: the cold wake a pharmacy sees
 //! while the others are live. Prints one JSON line; bounded in time, stops by itself.
+//!
+//! `--dialect peer` sends the same rounds to the django-tenants peer (`../shared/peer`): its
+//! medicine list and a one-line bill, with no login (its API has none) and a new connection
+//! whenever its server has closed the last (gunicorn's sync workers close every one); a cold
+//! wake there is a first medicine list.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,8 +44,13 @@ pub struct TrickleArgs {
     #[arg(long, default_value = "admin")]
     username: String,
     /// The user's password (every pharmacy's the same); from the environment, so that ps does
-    /// not show it.
-    #[arg(long, env = "TRICKLE_PASSWORD", hide_env_values = true)]
+    /// not show it. Not used with `--dialect peer`.
+    #[arg(
+        long,
+        env = "TRICKLE_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
     password: String,
     #[arg(long, default_value_t = 50)]
     login_concurrency: usize,
@@ -68,6 +78,46 @@ pub struct TrickleArgs {
     slow_log: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 100)]
     slow_ms: u64,
+    /// Whose API: apotheca, or peer (the django-tenants peer; no login, `--password` unused).
+    #[arg(long, value_enum, default_value_t = Dialect::Apotheca)]
+    dialect: Dialect,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Apotheca,
+    Peer,
+}
+
+impl Dialect {
+    fn list_path(self) -> &'static str {
+        match self {
+            Dialect::Apotheca => "/api/v1/medicines?per_page=50",
+            Dialect::Peer => "/api/medicines/",
+        }
+    }
+
+    /// A one-unit sale of `medicine`: its path and body.
+    fn sale(self, medicine: i64) -> (&'static str, Value) {
+        match self {
+            Dialect::Apotheca => (
+                "/api/v1/sales",
+                json!({"payment_method": "card", "lines": [{"medicine_id": medicine, "quantity": 1}]}),
+            ),
+            Dialect::Peer => (
+                "/api/bills/",
+                json!({"customer_name": "trickle", "lines": [{"medicine_id": medicine, "qty": 1}]}),
+            ),
+        }
+    }
+
+    /// The first request of a pharmacy nothing has woken.
+    fn cold_path(self) -> &'static str {
+        match self {
+            Dialect::Apotheca => "/login",
+            Dialect::Peer => "/api/medicines/",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -160,6 +210,7 @@ impl Tally {
 
 /// A browser's view of one pharmacy: its connection, session cookie and CSRF token.
 struct Client {
+    target: String,
     host: String,
     sender: SendRequest<Full<Bytes>>,
     cookie: Option<String>,
@@ -191,7 +242,11 @@ impl Client {
             }
             None => Full::new(Bytes::new()),
         };
-        self.sender.ready().await?;
+        if self.sender.ready().await.is_err() {
+            // The server closed it after the last answer: a new one, as a browser opens.
+            self.sender = connect(&self.target).await?;
+            self.sender.ready().await?;
+        }
         let res = self.sender.send_request(req.body(body)?).await?;
         let status = res.status().as_u16();
         if let Some(cookie) = res.headers().get("set-cookie") {
@@ -218,11 +273,15 @@ async fn pharmacy(
     let logged_in = async {
         let _turn = logins.acquire().await?;
         let mut client = Client {
+            target: args.target.clone(),
             host: host(&args.host, i),
             sender: connect(&args.target).await?,
             cookie: None,
             csrf: None,
         };
+        if args.dialect == Dialect::Peer {
+            return Ok(client);
+        }
         let started = Instant::now();
         let outcome = client
             .send(
@@ -259,9 +318,7 @@ async fn pharmacy(
         due += every;
         round += 1;
         let started = Instant::now();
-        let outcome = client
-            .send("GET", "/api/v1/medicines?per_page=50", None)
-            .await;
+        let outcome = client.send("GET", args.dialect.list_path(), None).await;
         {
             let mut t = tally.lock().unwrap();
             t.kind(round, started < warm, true).add(started, &outcome);
@@ -282,8 +339,8 @@ async fn pharmacy(
         }
         let Some(id) = medicine else { continue };
         let started = Instant::now();
-        let sale = json!({"payment_method": "card", "lines": [{"medicine_id": id, "quantity": 1}]});
-        let outcome = client.send("POST", "/api/v1/sales", Some(sale)).await;
+        let (path, sale) = args.dialect.sale(id);
+        let outcome = client.send("POST", path, Some(sale)).await;
         {
             let mut t = tally.lock().unwrap();
             t.kind(round, started < warm, false).add(started, &outcome);
@@ -305,13 +362,15 @@ async fn pharmacy(
     }
 }
 
-/// The medicine with the most stock that needs no prescription.
+/// The medicine with the most stock that needs no prescription (the peer's list has `results`
+/// and no prescriptions).
 fn sellable(body: &[u8]) -> Option<i64> {
     let list: Value = serde_json::from_slice(body).ok()?;
-    list["items"]
+    list.get("items")
+        .or_else(|| list.get("results"))?
         .as_array()?
         .iter()
-        .filter(|m| m["prescription_only"] == false && m["stock"].as_i64() > Some(0))
+        .filter(|m| m["prescription_only"] != true && m["stock"].as_i64() > Some(0))
         .max_by_key(|m| m["stock"].as_i64())
         .and_then(|m| m["id"].as_i64())
 }
@@ -324,6 +383,9 @@ fn phase(i: usize) -> f64 {
 pub async fn run(args: TrickleArgs) -> Result<()> {
     if args.tenants == 0 {
         bail!("--tenants must be at least 1");
+    }
+    if args.dialect == Dialect::Apotheca && args.password.is_empty() {
+        bail!("--password (or TRICKLE_PASSWORD) is needed to log in");
     }
     connect(&args.target)
         .await
@@ -363,12 +425,13 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
             let started = Instant::now();
             let outcome = async {
                 let mut client = Client {
+                    target: args.target.clone(),
                     host: host(&args.host, args.cold_first + k),
                     sender: connect(&args.target).await?,
                     cookie: None,
                     csrf: None,
                 };
-                client.send("GET", "/login", None).await
+                client.send("GET", args.dialect.cold_path(), None).await
             }
             .await;
             let mut t = tally.lock().unwrap();

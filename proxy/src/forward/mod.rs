@@ -35,7 +35,11 @@ use crate::settings::ProxySettings;
 use crate::upstreams::{Upstream, Upstreams, Using};
 use crate::wire::ResponseHead;
 
+mod active;
 mod headers;
+
+pub use active::Active;
+use active::ActiveSlot;
 
 pub use headers::{idempotent, passed_on, withheld, write_request};
 use headers::{sane_request_id, RequestIds};
@@ -62,6 +66,8 @@ pub struct Edge {
     pub fresh: Arc<InFlight>,
     /// Client connections open, against `[proxy] max_connections`.
     pub connections: AtomicUsize,
+    /// Requests at workers, box-wide, against `[proxy] max_active`.
+    pub active: Active,
     public_hosts: HashSet<String>,
     /// `:port` of the HTTPS listener for redirects, empty on 443.
     https_port: String,
@@ -85,9 +91,11 @@ pub struct Target {
     queue: usize,
 }
 
-/// A request's place in its tenant's in-flight cap, held until it is answered.
+/// A request's place in its tenant's in-flight cap and its box-wide slot, held until it is
+/// answered.
 pub struct Admitted {
     _slot: OwnedSemaphorePermit,
+    _active: ActiveSlot,
 }
 
 /// A worker's answer: the connection it came on (its buffer starts with the head) and the
@@ -165,10 +173,14 @@ impl Edge {
             control,
             metrics,
             access_log,
-            settings,
             in_flight: Arc::default(),
             fresh: Arc::default(),
             connections: AtomicUsize::new(0),
+            active: Active::new(
+                settings.max_active(),
+                Duration::from_millis(settings.active_hold_ms),
+            ),
+            settings,
             public_hosts,
             https_port,
             request_ids: RequestIds::new(),
@@ -241,18 +253,28 @@ impl Edge {
     }
 
     /// A slot in the tenant's in-flight cap (at once, or after waiting in its bounded queue),
-    /// then a ready worker, woken through control when there is none.
+    /// then a ready worker, woken through control when there is none, then a box-wide slot
+    /// ([`Active`]; the same wait at most).
     pub async fn admit(&self, target: &Target) -> Result<Admitted, Page> {
         let wait = Duration::from_millis(self.settings.queue_timeout_ms);
+        let queued = Instant::now();
         let slot = target
             .upstream
             .admit(target.max_in_flight, target.queue, wait)
             .await
             .map_err(|_| Page::Overloaded)?;
         self.ensure_worker(&target.schema, &target.upstream).await?;
+        let active = self
+            .active
+            .enter(wait.saturating_sub(queued.elapsed()))
+            .await
+            .ok_or(Page::Overloaded)?;
         // Counted out by `finish` with `admitted`.
         self.metrics.enter(&target.schema);
-        Ok(Admitted { _slot: slot })
+        Ok(Admitted {
+            _slot: slot,
+            _active: active,
+        })
     }
 
     /// Sends `request` (head and body, written by [`write_request`]) to one of the tenant's

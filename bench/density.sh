@@ -278,7 +278,7 @@ if [[ $PEER != 0 ]]; then
     PEER_BACKENDS=$(peer_sql "SELECT pid FROM pg_stat_activity WHERE datname = '$PEER_DB' AND backend_type = 'client backend'")
     # shellcheck disable=SC2086
     read -r PEER_BACKENDS_KIB PEER_BACKENDS_N < <(pss_of $PEER_BACKENDS)
-    PEER_CONNECTIONS=$(peer_sql "SELECT count(*) FILTER (WHERE backend_type = 'client backend') || ' / ' || count(*) FILTER (WHERE datname = '$PEER_DB') FROM pg_stat_activity")
+    PEER_CONNECTIONS=$(peer_sql "SELECT count(*) FROM pg_stat_activity WHERE datname = '$PEER_DB'")
     PEER_MAX_CONNECTIONS=$(peer_sql "SHOW max_connections")
     PEER_DISK=$(peer_sql "SELECT pg_database_size('$PEER_DB')")
     PEER_TOTAL_KIB=$((PEER_APP_KIB + PEER_PG_KIB))
@@ -336,7 +336,7 @@ $TENANTS pharmacies provisioned in Apotheca ($((LIVE + COLD)) in the peer), $LIV
 | then: sale p50 / p99 | $(kind field sale) | $(kind pfield sale) | p99 ≤ 50 ms |
 | cold wake, p50 / p99 | $(kind field cold) | $(kind pfield cold) | p99 ≤ 150 ms |
 | CPU during the trickle (of one core) | $CPU_SHARE | | |
-| PostgreSQL connections in use | $CONNECTIONS (all / the workers') of max_connections $MAX_CONNECTIONS | ${PEER_CONNECTIONS:-—} (clients / all of its database) of ${PEER_MAX_CONNECTIONS:-—} | nothing refused |
+| PostgreSQL connections in use | $CONNECTIONS (all / the workers') of max_connections $MAX_CONNECTIONS | ${PEER_CONNECTIONS:-—} (its gunicorn workers') of max_connections ${PEER_MAX_CONNECTIONS:-—} | nothing refused |
 | migrate-schemas, nothing to apply | ${NOOP[*]} s (median $NOOP_MEDIAN) | $(pstep migrate_all_noop standard total_s) s ($(pstep migrate_all_noop multiprocessing total_s) s with 2 processes) | ≤ 1 s |
 | migrate-schemas, one ADD COLUMN over all | $APPLY s | $(pstep migrate_all_apply standard total_s) s ($(pstep migrate_all_apply multiprocessing total_s) s with 2 processes) | |
 | create-tenant p50 | claiming a spare $(p50 "${CLAIM[@]}") ms, building the schema $(p50 "${BUILD[@]}") ms (with $TENANTS present) | $(pstep create_tenants "" per_tenant_ms_p50) ms (last tenth's mean $(pstep create_tenants "" last_10pct_ms_mean) ms) | ≤ 50 ms |

@@ -8,7 +8,8 @@
 //! first `--warmup` seconds (held up by that backlog); the rest is the steady trickle. After
 //! the warm-up, `--cold` other hosts (from `--cold-first`), which nothing has woken, get their
 //! first request one after another, spread over what is left: the cold wake a pharmacy sees
-//! while the others are live. Prints one JSON line; bounded in time, stops by itself.
+//! while the others are live. Prints one JSON line; bounded in time, stops by itself (requests
+//! still unanswered 30 s after the end are cut off and counted as `cut_off` pharmacies).
 //!
 //! `--dialect peer` sends the same rounds to the django-tenants peer (`../shared/peer`): its
 //! medicine list and a one-line bill, with no login (its API has none) and a new connection
@@ -119,6 +120,9 @@ impl Dialect {
         }
     }
 }
+
+/// Seconds after the trickle's end that its last requests may take.
+const CUT_OFF_SECS: u64 = 30;
 
 #[derive(Default)]
 struct Kind {
@@ -311,7 +315,8 @@ async fn pharmacy(
     let mut round = 0u64;
     let slow = Duration::from_millis(args.slow_ms);
     loop {
-        if due >= until {
+        // A pharmacy that fell behind does not make up its missed rounds after the end.
+        if due >= until || Instant::now() >= until {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
@@ -446,8 +451,21 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
             );
         }
     }
+    // Requests still unanswered this long after the end are cut off (a server that fell far
+    // behind, like the peer's four processes under a thousand pharmacies): counted, not awaited.
+    let cut_at = tokio::time::Instant::from_std(started)
+        + Duration::from_secs(CUT_OFF_SECS)
+        + Duration::from_secs(args.duration.min(3_600) + logins_s.ceil() as u64);
+    let mut cut_off = 0;
     for t in tasks {
-        t.await?;
+        let abort = t.abort_handle();
+        match tokio::time::timeout_at(cut_at, t).await {
+            Ok(joined) => joined?,
+            Err(_) => {
+                abort.abort();
+                cut_off += 1;
+            }
+        }
     }
     let mut t = tally.lock().unwrap();
     let line = json!({
@@ -463,6 +481,7 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
         "list": t.list.summary(),
         "sale": t.sale.summary(),
         "cold": t.cold.summary(),
+        "cut_off": cut_off,
     });
     println!("{line}");
     if let Some(path) = &args.slow_log {

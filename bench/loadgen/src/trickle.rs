@@ -222,6 +222,17 @@ struct Client {
 }
 
 impl Client {
+    /// A new connection to `target` for `host`, nobody logged in.
+    async fn open(target: &str, host: String) -> Result<Self> {
+        Ok(Self {
+            target: target.to_owned(),
+            host,
+            sender: connect(target).await?,
+            cookie: None,
+            csrf: None,
+        })
+    }
+
     async fn send(
         &mut self,
         method: &str,
@@ -276,13 +287,7 @@ async fn pharmacy(
 ) {
     let logged_in = async {
         let _turn = logins.acquire().await?;
-        let mut client = Client {
-            target: args.target.clone(),
-            host: host(&args.host, i),
-            sender: connect(&args.target).await?,
-            cookie: None,
-            csrf: None,
-        };
+        let mut client = Client::open(&args.target, host(&args.host, i)).await?;
         if args.dialect == Dialect::Peer {
             return Ok(client);
         }
@@ -414,6 +419,9 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
         .collect();
     all_in.wait().await;
     let logins_s = started.elapsed().as_secs_f64();
+    // The pharmacies' trickle starts now; its requests may run this long after its end.
+    let cut_at =
+        tokio::time::Instant::now() + Duration::from_secs(args.duration.min(3_600) + CUT_OFF_SECS);
     {
         let t = tally.lock().unwrap();
         let ok = t.login.statuses.get(&200).copied().unwrap_or(0);
@@ -429,13 +437,8 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
             tokio::time::sleep(gap).await;
             let started = Instant::now();
             let outcome = async {
-                let mut client = Client {
-                    target: args.target.clone(),
-                    host: host(&args.host, args.cold_first + k),
-                    sender: connect(&args.target).await?,
-                    cookie: None,
-                    csrf: None,
-                };
+                let mut client =
+                    Client::open(&args.target, host(&args.host, args.cold_first + k)).await?;
                 client.send("GET", args.dialect.cold_path(), None).await
             }
             .await;
@@ -451,11 +454,8 @@ pub async fn run(args: TrickleArgs) -> Result<()> {
             );
         }
     }
-    // Requests still unanswered this long after the end are cut off (a server that fell far
-    // behind, like the peer's four processes under a thousand pharmacies): counted, not awaited.
-    let cut_at = tokio::time::Instant::from_std(started)
-        + Duration::from_secs(CUT_OFF_SECS)
-        + Duration::from_secs(args.duration.min(3_600) + logins_s.ceil() as u64);
+    // Requests still unanswered at `cut_at` (a server that fell far behind, like the peer's
+    // four processes under a thousand pharmacies) are counted, not awaited.
     let mut cut_off = 0;
     for t in tasks {
         let abort = t.abort_handle();

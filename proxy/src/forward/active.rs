@@ -18,23 +18,21 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 
 pub struct Active {
-    slots: Option<Arc<Semaphore>>,
-    max: usize,
+    slots: Arc<Semaphore>,
     hold: Duration,
 }
 
 /// A request's box-wide slot: given back when this is dropped, or after the hold, whichever
 /// comes first.
 pub struct ActiveSlot {
-    _done: Option<oneshot::Sender<()>>,
+    _done: oneshot::Sender<()>,
 }
 
 impl Active {
-    /// `max` slots (0: no box-wide limit), each held at most `hold`.
+    /// `max` slots (at least one), each held at most `hold`.
     pub fn new(max: usize, hold: Duration) -> Self {
         Self {
-            slots: (max > 0).then(|| Arc::new(Semaphore::new(max))),
-            max,
+            slots: Arc::new(Semaphore::new(max.max(1))),
             hold,
         }
     }
@@ -46,12 +44,9 @@ impl Active {
 
     /// Waits (at most `wait`) for a slot; `None` when none came free in time.
     pub async fn enter(&self, wait: Duration) -> Option<ActiveSlot> {
-        let Some(slots) = &self.slots else {
-            return Some(ActiveSlot { _done: None });
-        };
-        let permit = match slots.clone().try_acquire_owned() {
+        let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(wait, slots.clone().acquire_owned())
+            Err(_) => tokio::time::timeout(wait, self.slots.clone().acquire_owned())
                 .await
                 .ok()?
                 .ok()?,
@@ -63,14 +58,7 @@ impl Active {
             let _ = tokio::time::timeout(hold, finished).await;
             drop(permit);
         });
-        Some(ActiveSlot { _done: Some(done) })
-    }
-
-    /// Slots held now (0 without a limit).
-    pub fn busy(&self) -> usize {
-        self.slots
-            .as_ref()
-            .map_or(0, |s| self.max.saturating_sub(s.available_permits()))
+        Some(ActiveSlot { _done: done })
     }
 }
 
@@ -93,15 +81,5 @@ mod tests {
         let _slow = active.enter(Duration::from_millis(10)).await.unwrap();
         // Still held by the slow request, but only for its hold.
         assert!(active.enter(Duration::from_secs(5)).await.is_some());
-    }
-
-    #[tokio::test]
-    async fn no_limit_never_waits() {
-        let active = Active::new(0, Duration::from_millis(1));
-        let mut held = Vec::new();
-        for _ in 0..100 {
-            held.push(active.enter(Duration::ZERO).await.unwrap());
-        }
-        assert_eq!(active.busy(), 0);
     }
 }

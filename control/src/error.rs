@@ -30,7 +30,7 @@ pub enum ControlError {
     MigrationsFailed(usize),
     /// Too many password hashes at once in this process; nothing was changed.
     #[error(transparent)]
-    Busy(#[from] apotheca_worker::accounts::Busy),
+    Busy(#[from] apotheca_pharmacy::accounts::Busy),
     #[error("{0}")]
     Other(String),
 }

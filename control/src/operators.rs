@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use apotheca_worker::accounts;
+use apotheca_pharmacy::accounts;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;

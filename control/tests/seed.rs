@@ -94,7 +94,9 @@ async fn create_tenant_with_its_first_admin() {
             .await
             .unwrap()
             .get(0);
-    assert!(apotheca_worker::accounts::verify_password(&hash, password));
+    assert!(apotheca_pharmacy::accounts::verify_password(
+        &hash, password
+    ));
 
     let file = a.dir.path().join("pw");
     std::fs::write(&file, "a good long password\n").unwrap();
@@ -128,7 +130,7 @@ async fn create_tenant_with_its_first_admin() {
             .await
             .unwrap()
             .get(0);
-    assert!(apotheca_worker::accounts::verify_password(
+    assert!(apotheca_pharmacy::accounts::verify_password(
         &hash,
         "a good long password"
     ));

@@ -196,7 +196,7 @@ fn drop_past_grace(entries: &mut HashMap<Vec<u8>, Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::Role;
+    use apotheca_pharmacy::accounts::Role;
 
     fn auth() -> Auth {
         Auth {

@@ -3,24 +3,20 @@
 //! schema and that the schema has the migrations this build expects ([`startup`]), then serves
 //! the JSON API ([`api`], [`http`]) on a Unix socket or loopback port ([`server`]).
 
-pub mod accounts;
 pub mod api;
 pub mod authcache;
 pub mod changes;
 pub mod channel;
-pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod pages;
 pub mod readcache;
 pub mod sale_queue;
-pub mod seed;
 pub mod server;
 pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod stats;
-pub mod values;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 //! The worker's sale queue: every sale the counter posts waits here, and up to
 //! `[worker] sale_writers` writers post what is waiting as one batch each
-//! ([`crate::domain::sale::post_batch`]): one transaction, one commit, one change announcement
+//! ([`apotheca_pharmacy::sale::post_batch`]): one transaction, one commit, one change announcement
 //! for the batch. An idle counter's sale is posted at once (a batch of one); a busy one's
 //! sales share the statements and the disk flush instead of queueing for them one by one.
 //!
@@ -11,21 +11,20 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use axum::http::StatusCode;
 use deadpool_postgres::Object;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::changes;
-use crate::domain::sale::{self, Failed, Frame, Pending, Posted};
-use crate::http::error::{ApiError, ApiResult};
 use crate::state::{AppState, Inner};
+use apotheca_pharmacy::sale::{self, Failed, Frame, Pending, Posted};
+use apotheca_pharmacy::{Error, Result};
 
 /// The most sales in one batch.
 const MAX_BATCH: usize = 64;
 
 struct Job {
     sale: Pending,
-    reply: oneshot::Sender<ApiResult<Posted>>,
+    reply: oneshot::Sender<Result<Posted>>,
 }
 
 pub struct SaleQueue {
@@ -45,7 +44,7 @@ impl Default for SaleQueue {
 }
 
 /// Posts `sale` with whatever else is waiting, and answers for it alone.
-pub async fn post(state: &AppState, sale: Pending) -> ApiResult<Posted> {
+pub async fn post(state: &AppState, sale: Pending) -> Result<Posted> {
     let queue = &state.sale_queue;
     let first = queue.waiting.lock().map(|mut w| w.take()).unwrap_or(None);
     if let Some(waiting) = first {
@@ -59,10 +58,10 @@ pub async fn post(state: &AppState, sale: Pending) -> ApiResult<Posted> {
     queue
         .jobs
         .send(Job { sale, reply })
-        .map_err(|_| ApiError::unavailable("the worker is shutting down"))?;
+        .map_err(|_| Error::Unavailable("the worker is shutting down".into()))?;
     answer
         .await
-        .map_err(|_| ApiError::unavailable("the worker is shutting down"))?
+        .map_err(|_| Error::Unavailable("the worker is shutting down".into()))?
 }
 
 /// Hands what is waiting to a writer whenever one is free.
@@ -104,10 +103,8 @@ async fn write(state: &AppState, jobs: Vec<Job>) {
         // One of the sales may be the cause: post each alone, so it fails alone. A database
         // that is unavailable (503: no connection, busy, timed out) is no sale's fault; the
         // whole batch gets that answer at once rather than one slow retry after another.
-        Outcome::RolledBack(e)
-            if sales.len() > 1 && e.status != StatusCode::SERVICE_UNAVAILABLE =>
-        {
-            tracing::warn!(error = %e.message, sales = sales.len(), "a batch of sales failed; posting them one by one");
+        Outcome::RolledBack(e) if sales.len() > 1 && !matches!(e, Error::Unavailable(_)) => {
+            tracing::warn!(error = %e, sales = sales.len(), "a batch of sales failed; posting them one by one");
             for (sale, reply) in sales.iter().zip(replies) {
                 let answer = alone(state, sale).await;
                 let _ = reply.send(answer);
@@ -128,9 +125,9 @@ async fn write(state: &AppState, jobs: Vec<Job>) {
 }
 
 /// Posts one sale in a transaction of its own.
-async fn alone(state: &AppState, sale: &Pending) -> ApiResult<Posted> {
+async fn alone(state: &AppState, sale: &Pending) -> Result<Posted> {
     match attempt(state, std::slice::from_ref(sale)).await {
-        Outcome::Posted(mut answers) => answers.pop().unwrap_or_else(|| Err(ApiError::internal())),
+        Outcome::Posted(mut answers) => answers.pop().unwrap_or_else(|| Err(Error::internal())),
         Outcome::RolledBack(e) => after_rollback(state, sale, e).await,
         Outcome::CommitFailed(e) => Err(e),
     }
@@ -138,11 +135,11 @@ async fn alone(state: &AppState, sale: &Pending) -> ApiResult<Posted> {
 
 enum Outcome {
     /// Committed; each sale's answer, in order.
-    Posted(Vec<ApiResult<Posted>>),
+    Posted(Vec<Result<Posted>>),
     /// The transaction failed before its commit: nothing was kept.
-    RolledBack(ApiError),
+    RolledBack(Error),
     /// The commit failed: whether the sales were kept is unknown.
-    CommitFailed(ApiError),
+    CommitFailed(Error),
 }
 
 /// One transaction for `sales`, on a connection of its own: two round trips (the BEGIN with
@@ -204,7 +201,7 @@ impl Drop for Discard {
 
 /// The answer for a sale whose transaction was rolled back with `e`: when another transaction
 /// committed the same key at the same moment, that sale's invoice; otherwise the error.
-async fn after_rollback(state: &AppState, sale: &Pending, e: ApiError) -> ApiResult<Posted> {
+async fn after_rollback(state: &AppState, sale: &Pending, e: Error) -> Result<Posted> {
     if !sale::is_duplicate_key(&e) {
         return Err(e);
     }
@@ -212,7 +209,7 @@ async fn after_rollback(state: &AppState, sale: &Pending, e: ApiError) -> ApiRes
 }
 
 /// A sale whose key another transaction committed at the same moment: that sale's invoice.
-async fn earlier(state: &AppState, sale: &Pending, race: ApiError) -> ApiResult<Posted> {
+async fn earlier(state: &AppState, sale: &Pending, race: Error) -> Result<Posted> {
     let mut db = state.db().await?;
     let tx = db.transaction().await?;
     let key = sale.key().unwrap_or_default();

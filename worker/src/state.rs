@@ -11,7 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use crate::authcache::AuthCache;
-use crate::http::error::ApiResult;
+
 use crate::readcache::{Marker, ReadCache};
 use crate::sale_queue::SaleQueue;
 use crate::settings::WorkerSettings;
@@ -139,7 +139,7 @@ impl AppState {
     /// query or two, and a request that came meanwhile (a pharmacy's sale right after its
     /// list, whose stale login is being looked up again) waits for it rather than open a
     /// second backend.
-    pub async fn db(&self) -> ApiResult<Object> {
+    pub async fn db(&self) -> apotheca_pharmacy::Result<Object> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // Work behind a request never waits for other such work (nor for itself).

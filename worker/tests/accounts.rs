@@ -254,7 +254,7 @@ async fn change_and_reset_password() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     // The link went to the log; plant a known token the way the handler stores one.
-    let (token, hash) = apotheca_worker::accounts::new_token();
+    let (token, hash) = apotheca_pharmacy::accounts::new_token();
     let db = app.db().await;
     db.execute(
         "INSERT INTO password_resets (user_id, token_hash, expires_at) SELECT id, $1, now() + interval '1 hour' FROM users WHERE username = 'pharmacist'",
@@ -311,7 +311,7 @@ async fn change_and_reset_password() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     // Expired tokens are refused.
-    let (token, hash) = apotheca_worker::accounts::new_token();
+    let (token, hash) = apotheca_pharmacy::accounts::new_token();
     db.execute(
         "INSERT INTO password_resets (user_id, token_hash, created_at, expires_at) SELECT id, $1, now() - interval '2 hours', now() - interval '1 hour' FROM users WHERE username = 'staff'",
         &[&hash],
@@ -433,7 +433,7 @@ async fn a_logout_on_one_worker_ends_the_session_on_all() {
     let mut cached = false;
     for _ in 0..100 {
         assert_eq!(me(b_router.clone(), s.clone()).await, 200);
-        let hash = apotheca_worker::accounts::token_hash(s.cookie.split_once('=').unwrap().1);
+        let hash = apotheca_pharmacy::accounts::token_hash(s.cookie.split_once('=').unwrap().1);
         if matches!(
             b_state.auth_cache.get(&hash),
             apotheca_worker::authcache::Cached::Fresh(_)
@@ -510,7 +510,7 @@ async fn a_hash_with_older_parameters_is_replaced_at_the_next_login() {
     app.login("staff").await;
     let new = stored().await;
     assert!(new.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{new}");
-    assert!(!apotheca_worker::accounts::needs_rehash(&new));
+    assert!(!apotheca_pharmacy::accounts::needs_rehash(&new));
     app.login("staff").await;
     assert_eq!(stored().await, new, "a current hash is kept as it is");
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use apotheca_pharmacy::accounts::hash_password;
 use apotheca_testkit::TestTenant;
-use apotheca_worker::accounts::hash_password;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -4,8 +4,9 @@
 
 mod support;
 
+use apotheca_pharmacy::sale::{post_batch, Frame, Pending, Posted, SaleRequest};
+use apotheca_pharmacy::Error;
 use apotheca_testkit::TestTenant;
-use apotheca_worker::domain::sale::{post_batch, Frame, Pending, Posted, SaleRequest};
 use apotheca_worker::settings::WorkerSettings;
 use serde_json::{json, Value};
 use support::{Session, TestApp};
@@ -113,17 +114,13 @@ async fn each_sale_of_a_batch_is_judged_alone_in_order() {
     for (i, answer) in answers.iter().enumerate() {
         match (i, answer) {
             (0 | 3 | 4, Ok(Posted::New(invoice))) => made.push(invoice),
-            (1, Err(e)) => assert_eq!(e.code, "insufficient_stock"),
-            (2, Err(e)) => assert_eq!(
-                (e.status.as_u16(), e.field.as_deref()),
-                (404, Some("customer_id"))
-            ),
+            (1, Err(e)) => assert_eq!(e.conflict_code(), Some("insufficient_stock")),
+            (2, Err(Error::NotFound { field, .. })) => {
+                assert_eq!(field.as_deref(), Some("customer_id"))
+            }
             (5, Ok(Posted::Earlier(id))) => assert_eq!(*id, made[2].id),
-            (6, Err(e)) => assert_eq!(
-                (e.status.as_u16(), e.field.as_deref()),
-                (422, Some("Idempotency-Key"))
-            ),
-            (7, Err(e)) => assert_eq!(e.status.as_u16(), 404),
+            (6, Err(Error::Invalid { field, .. })) => assert_eq!(field, "Idempotency-Key"),
+            (7, Err(Error::NotFound { .. })) => {}
             (i, other) => panic!("sale {i}: unexpected {other:?}"),
         }
     }
@@ -277,7 +274,10 @@ async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
         .await
         .expect("the batch posts");
     assert!(matches!(answers[0], Ok(Posted::New(_))));
-    assert_eq!(answers[1].as_ref().unwrap_err().code, "insufficient_stock");
+    assert_eq!(
+        answers[1].as_ref().unwrap_err().conflict_code(),
+        Some("insufficient_stock")
+    );
     assert!(matches!(answers[2], Ok(Posted::New(_))));
     // Committed, and its locks gone: another session sees the sales and can lock the batch.
     let other = apotheca_testkit::connect_url(&app.tenant.role_url)
@@ -306,7 +306,10 @@ async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
     let answers = post_batch(&db, &refused, Frame::Own)
         .await
         .expect("the batch is judged");
-    assert_eq!(answers[0].as_ref().unwrap_err().code, "insufficient_stock");
+    assert_eq!(
+        answers[0].as_ref().unwrap_err().conflict_code(),
+        Some("insufficient_stock")
+    );
     assert_eq!(outside_a_transaction(&db).await, "t");
     other
         .query_one(

@@ -20,7 +20,7 @@ pub(super) async fn create(ctx: &Context, username: &str, password_stdin: bool) 
     let db = ctx.database().await?;
     let client = db.connect().await?;
     ensure_operators_table(&client).await?;
-    let hash = apotheca_worker::accounts::hash_password_async(&password).await?;
+    let hash = apotheca_pharmacy::accounts::hash_password_async(&password).await?;
     operators::create(&client, &username, &hash).await?;
     println!("created operator {username}; they log in at /operator/ on the public site");
     Ok(())

@@ -86,10 +86,10 @@ pub(super) async fn seed_tenant(
     let secret = ctx.secret(client).await?;
     let url = db.role_url(&tenant.role, &roles::role_password(&secret, &tenant.role));
     let pool = Database::from_url(url, None)?.pool(1)?;
-    let report = apotheca_worker::seed::run(&pool, clear)
+    let report = apotheca_pharmacy::seed::run(&pool, clear)
         .await
         .map_err(|e| match e {
-            apotheca_worker::seed::SeedError::AlreadySeeded => {
+            apotheca_pharmacy::seed::SeedError::AlreadySeeded => {
                 ControlError::invalid(format!("tenant {schema}: {e}"))
             }
             other => ControlError::Other(format!("seeding {schema}: {other}")),

@@ -126,7 +126,7 @@ impl ApiError {
     }
 
     /// Too many password hashes at once: 503, try again in a second.
-    pub fn busy(e: apotheca_worker::accounts::Busy) -> Self {
+    pub fn busy(e: apotheca_pharmacy::accounts::Busy) -> Self {
         let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
         error.retry_after = Some(1);
         error

@@ -192,7 +192,7 @@ fn check_new(form: &NewTenant) -> Result<(String, SchemaName, DomainName), ApiEr
             "Use 1 to 150 letters, digits or . _ @ + - for the admin's username.".to_owned(),
         ));
     }
-    if let Err(m) = apotheca_worker::accounts::check_new_password(&form.admin_password) {
+    if let Err(m) = apotheca_pharmacy::accounts::check_new_password(&form.admin_password) {
         wrong.push(("admin_password", capitalized(&m)));
     }
     match (name, schema, domain, wrong.first()) {

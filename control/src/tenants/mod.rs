@@ -110,10 +110,10 @@ impl FirstAdmin {
                 "the admin username must be 1 to 150 letters, digits or . _ @ + -",
             ));
         }
-        apotheca_worker::accounts::check_new_password(password).map_err(ControlError::invalid)?;
+        apotheca_pharmacy::accounts::check_new_password(password).map_err(ControlError::invalid)?;
         Ok(Self {
             username: username.to_owned(),
-            password_hash: apotheca_worker::accounts::hash_password_async(password).await?,
+            password_hash: apotheca_pharmacy::accounts::hash_password_async(password).await?,
         })
     }
 }

@@ -7,8 +7,9 @@
 //! fuzz (libFuzzer); `tests/properties.rs` runs them as bounded property tests on stable, in
 //! every test run.
 
+use apotheca_pharmacy::sale::{Pending, SaleRequest};
+use apotheca_pharmacy::Error;
 use apotheca_proxy::{host as hosts, wire};
-use apotheca_worker::domain::sale::{Pending, SaleRequest};
 
 /// The largest head the proxy takes by default (`[proxy] max_header_bytes`).
 pub const MAX_HEAD: usize = 32 * 1024;
@@ -313,7 +314,8 @@ pub fn chunked(data: &[u8]) {
 }
 
 /// Any body the sale endpoint could get: JSON into `SaleRequest`, then validation, answers a
-/// sale to post or a 4xx naming what is wrong — never a panic, never a 5xx.
+/// sale to post or a refusal naming what is wrong (the client's fault: invalid, not found or a
+/// conflict, never unavailable or internal) — never a panic.
 pub fn sale_body(data: &[u8]) {
     let Ok(req) = serde_json::from_slice::<SaleRequest>(data) else {
         return;
@@ -321,12 +323,13 @@ pub fn sale_body(data: &[u8]) {
     for key in [None, Some("k"), std::str::from_utf8(data).ok()] {
         if let Err(e) = Pending::new(1, "fuzz", &req, key) {
             assert!(
-                e.status.is_client_error(),
-                "{}: {} for {req:?}",
-                e.status,
-                e.message
+                matches!(
+                    e,
+                    Error::Invalid { .. } | Error::NotFound { .. } | Error::Conflict { .. }
+                ),
+                "{e:?} for {req:?}"
             );
-            assert!(!e.message.is_empty(), "no message for {req:?}");
+            assert!(!e.to_string().is_empty(), "no message for {req:?}");
         }
     }
 }

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
-use crate::values;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::values;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -10,11 +10,11 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiQuery;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/alerts", get(alerts))

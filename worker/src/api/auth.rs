@@ -15,11 +15,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::users::{self, user_from_row, User, USER_COLUMNS};
-use crate::accounts;
 use crate::http::auth::{Auth, SESSION_COOKIE};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

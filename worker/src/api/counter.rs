@@ -12,12 +12,12 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::medicines::{base_columns, required, search_pattern, stock_lateral};
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::ApiResult;
 use crate::http::json::ApiQuery;
 use crate::readcache;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/counter/search", get(counter_search))

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::values::{self, Page};
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::values::{self, Page};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -14,10 +14,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::reports;
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/dashboard", get(dashboard))

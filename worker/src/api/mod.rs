@@ -1,5 +1,5 @@
 //! The JSON API (`/api/v1`): one module per part of DOMAIN.md. Handlers check access with
-//! `Auth::require`, parse input into valid values, and call the domain code in `crate::domain`
+//! `Auth::require`, parse input into valid values, and call the domain code in `apotheca_pharmacy`
 //! for anything that changes stock or money.
 
 pub mod admin;

@@ -9,16 +9,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Area;
-use crate::domain::invoices::{self, Invoice};
-use crate::domain::returns::{self, ReturnRequest};
-use crate::domain::sale::{Pending, Posted, SaleRequest};
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::sale_queue;
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::invoices::{self, Invoice};
+use apotheca_pharmacy::returns::{self, ReturnRequest};
+use apotheca_pharmacy::sale::{Pending, Posted, SaleRequest};
+use apotheca_pharmacy::values::Page;
 use axum::response::{IntoResponse, Response};
 
 /// Invoices, returns and voids; their writes are announced by the caller's route layer.

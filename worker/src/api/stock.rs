@@ -9,13 +9,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Area;
-use crate::domain::stock::{self, Correction, ReceiptRequest};
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::stock::{self, Correction, ReceiptRequest};
+use apotheca_pharmacy::values::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::announce_auth_change;
-use crate::accounts;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

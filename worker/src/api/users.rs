@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 
-use crate::accounts::{self, Area, Role};
 use crate::http::auth::{parse_role, Auth};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::values::{self, Page};
+use apotheca_pharmacy::accounts::{self, Area, Role};
+use apotheca_pharmacy::values::{self, Page};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -10,10 +10,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method};
 
-use crate::accounts::{self, Area, Role};
 use crate::authcache::Cached;
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::{self, Area, Role};
 
 pub const SESSION_COOKIE: &str = "apotheca_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";

@@ -5,7 +5,6 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tokio_postgres::error::SqlState;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -128,93 +127,55 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Too many password checks at once in this worker: 503, try again in a second.
-impl From<crate::accounts::Busy> for ApiError {
-    fn from(e: crate::accounts::Busy) -> Self {
-        Self::unavailable(e.to_string())
+/// The domain's refusals, each with its status: 422, 404, 409, 503 (try again in a second)
+/// or 500.
+impl From<apotheca_pharmacy::Error> for ApiError {
+    fn from(e: apotheca_pharmacy::Error) -> Self {
+        use apotheca_pharmacy::Error as E;
+        match e {
+            E::Invalid { field, message } => Self::invalid(&field, message),
+            E::NotFound { what, field } => {
+                let e = Self::not_found(&what);
+                match field {
+                    Some(f) => e.with_field(&f),
+                    None => e,
+                }
+            }
+            E::Conflict {
+                code,
+                message,
+                field,
+                detail,
+            } => {
+                let mut e = Self::conflict(code, message);
+                e.field = field;
+                e.detail = detail;
+                e
+            }
+            E::Unavailable(message) => Self::unavailable(message),
+            E::Internal => Self::internal(),
+        }
     }
 }
 
+/// Too many password checks at once in this worker: 503, try again in a second.
+impl From<apotheca_pharmacy::accounts::Busy> for ApiError {
+    fn from(e: apotheca_pharmacy::accounts::Busy) -> Self {
+        apotheca_pharmacy::Error::from(e).into()
+    }
+}
+
+/// Classified by the domain ([`apotheca_pharmacy::Error`]): nothing of SQL reaches a client.
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        let Some(code) = e.code() else {
-            tracing::error!(error = %e, "database connection failed");
-            return Self::unavailable("the database is unavailable; try again");
-        };
-        let constraint = e
-            .as_db_error()
-            .and_then(|d| d.constraint())
-            .unwrap_or_default()
-            .to_owned();
-        if *code == SqlState::UNIQUE_VIOLATION {
-            return Self::conflict(
-                "duplicate",
-                format!("this already exists ({})", readable(&constraint)),
-            )
-            .with_field(&field_of(&constraint));
-        }
-        if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
-            return Self::invalid(
-                &field_of(&constraint),
-                format!("a value breaks a rule ({})", readable(&constraint)),
-            );
-        }
-        if *code == SqlState::FOREIGN_KEY_VIOLATION {
-            return Self::conflict(
-                "in_use",
-                format!(
-                    "it is referenced elsewhere or refers to something missing ({})",
-                    readable(&constraint)
-                ),
-            );
-        }
-        if *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::QUERY_CANCELED
-            || *code == SqlState::LOCK_NOT_AVAILABLE
-        {
-            tracing::warn!(error = %e, "transaction could not complete");
-            return Self::unavailable("busy; try again");
-        }
-        // Class 08 (connection exception) and 57 (operator intervention: the server shutting
-        // down or restarting, e.g. 57P01 on a fast shutdown): the database is going or coming
-        // back, not the request's fault nor ours.
-        if code.code().starts_with("08") || code.code().starts_with("57") {
-            tracing::warn!(error = %e, "the database went away");
-            return Self::unavailable("the database is unavailable; try again");
-        }
-        // Class 22, data exceptions: a value PostgreSQL cannot take (a date out of range, a
-        // number too large, text too long) came from the request.
-        if code.code().starts_with("22") {
-            return Self::invalid("", "a value is out of range or malformed");
-        }
-        tracing::error!(error = ?e.as_db_error().map(|d| d.message()), code = code.code(), "database error");
-        Self::internal()
+        apotheca_pharmacy::Error::from(e).into()
     }
 }
 
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        tracing::error!(error = %e, "no database connection");
-        Self::unavailable("the database is unavailable; try again")
+        apotheca_pharmacy::Error::from(e).into()
     }
-}
-
-/// `medicines_name_check` → `name` (the column a CHECK or UNIQUE constraint is about, when
-/// PostgreSQL's default naming makes it clear).
-fn field_of(constraint: &str) -> String {
-    let parts: Vec<&str> = constraint.split('_').collect();
-    if parts.len() >= 3 && matches!(parts.last(), Some(&"check" | &"key")) {
-        // table is usually 1 word (e.g. "medicines") or 2 ("stock_movements"); the column
-        // is what is between; a good enough guess for a hint.
-        let inner = &parts[1..parts.len() - 1];
-        return inner.join("_");
-    }
-    String::new()
-}
-
-fn readable(constraint: &str) -> String {
-    constraint.replace('_', " ")
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -158,6 +158,6 @@ async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
         "served": state.stats.served(),
         "rss_bytes": crate::stats::rss_bytes(),
         "pool": {"size": state.pool.status().size, "available": state.pool.status().available},
-        "password_hashes": crate::accounts::password::stats(),
+        "password_hashes": apotheca_pharmacy::accounts::password::stats(),
     }))
 }

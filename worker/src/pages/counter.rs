@@ -17,13 +17,14 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{FormData, Submitted, Viewer};
 use super::view::{self, Chrome, FormState};
-use crate::accounts::Area;
 use crate::api::admin::{self, Company};
 use crate::api::customers::{self, Customer};
-use crate::domain::invoices::{self, Invoice};
-use crate::domain::sale::{LineRequest, Payment, Pending, Posted, SaleRequest};
+use crate::http::error::ApiError;
 use crate::sale_queue;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::invoices::{self, Invoice};
+use apotheca_pharmacy::sale::{LineRequest, Payment, Pending, Posted, SaleRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -103,7 +104,7 @@ fn cart_of(data: &FormData) -> Vec<CartLine> {
     let (ids, quantities) = (data.all("medicine_id"), data.all("quantity"));
     let (names, prices) = (data.all("line_name"), data.all("line_price"));
     let at = |v: &[&str], i: usize| v.get(i).copied().unwrap_or_default().to_owned();
-    (0..ids.len().min(crate::domain::sale::MAX_LINES + 1))
+    (0..ids.len().min(apotheca_pharmacy::sale::MAX_LINES + 1))
         .map(|i| CartLine {
             id: at(&ids, i),
             name: at(&names, i),
@@ -219,6 +220,7 @@ async fn post_sale(
         Ok(Posted::New(invoice)) => Ok(see_other(&format!("/invoices/{}/receipt", invoice.id))),
         Ok(Posted::Earlier(id)) => Ok(see_other(&format!("/invoices/{id}/receipt"))),
         Err(e) => {
+            let e = ApiError::from(e);
             let status = fields::on_form(e.clone(), &mut form, &FIELDS)?;
             form.details = shortages(e.detail.as_ref());
             show_counter(&state, &viewer, status, form, lines).await

@@ -12,12 +12,12 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{FormData, Submitted, Viewer};
 use super::view::{self, Chrome, FormState, Pager};
-use crate::accounts::Area;
 use crate::api::customers::{
     self as api, create_customer, update_customer, Customer, CustomerIn, Purchase,
 };
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::values::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

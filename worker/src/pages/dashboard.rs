@@ -10,11 +10,11 @@ use serde::Deserialize;
 use super::error::PageResult;
 use super::session::Viewer;
 use super::view::{self, amount_text, Chrome, FormState};
-use crate::accounts::Area;
 use crate::api::alerts::{self, Alerts};
 use crate::api::dashboard::{self as dashboard_api, Dashboard};
 use crate::api::reports::DaySales;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DashboardQuery {

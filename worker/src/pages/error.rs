@@ -41,6 +41,12 @@ impl From<ApiError> for PageError {
     }
 }
 
+impl From<apotheca_pharmacy::Error> for PageError {
+    fn from(e: apotheca_pharmacy::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<tokio_postgres::Error> for PageError {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::Api(e.into())

@@ -14,13 +14,13 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{FormData, Submitted, Viewer};
 use super::view::{self, Chrome, FormState, Pager};
-use crate::accounts::Area;
 use crate::api::sales::{self as api, InvoiceFilter, Summary};
 use crate::changes;
-use crate::domain::invoices::{self, Invoice};
-use crate::domain::returns::{ReturnLine, ReturnRequest};
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::invoices::{self, Invoice};
+use apotheca_pharmacy::returns::{ReturnLine, ReturnRequest};
+use apotheca_pharmacy::values::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -146,7 +146,7 @@ struct DetailPage {
 
 impl DetailPage {
     /// Units of a line that may still be returned.
-    fn open(&self, line: &crate::domain::invoices::Line) -> i64 {
+    fn open(&self, line: &apotheca_pharmacy::invoices::Line) -> i64 {
         i64::from(line.quantity) - line.returned
     }
 

@@ -12,7 +12,6 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{FormData, Submitted, Viewer};
 use super::view::{self, Chrome, FormState, Pager};
-use crate::accounts::Area;
 use crate::api::medicines::{
     self as api, create_medicine, update_medicine, ListQuery, Medicine, MedicineIn, MedicinePage,
     DOSAGE_FORMS,
@@ -20,6 +19,7 @@ use crate::api::medicines::{
 use crate::api::suppliers;
 use crate::changes;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

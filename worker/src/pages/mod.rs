@@ -1,6 +1,6 @@
 //! The pharmacy in the browser: every screen of DOMAIN.md, rendered on the server from
 //! askama templates (`worker/templates`) by calling the same functions as the JSON API
-//! (`crate::api`'s query and write functions, `crate::domain`'s rules, the sale queue).
+//! (`crate::api`'s query and write functions, `apotheca_pharmacy`'s rules, the sale queue).
 //!
 //! Each handler checks the user's role itself (a 403 page otherwise); the menus only show
 //! what the role may open. Forms carry a CSRF token, show the domain code's messages next

@@ -16,14 +16,14 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{FormData, Submitted, Viewer};
 use super::view::{self, Chrome, FormState, Pager};
-use crate::accounts::Area;
 use crate::api::stock::{self as api, Receipt, ReceiptSummary};
 use crate::api::{medicines, suppliers};
 use crate::changes;
-use crate::domain::stock::{ReceiptLine, ReceiptRequest, MAX_RECEIPT_LINES};
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::stock::{ReceiptLine, ReceiptRequest, MAX_RECEIPT_LINES};
+use apotheca_pharmacy::values::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -13,11 +13,11 @@ use super::error::PageResult;
 use super::fields;
 use super::session::Viewer;
 use super::view::{self, url_encode, Chrome, FormState};
-use crate::accounts::Area;
 use crate::api::reports::{
     self as api, Daily, DaySales, Params, StockRow, SupplierStock, TopSeller,
 };
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

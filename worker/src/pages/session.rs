@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, Method};
 use rand::RngCore;
 
 use super::error::{PageError, PageResult};
-use crate::accounts::{self, Area};
 use crate::http::auth::{self, cookie, cookie_value, Auth, SESSION_COOKIE};
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::{self, Area};
 
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";

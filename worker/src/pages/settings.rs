@@ -12,10 +12,10 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{Submitted, Viewer};
 use super::view::{self, Chrome, FormState};
-use crate::accounts::Area;
 use crate::api::admin::{self, CompanyIn, SettingsIn};
 use crate::changes;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -12,13 +12,13 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{FormData, Submitted, Viewer};
 use super::view::{self, Chrome, FormState, Pager};
-use crate::accounts::Area;
 use crate::api::suppliers::{
     self as api, create_supplier, update_supplier, InvoiceSummary, Supplier, SupplierIn,
 };
 use crate::changes;
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::values::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -13,10 +13,10 @@ use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{Submitted, Viewer};
 use super::view::{self, Chrome, FormState, Pager};
-use crate::accounts::Area;
 use crate::api::users::{self as api, NewUser, User, UserPatch};
 use crate::state::AppState;
-use crate::values::Page;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::values::Page;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

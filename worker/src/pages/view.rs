@@ -13,9 +13,9 @@ use rust_decimal::Decimal;
 
 use super::error::PageResult;
 use super::session::{FormData, Viewer};
-use crate::accounts::{Area, Role};
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::{Area, Role};
 
 /// A menu entry.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ const MENU: [(&str, &str, Area); 11] = [
 /// Only what `role` may use.
 pub fn menu(role: Role, current: &str) -> Vec<NavItem> {
     MENU.iter()
-        .filter(|(_, _, area)| crate::accounts::may(role, *area))
+        .filter(|(_, _, area)| apotheca_pharmacy::accounts::may(role, *area))
         .map(|&(href, label, _)| NavItem {
             href,
             label,
@@ -155,7 +155,7 @@ impl Chrome {
 
 /// An amount with thousands separators and its two places: "1,234.50".
 pub fn amount_text(amount: Decimal) -> String {
-    let text = crate::domain::money(amount).to_string();
+    let text = apotheca_pharmacy::money(amount).to_string();
     let (sign, digits) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest),
         None => ("", text.as_str()),

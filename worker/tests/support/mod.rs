@@ -4,8 +4,8 @@
 
 pub mod html;
 
+use apotheca_pharmacy::accounts::hash_password;
 use apotheca_testkit::TestTenant;
-use apotheca_worker::accounts::hash_password;
 use apotheca_worker::settings::WorkerSettings;
 use apotheca_worker::state::AppState;
 use axum::body::Body;

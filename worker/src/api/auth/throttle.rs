@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use crate::accounts;
 use crate::http::error::{ApiError, ApiResult};
 use crate::settings::WorkerSettings;
+use apotheca_pharmacy::accounts;
 
 /// What the failures before an attempt (within the window) call for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,12 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::{dosage_form, from_row, Medicine, MAX_REORDER_LEVEL};
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
-use crate::values;
+use apotheca_pharmacy::accounts::Area;
+use apotheca_pharmacy::values;
 
 const INSERT_SQL: &str = concat!(
     "WITH m AS (
@@ -77,7 +77,7 @@ fn price(raw: &serde_json::Value) -> ApiResult<Decimal> {
     let value = Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
         .map_err(|_| ApiError::invalid("sale_price", "sale_price is not an amount"))?;
-    values::money("sale_price", value)
+    Ok(values::money("sale_price", value)?)
 }
 
 fn reorder_level(raw: i64) -> ApiResult<i32> {

@@ -23,11 +23,11 @@ mod queries;
 pub use queries::*;
 
 use super::csv;
-use crate::accounts::Area;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiQuery;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::Area;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -27,10 +27,10 @@ use super::control_api::{self, Answer};
 use super::error::{error_page_in, see_other, Links, PageError};
 use super::session::{form_token, FormData, PublicForm, CSRF_FIELD};
 use super::view::FormState;
-use crate::accounts::same_secret;
 use crate::api::auth::{client_address, secure};
 use crate::http::auth::cookie_value;
 use crate::state::AppState;
+use apotheca_pharmacy::accounts::same_secret;
 
 pub const OPERATOR_COOKIE: &str = "apotheca_operator";
 const SITE: &str = "Apotheca operators";

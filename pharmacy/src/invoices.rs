@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::{Error, Result};
 
 #[derive(Debug, Serialize)]
 pub struct Invoice {
@@ -71,7 +71,7 @@ pub async fn load(
     db: &deadpool_postgres::ClientWrapper,
     id: i64,
     only_billed_by: Option<i64>,
-) -> ApiResult<Invoice> {
+) -> Result<Invoice> {
     let row = db
         .query_opt(
             &db.prepare_cached("SELECT i.id, i.number, i.created_at, i.customer_id, i.customer_name, i.customer_phone, i.billed_by,
@@ -82,7 +82,7 @@ pub async fn load(
             &[&id, &only_billed_by],
         )
         .await?
-        .ok_or_else(|| ApiError::not_found("invoice"))?;
+        .ok_or_else(|| Error::not_found("invoice"))?;
     let allocations = db
         .query(
             &db.prepare_cached(

@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 
 use super::batch::{Accepted, Failed, Frame, Stock};
 use super::{duplicate_key, Pending};
-use crate::domain::invoices::{Allocation, Invoice, Line};
-use crate::domain::money;
+use crate::invoices::{Allocation, Invoice, Line};
+use crate::money;
 
 /// Writes the accepted sales, numbers them (and commits, in [`Frame::Own`]), and builds their
 /// invoices.

@@ -22,10 +22,10 @@ use tokio_postgres::types::ToSql;
 
 use super::write::write;
 use super::{key_reused, Payment, Pending};
-use crate::domain::cents;
-use crate::domain::invoices::Invoice;
-use crate::http::error::{ApiError, ApiResult};
+use crate::cents;
+use crate::invoices::Invoice;
 use crate::values;
+use crate::{Error, Result};
 
 /// What became of a sale that was not refused.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ pub(super) struct Taken {
 
 /// What a sale came to before the write.
 enum Judged {
-    Refused(ApiError),
+    Refused(Error),
     Earlier(i64),
     /// The same key and request as an earlier sale of this batch.
     SameAs(usize),
@@ -91,13 +91,13 @@ pub enum Frame {
 pub enum Failed {
     /// Before the commit: nothing was kept. With [`Frame::Own`] the transaction may still be
     /// open (a failed read or write leaves it aborted): the caller ends it.
-    Before(ApiError),
+    Before(Error),
     /// The commit itself ([`Frame::Own`]): whether the sales were kept is unknown.
-    Commit(ApiError),
+    Commit(Error),
 }
 
-impl From<ApiError> for Failed {
-    fn from(e: ApiError) -> Self {
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
         Self::Before(e)
     }
 }
@@ -115,7 +115,7 @@ pub async fn post_batch(
     db: &impl GenericClient,
     sales: &[Pending],
     frame: Frame,
-) -> Result<Vec<ApiResult<Posted>>, Failed> {
+) -> Result<Vec<Result<Posted>>, Failed> {
     let mut medicine_ids: Vec<i64> = sales
         .iter()
         .flat_map(|s| s.sale.lines.iter().map(|(m, _)| *m))
@@ -272,7 +272,7 @@ pub async fn post_batch(
             Judged::Accepted(n) => made[n]
                 .take()
                 .map(|invoice| Posted::New(Box::new(invoice)))
-                .ok_or_else(ApiError::internal),
+                .ok_or_else(Error::internal),
         })
         .collect())
 }
@@ -285,16 +285,16 @@ fn judge(
     customers: &HashMap<i64, (String, Option<String>)>,
     stock: &[Stock],
     tax_rate: Decimal,
-) -> ApiResult<Accepted> {
+) -> Result<Accepted> {
     let sale = &pending.sale;
     for (i, (id, _)) in sale.lines.iter().enumerate() {
         match medicines.get(id) {
             None => {
-                return Err(ApiError::not_found(&format!("medicine {id}"))
+                return Err(Error::not_found(&format!("medicine {id}"))
                     .with_field(&format!("lines[{i}].medicine_id")))
             }
             Some((name, _, false)) => {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     &format!("lines[{i}].medicine_id"),
                     format!("{name} is deactivated and cannot be sold"),
                 ))
@@ -306,7 +306,7 @@ fn judge(
         Some(id) => {
             let (name, phone) = customers
                 .get(&id)
-                .ok_or_else(|| ApiError::not_found("customer").with_field("customer_id"))?;
+                .ok_or_else(|| Error::not_found("customer").with_field("customer_id"))?;
             (Some(name.clone()), phone.clone())
         }
         None => (sale.customer_name.clone(), sale.customer_phone.clone()),
@@ -358,7 +358,7 @@ fn judge(
         } else {
             ("insufficient_stock", "not enough unexpired stock")
         };
-        return Err(ApiError::conflict(code, message).with_detail(json!({"lines": shortages})));
+        return Err(Error::conflict(code, message).with_detail(json!({"lines": shortages})));
     }
 
     // Totals: computed here, whatever the client believed.
@@ -369,7 +369,7 @@ fn judge(
         .map(|((_, q), line)| line.price * Decimal::from(*q))
         .sum();
     if sale.discount > subtotal {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "discount",
             format!(
                 "the discount ({}) is more than the subtotal ({subtotal})",
@@ -380,15 +380,15 @@ fn judge(
     let tax = cents((subtotal - sale.discount) * tax_rate);
     let total = subtotal - sale.discount + tax;
     if total > values::max_money() {
-        return Err(ApiError::invalid("lines", "the sale's total is too large"));
+        return Err(Error::invalid("lines", "the sale's total is too large"));
     }
     let (received, change) = match sale.payment {
         Payment::Cash => {
             let received = sale.amount_received.ok_or_else(|| {
-                ApiError::invalid("amount_received", "a cash sale needs the amount received")
+                Error::invalid("amount_received", "a cash sale needs the amount received")
             })?;
             if received < total {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     "amount_received",
                     format!("the amount received ({received}) is less than the total ({total})"),
                 ));

@@ -10,10 +10,10 @@ use rand::distr::{Alphanumeric, SampleString};
 use rust_decimal::Decimal;
 
 use crate::accounts;
-use crate::domain::sale::{LineRequest, Payment, SaleRequest};
-use crate::domain::stock::{ReceiptLine, ReceiptRequest};
-use crate::domain::{sale, stock};
-use crate::http::error::ApiError;
+use crate::sale::{LineRequest, Payment, SaleRequest};
+use crate::stock::{ReceiptLine, ReceiptRequest};
+use crate::Error;
+use crate::{sale, stock};
 
 /// What seeding did, for the command to print.
 #[derive(Debug, Default)]
@@ -35,12 +35,12 @@ pub enum SeedError {
     Db(#[from] tokio_postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("{}", .0.message)]
-    Rule(ApiError),
+    #[error("{0}")]
+    Rule(Error),
 }
 
-impl From<ApiError> for SeedError {
-    fn from(e: ApiError) -> Self {
+impl From<Error> for SeedError {
+    fn from(e: Error) -> Self {
         Self::Rule(e)
     }
 }
@@ -345,7 +345,7 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
     for (name, brand, generic, form, strength, price, reorder) in MEDICINES {
         let price: Decimal = price
             .parse()
-            .map_err(|_| SeedError::Rule(ApiError::internal()))?;
+            .map_err(|_| SeedError::Rule(Error::internal()))?;
         let strength = Some(*strength).filter(|s| !s.is_empty());
         let id: i64 = tx
             .query_one(

@@ -5,22 +5,22 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::{Error, Result};
 
 /// Required text: trimmed, 1..=max characters, no control characters.
-pub fn text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
+pub fn text(field: &str, raw: &str, max: usize) -> Result<String> {
     let value = raw.trim();
     if value.is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} is required")));
+        return Err(Error::invalid(field, format!("{field} is required")));
     }
     if value.chars().count() > max {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("{field} is longer than {max} characters"),
         ));
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("{field} contains control characters"),
         ));
@@ -29,7 +29,7 @@ pub fn text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
 }
 
 /// Optional text: absent or blank is `None`.
-pub fn opt_text(field: &str, raw: Option<&str>, max: usize) -> ApiResult<Option<String>> {
+pub fn opt_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => text(field, v, max).map(Some),
@@ -37,7 +37,7 @@ pub fn opt_text(field: &str, raw: Option<&str>, max: usize) -> ApiResult<Option<
 }
 
 /// Optional email: one `@` with something on both sides, no spaces.
-pub fn opt_email(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
+pub fn opt_email(field: &str, raw: Option<&str>) -> Result<Option<String>> {
     let Some(value) = opt_text(field, raw, 254)? else {
         return Ok(None);
     };
@@ -48,7 +48,7 @@ pub fn opt_email(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
     if ok {
         Ok(Some(value))
     } else {
-        Err(ApiError::invalid(
+        Err(Error::invalid(
             field,
             format!("{field} is not an email address"),
         ))
@@ -57,7 +57,7 @@ pub fn opt_email(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
 
 /// Optional phone number, normalised to digits with an optional leading `+` (6 to 15 digits);
 /// spaces, dashes, dots and brackets are dropped.
-pub fn opt_phone(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
+pub fn opt_phone(field: &str, raw: Option<&str>) -> Result<Option<String>> {
     let Some(value) = opt_text(field, raw, 50)? else {
         return Ok(None);
     };
@@ -68,7 +68,7 @@ pub fn opt_phone(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
             '0'..='9' => digits.push(c),
             ' ' | '-' | '.' | '(' | ')' => {}
             _ => {
-                return Err(ApiError::invalid(
+                return Err(Error::invalid(
                     field,
                     format!("{field} may hold digits, spaces, dashes and a leading +"),
                 ))
@@ -76,7 +76,7 @@ pub fn opt_phone(field: &str, raw: Option<&str>) -> ApiResult<Option<String>> {
         }
     }
     if !(6..=15).contains(&digits.len()) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("{field} needs 6 to 15 digits"),
         ));
@@ -90,21 +90,18 @@ pub fn max_money() -> Decimal {
 }
 
 /// Money: exact, at least zero, at most two decimal places, within numeric(14,2).
-pub fn money(field: &str, value: Decimal) -> ApiResult<Decimal> {
+pub fn money(field: &str, value: Decimal) -> Result<Decimal> {
     if value.is_sign_negative() && !value.is_zero() {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} cannot be negative"),
-        ));
+        return Err(Error::invalid(field, format!("{field} cannot be negative")));
     }
     if value.normalize().scale() > 2 {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("{field} has more than two decimal places"),
         ));
     }
     if value > max_money() {
-        return Err(ApiError::invalid(field, format!("{field} is too large")));
+        return Err(Error::invalid(field, format!("{field} is too large")));
     }
     Ok(value.round_dp(2))
 }
@@ -113,9 +110,9 @@ pub fn money(field: &str, value: Decimal) -> ApiResult<Decimal> {
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
 /// A quantity of units: 1..=1,000,000.
-pub fn quantity(field: &str, value: i64) -> ApiResult<i32> {
+pub fn quantity(field: &str, value: i64) -> Result<i32> {
     if !(1..=MAX_QUANTITY).contains(&value) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             field,
             format!("{field} must be between 1 and {MAX_QUANTITY}"),
         ));

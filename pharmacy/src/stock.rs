@@ -7,8 +7,8 @@ use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::http::error::{ApiError, ApiResult};
 use crate::values;
+use crate::{Error, Result};
 
 #[derive(Debug, Deserialize)]
 pub struct ReceiptRequest {
@@ -34,21 +34,14 @@ pub const MAX_RECEIPT_LINES: usize = 500;
 
 /// Posts a goods receipt: returns the supplier invoice's id. A batch number already known
 /// for the medicine is topped up (its dates must agree); a new one becomes a batch.
-pub async fn post_receipt(
-    tx: &Transaction<'_>,
-    user_id: i64,
-    req: &ReceiptRequest,
-) -> ApiResult<i64> {
+pub async fn post_receipt(tx: &Transaction<'_>, user_id: i64, req: &ReceiptRequest) -> Result<i64> {
     let invoice_no = values::text("invoice_no", &req.invoice_no, 50)?;
     let notes = values::opt_text("notes", req.notes.as_deref(), 2000)?;
     if req.lines.is_empty() {
-        return Err(ApiError::invalid(
-            "lines",
-            "a receipt needs at least one line",
-        ));
+        return Err(Error::invalid("lines", "a receipt needs at least one line"));
     }
     if req.lines.len() > MAX_RECEIPT_LINES {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "lines",
             format!("a receipt may have at most {MAX_RECEIPT_LINES} lines"),
         ));
@@ -61,9 +54,9 @@ pub async fn post_receipt(
         .await?
         .map(|r| r.get(0));
     match active {
-        None => return Err(ApiError::not_found("supplier").with_field("supplier_id")),
+        None => return Err(Error::not_found("supplier").with_field("supplier_id")),
         Some(false) => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "supplier_id",
                 "this supplier is deactivated",
             ))
@@ -77,7 +70,7 @@ pub async fn post_receipt(
         let unit_cost = values::money(&f("unit_cost"), l.unit_cost)?;
         let batch_no = values::text(&f("batch_no"), &l.batch_no, 50)?;
         if l.manufactured_on.is_some_and(|m| l.expires_on <= m) {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 &f("expires_on"),
                 "the expiry must be after the manufacture date",
             ));
@@ -86,7 +79,7 @@ pub async fn post_receipt(
             .iter()
             .any(|(m, b, ..): &(i64, String, _, _, _, _)| *m == l.medicine_id && *b == batch_no)
         {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 &f("batch_no"),
                 "the same batch appears twice on this receipt",
             ));
@@ -102,10 +95,7 @@ pub async fn post_receipt(
     }
     let total: Decimal = lines.iter().map(|l| l.5 * Decimal::from(l.4)).sum();
     if total > values::max_money() {
-        return Err(ApiError::invalid(
-            "lines",
-            "the receipt's total is too large",
-        ));
+        return Err(Error::invalid("lines", "the receipt's total is too large"));
     }
     let invoice_id: i64 = match tx
         .query_one(
@@ -117,7 +107,7 @@ pub async fn post_receipt(
     {
         Ok(row) => row.get(0),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            return Err(ApiError::conflict("duplicate", format!("this supplier's invoice {invoice_no} is already entered"))
+            return Err(Error::conflict("duplicate", format!("this supplier's invoice {invoice_no} is already entered"))
                 .with_field("invoice_no"))
         }
         Err(e) => return Err(e.into()),
@@ -146,7 +136,7 @@ pub async fn post_receipt(
                             .is_some_and(|known| known != m)
                     })
                 {
-                    return Err(ApiError::conflict(
+                    return Err(Error::conflict(
                         "batch_mismatch",
                         format!(
                             "batch {batch_no} is already on record with expiry {}",
@@ -171,7 +161,7 @@ pub async fn post_receipt(
                         &[medicine_id, batch_no, made, expires, quantity, cost, &req.supplier_id],
                     )
                     .await?
-                    .ok_or_else(|| ApiError::not_found(&format!("medicine {medicine_id}")).with_field(&format!("lines[{i}].medicine_id")))?;
+                    .ok_or_else(|| Error::not_found(&format!("medicine {medicine_id}")).with_field(&format!("lines[{i}].medicine_id")))?;
                 row.get(0)
             }
         };
@@ -208,11 +198,11 @@ pub async fn correct(
     kind: Correction,
     quantity: i64,
     reason: &str,
-) -> ApiResult<i32> {
+) -> Result<i32> {
     let delta = match kind {
         Correction::WriteOff => -values::quantity("quantity", quantity)?,
         Correction::Adjustment if quantity == 0 => {
-            return Err(ApiError::invalid(
+            return Err(Error::invalid(
                 "quantity",
                 "an adjustment changes the quantity by at least one unit",
             ))
@@ -240,18 +230,18 @@ async fn change_batch(
     delta: i32,
     kind: &str,
     reason: &str,
-) -> ApiResult<i32> {
+) -> Result<i32> {
     let on_hand: i32 = tx
         .query_opt(
             "SELECT quantity_on_hand FROM batches WHERE id = $1 FOR UPDATE",
             &[&batch_id],
         )
         .await?
-        .ok_or_else(|| ApiError::not_found("batch"))?
+        .ok_or_else(|| Error::not_found("batch"))?
         .get(0);
     let after = on_hand + delta;
     if after < 0 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "insufficient_stock",
             format!(
                 "the batch holds {on_hand} unit(s); it cannot lose {}",

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 pub use batch::{post_batch, Failed, Frame, Posted};
 
-use crate::http::error::{ApiError, ApiResult};
 use crate::values;
+use crate::{Error, Result};
 
 /// The most lines one sale may have.
 pub const MAX_LINES: usize = 100;
@@ -69,12 +69,12 @@ struct Valid {
     lines: Vec<(i64, i32)>,
 }
 
-fn validate(req: &SaleRequest) -> ApiResult<Valid> {
+fn validate(req: &SaleRequest) -> Result<Valid> {
     if req.lines.is_empty() {
-        return Err(ApiError::invalid("lines", "a sale needs at least one line"));
+        return Err(Error::invalid("lines", "a sale needs at least one line"));
     }
     if req.lines.len() > MAX_LINES {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "lines",
             format!("a sale may have at most {MAX_LINES} lines"),
         ));
@@ -91,7 +91,7 @@ fn validate(req: &SaleRequest) -> ApiResult<Valid> {
         .into_iter()
         .enumerate()
         .map(|(i, (m, q))| Ok((m, values::quantity(&format!("lines[{i}].quantity"), q)?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let amount_received = req
         .amount_received
         .map(|a| values::money("amount_received", a))
@@ -119,12 +119,7 @@ pub struct Pending {
 
 impl Pending {
     /// Validates the request (422 on bad input, before anything is locked or written).
-    pub fn new(
-        user_id: i64,
-        username: &str,
-        req: &SaleRequest,
-        key: Option<&str>,
-    ) -> ApiResult<Self> {
+    pub fn new(user_id: i64, username: &str, req: &SaleRequest, key: Option<&str>) -> Result<Self> {
         let sale = validate(req)?;
         let key = key
             .map(|k| values::text("Idempotency-Key", k, 200))
@@ -155,37 +150,37 @@ pub async fn post(
     user_id: i64,
     req: &SaleRequest,
     key: Option<&str>,
-) -> ApiResult<(i64, bool)> {
+) -> Result<(i64, bool)> {
     let pending = Pending::new(user_id, "", req, key)?;
     let posted = post_batch(tx, std::slice::from_ref(&pending), Frame::Caller)
         .await
         .map_err(|(Failed::Before(e) | Failed::Commit(e))| e)?
         .pop()
-        .ok_or_else(ApiError::internal)??;
+        .ok_or_else(Error::internal)??;
     Ok(match posted {
         Posted::New(invoice) => (invoice.id, true),
         Posted::Earlier(id) => (id, false),
     })
 }
 
-fn duplicate_key() -> ApiError {
-    ApiError::conflict(
+fn duplicate_key() -> Error {
+    Error::conflict(
         "idempotency_race",
         "a sale with this Idempotency-Key was posted at the same moment",
     )
 }
 
 /// The same key sent with a different request: a client bug, never answered with another sale.
-fn key_reused() -> ApiError {
-    ApiError::invalid(
+fn key_reused() -> Error {
+    Error::invalid(
         "Idempotency-Key",
         "this Idempotency-Key was already used for a different sale",
     )
 }
 
 /// Whether an error is the concurrent-duplicate-key case of [`post_batch`].
-pub fn is_duplicate_key(e: &ApiError) -> bool {
-    e.code == "idempotency_race"
+pub fn is_duplicate_key(e: &Error) -> bool {
+    e.conflict_code() == Some("idempotency_race")
 }
 
 /// The invoice made earlier with `key`, if any; the same key with a different request is
@@ -194,7 +189,7 @@ pub async fn find_by_key(
     tx: &Transaction<'_>,
     key: &str,
     fingerprint: &[u8],
-) -> ApiResult<Option<i64>> {
+) -> Result<Option<i64>> {
     let stmt = tx
         .prepare_cached("SELECT id, request_hash FROM invoices WHERE idempotency_key = $1")
         .await?;

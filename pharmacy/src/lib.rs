@@ -1,12 +1,24 @@
-//! The pharmacy's rules, for the JSON API, the HTML pages and `apotheca seed-data` alike:
-//! every change of stock or money happens here, inside one transaction each, with rows locked
-//! in a fixed order (batches by id, then the invoice counter) so concurrent sales never
-//! deadlock and never oversell. DOMAIN.md's rules 1–12 are enforced in these modules.
+//! Apotheca's pharmacy domain (`apotheca-pharmacy`), with no HTTP in it: the rules the JSON
+//! API, the HTML pages and `apotheca seed-data` share. Every change of stock or money happens
+//! here, inside one transaction each, with rows locked in a fixed order (batches by id, then
+//! the invoice counter) so concurrent sales never deadlock and never oversell.
+//!
+//! - [`accounts`]: roles and who may do what, passwords (argon2id, bounded memory), tokens;
+//! - [`values`]: untrusted input into valid values, each refusal naming its field;
+//! - [`sale`], [`stock`], [`returns`], [`invoices`]: the pharmacy's rules (`docs/domain.md`);
+//! - [`seed`]: a pharmacy's demo data;
+//! - [`Error`]: the one error, in the domain's terms.
 
+pub mod accounts;
+pub mod error;
 pub mod invoices;
 pub mod returns;
 pub mod sale;
+pub mod seed;
 pub mod stock;
+pub mod values;
+
+pub use error::{Error, Result};
 
 use rust_decimal::{Decimal, RoundingStrategy};
 

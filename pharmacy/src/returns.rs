@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::cents;
-use crate::http::error::{ApiError, ApiResult};
 use crate::values;
+use crate::{Error, Result};
 
 #[derive(Debug, Deserialize)]
 pub struct ReturnRequest {
@@ -41,14 +41,14 @@ struct Open {
 async fn lock_open(
     tx: &Transaction<'_>,
     invoice_id: i64,
-) -> ApiResult<(i64, String, Decimal, Decimal, Vec<Open>)> {
+) -> Result<(i64, String, Decimal, Decimal, Vec<Open>)> {
     let row = tx
         .query_opt(
             "SELECT number, status, subtotal, total FROM invoices WHERE id = $1 FOR UPDATE",
             &[&invoice_id],
         )
         .await?
-        .ok_or_else(|| ApiError::not_found("invoice"))?;
+        .ok_or_else(|| Error::not_found("invoice"))?;
     let open = tx
         .query(
             "SELECT a.invoice_line_id, a.batch_id,
@@ -73,17 +73,14 @@ pub async fn post_return(
     user_id: i64,
     invoice_id: i64,
     req: &ReturnRequest,
-) -> ApiResult<i64> {
+) -> Result<i64> {
     let reason = values::text("reason", &req.reason, 500)?;
     if req.lines.is_empty() {
-        return Err(ApiError::invalid(
-            "lines",
-            "name at least one line to return",
-        ));
+        return Err(Error::invalid("lines", "name at least one line to return"));
     }
     let (number, status, subtotal, total, mut open) = lock_open(tx, invoice_id).await?;
     if status != "completed" {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "voided",
             "a voided invoice cannot take returns",
         ));
@@ -101,7 +98,7 @@ pub async fn post_return(
             )
             .await?
             .ok_or_else(|| {
-                ApiError::invalid(
+                Error::invalid(
                     &format!("lines[{i}].invoice_line_id"),
                     "not a line of this invoice",
                 )
@@ -113,7 +110,7 @@ pub async fn post_return(
             .map(|o| o.open)
             .sum();
         if left > available {
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "over_return",
                 format!(
                     "line {} has {available} unit(s) left to return; {left} asked",
@@ -181,19 +178,11 @@ pub async fn post_return(
 }
 
 /// Voids an invoice: whatever was not returned goes back to its batches, logged as returns.
-pub async fn void(
-    tx: &Transaction<'_>,
-    user_id: i64,
-    invoice_id: i64,
-    reason: &str,
-) -> ApiResult<()> {
+pub async fn void(tx: &Transaction<'_>, user_id: i64, invoice_id: i64, reason: &str) -> Result<()> {
     let reason = values::text("reason", reason, 500)?;
     let (number, status, _, _, open) = lock_open(tx, invoice_id).await?;
     if status != "completed" {
-        return Err(ApiError::conflict(
-            "voided",
-            "this invoice is already voided",
-        ));
+        return Err(Error::conflict("voided", "this invoice is already voided"));
     }
     let back: Vec<(i64, i32)> = open
         .iter()
@@ -215,7 +204,7 @@ async fn restock(
     items: &[(i64, i32)],
     reference: &str,
     user_id: i64,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut items = items.to_vec();
     items.sort_unstable();
     for (batch_id, q) in items {

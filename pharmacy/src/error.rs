@@ -1,0 +1,179 @@
+//! The domain's one error: what went wrong in the pharmacy's terms, with no HTTP in it. The
+//! worker maps each variant to a status (`worker/src/http/error.rs`); `apotheca seed-data`
+//! prints it. A database error is classified here once ([`Error::from`]), so a broken rule
+//! the schema caught reads the same as one the code caught, and nothing of SQL leaks.
+
+use tokio_postgres::error::SqlState;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Well-formed, but a value breaks a rule; `field` names it (may be empty when unknown).
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// Something the request names does not exist.
+    #[error("{what} not found")]
+    NotFound { what: String, field: Option<String> },
+    /// The request conflicts with the current state (stock, duplicates, a voided invoice...);
+    /// `code` is the machine-readable reason, `detail` e.g. which lines lack stock.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+        detail: Option<serde_json::Value>,
+    },
+    /// Not now: the database is away or busy, or too many password checks wait. Try again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected database answer; the details went to the log.
+    #[error("internal error")]
+    Internal,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::NotFound {
+            what: what.to_owned(),
+            field: None,
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+            field: None,
+            detail: None,
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::Internal
+    }
+
+    /// Names the field a refusal is about (invalid, not found, conflict; others unchanged).
+    pub fn with_field(mut self, name: &str) -> Self {
+        match &mut self {
+            Self::Invalid { field, .. } => *field = name.to_owned(),
+            Self::NotFound { field, .. } | Self::Conflict { field, .. } => {
+                *field = Some(name.to_owned())
+            }
+            Self::Unavailable(_) | Self::Internal => {}
+        }
+        self
+    }
+
+    /// Attaches machine-readable detail to a conflict (others unchanged).
+    pub fn with_detail(mut self, value: serde_json::Value) -> Self {
+        if let Self::Conflict { detail, .. } = &mut self {
+            *detail = Some(value);
+        }
+        self
+    }
+
+    /// The conflict's code, if this is one.
+    pub fn conflict_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Conflict { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Too many password checks at once in this process: try again in a second.
+impl From<crate::accounts::Busy> for Error {
+    fn from(e: crate::accounts::Busy) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let Some(code) = e.code() else {
+            tracing::error!(error = %e, "database connection failed");
+            return Self::Unavailable("the database is unavailable; try again".into());
+        };
+        let constraint = e
+            .as_db_error()
+            .and_then(|d| d.constraint())
+            .unwrap_or_default()
+            .to_owned();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return Self::conflict(
+                "duplicate",
+                format!("this already exists ({})", readable(&constraint)),
+            )
+            .with_field(&field_of(&constraint));
+        }
+        if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
+            return Self::invalid(
+                &field_of(&constraint),
+                format!("a value breaks a rule ({})", readable(&constraint)),
+            );
+        }
+        if *code == SqlState::FOREIGN_KEY_VIOLATION {
+            return Self::conflict(
+                "in_use",
+                format!(
+                    "it is referenced elsewhere or refers to something missing ({})",
+                    readable(&constraint)
+                ),
+            );
+        }
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+        {
+            tracing::warn!(error = %e, "transaction could not complete");
+            return Self::Unavailable("busy; try again".into());
+        }
+        // Class 08 (connection exception) and 57 (operator intervention: the server shutting
+        // down or restarting, e.g. 57P01 on a fast shutdown): the database is going or coming
+        // back, not the request's fault nor ours.
+        if code.code().starts_with("08") || code.code().starts_with("57") {
+            tracing::warn!(error = %e, "the database went away");
+            return Self::Unavailable("the database is unavailable; try again".into());
+        }
+        // Class 22, data exceptions: a value PostgreSQL cannot take (a date out of range, a
+        // number too large, text too long) came from the request.
+        if code.code().starts_with("22") {
+            return Self::invalid("", "a value is out of range or malformed");
+        }
+        tracing::error!(error = ?e.as_db_error().map(|d| d.message()), code = code.code(), "database error");
+        Self::Internal
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        tracing::error!(error = %e, "no database connection");
+        Self::Unavailable("the database is unavailable; try again".into())
+    }
+}
+
+/// `medicines_name_check` → `name` (the column a CHECK or UNIQUE constraint is about, when
+/// PostgreSQL's default naming makes it clear).
+fn field_of(constraint: &str) -> String {
+    let parts: Vec<&str> = constraint.split('_').collect();
+    if parts.len() >= 3 && matches!(parts.last(), Some(&"check" | &"key")) {
+        // table is usually 1 word (e.g. "medicines") or 2 ("stock_movements"); the column
+        // is what is between; a good enough guess for a hint.
+        let inner = &parts[1..parts.len() - 1];
+        return inner.join("_");
+    }
+    String::new()
+}
+
+fn readable(constraint: &str) -> String {
+    constraint.replace('_', " ")
+}

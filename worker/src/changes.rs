@@ -68,8 +68,8 @@ pub async fn data_changed(state: &AppState) {
 
 /// A notice control relayed from the tenant's channel (the worker under control does not
 /// listen itself: one connection in control serves every worker).
-pub fn heard(state: &AppState, notice: crate::channel::Notice) {
-    use crate::channel::Notice;
+pub fn heard(state: &AppState, notice: apotheca_protocol::channel::Notice) {
+    use apotheca_protocol::channel::Notice;
     match notice {
         Notice::Listening => set_live(state, true),
         Notice::Deaf => set_live(state, false),

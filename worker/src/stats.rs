@@ -1,11 +1,11 @@
 //! The worker's own load figures: requests in flight, requests served, time spent answering
 //! them, resident memory (and handing free memory back). Read by `/_apotheca/stats` and reported to control
-//! ([`crate::channel`]).
+//! ([`crate::channel`], [`apotheca_protocol::channel::Load`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::channel::Load;
+use apotheca_protocol::channel::Load;
 
 #[derive(Debug)]
 pub struct Stats {

@@ -2,7 +2,7 @@
 //! supervisor messages and writes control's messages ("drain") to the worker. The task ends
 //! when the worker closes the channel or the supervisor drops the [`Link`].
 
-use apotheca_worker::channel::{ControlMessage, WorkerMessage};
+use apotheca_protocol::channel::{ControlMessage, WorkerMessage};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -39,7 +39,7 @@ impl Link {
                                     return;
                                 }
                             }
-                            Err(e) => break Some(e),
+                            Err(e) => break Some(e.to_string()),
                         },
                         Ok(None) => break None,
                         Err(e) => break Some(e.to_string()),

@@ -9,7 +9,7 @@
 //! - Down by one: when the load would fit in one worker fewer at half their limit, for
 //!   `idle_timeout`.
 
-use apotheca_worker::channel::Load;
+use apotheca_protocol::channel::Load;
 use tokio::time::Instant;
 
 use super::tenant::{Status, Tenant};

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use apotheca_worker::channel::{ControlMessage, Notice, WorkerMessage};
+use apotheca_protocol::channel::{ControlMessage, Notice, WorkerMessage};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;

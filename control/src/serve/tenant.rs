@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use apotheca_worker::channel::Load;
+use apotheca_protocol::channel::Load;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use apotheca_worker::channel::Load;
+use apotheca_protocol::channel::Load;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use apotheca_worker::channel::Load;
+use apotheca_protocol::channel::Load;
 use tokio::time::Instant;
 
 use super::status::{unix_ms, WorkerStatus};

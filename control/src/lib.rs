@@ -6,15 +6,10 @@
 
 pub mod cli;
 pub mod commands;
-pub mod db;
 pub mod error;
-pub mod migrate;
-pub mod operators;
-pub mod roles;
+pub mod progress;
 pub mod serve;
 pub mod settings;
-pub mod spares;
-pub mod tenants;
 
 use std::process::ExitCode;
 
@@ -27,7 +22,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Migration failures were already explained by the summary.
-            if !matches!(e, ControlError::MigrationsFailed(_)) {
+            if !matches!(
+                e,
+                ControlError::Tenancy(apotheca_tenancy::Error::MigrationsFailed(_))
+            ) {
                 eprintln!("error: {e}");
             }
             ExitCode::from(e.exit_code())

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use apotheca_common::settings::{DatabaseSettings, LogSettings, PrivateDbSettings};
+use apotheca_tenancy::roles::TenantRoleSettings;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -128,26 +129,6 @@ impl Default for ControlSettings {
             operator_session_hours: 8,
             tenant_role: TenantRoleSettings::default(),
             serve: ServeSettings::default(),
-        }
-    }
-}
-
-/// `[control.tenant_role]`: limits set on every tenant's PostgreSQL role when it is created.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TenantRoleSettings {
-    pub statement_timeout: String,
-    pub idle_in_transaction_session_timeout: String,
-    /// Most connections the role may hold at once (all of the tenant's workers together).
-    pub connection_limit: i32,
-}
-
-impl Default for TenantRoleSettings {
-    fn default() -> Self {
-        Self {
-            statement_timeout: "30s".to_owned(),
-            idle_in_transaction_session_timeout: "60s".to_owned(),
-            connection_limit: 64,
         }
     }
 }

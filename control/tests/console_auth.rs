@@ -7,8 +7,8 @@
 
 mod support;
 
-use apotheca_control::db::Database;
-use apotheca_control::roles::{self, Secret};
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles::{self, Secret};
 use apotheca_testkit::connect_url;
 use hyper::Method;
 use support::site::{api, Site};

@@ -5,10 +5,10 @@
 mod support;
 
 use apotheca_common::names::{DomainName, SchemaName};
-use apotheca_control::db::Database;
-use apotheca_control::roles::Secret;
-use apotheca_control::tenants::Provisioner;
 use apotheca_migrations::MigrationSet;
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles::Secret;
+use apotheca_tenancy::tenants::Provisioner;
 use support::daemon::{assert_serves, ready_pids, sockets_in, wait_gone};
 use support::Apotheca;
 

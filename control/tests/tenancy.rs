@@ -385,7 +385,7 @@ async fn a_secret_recorded_by_another_process_at_the_same_moment_is_read() {
     // same moment: its insert waits for the first's commit and does nothing, and it must then
     // read the value on record rather than fail (it did: "unexpected number of rows").
     let a = Apotheca::migrated().await;
-    let secret = apotheca_control::roles::Secret::from_key("one secret");
+    let secret = apotheca_tenancy::roles::Secret::from_key("one secret");
     let mut first = a.db.client().await;
     first
         .batch_execute("DELETE FROM public.control_state WHERE key = 'secret_check'")

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use apotheca_common::devdb::PrivateCluster;
 use apotheca_common::names::quote_ident;
 use apotheca_common::settings::PrivateDbSettings;
-use apotheca_control::db::Database;
-use apotheca_control::migrate::{self, Reporter, Target};
-use apotheca_control::roles;
 use apotheca_migrations::MigrationSet;
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::migrate::{self, Quiet, Target};
+use apotheca_tenancy::roles;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -296,7 +296,7 @@ async fn migrated_template(cluster: &PrivateCluster) -> String {
         let url = cluster.url_for(&building).expect("test cluster password");
         let db = Database::from_url(url, None).expect("template URL");
         let pool = db.pool(2).expect("template pool");
-        let summary = migrate::run(&pool, &set, &Target::Shared, false, 1, &Reporter::new(true))
+        let summary = migrate::run(&pool, &set, &Target::Shared, false, 1, &Quiet)
             .await
             .unwrap_or_else(|e| panic!("migrating the template: {e}"));
         assert_eq!(
@@ -344,8 +344,8 @@ impl TestTenant {
         let database = Database::from_url(db.url(), None).expect("test database URL");
         let secret = roles::Secret::from_key("test-secret");
         let set = MigrationSet::embedded().expect("embedded migrations");
-        let limits = apotheca_control::settings::TenantRoleSettings::default();
-        let provisioner = apotheca_control::tenants::Provisioner {
+        let limits = apotheca_tenancy::roles::TenantRoleSettings::default();
+        let provisioner = apotheca_tenancy::tenants::Provisioner {
             db: &database,
             secret: &secret,
             migrations: &set,

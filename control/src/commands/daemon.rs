@@ -9,7 +9,7 @@ use crate::cli::ScaleArgs;
 use crate::error::{ControlError, Result};
 use crate::serve::client::Client;
 use crate::serve::status::{Restarted, StatusReport, TenantStatus, Woken};
-use crate::tenants::policy::{self, PolicyChange};
+use apotheca_tenancy::tenants::policy::{self, PolicyChange};
 
 fn client(ctx: &Context) -> Client {
     Client::new(&ctx.settings.control.serve.socket)

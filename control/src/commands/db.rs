@@ -8,10 +8,10 @@ use apotheca_common::names::SchemaName;
 
 use super::{ensure_public_migrated, Context};
 use crate::cli::DbCommand;
-use crate::db::Database;
 use crate::error::{ControlError, Result};
-use crate::roles;
-use crate::tenants;
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles;
+use apotheca_tenancy::tenants;
 
 fn private_cluster(ctx: &Context) -> Result<PrivateCluster> {
     if ctx

@@ -16,13 +16,15 @@ use apotheca_common::{settings, telemetry};
 use apotheca_migrations::MigrationSet;
 
 use crate::cli::{Cli, Command, MigrateArgs};
-use crate::db::Database;
 use crate::error::{ControlError, Result};
-use crate::migrate::{self, Reporter, Summary, Target};
-use crate::roles::Secret;
 use crate::settings::Settings;
-use crate::spares;
-use crate::tenants::{self, domains, TenantInfo};
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::migrate::{self, Summary, Target};
+
+use crate::progress::Reporter;
+use apotheca_tenancy::roles::Secret;
+use apotheca_tenancy::spares;
+use apotheca_tenancy::tenants::{self, domains, TenantInfo};
 
 use db::db_command;
 use tenant::{create_tenant, list_tenants, seed_tenant, set_status, sync_roles};
@@ -39,7 +41,12 @@ struct Context {
 
 impl Context {
     async fn database(&self) -> Result<Database> {
-        Database::open(&self.settings, self.cli_url.as_deref()).await
+        Ok(Database::open(
+            &self.settings.database,
+            &self.settings.private_db,
+            self.cli_url.as_deref(),
+        )
+        .await?)
     }
 
     fn migrations(&self) -> Result<MigrationSet> {
@@ -51,7 +58,10 @@ impl Context {
 
     /// The server secret, checked against the database's record of it.
     async fn secret(&self, client: &tokio_postgres::Client) -> Result<Secret> {
-        let secret = Secret::load(&self.settings.control)?;
+        let secret = Secret::load(
+            self.settings.control.secret_key.as_deref(),
+            &self.settings.control.state_dir,
+        )?;
         secret.verify(client).await?;
         Ok(secret)
     }
@@ -236,7 +246,7 @@ async fn migrate_schemas(ctx: &Context, args: MigrateArgs) -> Result<()> {
     }
     match failed {
         0 => Ok(()),
-        n => Err(ControlError::MigrationsFailed(n)),
+        n => Err(apotheca_tenancy::Error::MigrationsFailed(n).into()),
     }
 }
 

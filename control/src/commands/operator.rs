@@ -5,8 +5,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use super::Context;
 use crate::error::{ControlError, Result};
-use crate::migrate;
-use crate::operators;
+use apotheca_tenancy::migrate;
+use apotheca_tenancy::operators;
 
 pub(super) async fn create(ctx: &Context, username: &str, password_stdin: bool) -> Result<()> {
     // Input first: a refused name or password must not start a cluster.

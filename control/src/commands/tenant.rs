@@ -6,10 +6,10 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use super::{ensure_public_migrated, print_tenants, Context};
 use crate::cli::CreateTenantArgs;
-use crate::db::Database;
 use crate::error::{ControlError, Result};
-use crate::roles;
-use crate::tenants::{self, FirstAdmin, Provisioner};
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles;
+use apotheca_tenancy::tenants::{self, FirstAdmin, Provisioner};
 
 pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Result<()> {
     // Input first: a refused name must not start a cluster or generate a secret.

@@ -14,8 +14,10 @@ use nix::unistd::Pid;
 
 use super::{print_summary, print_tenants, seed_tenant, top_up_spares, Context};
 use crate::error::{ControlError, Result};
-use crate::migrate::{self, Reporter, Target};
-use crate::tenants::{self, Provisioner};
+use apotheca_tenancy::migrate::{self, Target};
+
+use crate::progress::Reporter;
+use apotheca_tenancy::tenants::{self, Provisioner};
 
 /// The demo tenants `up` creates on an empty system: (schema, name, domain).
 const DEMO_TENANTS: [(&str, &str, &str); 2] = [
@@ -61,7 +63,7 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     .await?;
     print_summary(&summary);
     if summary.failed().count() > 0 {
-        return Err(ControlError::MigrationsFailed(summary.failed().count()));
+        return Err(apotheca_tenancy::Error::MigrationsFailed(summary.failed().count()).into());
     }
     top_up_spares(ctx, &db, &set).await;
     let mut client = db.connect().await?;

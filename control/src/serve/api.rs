@@ -338,9 +338,9 @@ async fn wake(
 
 /// Reads one tenant from the database and hands it to the supervisor; false if none.
 async fn lookup(api: &Api, schema: &str) -> Result<bool, ApiError> {
-    let failed = |e: crate::error::ControlError| {
+    fn failed(e: impl std::fmt::Display) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database", e.to_string())
-    };
+    }
     let client = api.catalog.db.connect().await.map_err(failed)?;
     let row = api
         .catalog

@@ -12,11 +12,11 @@ use tokio_postgres::{AsyncMessage, GenericClient};
 use super::status::Policy;
 use super::supervisor::Msg;
 use super::tenant::Status;
-use crate::db::Database;
 use crate::error::Result;
-use crate::roles::{self, Secret};
-use crate::settings::TenantRoleSettings;
-use crate::tenants::{Event, NOTIFY_CHANNEL};
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles::TenantRoleSettings;
+use apotheca_tenancy::roles::{self, Secret};
+use apotheca_tenancy::tenants::{Event, NOTIFY_CHANNEL};
 
 /// A tenant as the daemon needs it.
 #[derive(Clone)]
@@ -89,10 +89,10 @@ impl Catalog {
     pub async fn public_role_url(&self, limits: &TenantRoleSettings) -> Result<String> {
         let mut client = self.db.connect().await?;
         let tx = client.transaction().await?;
-        crate::migrate::ensure_database_access(&tx).await?;
+        apotheca_tenancy::migrate::ensure_database_access(&tx).await?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1, 1)",
-            &[&crate::migrate::LOCK_NAMESPACE],
+            &[&apotheca_tenancy::migrate::LOCK_NAMESPACE],
         )
         .await?;
         let database = self.db.name().to_owned();

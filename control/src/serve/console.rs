@@ -22,9 +22,9 @@ use super::operator_api::Operator;
 use super::signup::{self, capitalized};
 use super::status::{StatusReport, TenantStatus};
 use super::supervisor::Msg;
-use crate::error::ControlError;
-use crate::tenants::policy::{self, PolicyChange};
-use crate::tenants::{self, domains, FirstAdmin, Provisioner, TenantInfo};
+use apotheca_tenancy::tenants::policy::{self, PolicyChange};
+use apotheca_tenancy::tenants::{self, domains, FirstAdmin, Provisioner, TenantInfo};
+use apotheca_tenancy::Error as TenancyError;
 
 pub fn router() -> Router<Api> {
     Router::new()
@@ -111,21 +111,21 @@ async fn existing(client: &tokio_postgres::Client, raw: &str) -> Result<TenantIn
     let schema = SchemaName::parse(raw).map_err(|_| not_found(raw))?;
     match tenants::load(client, schema.as_str()).await {
         Ok(info) => Ok(info),
-        Err(ControlError::Invalid(_)) => Err(not_found(raw)),
+        Err(TenancyError::Invalid(_)) => Err(not_found(raw)),
         Err(e) => Err(ApiError::database(e)),
     }
 }
 
 /// A refusal of the library code (bad input: nothing changed) for `field`, or a failure.
-fn refused(field: &'static str, e: ControlError) -> ApiError {
+fn refused(field: &'static str, e: TenancyError) -> ApiError {
     match e {
-        ControlError::Invalid(m) if m.contains("already") => {
+        TenancyError::Invalid(m) if m.contains("already") => {
             let mut e = ApiError::invalid(field, capitalized(&m));
             (e.status, e.code) = (StatusCode::CONFLICT, "taken");
             e
         }
-        ControlError::Invalid(m) => ApiError::invalid(field, capitalized(&m)),
-        ControlError::Name(n) => ApiError::invalid(field, capitalized(&n.to_string())),
+        TenancyError::Invalid(m) => ApiError::invalid(field, capitalized(&m)),
+        TenancyError::Name(n) => ApiError::invalid(field, capitalized(&n.to_string())),
         other => ApiError::database(other),
     }
 }
@@ -216,7 +216,7 @@ async fn create(
     let admin = FirstAdmin::new(&user, &password)
         .await
         .map_err(|e| match e {
-            ControlError::Busy(busy) => ApiError::busy(busy),
+            TenancyError::Busy(busy) => ApiError::busy(busy),
             e => refused("admin_password", e),
         })?;
     let s = &api.signup;
@@ -233,7 +233,7 @@ async fn create(
         .await;
     let info = created.map_err(|e| {
         let field = match &e {
-            ControlError::Invalid(m) if m.contains("domain") => "domain",
+            TenancyError::Invalid(m) if m.contains("domain") => "domain",
             _ => "schema",
         };
         refused(field, e)

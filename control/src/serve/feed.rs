@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use super::supervisor::Msg;
-use crate::db::Database;
+use apotheca_tenancy::db::Database;
 
 /// What the feed tells the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]

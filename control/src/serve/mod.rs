@@ -54,10 +54,10 @@ use tokio::sync::{mpsc, watch};
 
 use apotheca_migrations::MigrationSet;
 
-use crate::db::Database;
 use crate::error::{ControlError, Result};
-use crate::roles::Secret;
 use crate::settings::{ServeSettings, Settings};
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles::Secret;
 use catalog::Catalog;
 use process::WorkerCommand;
 use status::Policy;

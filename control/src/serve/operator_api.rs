@@ -1,5 +1,5 @@
 //! The operator console's logins on the daemon's API: `POST /v1/operators/login` opens a
-//! session ([`crate::operators`]) and answers its token, `POST /v1/operators/logout` ends it,
+//! session ([`apotheca_tenancy::operators`]) and answers its token, `POST /v1/operators/logout` ends it,
 //! `GET /v1/operators/me` says whose it is. [`Operator`] is the extractor every console
 //! route takes: a live session's `Authorization: Bearer` token, checked here, else 401.
 //!
@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::api::{Api, ApiError};
-use crate::operators::{self, SessionOperator};
+use apotheca_tenancy::operators::{self, SessionOperator};
 
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);

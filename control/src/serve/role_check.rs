@@ -1,5 +1,5 @@
 //! Before a worker starts, its role's settings are put back to what control gave them
-//! ([`crate::roles::reassert_settings`]): a tenant role may change its own (`ALTER ROLE
+//! ([`apotheca_tenancy::roles::reassert_settings`]): a tenant role may change its own (`ALTER ROLE
 //! CURRENT_USER SET search_path = ...`, say through an SQL injection), and its next worker
 //! would then refuse to start. One task with one connection of the daemon's does it, a tenant
 //! at a time, as the supervisor asks before it spawns (see `Supervisor::act`); the supervisor
@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::supervisor::Msg;
-use crate::db::Database;
 use crate::error::Result;
-use crate::roles::{self, RoleSettings};
-use crate::settings::TenantRoleSettings;
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles::TenantRoleSettings;
+use apotheca_tenancy::roles::{self, RoleSettings};
 
 /// A check that takes longer is given up (logged): the worker starts anyway.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);

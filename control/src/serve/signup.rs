@@ -15,11 +15,11 @@ use apotheca_migrations::MigrationSet;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::db::Database;
-use crate::error::ControlError;
-use crate::roles::Secret;
-use crate::settings::TenantRoleSettings;
-use crate::tenants::{self, FirstAdmin, Provisioner};
+use apotheca_tenancy::db::Database;
+use apotheca_tenancy::roles::Secret;
+use apotheca_tenancy::roles::TenantRoleSettings;
+use apotheca_tenancy::tenants::{self, FirstAdmin, Provisioner};
+use apotheca_tenancy::Error as TenancyError;
 
 /// Subdomains kept for the hosting itself.
 const RESERVED: [&str; 9] = [
@@ -83,7 +83,7 @@ impl Refused {
         }
     }
 
-    fn failed(e: ControlError) -> Self {
+    fn failed(e: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %e, "sign-up failed");
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -130,7 +130,7 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
     let (schema, domain) = names(&form.subdomain, &signup.base_domain)?;
     let (user, password) = (form.admin_user, form.admin_password);
     let admin = FirstAdmin::new(&user, &password).await.map_err(|e| {
-        if matches!(e, ControlError::Busy(_)) {
+        if matches!(e, TenancyError::Busy(_)) {
             return Refused::failed(e);
         }
         let message = e.to_string();
@@ -141,11 +141,7 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
         };
         Refused::invalid(field, capitalized(&message))
     })?;
-    let _turn = signup
-        .running
-        .acquire()
-        .await
-        .map_err(|e| Refused::failed(ControlError::Other(e.to_string())))?;
+    let _turn = signup.running.acquire().await.map_err(Refused::failed)?;
     let mut client = signup.db.connect().await.map_err(Refused::failed)?;
     if taken(&client, &schema, &domain)
         .await
@@ -174,8 +170,8 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
             })
         }
         // Taken by a sign-up that won the race since the check above.
-        Err(ControlError::Invalid(m)) if m.contains("already") => Err(Refused::taken()),
-        Err(ControlError::Invalid(m)) => Err(Refused::invalid("name", capitalized(&m))),
+        Err(TenancyError::Invalid(m)) if m.contains("already") => Err(Refused::taken()),
+        Err(TenancyError::Invalid(m)) => Err(Refused::invalid("name", capitalized(&m))),
         Err(e) => Err(Refused::failed(e)),
     }
 }
@@ -202,7 +198,7 @@ async fn taken(
     client: &tokio_postgres::Client,
     schema: &SchemaName,
     domain: &DomainName,
-) -> Result<bool, ControlError> {
+) -> Result<bool, TenancyError> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)

@@ -159,7 +159,7 @@ impl Apotheca {
     /// The role a tenant of this database gets.
     pub fn role(&self, schema: &str) -> String {
         let schema = apotheca_common::names::SchemaName::parse(schema).unwrap();
-        apotheca_control::roles::role_name(&self.db.name, &schema)
+        apotheca_tenancy::roles::role_name(&self.db.name, &schema)
     }
 
     /// What is left of a tenant: (schema exists, its role exists, tenant and record rows).

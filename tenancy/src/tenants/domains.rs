@@ -5,7 +5,7 @@ use apotheca_common::names::DomainName;
 use tokio_postgres::{Client, GenericClient};
 
 use super::{notify, unknown};
-use crate::error::{ControlError, Result};
+use crate::error::{Error, Result};
 
 /// Refuses a domain that is already routed, naming the tenant that has it.
 pub(crate) async fn ensure_free(client: &impl GenericClient, domain: &DomainName) -> Result<()> {
@@ -17,7 +17,7 @@ pub(crate) async fn ensure_free(client: &impl GenericClient, domain: &DomainName
         )
         .await?;
     match owner {
-        Some(row) => Err(ControlError::invalid(format!(
+        Some(row) => Err(Error::invalid(format!(
             "domain {domain} is already used by tenant {:?} (schema {})",
             row.get::<_, String>(0),
             row.get::<_, String>(1)
@@ -75,7 +75,7 @@ pub async fn remove(
             &[&domain.as_str()],
         )
         .await?
-        .ok_or_else(|| ControlError::invalid(format!("no tenant has domain {domain}")))?;
+        .ok_or_else(|| Error::invalid(format!("no tenant has domain {domain}")))?;
     let (tenant_id, is_primary, schema): (i64, bool, String) = (row.get(0), row.get(1), row.get(2));
     let count: i64 = tx
         .query_one(
@@ -85,15 +85,13 @@ pub async fn remove(
         .await?
         .get(0);
     if count <= 1 {
-        return Err(ControlError::invalid(format!(
+        return Err(Error::invalid(format!(
             "{domain} is the only domain of tenant {schema}; add another domain first"
         )));
     }
     if let Some(next) = new_primary {
         if next == domain {
-            return Err(ControlError::invalid(
-                "--new-primary must name another domain",
-            ));
+            return Err(Error::invalid("--new-primary must name another domain"));
         }
         let theirs = tx
             .query_opt(
@@ -102,12 +100,12 @@ pub async fn remove(
             )
             .await?;
         if theirs.is_none() {
-            return Err(ControlError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "{next} is not a domain of tenant {schema}"
             )));
         }
     } else if is_primary {
-        return Err(ControlError::invalid(format!(
+        return Err(Error::invalid(format!(
             "{domain} is the primary domain of tenant {schema}; name the next one with --new-primary"
         )));
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use apotheca_migrations::Migration;
 
-use crate::error::{ControlError, Result};
+use crate::error::{Error, Result};
 
 /// What a schema is, which decides what else migrating it involves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(super) fn verify_checksums(
             format!("migrations/{kind}/{file} changed after it was applied (its checksum differs in {count} schema(s), e.g. {example:?}); add a new migration instead of editing an applied one")
         })
         .collect();
-    Err(ControlError::ChecksumMismatch(format!(
+    Err(Error::ChecksumMismatch(format!(
         "{}\nnothing was applied",
         lines.join("\n")
     )))

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::SchemaOutcome;
+use apotheca_tenancy::migrate::{Progress, SchemaOutcome};
 
 pub struct Reporter {
     bar: Option<ProgressBar>,
@@ -37,8 +37,10 @@ impl Reporter {
         }
         self
     }
+}
 
-    pub fn start(&self, schemas: u64) {
+impl Progress for Reporter {
+    fn start(&self, schemas: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(schemas);
             if schemas > 0 {
@@ -47,7 +49,7 @@ impl Reporter {
         }
     }
 
-    pub fn schema_done(&self, outcome: &SchemaOutcome) {
+    fn schema_done(&self, outcome: &SchemaOutcome) {
         let line = describe(outcome);
         if let Some(bar) = &self.bar {
             if outcome.error.is_some() {
@@ -59,7 +61,7 @@ impl Reporter {
         }
     }
 
-    pub fn finish(&self) {
+    fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

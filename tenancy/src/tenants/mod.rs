@@ -16,10 +16,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::db::Database;
-use crate::error::{db_message, ControlError, Result};
+use crate::error::{db_message, Error, Result};
 use crate::migrate;
+use crate::roles::TenantRoleSettings;
 use crate::roles::{self, Secret};
-use crate::settings::TenantRoleSettings;
 use crate::spares;
 
 /// The channel the proxy and the daemon listen on; the payload is a JSON [`Event`].
@@ -35,11 +35,8 @@ pub struct Event {
 /// Any role may NOTIFY any channel, so listeners must treat a payload as a hint to re-read
 /// the tables, never as the truth.
 pub(crate) async fn notify(client: &impl GenericClient, op: &str, schema: &str) -> Result<()> {
-    let payload = serde_json::to_string(&Event {
-        op: op.into(),
-        schema: schema.into(),
-    })
-    .map_err(|e| ControlError::Other(e.to_string()))?;
+    // The same shape as [`Event`], built infallibly.
+    let payload = serde_json::json!({ "op": op, "schema": schema }).to_string();
     client
         .execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
         .await?;
@@ -50,15 +47,15 @@ pub(crate) async fn notify(client: &impl GenericClient, op: &str, schema: &str) 
 pub fn parse_display_name(raw: &str) -> Result<String> {
     let name = raw.trim();
     if name.is_empty() {
-        return Err(ControlError::invalid("the tenant name is empty"));
+        return Err(Error::invalid("the tenant name is empty"));
     }
     if name.chars().count() > 200 {
-        return Err(ControlError::invalid(
+        return Err(Error::invalid(
             "the tenant name is longer than 200 characters",
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ControlError::invalid(
+        return Err(Error::invalid(
             "the tenant name contains control characters",
         ));
     }
@@ -98,7 +95,7 @@ pub struct FirstAdmin {
 
 impl FirstAdmin {
     /// Checks the username and password (bad input: exit 2) and hashes the password (within
-    /// the process's bound on password hashing: [`ControlError::Busy`] past it).
+    /// the process's bound on password hashing: [`Error::Busy`] past it).
     pub async fn new(username: &str, password: &str) -> Result<Self> {
         let username = username.trim();
         let valid = (1..=150).contains(&username.len())
@@ -106,11 +103,11 @@ impl FirstAdmin {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
         if !valid {
-            return Err(ControlError::invalid(
+            return Err(Error::invalid(
                 "the admin username must be 1 to 150 letters, digits or . _ @ + -",
             ));
         }
-        apotheca_pharmacy::accounts::check_new_password(password).map_err(ControlError::invalid)?;
+        apotheca_pharmacy::accounts::check_new_password(password).map_err(Error::invalid)?;
         Ok(Self {
             username: username.to_owned(),
             password_hash: apotheca_pharmacy::accounts::hash_password_async(password).await?,
@@ -150,7 +147,7 @@ impl Provisioner<'_> {
             )
             .await?;
         if taken.is_some() {
-            return Err(ControlError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "schema \"{schema}\" already exists"
             )));
         }
@@ -205,16 +202,16 @@ impl Provisioner<'_> {
 }
 
 /// Unique violations and duplicate objects raced in by a concurrent command are bad input.
-fn map_conflict(e: tokio_postgres::Error) -> ControlError {
+fn map_conflict(e: tokio_postgres::Error) -> Error {
     match e.code() {
         Some(c)
             if *c == SqlState::UNIQUE_VIOLATION
                 || *c == SqlState::DUPLICATE_SCHEMA
                 || *c == SqlState::DUPLICATE_OBJECT =>
         {
-            ControlError::invalid(db_message(&e))
+            Error::invalid(db_message(&e))
         }
-        _ => ControlError::Db(e),
+        _ => Error::Db(e),
     }
 }
 
@@ -266,8 +263,8 @@ pub async fn load(client: &impl GenericClient, schema: &str) -> Result<TenantInf
         .ok_or_else(|| unknown(schema))
 }
 
-pub(crate) fn unknown(schema: &str) -> ControlError {
-    ControlError::invalid(format!(
+pub(crate) fn unknown(schema: &str) -> Error {
+    Error::invalid(format!(
         "no tenant with schema {schema:?} (see `apotheca list-tenants`)"
     ))
 }
@@ -386,9 +383,9 @@ async fn dump_schema(db: &Database, schema: &str, path: &Path) -> Result<()> {
     let out = tokio::process::Command::from(cmd)
         .output()
         .await
-        .map_err(|e| ControlError::Other(format!("running pg_dump: {e}")))?;
+        .map_err(|e| Error::Tool(format!("running pg_dump: {e}")))?;
     if !out.status.success() {
-        return Err(ControlError::Other(format!(
+        return Err(Error::Tool(format!(
             "pg_dump failed, nothing was deleted: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));

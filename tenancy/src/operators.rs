@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::GenericClient;
 
-use crate::error::{ControlError, Result};
+use crate::error::{Error, Result};
 
 /// Operators can do anything to every tenant: their passwords are longer than a pharmacy
 /// user's.
@@ -52,7 +52,7 @@ pub fn parse_username(raw: &str) -> Result<String> {
     if valid {
         Ok(username)
     } else {
-        Err(ControlError::invalid(
+        Err(Error::invalid(
             "the operator username must be 1 to 150 letters, digits or . _ @ + -",
         ))
     }
@@ -60,14 +60,14 @@ pub fn parse_username(raw: &str) -> Result<String> {
 
 /// A pharmacy user's password rules, and at least [`MIN_PASSWORD`] characters.
 pub fn check_password(password: &str) -> Result<()> {
-    accounts::check_new_password(password).map_err(ControlError::invalid)?;
+    accounts::check_new_password(password).map_err(Error::invalid)?;
     if password.chars().count() < MIN_PASSWORD {
-        return Err(ControlError::invalid(format!(
+        return Err(Error::invalid(format!(
             "an operator's password needs at least {MIN_PASSWORD} characters"
         )));
     }
     if password.chars().all(|c| password.starts_with(c)) {
-        return Err(ControlError::invalid(
+        return Err(Error::invalid(
             "an operator's password cannot be one character repeated",
         ));
     }
@@ -88,9 +88,9 @@ pub async fn create(
         .await;
     match inserted {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(ControlError::invalid(
-            format!("the operator username {username:?} is already taken"),
-        )),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(Error::invalid(format!(
+            "the operator username {username:?} is already taken"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -114,8 +114,8 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<Operator>> {
         .collect())
 }
 
-fn unknown(username: &str) -> ControlError {
-    ControlError::invalid(format!(
+fn unknown(username: &str) -> Error {
+    Error::invalid(format!(
         "no operator named {username:?} (see `apotheca list-operators`)"
     ))
 }

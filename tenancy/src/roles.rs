@@ -7,6 +7,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use apotheca_common::names::{quote_ident, quote_literal, SchemaName};
 use hmac::{Hmac, Mac};
@@ -14,8 +15,27 @@ use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
-use crate::error::{ControlError, Result};
-use crate::settings::{ControlSettings, TenantRoleSettings};
+use crate::error::{Error, Result};
+
+/// `[control.tenant_role]`: limits set on every tenant's PostgreSQL role when it is created.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantRoleSettings {
+    pub statement_timeout: String,
+    pub idle_in_transaction_session_timeout: String,
+    /// Most connections the role may hold at once (all of the tenant's workers together).
+    pub connection_limit: i32,
+}
+
+impl Default for TenantRoleSettings {
+    fn default() -> Self {
+        Self {
+            statement_timeout: "30s".to_owned(),
+            idle_in_transaction_session_timeout: "60s".to_owned(),
+            connection_limit: 64,
+        }
+    }
+}
 
 /// The server secret tenant role passwords are derived from.
 #[derive(Clone)]
@@ -31,25 +51,22 @@ impl Secret {
     /// `secret_key` from the settings, else `<state_dir>/secret`, generated (mode 0600) the
     /// first time. The file appears whole or not at all (written aside, then linked into
     /// place), so a concurrent reader never sees a half-written secret.
-    pub fn load(settings: &ControlSettings) -> Result<Self> {
-        if let Some(key) = settings
-            .secret_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-        {
+    pub fn load(secret_key: Option<&str>, state_dir: &Path) -> Result<Self> {
+        if let Some(key) = secret_key.filter(|k| !k.trim().is_empty()) {
             return Ok(Self(key.trim().as_bytes().to_vec()));
         }
-        let path = settings.state_dir.join("secret");
-        let io = |e: std::io::Error| {
-            ControlError::Other(format!("server secret {}: {e}", path.display()))
+        let path = state_dir.join("secret");
+        let io = |e: std::io::Error| Error::Secret {
+            path: path.clone(),
+            source: e,
         };
-        let read = |path: &std::path::Path| -> Result<Self> {
+        let read = |path: &Path| -> Result<Self> {
             let key = fs::read_to_string(path).map_err(io)?;
             if key.trim().is_empty() {
-                return Err(ControlError::Other(format!(
-                    "server secret {} is empty",
-                    path.display()
-                )));
+                return Err(Error::Secret {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "it is empty"),
+                });
             }
             Ok(Self(key.trim().as_bytes().to_vec()))
         };
@@ -58,11 +75,9 @@ impl Secret {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
             Err(_) => {}
         }
-        fs::create_dir_all(&settings.state_dir).map_err(io)?;
+        fs::create_dir_all(&state_dir).map_err(io)?;
         let key = Alphanumeric.sample_string(&mut rand::rng(), 48);
-        let aside = settings
-            .state_dir
-            .join(format!(".secret.{}", std::process::id()));
+        let aside = state_dir.join(format!(".secret.{}", std::process::id()));
         {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -120,11 +135,10 @@ impl Secret {
                 .get(0),
         };
         if recorded != check {
-            return Err(ControlError::Other(
+            return Err(Error::WrongSecret(
                 "the server secret is not the one this database's tenants were made with; \
                  set [control] secret_key (APOTHECA_CONTROL__SECRET_KEY) or run from the folder \
-                 whose state_dir holds the right `secret` file"
-                    .into(),
+                 whose state_dir holds the right `secret` file",
             ));
         }
         Ok(())

@@ -4,7 +4,7 @@
 use tokio_postgres::Client;
 
 use super::{notify, unknown, Policy};
-use crate::error::{ControlError, Result};
+use crate::error::{Error, Result};
 
 /// The parts of a policy to change; `None` keeps the current value.
 #[derive(Debug, Default, Clone)]
@@ -28,25 +28,23 @@ impl PolicyChange {
     /// What can be refused without the database.
     pub fn check(&self) -> Result<()> {
         if self.is_empty() {
-            return Err(ControlError::invalid(
+            return Err(Error::invalid(
                 "nothing to change: give --min, --max, --idle-timeout or --max-inflight",
             ));
         }
         if self.max_workers == Some(0) || self.max_inflight_per_worker == Some(0) {
-            return Err(ControlError::invalid(
+            return Err(Error::invalid(
                 "--max and --max-inflight must be at least 1",
             ));
         }
         if let (Some(min), Some(max)) = (self.min_workers, self.max_workers) {
             if min > max {
-                return Err(ControlError::invalid(format!(
-                    "--min {min} is above --max {max}"
-                )));
+                return Err(Error::invalid(format!("--min {min} is above --max {max}")));
             }
         }
         match self.idle_timeout_secs {
-            Some(0) => Err(ControlError::invalid("--idle-timeout must be at least 1s")),
-            Some(s) if i32::try_from(s).is_err() => Err(ControlError::invalid(format!(
+            Some(0) => Err(Error::invalid("--idle-timeout must be at least 1s")),
+            Some(s) if i32::try_from(s).is_err() => Err(Error::invalid(format!(
                 "--idle-timeout of {s} s is too long"
             ))),
             _ => Ok(()),
@@ -76,7 +74,7 @@ pub async fn set(client: &mut Client, schema: &str, change: &PolicyChange) -> Re
         queue_length: row.get(4),
     };
     if policy.min_workers > policy.max_workers {
-        return Err(ControlError::invalid(format!(
+        return Err(Error::invalid(format!(
             "min workers ({}) would be above max workers ({})",
             policy.min_workers, policy.max_workers
         )));

@@ -8,7 +8,6 @@
 //! still needs, and the refusal of edited migrations, is decided in `plan`.
 
 mod plan;
-mod progress;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,15 +18,32 @@ use deadpool_postgres::Pool;
 use futures::StreamExt;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use crate::error::{db_message, ControlError, Result};
+use crate::error::{db_message, Error, Result};
 use crate::roles;
 
-pub use progress::Reporter;
+/// Who hears how a migration run goes (the CLI shows a bar or lines; the test kit nothing).
+pub trait Progress: Sync {
+    /// The run starts on `schemas` schemas.
+    fn start(&self, schemas: u64);
+    /// One schema is done (applied, planned or failed).
+    fn schema_done(&self, outcome: &SchemaOutcome);
+    /// The run is over.
+    fn finish(&self);
+}
+
+/// Hears nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&self, _: u64) {}
+    fn schema_done(&self, _: &SchemaOutcome) {}
+    fn finish(&self) {}
+}
 
 use plan::{pending, verify_checksums, Kind, SchemaState};
 
 /// Advisory lock namespace (first key) for migration locks; the second key is the schema's hash.
-pub(crate) const LOCK_NAMESPACE: i32 = 0x4150_4f54; // "APOT"
+pub const LOCK_NAMESPACE: i32 = 0x4150_4f54; // "APOT"
 
 /// Which schemas a run covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +106,7 @@ pub async fn run(
     target: &Target,
     plan_only: bool,
     jobs: usize,
-    reporter: &Reporter,
+    reporter: &dyn Progress,
 ) -> Result<Summary> {
     let client = pool.get().await?;
     let mut summary = Summary {
@@ -99,7 +115,7 @@ pub async fn run(
     };
     let (records, tenants) = existing_tables(&client).await?;
     if !tenants && matches!(target, Target::Schema(_)) {
-        return Err(ControlError::invalid(NOT_MIGRATED));
+        return Err(Error::invalid(NOT_MIGRATED));
     }
     // Everything is read and checked before anything is applied or created.
     let public = if records {
@@ -122,7 +138,7 @@ pub async fn run(
     };
     if let Some(schema) = only {
         if states.is_empty() {
-            return Err(ControlError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "no tenant with schema \"{schema}\""
             )));
         }
@@ -289,12 +305,12 @@ async fn migrate_one(
         let tx = client.transaction().await?;
         let applied = migrate_locked(&tx, &state, migrations).await?;
         tx.commit().await?;
-        Ok::<_, ControlError>(applied)
+        Ok::<_, Error>(applied)
     }
     .await;
     match result {
         Ok(applied) => outcome.applied = applied,
-        Err(ControlError::Db(e)) => outcome.error = Some(db_message(&e)),
+        Err(Error::Db(e)) => outcome.error = Some(db_message(&e)),
         Err(e) => outcome.error = Some(e.to_string()),
     }
     outcome
@@ -333,7 +349,7 @@ async fn migrate_locked(
         applied: fresh,
         ..state.clone()
     };
-    let todo = pending(&current, migrations).map_err(ControlError::Other)?;
+    let todo = pending(&current, migrations).map_err(Error::Plan)?;
     if todo.is_empty() {
         return Ok(vec![]);
     }
@@ -346,7 +362,7 @@ async fn migrate_locked(
             .await?
             .is_some();
         if !exists {
-            return Err(ControlError::Other(format!(
+            return Err(Error::Inconsistent(format!(
                 "schema {:?} does not exist in the database",
                 state.name
             )));
@@ -384,7 +400,7 @@ async fn migrate_locked(
 
 /// Makes sure PUBLIC cannot connect to (or make temporary objects in) this database and that
 /// the tenant group can connect. One query when all is well; mended under a lock otherwise.
-pub(crate) async fn ensure_database_access(tx: &Transaction<'_>) -> Result<()> {
+pub async fn ensure_database_access(tx: &Transaction<'_>) -> Result<()> {
     let database: String = tx.query_one("SELECT current_database()", &[]).await?.get(0);
     let group = roles::group_role(&database);
     if !access_needed(tx, &group).await? {
@@ -439,7 +455,10 @@ pub(crate) async fn apply(
         let started = Instant::now();
         tx.batch_execute(&m.sql)
             .await
-            .map_err(|e| ControlError::Other(format!("{}: {}", m.file_name(), db_message(&e))))?;
+            .map_err(|e| Error::Migration {
+                file: m.file_name(),
+                message: db_message(&e),
+            })?;
         let duration_ms = started.elapsed().as_millis() as i64;
         tx.execute(
             "INSERT INTO public.apotheca_migrations (schema_name, version, name, checksum, duration_ms)

@@ -1,4 +1,4 @@
-//! Control's access to PostgreSQL: which database (command line, `DATABASE_URL`, settings,
+//! The access to PostgreSQL of everything that changes its shape (control, the test kit): which database (command line, `DATABASE_URL`, settings,
 //! else the private cluster, started on demand), admin connections and pools, and the URLs
 //! tenant roles log in with.
 
@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apotheca_common::devdb::{percent_encode, socket_url, PrivateCluster};
+use apotheca_common::settings::{DatabaseSettings, PrivateDbSettings};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error::{ControlError, Result};
-use crate::settings::Settings;
+use crate::error::{Error, Result};
 
 /// The database control works on, with the admin credentials.
 #[derive(Clone)]
@@ -35,12 +35,17 @@ impl std::fmt::Debug for Database {
 }
 
 impl Database {
-    /// The configured database, or the private cluster (started if it is not running).
-    pub async fn open(settings: &Settings, cli_url: Option<&str>) -> Result<Self> {
-        match settings.database.resolve(cli_url) {
+    /// The configured database (`cli_url`, else `[database]`), or the private cluster
+    /// (started if it is not running).
+    pub async fn open(
+        database: &DatabaseSettings,
+        private_db: &PrivateDbSettings,
+        cli_url: Option<&str>,
+    ) -> Result<Self> {
+        match database.resolve(cli_url) {
             Some(url) => Self::from_url(url, None),
             None => {
-                let cluster = PrivateCluster::new(&settings.private_db)?;
+                let cluster = PrivateCluster::new(private_db)?;
                 // Fast path: the cluster is up and the database answers.
                 if let Ok(url) = cluster.admin_url() {
                     if let Ok(db) = Self::from_url(url, Some(cluster.clone())) {
@@ -61,7 +66,7 @@ impl Database {
     pub fn from_url(url: String, private: Option<PrivateCluster>) -> Result<Self> {
         let mut config: Config = url
             .parse()
-            .map_err(|e| ControlError::invalid(format!("invalid database URL: {e}")))?;
+            .map_err(|e| Error::invalid(format!("invalid database URL: {e}")))?;
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("apotheca-control");
         Ok(Self {
@@ -121,7 +126,7 @@ impl Database {
         Pool::builder(manager)
             .max_size(size.max(1))
             .build()
-            .map_err(|e| ControlError::Other(format!("building the database pool: {e}")))
+            .map_err(Error::from)
     }
 
     /// A PostgreSQL client program (psql, pg_dump) aimed at `url`: the installed one that

@@ -10,10 +10,10 @@ use apotheca_common::names::{quote_ident, quote_literal, SchemaName};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::error::{ControlError, Result};
+use crate::error::{Error, Result};
 use crate::migrate;
+use crate::roles::TenantRoleSettings;
 use crate::roles::{self, Secret};
-use crate::settings::TenantRoleSettings;
 
 /// What a run did.
 #[derive(Debug, Default, Serialize)]
@@ -60,7 +60,7 @@ pub async fn sync(
             .await?
             .is_some();
         if !present {
-            return Err(ControlError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "schema \"{schema}\" is listed but missing from the database; restore it first"
             )));
         }
@@ -82,7 +82,7 @@ pub async fn sync(
         } else {
             // Tenant schemas are valid names (the table's CHECK); spares keep their own.
             let Some(name) = parsed else {
-                return Err(ControlError::Other(format!(
+                return Err(Error::Inconsistent(format!(
                     "tenant schema {} is not a valid schema name",
                     quote_literal(&schema)
                 )));

@@ -29,6 +29,12 @@ pub enum ControlError {
     /// Too many password hashes at once in this process; nothing was changed.
     #[error(transparent)]
     Busy(#[from] apotheca_pharmacy::accounts::Busy),
+    /// The daemon could not be asked (not running, gone mid-answer, unreadable).
+    #[error(transparent)]
+    Call(#[from] apotheca_protocol::client::CallError),
+    /// The daemon's own refusal (a crash-looping or suspended tenant, a timeout).
+    #[error("{0}")]
+    Daemon(String),
     #[error("{0}")]
     Other(String),
 }

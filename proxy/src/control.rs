@@ -2,32 +2,25 @@
 //! learn its endpoints, fetch control's metrics, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
 //! then one line per tenant whose ready workers changed) into [`Upstreams`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
+use apotheca_protocol::api::{FeedLine, Woken};
+use apotheca_protocol::client::{CallError, Client};
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
 
 use crate::upstreams::Upstreams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WakeError {
-    #[error("the control daemon is unreachable: {0}")]
-    Unreachable(String),
+    #[error(transparent)]
+    Unreachable(#[from] CallError),
     /// Control's own refusal: its status (404 unknown, 409 suspended, 503 crash-looping or
     /// timed out) and message.
     #[error("{1}")]
     Refused(u16, String),
-}
-
-#[derive(Debug, Deserialize)]
-struct Woken {
-    endpoints: Vec<String>,
 }
 
 /// The worker sockets among control's endpoints (`unix:/path`); other kinds are skipped.
@@ -45,13 +38,13 @@ fn sockets(endpoints: &[String]) -> Vec<PathBuf> {
 }
 
 pub struct Control {
-    socket: PathBuf,
+    client: Client,
 }
 
 impl Control {
     pub fn new(socket: &Path) -> Self {
         Self {
-            socket: socket.to_path_buf(),
+            client: Client::new(socket),
         }
     }
 
@@ -61,69 +54,28 @@ impl Control {
             "/v1/tenants/{schema}/wake?timeout_ms={}",
             timeout.as_millis()
         );
-        let (status, body) = self
-            .request(Method::POST, &path)
-            .await
-            .map_err(WakeError::Unreachable)?;
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| WakeError::Unreachable(e.to_string()))?
-            .to_bytes();
-        if status == StatusCode::OK {
-            let woken: Woken = serde_json::from_slice(&body)
-                .map_err(|e| WakeError::Unreachable(format!("unreadable wake answer: {e}")))?;
+        let answer = self.client.call(Method::POST, &path, None, None).await?;
+        if answer.status == StatusCode::OK {
+            let woken: Woken = answer.read()?;
             return Ok(sockets(&woken.endpoints));
         }
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        Err(WakeError::Refused(status.as_u16(), message))
+        Err(WakeError::Refused(answer.status.as_u16(), answer.message()))
     }
 
     /// Control's own figures as Prometheus text (`GET /metrics`: workers and their memory,
     /// per tenant and in all), for the admin listener to pass on.
     pub async fn metrics(&self, timeout: Duration) -> Result<String, String> {
-        let ask = async {
-            let (status, body) = self.request(Method::GET, "/metrics").await?;
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            if status != StatusCode::OK {
-                return Err(format!("control answered {status}"));
-            }
-            Ok(String::from_utf8_lossy(&body).into_owned())
-        };
-        tokio::time::timeout(timeout, ask)
-            .await
-            .map_err(|_| "control did not answer in time".to_owned())?
-    }
-
-    async fn request(
-        &self,
-        method: Method,
-        path: &str,
-    ) -> Result<(StatusCode, hyper::body::Incoming), String> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| format!("{}: {e}", self.socket.display()))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let answer = self
+            .client
+            .clone()
+            .with_timeout(timeout)
+            .call(Method::GET, "/metrics", None, None)
             .await
             .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "control")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        Ok((status, response.into_body()))
+        if answer.status != StatusCode::OK {
+            return Err(format!("control answered {}", answer.status));
+        }
+        Ok(String::from_utf8_lossy(&answer.body).into_owned())
     }
 
     /// Follows the endpoint feed until the process ends, reconnecting with backoff; while
@@ -142,10 +94,15 @@ impl Control {
     }
 
     async fn follow_once(&self, upstreams: &Upstreams) -> Result<(), String> {
-        let (status, mut body) = self.request(Method::GET, "/v1/endpoints/watch").await?;
-        if status != StatusCode::OK {
-            return Err(format!("the endpoint feed answered {status}"));
+        let response = self
+            .client
+            .open(Method::GET, "/v1/endpoints/watch", None, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("the endpoint feed answered {}", response.status()));
         }
+        let mut body = response.into_body();
         tracing::info!("following control's endpoint feed");
         let mut pending = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -161,18 +118,6 @@ impl Control {
         }
         Ok(())
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum FeedLine {
-    Snapshot {
-        snapshot: HashMap<String, Vec<String>>,
-    },
-    Change {
-        schema: String,
-        endpoints: Vec<String>,
-    },
 }
 
 fn apply(upstreams: &Upstreams, line: &[u8]) -> Result<(), String> {

@@ -8,7 +8,7 @@ use super::{ensure_public_migrated, Context};
 use crate::cli::ScaleArgs;
 use crate::error::{ControlError, Result};
 use crate::serve::client::Client;
-use crate::serve::status::{Restarted, StatusReport, TenantStatus, Woken};
+use apotheca_protocol::api::{Restarted, StatusReport, TenantStatus, Woken};
 use apotheca_tenancy::tenants::policy::{self, PolicyChange};
 
 fn client(ctx: &Context) -> Client {

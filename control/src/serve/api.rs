@@ -46,8 +46,9 @@ use super::catalog::Catalog;
 use super::console;
 use super::operator_api::{self, Logins};
 use super::signup::{self, NewTenant, Signup};
-use super::status::{DatabaseUse, Restarted, StatusReport, TenantStatus, WakeError, Woken};
+use super::status::WakeError;
 use super::supervisor::{Endpoints, Msg};
+use apotheca_protocol::api::{DatabaseUse, FeedLine, Restarted, StatusReport, TenantStatus, Woken};
 
 #[derive(Clone)]
 pub struct Api {
@@ -220,7 +221,7 @@ async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     let report = full_status(&api).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        report.prometheus(),
+        super::status::prometheus(&report),
     )
         .into_response())
 }
@@ -425,13 +426,20 @@ async fn endpoints(State(api): State<Api>) -> Json<BTreeMap<String, Vec<String>>
 async fn watch_endpoints(State(api): State<Api>) -> Response {
     let mut rx = api.endpoints.clone();
     let first = rx.borrow_and_update().clone();
-    let snapshot = line(&json!({ "snapshot": &*first }));
+    let snapshot = line(&FeedLine::Snapshot {
+        snapshot: first.as_ref().clone(),
+    });
     let changes = futures::stream::unfold((rx, first), |(mut rx, before)| async move {
         rx.changed().await.ok()?;
         let now = rx.borrow_and_update().clone();
         let lines = diff(&before, &now)
             .into_iter()
-            .map(|(schema, endpoints)| line(&json!({"schema": schema, "endpoints": endpoints})))
+            .map(|(schema, endpoints)| {
+                line(&FeedLine::Change {
+                    schema: schema.to_owned(),
+                    endpoints: endpoints.to_vec(),
+                })
+            })
             .collect::<Vec<_>>();
         Some((futures::stream::iter(lines), (rx, now)))
     })
@@ -446,8 +454,11 @@ async fn watch_endpoints(State(api): State<Api>) -> Response {
         .into_response()
 }
 
-fn line(value: &serde_json::Value) -> String {
-    format!("{value}\n")
+/// One line of the feed (its types are strings and lists of them: it always serialises).
+fn line(value: &FeedLine) -> String {
+    let mut text = serde_json::to_string(value).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// The tenants whose endpoints differ, with their new list.

@@ -9,10 +9,10 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, GenericClient};
 
-use super::status::Policy;
 use super::supervisor::Msg;
 use super::tenant::Status;
 use crate::error::Result;
+use apotheca_protocol::api::Policy;
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles::TenantRoleSettings;
 use apotheca_tenancy::roles::{self, Secret};

@@ -13,15 +13,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::DateTime;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::{ask, Api, ApiError};
 use super::operator_api::Operator;
 use super::signup::{self, capitalized};
-use super::status::{StatusReport, TenantStatus};
 use super::supervisor::Msg;
+use apotheca_protocol::api::{ConsoleTenant, StatusReport, StoredPolicy, TenantStatus};
 use apotheca_tenancy::tenants::policy::{self, PolicyChange};
 use apotheca_tenancy::tenants::{self, domains, FirstAdmin, Provisioner, TenantInfo};
 use apotheca_tenancy::Error as TenancyError;
@@ -40,25 +40,16 @@ pub fn router() -> Router<Api> {
         .route("/v1/console/tenants/{schema}/policy", put(set_policy))
 }
 
-/// A tenant as the console shows it.
-#[derive(Debug, Serialize)]
-struct ConsoleTenant {
-    schema: String,
-    name: String,
-    /// active or suspended (the database).
-    status: String,
-    /// What the supervisor says: cold, starting, running, backoff, crash-looping, ...
-    state: String,
-    /// Primary first.
-    domains: Vec<String>,
-    /// Ready workers.
-    workers: usize,
-    requests_last_minute: u64,
-    /// Since the daemon started; none: no request since then.
-    last_request_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    migration_version: Option<i32>,
-    policy: tenants::Policy,
+/// The database's policy on the wire (its CHECKs keep every number at 0 or more).
+fn stored(p: &tenants::Policy) -> StoredPolicy {
+    let n = |v: i32| u32::try_from(v).unwrap_or(0);
+    StoredPolicy {
+        min_workers: n(p.min_workers),
+        max_workers: n(p.max_workers),
+        idle_timeout_secs: u64::from(n(p.idle_timeout_secs)),
+        max_inflight_per_worker: n(p.max_inflight_per_worker),
+        queue_length: n(p.queue_length),
+    }
 }
 
 fn combine(info: TenantInfo, live: Option<&TenantStatus>) -> ConsoleTenant {
@@ -83,7 +74,7 @@ fn combine(info: TenantInfo, live: Option<&TenantStatus>) -> ConsoleTenant {
         domains: info.domains,
         created_at: info.created_at,
         migration_version: info.migration_version,
-        policy: info.policy,
+        policy: stored(&info.policy),
     }
 }
 

@@ -56,11 +56,11 @@ use apotheca_migrations::MigrationSet;
 
 use crate::error::{ControlError, Result};
 use crate::settings::{ServeSettings, Settings};
+use apotheca_protocol::api::Policy;
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles::Secret;
 use catalog::Catalog;
 use process::WorkerCommand;
-use status::Policy;
 use supervisor::Supervisor;
 use tenant::{Status, Tenant};
 

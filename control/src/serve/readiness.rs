@@ -163,7 +163,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::status::Policy;
+    use apotheca_protocol::api::Policy;
     use tokio::time::Instant;
 
     fn tenant(schema: &str, min: u32) -> Tenant {

@@ -21,10 +21,11 @@ use super::link::{Link, LinkEvent};
 use super::process::{self, WorkerCommand};
 use super::readiness::{Publisher, Readiness};
 use super::role_check::RoleChecks;
-use super::status::{RestartReply, StatusReport, Totals, WakeError};
+use super::status::{RestartReply, WakeError};
 use super::tenant::{Action, Status, Tenant, WakeReply};
 use super::worker::{Worker, WorkerId};
 use super::{scaling, Tuning};
+use apotheca_protocol::api::{StatusReport, Totals};
 
 /// The most messages handled at once before the supervisor looks at every tenant again.
 const BATCH: usize = 256;

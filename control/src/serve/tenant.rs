@@ -11,9 +11,10 @@ use apotheca_protocol::channel::Load;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::status::{unix_ms, ExitRecord, Policy, RestartReply, TenantStatus, WakeError};
+use super::status::{RestartReply, WakeError};
 use super::worker::{Phase, Retire, Worker, WorkerId};
 use super::Tuning;
+use apotheca_protocol::api::{unix_ms, ExitRecord, Policy, TenantStatus};
 
 /// Whether the tenant may run, as the database says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use apotheca_protocol::channel::Load;
 use tokio::time::Instant;
 
-use super::status::{unix_ms, WorkerStatus};
+use apotheca_protocol::api::{unix_ms, WorkerStatus};
 
 pub type WorkerId = u64;
 

@@ -10,7 +10,6 @@
 pub mod account;
 pub mod assets;
 pub mod console;
-pub mod control_api;
 pub mod counter;
 pub mod customers;
 pub mod dashboard;

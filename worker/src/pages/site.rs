@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use apotheca_protocol::client::Client;
 use askama::Template;
 use axum::extract::{Query, State};
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -175,8 +177,11 @@ async fn signup(
         "admin_user": data.get("admin_user"),
         "admin_password": data.get("admin_password"),
     });
-    let answer = super::control_api::call(socket, "POST", "/v1/tenants", None, Some(&body)).await;
-    match answer.map(|a| (a.status, a.json)) {
+    let answer = Client::new(socket)
+        .with_timeout(super::console::CONTROL_TIMEOUT)
+        .call(Method::POST, "/v1/tenants", None, Some(&body))
+        .await;
+    match answer.map(|a| (a.status.as_u16(), a.json())) {
         Ok((201, created)) => {
             let domain = created["domain"].as_str().unwrap_or_default();
             let to = site_url(&headers, domain)

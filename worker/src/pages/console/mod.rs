@@ -15,6 +15,7 @@ mod tenants;
 use askama::Template;
 use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
+use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +24,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::account::public_page;
-use super::control_api::{self, Answer};
 use super::error::{error_page_in, see_other, Links, PageError};
 use super::session::{form_token, FormData, PublicForm, CSRF_FIELD};
 use super::view::FormState;
@@ -31,6 +31,7 @@ use crate::api::auth::{client_address, secure};
 use crate::http::auth::cookie_value;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::same_secret;
+use apotheca_protocol::client::{Answer, Client};
 
 pub const OPERATOR_COOKIE: &str = "apotheca_operator";
 const SITE: &str = "Apotheca operators";
@@ -75,8 +76,8 @@ impl ConsoleError {
 
     /// Control's refusal of a request the console made, as a page.
     fn from_answer(a: &Answer) -> Self {
-        let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        Self::Page(status, a.message("Control refused this.").to_owned())
+        let status = a.status;
+        Self::Page(status, a.message_or("Control refused this."))
     }
 }
 
@@ -180,11 +181,15 @@ impl FromRequest<AppState> for OperatorForm {
     }
 }
 
+/// Provisioning migrates a schema when no spare is ready, and deleting a tenant drops one:
+/// seconds, not minutes.
+pub const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Asks control; 401 for an operator's request means their session is over.
 pub async fn ask(
     state: &AppState,
     operator: Option<&Operator>,
-    method: &str,
+    method: Method,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> ConsoleResult<Answer> {
@@ -196,8 +201,9 @@ pub async fn ask(
         ));
     };
     let bearer = operator.map(|o| o.token.as_str());
-    match control_api::call(socket, method, path, bearer, body).await {
-        Ok(a) if a.status == 401 && operator.is_some() => Err(ConsoleError::Login),
+    let client = Client::new(socket).with_timeout(CONTROL_TIMEOUT);
+    match client.call(method, path, bearer, body).await {
+        Ok(a) if a.status.as_u16() == 401 && operator.is_some() => Err(ConsoleError::Login),
         Ok(a) => Ok(a),
         Err(e) => {
             tracing::error!(error = %e, %path, "operator console: control failed");
@@ -286,10 +292,18 @@ async fn login(
         "password": data.get("password"),
         "address": client_address(&headers),
     });
-    let answer = ask(&state, None, "POST", "/v1/operators/login", Some(&body)).await?;
-    match answer.status {
+    let answer = ask(
+        &state,
+        None,
+        Method::POST,
+        "/v1/operators/login",
+        Some(&body),
+    )
+    .await?;
+    match answer.status.as_u16() {
         200 => {
-            let token = answer.json["token"].as_str().unwrap_or_default();
+            let json = answer.json();
+            let token = json["token"].as_str().unwrap_or_default();
             if token.is_empty() {
                 return Err(ConsoleError::unavailable());
             }
@@ -300,10 +314,10 @@ async fn login(
             Ok(response)
         }
         401 | 429 => {
-            form.error = Some(answer.message("Wrong username or password.").to_owned());
-            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            form.error = Some(answer.message_or("Wrong username or password."));
+            let status = answer.status;
             let mut response = login_page(&headers, status, form, None)?;
-            let wait = answer.json["error"]["retry_after"].as_u64();
+            let wait = answer.json()["error"]["retry_after"].as_u64();
             if let Some(value) = wait.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -322,7 +336,7 @@ async fn logout(
     match ask(
         &state,
         Some(&operator),
-        "POST",
+        Method::POST,
         "/v1/operators/logout",
         None,
     )

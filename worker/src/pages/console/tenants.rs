@@ -5,18 +5,19 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::json;
 
-use super::control_api::{encode, Answer};
 use super::{ask, notice_text, ConsoleError, ConsoleResult, NoticeQuery, Operator, OperatorForm};
 use crate::pages::error::see_other;
 use crate::pages::view::{self, FormState};
 use crate::state::AppState;
+use apotheca_protocol::api::{encode, ConsoleTenant};
+use apotheca_protocol::client::Answer;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -63,55 +64,24 @@ impl Frame {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Policy {
-    pub min_workers: i64,
-    pub max_workers: i64,
-    pub idle_timeout_secs: i64,
-}
-
-/// A tenant as control's console API describes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Tenant {
-    pub schema: String,
-    pub name: String,
-    pub status: String,
-    pub state: String,
-    pub domains: Vec<String>,
-    pub workers: u64,
-    pub requests_last_minute: u64,
-    pub last_request_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub migration_version: Option<i32>,
-    pub policy: Policy,
-}
-
-impl Tenant {
-    pub fn active(&self) -> bool {
-        self.status == "active"
-    }
-
-    /// The domains after the primary (the ones that could take its place).
-    pub fn others(&self) -> &[String] {
-        self.domains.get(1..).unwrap_or_default()
-    }
-}
-
-/// Control's answer read as `T`, or the page for its refusal.
 fn read<T: serde::de::DeserializeOwned>(a: &Answer, key: &str) -> ConsoleResult<T> {
-    if a.status != 200 {
+    if a.status.as_u16() != 200 {
         return Err(ConsoleError::from_answer(a));
     }
-    serde_json::from_value(a.json[key].clone()).map_err(|e| {
+    serde_json::from_value(a.json()[key].clone()).map_err(|e| {
         tracing::error!(error = %e, "operator console: an unreadable answer from control");
         ConsoleError::unavailable()
     })
 }
 
 /// A tenant and the operator's name, from control (404 page when there is none).
-async fn tenant(state: &AppState, who: &Operator, schema: &str) -> ConsoleResult<(Tenant, String)> {
+async fn tenant(
+    state: &AppState,
+    who: &Operator,
+    schema: &str,
+) -> ConsoleResult<(ConsoleTenant, String)> {
     let path = format!("/v1/console/tenants/{}", encode(schema));
-    let a = ask(state, Some(who), "GET", &path, None).await?;
+    let a = ask(state, Some(who), Method::GET, &path, None).await?;
     Ok((read(&a, "tenant")?, read(&a, "operator")?))
 }
 
@@ -126,19 +96,19 @@ fn refused(form: &mut FormState, a: &Answer, fields: &[&str]) {
         }
     }
     if !placed {
-        form.error = Some(a.message("Control refused this.").to_owned());
+        form.error = Some(a.message_or("Control refused this."));
     }
 }
 
 fn answer_status(a: &Answer) -> StatusCode {
-    StatusCode::from_u16(a.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+    a.status
 }
 
 #[derive(Template)]
 #[template(path = "console/tenants.html")]
 struct ListPage {
     frame: Frame,
-    tenants: Vec<Tenant>,
+    tenants: Vec<ConsoleTenant>,
 }
 
 async fn list(
@@ -146,7 +116,7 @@ async fn list(
     who: Operator,
     Query(q): Query<NoticeQuery>,
 ) -> ConsoleResult {
-    let a = ask(&state, Some(&who), "GET", "/v1/console/tenants", None).await?;
+    let a = ask(&state, Some(&who), Method::GET, "/v1/console/tenants", None).await?;
     let operator: String = read(&a, "operator")?;
     let page = ListPage {
         frame: Frame::new(&who, &operator, "tenants", q.notice.as_deref()),
@@ -159,7 +129,7 @@ async fn list(
 #[template(path = "console/tenant.html")]
 struct TenantPage {
     frame: Frame,
-    t: Tenant,
+    t: ConsoleTenant,
     /// Each domain's login page.
     links: Vec<String>,
     domain_form: FormState,
@@ -230,8 +200,8 @@ async fn change_status(
     verb: &str,
 ) -> ConsoleResult {
     let path = format!("/v1/console/tenants/{}/{verb}", encode(schema));
-    let a = ask(state, Some(who), "POST", &path, None).await?;
-    if a.status != 200 {
+    let a = ask(state, Some(who), Method::POST, &path, None).await?;
+    if a.status.as_u16() != 200 {
         return Err(ConsoleError::from_answer(&a));
     }
     let notice = if verb == "suspend" {
@@ -274,8 +244,8 @@ async fn add_domain(
     } else {
         let body = json!({"domain": domain, "primary": data.ticked("primary")});
         let path = format!("/v1/console/tenants/{}/domains", encode(&schema));
-        let a = ask(&state, Some(&operator), "POST", &path, Some(&body)).await?;
-        match a.status {
+        let a = ask(&state, Some(&operator), Method::POST, &path, Some(&body)).await?;
+        match a.status.as_u16() {
             201 => return Ok(see_other(&tenant_url(&schema, "domain_added"))),
             409 | 422 => refused(&mut form, &a, &["domain"]),
             _ => return Err(ConsoleError::from_answer(&a)),
@@ -306,11 +276,11 @@ async fn remove_domain(
     if !next.is_empty() {
         path.push_str(&format!("?new_primary={}", encode(next)));
     }
-    let a = ask(&state, Some(&operator), "DELETE", &path, None).await?;
+    let a = ask(&state, Some(&operator), Method::DELETE, &path, None).await?;
     let mut form = FormState::from_data(&data);
-    match a.status {
+    match a.status.as_u16() {
         200 => return Ok(see_other(&tenant_url(&schema, "domain_removed"))),
-        409 | 422 => form.error = Some(a.message("This domain cannot be removed.").to_owned()),
+        409 | 422 => form.error = Some(a.message_or("This domain cannot be removed.")),
         _ => return Err(ConsoleError::from_answer(&a)),
     }
     let forms = Forms {
@@ -341,8 +311,8 @@ async fn set_policy(
     let status = if let [min, max, idle] = numbers[..] {
         let body = json!({"min_workers": min, "max_workers": max, "idle_timeout_secs": idle});
         let path = format!("/v1/console/tenants/{}/policy", encode(&schema));
-        let a = ask(&state, Some(&operator), "PUT", &path, Some(&body)).await?;
-        match a.status {
+        let a = ask(&state, Some(&operator), Method::PUT, &path, Some(&body)).await?;
+        match a.status.as_u16() {
             200 => return Ok(see_other(&tenant_url(&schema, "policy"))),
             409 | 422 => refused(&mut form, &a, &POLICY_FIELDS),
             _ => return Err(ConsoleError::from_answer(&a)),
@@ -380,7 +350,7 @@ async fn new_page(
     status: StatusCode,
 ) -> ConsoleResult {
     // The session is checked before the form is shown.
-    let a = ask(state, Some(who), "GET", "/v1/operators/me", None).await?;
+    let a = ask(state, Some(who), Method::GET, "/v1/operators/me", None).await?;
     let operator: String = read(&a, "username")?;
     let page = NewPage {
         frame: Frame::new(who, &operator, "new", None),
@@ -419,14 +389,15 @@ async fn create(
     let a = ask(
         &state,
         Some(&operator),
-        "POST",
+        Method::POST,
         "/v1/console/tenants",
         Some(&body),
     )
     .await?;
-    match a.status {
+    match a.status.as_u16() {
         201 => {
-            let schema = a.json["schema"].as_str().unwrap_or_default();
+            let json = a.json();
+            let schema = json["schema"].as_str().unwrap_or_default();
             Ok(see_other(&tenant_url(schema, "created")))
         }
         409 | 422 => {
@@ -442,7 +413,7 @@ async fn create(
 #[template(path = "console/delete.html")]
 struct DeletePage {
     frame: Frame,
-    t: Tenant,
+    t: ConsoleTenant,
     form: FormState,
 }
 
@@ -485,8 +456,8 @@ async fn delete(
         encode(&schema),
         encode(typed)
     );
-    let a = ask(&state, Some(&operator), "DELETE", &path, None).await?;
-    match a.status {
+    let a = ask(&state, Some(&operator), Method::DELETE, &path, None).await?;
+    match a.status.as_u16() {
         200 => Ok(see_other("/operator/tenants?notice=deleted")),
         409 | 422 => {
             refused(&mut form, &a, &["confirm"]);

@@ -26,4 +26,4 @@ cargo test --workspace "$@"
 # The whole system in a real browser: Debian's Chromium (installed when missing; skipped,
 # saying so, only when it cannot be) through the proxy, the daemon and its workers, from the
 # public sign-up on.
-tests/browser/run.sh
+e2e/browser/run.sh

@@ -10,7 +10,7 @@
 #   apotheca           Apotheca's sale on its own tenants: the worker's statements
 #   apotheca_stripped  the same after dropping every CHECK, foreign key, unique constraint and
 #                      index but the primary keys on the tables a sale inserts into (and the
-#                      CHECKs of the two it updates): what the DOMAIN.md rows cost with no rule
+#                      CHECKs of the two it updates): what the `docs/domain.md` rows cost with no rule
 #                      kept by the database
 #   peer_rows          the rows the peer's sale writes, on its own cluster, in the fewest
 #                      statements

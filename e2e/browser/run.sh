@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The browser tests: flow.mjs in Debian's Chromium (playwright-core drives it).
 #
-# By default through the whole system, as a user meets it (tests/browser/system.sh): a
+# By default through the whole system, as a user meets it (e2e/browser/system.sh): a
 # throwaway private cluster, `apotheca serve` (the control daemon, which starts the public
 # site's worker and wakes pharmacies' workers on demand) and `apotheca-proxy` in front, on free
 # ports and sockets of the run's own temp folder. The flow signs a new pharmacy up on the public
@@ -80,18 +80,18 @@ for tool in node npm curl; do
   fi
 done
 if [[ -z ${SKIP_NPM:-} ]]; then
-  lock=tests/browser/package-lock.json installed=tests/browser/node_modules/.package-lock.json
+  lock=e2e/browser/package-lock.json installed=e2e/browser/node_modules/.package-lock.json
   if [[ ! -f $installed || $lock -nt $installed ]]; then
     log "npm ci (playwright-core)"
-    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) >&2
+    (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error) >&2
   fi
 fi
 
 rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 
-# shellcheck source=tests/browser/system.sh
-source tests/browser/system.sh
+# shellcheck source=e2e/browser/system.sh
+source e2e/browser/system.sh
 trap stop_system EXIT
 trap 'exit 130' INT TERM
 
@@ -106,7 +106,7 @@ log "flow against ${SITE_URL:-$BASE_URL} with $CHROMIUM"
 status=0
 BASE_URL=$BASE_URL SITE_URL=$SITE_URL TAKEN_SUBDOMAIN=${TAKEN_SUBDOMAIN:-acme} \
   ADMIN_USER=${ADMIN_USER:-admin} ADMIN_PASSWORD=${ADMIN_PASSWORD:-} ARTIFACTS=$ARTIFACTS \
-  node tests/browser/flow.mjs || status=$?
+  node e2e/browser/flow.mjs || status=$?
 if [[ $status -ne 0 || -n ${KEEP_LOGS:-} ]]; then
   keep_system_logs "$ARTIFACTS"
 fi

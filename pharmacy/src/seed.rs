@@ -1,4 +1,4 @@
-//! `apotheca seed-data`: a realistic sample pharmacy (DOMAIN.md "Seed data"), written through
+//! `apotheca seed-data`: a realistic sample pharmacy (`docs/domain.md`, "Seed data"), written through
 //! the same domain code as the API — goods receipts create the stock, the counter's sale
 //! code posts the invoices — so stock, batches and the ledger agree. Runs as the tenant's
 //! own role. Seeding twice is refused unless `clear` first removes the tenant's business data

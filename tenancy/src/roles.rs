@@ -75,7 +75,7 @@ impl Secret {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
             Err(_) => {}
         }
-        fs::create_dir_all(&state_dir).map_err(io)?;
+        fs::create_dir_all(state_dir).map_err(io)?;
         let key = Alphanumeric.sample_string(&mut rand::rng(), 48);
         let aside = state_dir.join(format!(".secret.{}", std::process::id()));
         {

@@ -1,4 +1,4 @@
-//! The role matrix of DOMAIN.md "Access": every endpoint × every role. Allowed calls may
+//! The role matrix of `docs/domain.md`, "Roles and permissions": every endpoint × every role. Allowed calls may
 //! answer 2xx, 404 or 4xx for their input, but never 401, 403 or 5xx; refused calls answer
 //! 403; without credentials, 401.
 

@@ -1,4 +1,4 @@
-//! DOMAIN.md's rules 1–12, each with a test that fails when the rule is broken.
+//! The rules 1–12 of `docs/domain.md`, each with a test that fails when the rule is broken.
 
 mod support;
 

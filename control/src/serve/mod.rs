@@ -1,4 +1,4 @@
-//! `apotheca serve`: the daemon that supervises workers (ARCHITECTURE.md, "Process contract").
+//! `apotheca serve`: the daemon that supervises workers (`docs/daemon.md`; the process contract: `docs/architecture.md`).
 //!
 //! - [`supervisor`]: the one task owning all state; handles every event, then reconciles;
 //! - [`tenant`]: one tenant's workers, backoff, crash-loop mark and waiting requests (no I/O);

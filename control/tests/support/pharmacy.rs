@@ -1,7 +1,7 @@
 //! A pharmacy as its clients use it through the proxy: the admin made with the tenant, an API
 //! token made through the API, medicines and stock received through a supplier invoice, sales
 //! posted with an `Idempotency-Key` by continuous clients ([`Sales`]), and the audit of
-//! DOMAIN.md's rules 1, 2 and 11 read back from the tenant's schema ([`audit`]).
+//! The rules 1, 2 and 11 of `docs/domain.md` read back from the tenant's schema ([`audit`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

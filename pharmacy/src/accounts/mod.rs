@@ -1,4 +1,4 @@
-//! Who may do what: roles and the access table of DOMAIN.md, password rules and hashing
+//! Who may do what: roles and the access table of `docs/domain.md`, password rules and hashing
 //! ([`password`]: argon2id with bounded memory), and the random tokens behind sessions, API tokens and password resets (only their SHA-256
 //! is ever stored).
 
@@ -47,7 +47,7 @@ impl FromStr for Role {
     }
 }
 
-/// The parts of the app, as DOMAIN.md's "Access" names them.
+/// The parts of the app, as `docs/domain.md`, "Roles and permissions", names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
     /// Medicine master data, batches, stock adjustments.
@@ -71,7 +71,7 @@ pub enum Area {
     Company,
 }
 
-/// DOMAIN.md "Access": admin everything; pharmacist medicines, suppliers, receipts, counter,
+/// `docs/domain.md`, "Roles and permissions": admin everything; pharmacist medicines, suppliers, receipts, counter,
 /// invoices, returns, reports (and what the counter needs: customers, alerts); staff counter,
 /// their own invoices, customers, alerts.
 pub fn may(role: Role, area: Area) -> bool {

@@ -1,4 +1,4 @@
-//! Sales (DOMAIN.md rules 1–6, 10–12): what the counter sends, its validation, and the
+//! Sales (`docs/domain.md`, rules 1–6 and 10–12): what the counter sends, its validation, and the
 //! idempotency fingerprint. The posting itself — first-expiry-first-out over unexpired
 //! batches, totals computed here (anything a client sends is ignored), cash change, gap-free
 //! invoice numbers, the ledger, at most one invoice per idempotency key — is [`batch`], which

@@ -23,7 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/counter/search", get(counter_search))
 }
 
-/// Counter badges (DOMAIN.md "Counter"): fixed thresholds, not the alert settings.
+/// Counter badges (`docs/domain.md`, "The counter"): fixed thresholds, not the alert settings.
 const CRITICAL_DAYS: i32 = 30;
 const WARNING_DAYS: i32 = 90;
 const COUNTER_LIMIT: i64 = 20;

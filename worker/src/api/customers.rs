@@ -171,7 +171,7 @@ pub(crate) async fn load(
     auth: &Auth,
     id: i64,
 ) -> ApiResult<(Customer, Vec<Purchase>)> {
-    // Staff: only what they billed (DOMAIN.md "invoices (own)"); others see everything.
+    // Staff: only what they billed (`docs/domain.md`, "Roles and permissions"); others see everything.
     let billed_by = auth.own_invoices_only().then_some(auth.user_id);
     let db = state.db().await?;
     let customer_sql = format!("SELECT {COLUMNS} FROM customers WHERE id = $1");

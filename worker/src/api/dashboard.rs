@@ -1,7 +1,7 @@
 //! The dashboard (every role): today's, this month's and last month's sales, the top 5
 //! medicines of this month, the 7-day sales trend and the alert counters.
 //!
-//! Staff see only the invoices they billed themselves (DOMAIN.md: staff see their own
+//! Staff see only the invoices they billed themselves (`docs/domain.md`, "Roles and permissions": staff see their own
 //! invoices), so every sales figure here is filtered by `billed_by` for them; the alert
 //! counters are about stock and are the same for everyone. Days and months are the
 //! database's (its time zone), as in the reports.

@@ -1,4 +1,4 @@
-//! The JSON API (`/api/v1`): one module per part of DOMAIN.md. Handlers check access with
+//! The JSON API (`/api/v1`): one module per part of `docs/domain.md`. Handlers check access with
 //! `Auth::require`, parse input into valid values, and call the domain code in `apotheca_pharmacy`
 //! for anything that changes stock or money.
 

@@ -1,4 +1,4 @@
-//! The pharmacy in the browser: every screen of DOMAIN.md, rendered on the server from
+//! The pharmacy in the browser: every screen of `docs/pharmacy-app.md`, rendered on the server from
 //! askama templates (`worker/templates`) by calling the same functions as the JSON API
 //! (`crate::api`'s query and write functions, `apotheca_pharmacy`'s rules, the sale queue).
 //!

@@ -213,6 +213,20 @@ pub fn quote_literal(value: &str) -> String {
     out
 }
 
+/// Percent-encodes everything but unreserved URL characters (a URL's user, password, path
+/// segment or query value).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

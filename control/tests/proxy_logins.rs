@@ -74,18 +74,11 @@ async fn guesses_from_elsewhere_never_lock_the_pharmacy_staff_out() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     // The worker counted the addresses the proxy saw.
-    let addresses: Vec<String> =
-        a.db.client()
-            .await
-            .query(
-                "SELECT DISTINCT key FROM alpha.login_failures WHERE kind = 'address' ORDER BY key",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+    let addresses: Vec<String> = apotheca_testkit::column(
+        &a.db.client().await,
+        "SELECT DISTINCT key FROM alpha.login_failures WHERE kind = 'address' ORDER BY key",
+    )
+    .await;
     assert!(addresses.contains(&"127.0.0.2".to_owned()), "{addresses:?}");
     assert!(
         addresses.contains(&"127.0.0.24".to_owned()),

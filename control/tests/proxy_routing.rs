@@ -268,18 +268,11 @@ async fn headers_a_client_sends_to_pass_for_the_proxy_have_no_effect() {
         .await
         .unwrap();
     assert_eq!(r.status, 401, "{}", r.text());
-    let keys: Vec<String> =
-        a.db.client()
-            .await
-            .query(
-                "SELECT key FROM alpha.login_failures WHERE kind = 'address'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+    let keys: Vec<String> = apotheca_testkit::column(
+        &a.db.client().await,
+        "SELECT key FROM alpha.login_failures WHERE kind = 'address'",
+    )
+    .await;
     assert_eq!(keys, ["127.0.0.1"]);
     assert!(p.stop().await.success());
     assert!(d.stop().await.success());

@@ -203,19 +203,6 @@ pub enum FeedLine {
     },
 }
 
-/// Percent-encoding for a path segment or query value of the API.
-pub fn encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +221,5 @@ mod tests {
             let text = serde_json::to_string(&line).unwrap();
             assert_eq!(serde_json::from_str::<FeedLine>(&text).unwrap(), line);
         }
-        assert_eq!(encode("a.b/c d"), "a.b%2Fc%20d");
     }
 }

@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apotheca_common::devdb::{percent_encode, socket_url, PrivateCluster};
+use apotheca_common::devdb::{socket_url, PrivateCluster};
+use apotheca_common::names::percent_encode;
 use apotheca_common::settings::{DatabaseSettings, PrivateDbSettings};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::Host;

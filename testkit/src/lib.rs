@@ -377,3 +377,17 @@ impl TestTenant {
         }
     }
 }
+/// The first column of every row `sql` returns, in order: what a test asserts the database
+/// holds.
+pub async fn column<T>(client: &tokio_postgres::Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

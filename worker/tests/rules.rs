@@ -203,16 +203,11 @@ async fn rule_1_and_12_fifty_concurrent_sales_of_ten_units() {
     assert_eq!(shop.stock(m).await, 0);
     shop.assert_ledger_agrees().await;
     // Gap-free numbering: 1..=10.
-    let numbers: Vec<i64> = shop
-        .app
-        .db()
-        .await
-        .query("SELECT number FROM invoices ORDER BY number", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let numbers: Vec<i64> = apotheca_testkit::column(
+        &**shop.app.db().await,
+        "SELECT number FROM invoices ORDER BY number",
+    )
+    .await;
     assert_eq!(numbers, (1..=10).collect::<Vec<_>>());
 
     // Rule 1 for write-offs too: more than the batch holds is refused whole.
@@ -331,19 +326,11 @@ async fn rule_2_every_change_writes_the_ledger() {
         .await;
     assert_eq!(shop.stock(m).await, 20 + 5 - 7 + 2 - 1 + 3);
     shop.assert_ledger_agrees().await;
-    let reasons: Vec<String> = shop
-        .app
-        .db()
-        .await
-        .query(
-            "SELECT DISTINCT reason FROM stock_movements ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let reasons: Vec<String> = apotheca_testkit::column(
+        &**shop.app.db().await,
+        "SELECT DISTINCT reason FROM stock_movements ORDER BY 1",
+    )
+    .await;
     assert_eq!(reasons, ["adjustment", "receipt", "return", "sale"]);
 }
 

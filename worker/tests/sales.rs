@@ -129,18 +129,11 @@ async fn each_sale_of_a_batch_is_judged_alone_in_order() {
     assert_eq!(stock(&app, a).await, 0);
     assert_eq!(stock(&app, b).await, 1);
     assert_eq!(ledger_disagreements(&app).await, 0);
-    let references: Vec<String> = app
-        .db()
-        .await
-        .query(
-            "SELECT reference FROM stock_movements WHERE reason = 'sale' ORDER BY reference",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let references: Vec<String> = apotheca_testkit::column(
+        &**app.db().await,
+        "SELECT reference FROM stock_movements WHERE reason = 'sale' ORDER BY reference",
+    )
+    .await;
     assert_eq!(references, ["INV-1", "INV-2", "INV-2", "INV-3"]);
     // What the batch answered is what reads back.
     for invoice in made {
@@ -248,15 +241,11 @@ async fn one_sale_failing_in_the_database_never_fails_the_others() {
     assert_eq!(stock(&app, good).await, 1000 - 36);
     assert_eq!(stock(&app, bad).await, 1000);
     assert_eq!(ledger_disagreements(&app).await, 0);
-    let numbers: Vec<i64> = app
-        .db()
-        .await
-        .query("SELECT number FROM invoices ORDER BY number", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let numbers: Vec<i64> = apotheca_testkit::column(
+        &**app.db().await,
+        "SELECT number FROM invoices ORDER BY number",
+    )
+    .await;
     assert_eq!(numbers, (1..=36).collect::<Vec<_>>(), "gap-free");
 }
 

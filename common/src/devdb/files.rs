@@ -11,16 +11,20 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::{io, DevDbError, RunAs, DEBIAN_PG_ROOT};
 
-/// Takes the exclusive launcher lock at `path`, creating the file if needed.
-pub(super) fn lock(path: &Path) -> Result<Flock<File>, DevDbError> {
-    let file = OpenOptions::new()
+/// Opens `path` for writing, created mode 0600 if missing, never through a symbolic link.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
-        .map_err(io(format!("opening {}", path.display())))?;
+}
+
+/// Takes the exclusive launcher lock at `path`, creating the file if needed.
+pub(super) fn lock(path: &Path) -> Result<Flock<File>, DevDbError> {
+    let file = open_private(path).map_err(io(format!("opening {}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| io(format!("locking {}", path.display()))(e.into()))
 }
@@ -90,14 +94,7 @@ pub(super) fn write_private(
     owner: Option<&RunAs>,
 ) -> Result<(), DevDbError> {
     let what = || format!("writing {}", path.display());
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io(what()))?;
+    let mut f = open_private(path).map_err(io(what()))?;
     let meta = f.metadata().map_err(io(what()))?;
     if !meta.file_type().is_file() || meta.nlink() != 1 {
         return Err(DevDbError::Io {

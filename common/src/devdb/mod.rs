@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::settings::PrivateDbSettings;
 
 use files::{check_reachable, find_bin_dir, write_private};
-pub use urls::{percent_encode, socket_url};
+pub use urls::socket_url;
 
 /// The database Apotheca keeps its data in, inside the private cluster.
 pub const DATABASE: &str = "apotheca";

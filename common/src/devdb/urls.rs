@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::names::percent_encode;
+
 /// A libpq-style URL for a Unix-socket connection (understood by tokio-postgres and psql).
 pub fn socket_url(
     user: &str,
@@ -18,19 +20,6 @@ pub fn socket_url(
         percent_encode(database),
         percent_encode(&socket_dir.display().to_string()),
     )
-}
-
-/// Percent-encodes everything but unreserved URL characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use super::{ask, notice_text, ConsoleError, ConsoleResult, NoticeQuery, Operator
 use crate::pages::error::see_other;
 use crate::pages::view::{self, FormState};
 use crate::state::AppState;
-use apotheca_protocol::api::{encode, ConsoleTenant};
+use apotheca_common::names::percent_encode as encode;
+use apotheca_protocol::api::ConsoleTenant;
 use apotheca_protocol::client::Answer;
 
 pub fn routes() -> Router<AppState> {

@@ -163,6 +163,18 @@ impl AuthCache {
         }
     }
 
+    /// Makes every remembered login due now, as its fresh time passing would: still letting
+    /// a request in while it is looked up again behind it. For tests and tools that must not
+    /// wait `login_cache_secs` to see it.
+    pub fn make_due(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            let now = Instant::now();
+            for entry in entries.values_mut() {
+                entry.fresh_until = entry.fresh_until.min(now);
+            }
+        }
+    }
+
     /// Drops the logins past their grace (a quiet worker's memory goes back).
     pub fn sweep(&self) {
         if let Ok(mut entries) = self.entries.lock() {

@@ -339,6 +339,18 @@ impl ReadCache {
         self.ttl.mul_f64(rand::random_range(0.5..=1.0))
     }
 
+    /// Makes every kept answer due now, as its fresh time passing would: still given at once
+    /// while the next one is made behind a request. For tests and tools that must not wait
+    /// `read_cache_secs` to see it.
+    pub fn make_due(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            let now = Instant::now();
+            for (_, fresh) in entries.map.values_mut() {
+                *fresh = (*fresh).min(now);
+            }
+        }
+    }
+
     /// Drops the answers past their stale time (a quiet worker's memory goes back).
     pub fn sweep(&self) {
         if let Ok(mut entries) = self.entries.lock() {

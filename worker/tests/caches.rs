@@ -197,11 +197,7 @@ async fn concurrent_misses_of_one_answer_make_it_once() {
 /// a request that waited for a fresh answer would wait for the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_answer_is_given_at_once_and_made_again_behind_it() {
-    let settings = apotheca_worker::settings::WorkerSettings {
-        read_cache_secs: 1,
-        ..Default::default()
-    };
-    let a = TestApp::with_settings(apotheca_testkit::TestTenant::new("acme").await, settings).await;
+    let a = TestApp::new("acme").await;
     a.state.read_cache.set_live(true);
     let s = a.login("pharmacist").await;
     let medicine = json!({"name": "Aspirin", "dosage_form": "tablet", "sale_price": "1.00"});
@@ -221,8 +217,8 @@ async fn an_expired_answer_is_given_at_once_and_made_again_behind_it() {
         ))
         .await
         .unwrap();
-    // Past the answer's fresh time (at most 1 s), within as long again.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Past the answer's fresh time, within its stale time.
+    a.state.read_cache.make_due();
     let stale = tokio::time::timeout(
         std::time::Duration::from_secs(3),
         get(&a.router, "/api/v1/medicines", &s),
@@ -244,7 +240,7 @@ async fn an_expired_answer_is_given_at_once_and_made_again_behind_it() {
     }
 
     // A write through the worker is never answered from a kept copy, stale or not.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    a.state.read_cache.make_due();
     let other = json!({"name": "Zinc", "dosage_form": "tablet", "sale_price": "2.00"});
     a.expect(201, a.post("/api/v1/medicines", &s, other).await)
         .await;
@@ -258,7 +254,6 @@ async fn an_expired_answer_is_given_at_once_and_made_again_behind_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_login_is_looked_up_behind_the_request_and_a_revoked_token_then_refused() {
     let settings = apotheca_worker::settings::WorkerSettings {
-        login_cache_secs: 1,
         login_slow_after: 100,
         login_refuse_after: 1000,
         ..Default::default()
@@ -288,8 +283,23 @@ async fn a_due_login_is_looked_up_behind_the_request_and_a_revoked_token_then_re
         )
     };
     assert_eq!(me().await.status, 200);
-
+    // The token's first use is written behind that request: wait for it, so that the lock
+    // below holds up only the lookup this test is about.
     let admin = a.tenant.db.client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !admin
+        .query_one(
+            "SELECT bool_and(last_used_at IS NOT NULL) FROM acme.api_tokens",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(std::time::Instant::now() < deadline, "its use never written");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     admin
         .batch_execute(
             "BEGIN; LOCK TABLE acme.api_tokens IN ACCESS EXCLUSIVE MODE;
@@ -297,8 +307,8 @@ async fn a_due_login_is_looked_up_behind_the_request_and_a_revoked_token_then_re
         )
         .await
         .unwrap();
-    // Past the login's fresh time (at most 1 s), within its grace.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Past the login's fresh time, within its grace.
+    a.state.auth_cache.make_due();
     let due = tokio::time::timeout(std::time::Duration::from_secs(3), me())
         .await
         .expect("a due login lets the request in at once, not after the lookup behind it");

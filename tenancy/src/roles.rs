@@ -245,6 +245,30 @@ pub fn activate_role_sql(
     )
 }
 
+/// Creates or refreshes the public site's role ([`public_role_sql`]) in one transaction,
+/// under the lock that also guards the tenant group (two daemons starting at once do not
+/// race); its name and password.
+pub async fn ensure_public_role(
+    client: &mut tokio_postgres::Client,
+    database: &str,
+    secret: &Secret,
+    limits: &TenantRoleSettings,
+) -> Result<(String, String)> {
+    let tx = client.transaction().await?;
+    crate::migrate::ensure_database_access(&tx).await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, 1)",
+        &[&crate::migrate::LOCK_NAMESPACE],
+    )
+    .await?;
+    let role = public_role(database);
+    let password = role_password(secret, &role);
+    tx.batch_execute(&public_role_sql(&role, &password, database, limits))
+        .await?;
+    tx.commit().await?;
+    Ok((role, password))
+}
+
 /// The role the public site's workers log in as: the `public` schema's counterpart of a
 /// tenant role (one per database, hence the hash, like [`group_role`]).
 pub fn public_role(database: &str) -> String {

@@ -296,7 +296,10 @@ async fn a_due_login_is_looked_up_behind_the_request_and_a_revoked_token_then_re
         .unwrap()
         .get::<_, bool>(0)
     {
-        assert!(std::time::Instant::now() < deadline, "its use never written");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "its use never written"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 

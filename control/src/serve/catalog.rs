@@ -16,7 +16,7 @@ use apotheca_protocol::api::Policy;
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles::TenantRoleSettings;
 use apotheca_tenancy::roles::{self, Secret};
-use apotheca_tenancy::tenants::{Event, NOTIFY_CHANNEL};
+use apotheca_tenancy::tenants::{self, Event, NOTIFY_CHANNEL};
 
 /// A tenant as the daemon needs it.
 #[derive(Clone)]
@@ -35,41 +35,35 @@ pub struct Catalog {
     secret: Secret,
 }
 
-const SELECT: &str = "SELECT schema_name, status, db_role, min_workers, max_workers,
-                             idle_timeout_secs, max_inflight_per_worker
-                      FROM public.tenants";
-
 impl Catalog {
     pub fn new(db: Database, secret: Secret) -> Self {
         Self { db, secret }
     }
 
-    fn row(&self, row: &tokio_postgres::Row) -> TenantRow {
-        let role: String = row.get(2);
-        let status: String = row.get(1);
-        let count = |i: usize| u32::try_from(row.get::<_, i32>(i)).unwrap_or(0);
+    fn row(&self, t: tenants::Runnable) -> TenantRow {
+        let count = |v: i32| u32::try_from(v).unwrap_or(0);
         TenantRow {
-            schema: row.get(0),
-            status: if status == "active" {
+            db_url: self
+                .db
+                .role_url(&t.db_role, &roles::role_password(&self.secret, &t.db_role)),
+            schema: t.schema,
+            status: if t.active {
                 Status::Active
             } else {
                 Status::Suspended
             },
             policy: Policy {
-                min_workers: count(3),
-                max_workers: count(4).max(1),
-                idle_timeout_secs: u64::from(count(5).max(1)),
-                max_in_flight: count(6).max(1),
+                min_workers: count(t.policy.min_workers),
+                max_workers: count(t.policy.max_workers).max(1),
+                idle_timeout_secs: u64::from(count(t.policy.idle_timeout_secs).max(1)),
+                max_in_flight: count(t.policy.max_inflight_per_worker).max(1),
             },
-            db_url: self
-                .db
-                .role_url(&role, &roles::role_password(&self.secret, &role)),
         }
     }
 
     pub async fn load_all(&self, client: &impl GenericClient) -> Result<Vec<TenantRow>> {
-        let rows = client.query(SELECT, &[]).await?;
-        Ok(rows.iter().map(|r| self.row(r)).collect())
+        let all = tenants::runnable_all(client).await?;
+        Ok(all.into_iter().map(|t| self.row(t)).collect())
     }
 
     pub async fn load_one(
@@ -77,10 +71,8 @@ impl Catalog {
         client: &impl GenericClient,
         schema: &str,
     ) -> Result<Option<TenantRow>> {
-        let row = client
-            .query_opt(&format!("{SELECT} WHERE schema_name = $1"), &[&schema])
-            .await?;
-        Ok(row.map(|r| self.row(&r)))
+        let one = tenants::runnable(client, schema).await?;
+        Ok(one.map(|t| self.row(t)))
     }
 
     /// Creates or refreshes the public site's role (one transaction, under the lock that
@@ -88,19 +80,8 @@ impl Catalog {
     /// returns the URL its workers log in with.
     pub async fn public_role_url(&self, limits: &TenantRoleSettings) -> Result<String> {
         let mut client = self.db.connect().await?;
-        let tx = client.transaction().await?;
-        apotheca_tenancy::migrate::ensure_database_access(&tx).await?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, 1)",
-            &[&apotheca_tenancy::migrate::LOCK_NAMESPACE],
-        )
-        .await?;
-        let database = self.db.name().to_owned();
-        let role = roles::public_role(&database);
-        let password = roles::role_password(&self.secret, &role);
-        tx.batch_execute(&roles::public_role_sql(&role, &password, &database, limits))
-            .await?;
-        tx.commit().await?;
+        let (role, password) =
+            roles::ensure_public_role(&mut client, self.db.name(), &self.secret, limits).await?;
         Ok(self.db.role_url(&role, &password))
     }
 }

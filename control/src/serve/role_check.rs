@@ -89,17 +89,11 @@ impl Checker {
         let (role, search_path) = if schema == SchemaName::PUBLIC {
             (roles::public_role(&self.database), "public".to_owned())
         } else {
-            let row = client
-                .query_opt(
-                    "SELECT db_role FROM public.tenants WHERE schema_name = $1",
-                    &[&schema],
-                )
-                .await?;
             // Deleted meanwhile: no worker will start.
-            let Some(row) = row else {
+            let Some(tenant) = apotheca_tenancy::tenants::runnable(client, schema).await? else {
                 return Ok(());
             };
-            (row.get(0), quote_ident(schema))
+            (tenant.db_role, quote_ident(schema))
         };
         let done = roles::reassert_settings(
             client,

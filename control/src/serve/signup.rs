@@ -143,7 +143,7 @@ pub async fn create(signup: Arc<Signup>, form: NewTenant) -> Result<Created, Ref
     })?;
     let _turn = signup.running.acquire().await.map_err(Refused::failed)?;
     let mut client = signup.db.connect().await.map_err(Refused::failed)?;
-    if taken(&client, &schema, &domain)
+    if tenants::taken(&client, &schema, &domain)
         .await
         .map_err(Refused::failed)?
     {
@@ -191,23 +191,6 @@ pub(super) async fn start_company_profile(
     if let Err(e) = client.execute(&profile, &[&name]).await {
         tracing::warn!(%schema, error = %e, "no company profile");
     }
-}
-
-/// Whether the schema, its role's tenant row or the domain exists already.
-async fn taken(
-    client: &tokio_postgres::Client,
-    schema: &SchemaName,
-    domain: &DomainName,
-) -> Result<bool, TenancyError> {
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)
-                 OR EXISTS (SELECT 1 FROM public.tenants WHERE schema_name = $1)
-                 OR EXISTS (SELECT 1 FROM public.domains WHERE domain = $2)",
-            &[&schema.as_str(), &domain.as_str()],
-        )
-        .await?;
-    Ok(row.get(0))
 }
 
 /// A library message as a sentence for a form: capitalised, with a full stop.

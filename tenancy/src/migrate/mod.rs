@@ -43,7 +43,7 @@ impl Progress for Quiet {
 use plan::{pending, verify_checksums, Kind, SchemaState};
 
 /// Advisory lock namespace (first key) for migration locks; the second key is the schema's hash.
-pub const LOCK_NAMESPACE: i32 = 0x4150_4f54; // "APOT"
+pub(crate) const LOCK_NAMESPACE: i32 = 0x4150_4f54; // "APOT"
 
 /// Which schemas a run covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,7 +400,7 @@ async fn migrate_locked(
 
 /// Makes sure PUBLIC cannot connect to (or make temporary objects in) this database and that
 /// the tenant group can connect. One query when all is well; mended under a lock otherwise.
-pub async fn ensure_database_access(tx: &Transaction<'_>) -> Result<()> {
+pub(crate) async fn ensure_database_access(tx: &Transaction<'_>) -> Result<()> {
     let database: String = tx.query_one("SELECT current_database()", &[]).await?.get(0);
     let group = roles::group_role(&database);
     if !access_needed(tx, &group).await? {

@@ -263,6 +263,70 @@ pub async fn load(client: &impl GenericClient, schema: &str) -> Result<TenantInf
         .ok_or_else(|| unknown(schema))
 }
 
+/// What the daemon needs of a tenant to run its workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runnable {
+    pub schema: String,
+    /// Not suspended.
+    pub active: bool,
+    pub db_role: String,
+    pub policy: Policy,
+}
+
+const SELECT_RUNNABLE: &str = "SELECT schema_name, status, db_role, min_workers, max_workers,
+                                      idle_timeout_secs, max_inflight_per_worker, queue_length
+                               FROM public.tenants";
+
+fn runnable_from_row(row: &tokio_postgres::Row) -> Runnable {
+    Runnable {
+        schema: row.get(0),
+        active: row.get::<_, &str>(1) == "active",
+        db_role: row.get(2),
+        policy: Policy {
+            min_workers: row.get(3),
+            max_workers: row.get(4),
+            idle_timeout_secs: row.get(5),
+            max_inflight_per_worker: row.get(6),
+            queue_length: row.get(7),
+        },
+    }
+}
+
+/// Every tenant, as the daemon runs it.
+pub async fn runnable_all(client: &impl GenericClient) -> Result<Vec<Runnable>> {
+    let rows = client.query(SELECT_RUNNABLE, &[]).await?;
+    Ok(rows.iter().map(runnable_from_row).collect())
+}
+
+/// One tenant as the daemon runs it; none when there is no such tenant (deleted meanwhile).
+pub async fn runnable(client: &impl GenericClient, schema: &str) -> Result<Option<Runnable>> {
+    let row = client
+        .query_opt(
+            &format!("{SELECT_RUNNABLE} WHERE schema_name = $1"),
+            &[&schema],
+        )
+        .await?;
+    Ok(row.as_ref().map(runnable_from_row))
+}
+
+/// Whether `schema` or `domain` is in use already: a schema of that name (a tenant's, a
+/// spare's, anything's), a tenant row, or a domain.
+pub async fn taken(
+    client: &impl GenericClient,
+    schema: &SchemaName,
+    domain: &DomainName,
+) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)
+                 OR EXISTS (SELECT 1 FROM public.tenants WHERE schema_name = $1)
+                 OR EXISTS (SELECT 1 FROM public.domains WHERE domain = $2)",
+            &[&schema.as_str(), &domain.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 pub(crate) fn unknown(schema: &str) -> Error {
     Error::invalid(format!(
         "no tenant with schema {schema:?} (see `apotheca list-tenants`)"

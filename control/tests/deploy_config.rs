@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    apotheca_testkit::workspace_root()
 }
 
 fn production() -> PathBuf {
@@ -16,13 +16,7 @@ fn production() -> PathBuf {
 }
 
 fn bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_apotheca")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: cargo build --bins first",
-        path.display()
-    );
-    path
+    apotheca_testkit::binary(name)
 }
 
 /// Runs `binary --config file args…` with a clean environment; (exit code, stdout + stderr).

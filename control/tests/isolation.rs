@@ -135,12 +135,7 @@ async fn the_worker_start_up_check_accepts_only_its_own_role() {
     a.create("alpha").await;
     a.create("bravo").await;
     let url = a.ok(&["db", "url", "--schema", "alpha"]).await;
-    let worker = env!("CARGO_BIN_EXE_apotheca").replace("/apotheca", "/apotheca-worker");
-    if !std::path::Path::new(&worker).exists() {
-        // The worker is another package's binary; `cargo test --workspace` builds it.
-        eprintln!("skipping: {worker} is not built");
-        return;
-    }
+    let worker = apotheca_testkit::binary("apotheca-worker");
     let check = |schema: &str| {
         std::process::Command::new(&worker)
             .args(["--schema", schema, "--check", "--database-url", url.trim()])

@@ -8,6 +8,8 @@
 //! `cargo test` starts it on first use and leaves it running for the next run. A test that
 //! stops or restarts PostgreSQL gets a cluster of its own instead ([`OwnCluster`]).
 
+mod binaries;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
+
+pub use binaries::{binary, workspace_root};
 
 /// Overrides where the test cluster lives (data in `$DIR/pg`, socket in `$DIR/run`).
 pub const DIR_ENV: &str = "APOTHECA_TEST_PG_DIR";

@@ -17,15 +17,9 @@ use super::Apotheca;
 /// Generous: the box is small and shared. Only ever an upper bound on a wait.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The worker binary beside `apotheca` (scripts/test.sh builds every binary first).
+/// The worker binary of this build, refused when missing or stale ([`apotheca_testkit::binary`]).
 pub fn worker_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_apotheca")).with_file_name("apotheca-worker");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run scripts/test.sh, or cargo build --bins first",
-        bin.display()
-    );
-    bin
+    apotheca_testkit::binary("apotheca-worker")
 }
 
 pub struct Daemon {

@@ -22,15 +22,9 @@ use super::Apotheca;
 /// that is a failure.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The proxy binary beside `apotheca` (scripts/test.sh builds every binary first).
+/// The proxy binary of this build, refused when missing or stale ([`apotheca_testkit::binary`]).
 pub fn proxy_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_apotheca")).with_file_name("apotheca-proxy");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run scripts/test.sh, or cargo build --bins first",
-        bin.display()
-    );
-    bin
+    apotheca_testkit::binary("apotheca-proxy")
 }
 
 /// Log files of this test process's proxies, numbered.

@@ -31,8 +31,6 @@ pub struct Inner {
     pub read_cache: ReadCache,
     /// Sales waiting to be posted, in batches.
     pub sale_queue: SaleQueue,
-    /// The public site's recent sign-up attempts per client address.
-    pub signups: crate::pages::site::Attempts,
     /// Set when the database refused this worker another connection: until then requests
     /// wait for the connections it has (see [`AppState::db`]).
     held_until: Mutex<Option<Instant>>,
@@ -116,7 +114,6 @@ impl AppState {
             auth_cache,
             read_cache,
             sale_queue: SaleQueue::default(),
-            signups: Default::default(),
             held_until: Mutex::new(None),
             behind: AtomicUsize::new(0),
         })))

@@ -6,6 +6,7 @@
 
 mod throttle;
 
+use apotheca_web::request::{client_address, secure};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,25 +36,6 @@ pub fn routes() -> Router<AppState> {
 struct Login {
     username: String,
     password: String,
-}
-
-/// The client address the proxy saw (the last X-Forwarded-For hop is the one our proxy
-/// added), else "local".
-pub fn client_address(headers: &HeaderMap) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 64)
-        .unwrap_or_else(|| "local".to_owned())
-}
-
-/// Whether the client reached the proxy over https.
-pub(crate) fn secure(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 /// The session cookie: HttpOnly, SameSite=Lax, host-only (no Domain, so never shared

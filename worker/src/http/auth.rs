@@ -83,19 +83,7 @@ impl Auth {
 
 /// The value of one cookie from the Cookie header(s).
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    cookie_value(&parts.headers, name)
-}
-
-/// The value of one cookie from the Cookie header(s).
-pub fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    apotheca_web::request::cookie_value(&parts.headers, name)
 }
 
 fn is_safe(method: &Method) -> bool {

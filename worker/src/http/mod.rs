@@ -28,25 +28,28 @@ pub const TENANT_HEADER: &str = "x-apotheca-tenant";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub fn router(state: AppState) -> Router {
-    let router = Router::new()
+    let internal = Router::new()
         .route("/_apotheca/health", get(health))
         .route("/_apotheca/stats", get(stats))
         .route_layer(axum::middleware::from_fn(not_through_the_proxy));
     // The public schema holds no pharmacy: its worker serves only the public site.
-    let router = if state.schema == apotheca_common::names::SchemaName::PUBLIC {
-        router.merge(crate::pages::site::router())
+    let app: Router = if state.schema == apotheca_common::names::SchemaName::PUBLIC {
+        let site = apotheca_site::SiteState::new(
+            state.pool.clone(),
+            state.settings.control_socket.clone(),
+            state.settings.signups_per_hour,
+        );
+        internal
+            .with_state(state.clone())
+            .merge(apotheca_site::router(site))
     } else {
-        router
+        internal
             .nest("/api/v1", crate::api::router(&state))
             .merge(crate::pages::router())
+            .with_state(state.clone())
     };
-    router
-        .fallback(crate::pages::fallback)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            envelope,
-        ))
-        .with_state(state)
+    app.fallback(crate::pages::fallback)
+        .layer(axum::middleware::from_fn_with_state(state, envelope))
 }
 
 /// Every request: an id (the client's if it is sane, else a new one), a span with tenant,

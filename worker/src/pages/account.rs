@@ -11,9 +11,11 @@ use super::error::{see_other, PageResult};
 use super::session::{form_token, is_local_path, PublicForm, Submitted, Viewer};
 use super::view::{self, Chrome, FormState};
 use crate::api::auth as accounts_api;
-use crate::http::auth::{cookie_value, SESSION_COOKIE};
+use crate::http::auth::SESSION_COOKIE;
 use crate::http::error::ApiError;
 use crate::state::AppState;
+use apotheca_web::error::public_page;
+use apotheca_web::request::cookie_value;
 
 /// `/`: the dashboard when logged in, else the login page.
 pub async fn home(headers: HeaderMap) -> Response {
@@ -52,21 +54,6 @@ struct LoginPage {
     notice: Option<&'static str>,
     token: String,
     form: FormState,
-}
-
-/// Answers a page shown before logging in, storing its form cookie when it is new.
-pub(super) fn public_page(
-    status: StatusCode,
-    page: &impl Template,
-    cookie: Option<String>,
-) -> PageResult {
-    let mut response = view::render(status, page)?;
-    if let Some(cookie) = cookie {
-        if let Ok(value) = cookie.parse() {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-    }
-    Ok(response)
 }
 
 /// A `?next=` worth going back to.
@@ -236,7 +223,11 @@ pub async fn reset(
             let mut form = FormState::from_data(&data)
                 .with("new_password", "")
                 .with("confirm_password", "");
-            form.fail(&e, &["new_password", "confirm_password"]);
+            form.fail(
+                e.field.as_deref(),
+                &e.message,
+                &["new_password", "confirm_password"],
+            );
             let (token, cookie) = form_token(&headers);
             let page = ResetPage {
                 pharmacy: pharmacy_name(&state).await,
@@ -290,7 +281,8 @@ pub async fn change_password(
         Err(e) if e.status.is_client_error() => {
             let mut form = FormState::default();
             form.fail(
-                &e,
+                e.field.as_deref(),
+                &e.message,
                 &["current_password", "new_password", "confirm_password"],
             );
             let page = PasswordPage {

@@ -148,7 +148,7 @@ pub async fn alerts(
     let days = match alerts::days(q.days.as_deref()) {
         Ok(days) => days,
         Err(e) => {
-            form.fail(&e, &["days"]);
+            form.fail(e.field.as_deref(), &e.message, &["days"]);
             None
         }
     };

@@ -62,9 +62,9 @@ pub fn date(raw: &str) -> Result<Option<NaiveDate>, BadDate> {
 /// fix it, else as a page of its own.
 pub fn on_form(e: ApiError, form: &mut FormState, fields: &[&str]) -> PageResult<StatusCode> {
     if !fits_form(&e) {
-        return Err(PageError::Api(e));
+        return Err(PageError::from(e));
     }
-    form.fail(&e, fields);
+    form.fail(e.field.as_deref(), &e.message, fields);
     Ok(e.status)
 }
 

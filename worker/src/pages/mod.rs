@@ -8,8 +8,7 @@
 //! that change what the read cache keeps announce it ([`crate::changes::data_changed`]).
 
 pub mod account;
-pub mod assets;
-pub mod console;
+pub use apotheca_web::assets;
 pub mod counter;
 pub mod customers;
 pub mod dashboard;
@@ -21,13 +20,12 @@ pub mod receipts;
 pub mod reports;
 pub mod session;
 pub mod settings;
-pub mod site;
 pub mod suppliers;
 pub mod users;
 pub mod view;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -64,44 +62,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::routes())
         .merge(settings::routes())
         .route("/static/{file}", get(assets::serve))
-        .layer(axum::middleware::map_response(headers))
-}
-
-/// The pages' Content-Security-Policy, with `form-action` given: the one policy every page
-/// and the public site share.
-macro_rules! csp {
-    ($form_action:literal) => {
-        concat!(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; ",
-            "form-action ",
-            $form_action,
-            "; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-        )
-    };
-}
-pub(crate) use csp;
-
-/// Pages are never cached (they show stock and money; the back button after logging out
-/// must not show them) unless they say otherwise (static files), are never framed, and run
-/// only this site's scripts and styles.
-pub(crate) async fn headers(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp!("'self'")),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
+        .layer(axum::middleware::map_response(apotheca_web::headers))
 }
 
 /// Anything no route takes: the API's JSON 404 under `/api/` and `/_apotheca/`, an HTML
@@ -113,7 +74,7 @@ pub async fn fallback(req: Request) -> Response {
             crate::http::error::ApiError::not_found("page"),
         );
     }
-    headers(error::error_page(
+    apotheca_web::headers(error::error_page(
         StatusCode::NOT_FOUND,
         "There is no page at this address.",
     ))

@@ -319,7 +319,11 @@ fn place_error(e: &ApiError, form: &mut FormState, lines: &mut [Line], places: &
             }
         }
     }
-    form.fail(e, &["supplier_id", "invoice_no", "invoice_date", "notes"]);
+    form.fail(
+        e.field.as_deref(),
+        &e.message,
+        &["supplier_id", "invoice_no", "invoice_date", "notes"],
+    );
 }
 
 async fn create(

@@ -3,19 +3,17 @@
 //! ([`FormState`]: values kept, messages next to their fields), and how money, dates and
 //! times are written.
 
-use std::collections::HashMap;
-
-use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
 use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
 use rust_decimal::Decimal;
 
 use super::error::PageResult;
-use super::session::{FormData, Viewer};
+use super::session::Viewer;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::{Area, Role};
+pub use apotheca_web::error::{ok, render};
+pub use apotheca_web::form::{url_encode, FormState};
 
 /// A menu entry.
 #[derive(Debug, Clone)]
@@ -120,8 +118,8 @@ impl Chrome {
                 .unwrap_or_else(|| "NPR".to_owned()),
             offset,
             today: row.get(3),
-            css: super::assets::url("app.css"),
-            js: super::assets::url("app.js"),
+            css: apotheca_web::assets::url("app.css"),
+            js: apotheca_web::assets::url("app.js"),
         })
     }
 
@@ -203,106 +201,10 @@ impl Pager {
     }
 }
 
-/// Percent-encoding for a query string value.
-pub fn url_encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A form being shown (again): the values to put back and the messages for its fields.
-#[derive(Debug, Default)]
-pub struct FormState {
-    values: HashMap<String, String>,
-    errors: HashMap<String, String>,
-    /// A message about the whole form.
-    pub error: Option<String>,
-    /// More lines under that message (e.g. which medicines lack stock).
-    pub details: Vec<String>,
-}
-
-impl FormState {
-    /// The values a form sent (the first of each name).
-    pub fn from_data(data: &FormData) -> Self {
-        let mut values = HashMap::new();
-        for (k, v) in &data.0 {
-            values.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Self {
-            values,
-            ..Self::default()
-        }
-    }
-
-    /// Sets a value to show.
-    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.values.insert(name.to_owned(), value.into());
-        self
-    }
-
-    /// Sets an optional value (None shows blank).
-    pub fn with_opt(self, name: &str, value: Option<impl Into<String>>) -> Self {
-        match value {
-            Some(v) => self.with(name, v),
-            None => self,
-        }
-    }
-
-    pub fn v(&self, name: &str) -> &str {
-        self.values.get(name).map_or("", String::as_str)
-    }
-
-    pub fn err(&self, name: &str) -> Option<&str> {
-        self.errors.get(name).map(String::as_str)
-    }
-
-    /// A ticked checkbox (or a true value).
-    pub fn checked(&self, name: &str) -> bool {
-        matches!(self.v(name), "on" | "true" | "1")
-    }
-
-    /// Whether anything is wrong with the form.
-    pub fn has_errors(&self) -> bool {
-        self.error.is_some() || !self.errors.is_empty()
-    }
-
-    /// A message next to `field`.
-    pub fn invalid(&mut self, field: &str, message: impl Into<String>) {
-        self.errors
-            .entry(field.to_owned())
-            .or_insert_with(|| message.into());
-    }
-
-    /// Places an error from the domain code: next to its field when the form shows that
-    /// field, else above the form.
-    pub fn fail(&mut self, e: &ApiError, fields: &[&str]) {
-        match e.field.as_deref() {
-            Some(f) if fields.contains(&f) => self.invalid(f, e.message.clone()),
-            _ => self.error = Some(e.message.clone()),
-        }
-    }
-}
-
 /// The status a form shown again answers with: the error's, or 422 for a form refused
 /// before it reached the domain code.
 pub fn form_status(e: Option<&ApiError>) -> StatusCode {
     e.map_or(StatusCode::UNPROCESSABLE_ENTITY, |e| e.status)
-}
-
-/// A rendered page with `status`.
-pub fn render(status: StatusCode, page: &impl Template) -> PageResult {
-    Ok((status, Html(page.render()?)).into_response())
-}
-
-/// A rendered page, 200.
-pub fn ok(page: &impl Template) -> PageResult {
-    render(StatusCode::OK, page)
 }
 
 /// Whether an error should be shown as its own page rather than on the form (nothing the

@@ -1,4 +1,4 @@
-//! The public site (the worker for schema `public`): a landing page, "Create your pharmacy"
+//! The public pages (served by the worker for schema `public`): a landing page, "Create your pharmacy"
 //! and "Find my pharmacy". Sign-up holds no secret and creates nothing itself: it sends the
 //! form to control's API (`POST /v1/tenants` on `--control-socket`), which provisions the
 //! tenant with the same code as `apotheca create-tenant --admin-user`, then sends the browser
@@ -14,41 +14,24 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::account::public_page;
-use super::error::{see_other, PageResult};
-use super::session::{form_token, PublicForm};
-use super::view::FormState;
-use crate::api::auth::{client_address, secure};
-use crate::state::AppState;
+use apotheca_web::error::{public_page, render, see_other, PageResult};
+use apotheca_web::form::{form_token, FormState, PublicForm};
+use apotheca_web::request::{client_address, secure};
+
+use crate::SiteState;
 
 const SITE: &str = "Apotheca";
 const HOUR: Duration = Duration::from_secs(3600);
 
-pub fn router() -> Router<AppState> {
+pub fn routes() -> Router<SiteState> {
     Router::new()
         .route("/", get(landing))
         .route("/tenants/create-tenant/", get(signup_form).post(signup))
         .route("/tenants/find/", get(find))
-        .route("/static/{file}", get(super::assets::serve))
-        .merge(super::console::router())
-        .layer(axum::middleware::map_response(site_headers))
-}
-
-/// The pages' usual headers, but the sign-up form may lead to another host: after it, the
-/// browser follows a redirect to the new pharmacy's subdomain, which `form-action 'self'`
-/// would block.
-async fn site_headers(response: Response) -> Response {
-    let mut response = super::headers(response).await;
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(super::csp!("'self' http: https:")),
-    );
-    response
 }
 
 /// Recent sign-up attempts per client address.
@@ -107,17 +90,17 @@ struct FindPage {
 async fn landing() -> PageResult {
     let page = LandingPage {
         pharmacy: SITE,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice: None,
     };
-    super::view::render(StatusCode::OK, &page)
+    render(StatusCode::OK, &page)
 }
 
 fn signup_page(headers: &HeaderMap, status: StatusCode, form: FormState) -> PageResult {
     let (token, cookie) = form_token(headers);
     let page = SignupPage {
         pharmacy: SITE,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice: None,
         token,
         form,
@@ -137,16 +120,13 @@ const FIELDS: [(&str, &str); 4] = [
 ];
 
 async fn signup(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     headers: HeaderMap,
     PublicForm(data): PublicForm,
 ) -> PageResult {
     let mut form = FormState::from_data(&data).with("admin_password", "");
     let address = client_address(&headers);
-    if let Err(wait) = state
-        .signups
-        .hit(&address, state.settings.signups_per_hour, HOUR)
-    {
+    if let Err(wait) = state.signups.hit(&address, state.signups_per_hour, HOUR) {
         tracing::warn!(%address, "sign-up refused: too many attempts");
         form.error = Some(format!(
             "Too many sign-ups from your address; try again in {} minutes.",
@@ -166,7 +146,7 @@ async fn signup(
     if form.has_errors() {
         return signup_page(&headers, StatusCode::UNPROCESSABLE_ENTITY, form);
     }
-    let Some(socket) = state.settings.control_socket.as_deref() else {
+    let Some(socket) = state.control_socket.as_deref() else {
         tracing::error!("sign-up without a control socket (--control-socket)");
         form.error = Some("Sign-up is not available here.".to_owned());
         return signup_page(&headers, StatusCode::SERVICE_UNAVAILABLE, form);
@@ -178,7 +158,7 @@ async fn signup(
         "admin_password": data.get("admin_password"),
     });
     let answer = Client::new(socket)
-        .with_timeout(super::console::CONTROL_TIMEOUT)
+        .with_timeout(crate::console::CONTROL_TIMEOUT)
         .call(Method::POST, "/v1/tenants", None, Some(&body))
         .await;
     match answer.map(|a| (a.status.as_u16(), a.json())) {
@@ -236,14 +216,14 @@ struct FindQuery {
 /// Active pharmacies whose name is exactly `q` (any case) or one of whose domains is `q` or
 /// starts with the label `q`: a link for someone who knows their pharmacy, not a directory.
 async fn find(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     headers: HeaderMap,
     Query(query): Query<FindQuery>,
 ) -> PageResult {
     let q = query.q.unwrap_or_default().trim().to_owned();
     let mut found = Vec::new();
     if !q.is_empty() && q.len() <= 253 {
-        let client = state.db().await?;
+        let client = state.pool.get().await?;
         let rows = client
             .query(
                 "SELECT t.name, p.domain FROM public.tenants t
@@ -265,13 +245,13 @@ async fn find(
     }
     let page = FindPage {
         pharmacy: SITE,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice: None,
         searched: !q.is_empty(),
         q,
         found,
     };
-    super::view::render(StatusCode::OK, &page)
+    render(StatusCode::OK, &page)
 }
 
 #[cfg(test)]

@@ -23,13 +23,11 @@ use axum::Router;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::account::public_page;
-use super::error::{error_page_in, see_other, Links, PageError};
-use super::session::{form_token, FormData, PublicForm, CSRF_FIELD};
-use super::view::FormState;
-use crate::api::auth::{client_address, secure};
-use crate::http::auth::cookie_value;
-use crate::state::AppState;
+use apotheca_web::error::{error_page_in, public_page, see_other, Links, PageError};
+use apotheca_web::form::{form_token, FormData, FormState, PublicForm, CSRF_FIELD};
+use apotheca_web::request::{client_address, cookie_value, secure};
+
+use crate::SiteState;
 use apotheca_pharmacy::accounts::same_secret;
 use apotheca_protocol::client::{Answer, Client};
 
@@ -43,7 +41,7 @@ pub const LINKS: Links = Links {
     login: "/operator/login",
 };
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<SiteState> {
     Router::new()
         .route(
             "/operator",
@@ -85,7 +83,9 @@ impl From<PageError> for ConsoleError {
     fn from(e: PageError) -> Self {
         match e {
             PageError::Login { .. } => Self::Login,
-            PageError::Api(e) => Self::Page(e.status, e.message),
+            PageError::Status {
+                status, message, ..
+            } => Self::Page(status, message),
         }
     }
 }
@@ -121,7 +121,7 @@ pub struct Operator {
 impl Operator {
     /// A tenant domain's login page, on this request's scheme and port.
     pub fn login_url(&self, domain: &str) -> String {
-        super::site::site_url(&self.origin, domain)
+        crate::public::site_url(&self.origin, domain)
             .unwrap_or_else(|| format!("http://{domain}/login"))
     }
 }
@@ -133,10 +133,10 @@ fn csrf_of(token: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-impl FromRequestParts<AppState> for Operator {
+impl FromRequestParts<SiteState> for Operator {
     type Rejection = ConsoleError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> ConsoleResult<Self> {
+    async fn from_request_parts(parts: &mut Parts, _: &SiteState) -> ConsoleResult<Self> {
         let token = cookie_value(&parts.headers, OPERATOR_COOKIE)
             .filter(|t| !t.is_empty() && t.len() <= 100)
             .ok_or(ConsoleError::Login)?;
@@ -163,10 +163,10 @@ pub struct OperatorForm {
     pub form: FormData,
 }
 
-impl FromRequest<AppState> for OperatorForm {
+impl FromRequest<SiteState> for OperatorForm {
     type Rejection = ConsoleError;
 
-    async fn from_request(req: Request, state: &AppState) -> ConsoleResult<Self> {
+    async fn from_request(req: Request, state: &SiteState) -> ConsoleResult<Self> {
         let (mut parts, body) = req.into_parts();
         let operator = Operator::from_request_parts(&mut parts, state).await?;
         let req = Request::from_parts(parts, body);
@@ -187,13 +187,13 @@ pub const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// Asks control; 401 for an operator's request means their session is over.
 pub async fn ask(
-    state: &AppState,
+    state: &SiteState,
     operator: Option<&Operator>,
     method: Method,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> ConsoleResult<Answer> {
-    let Some(socket) = state.settings.control_socket.as_deref() else {
+    let Some(socket) = state.control_socket.as_deref() else {
         tracing::error!("operator console without a control socket (--control-socket)");
         return Err(ConsoleError::Page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -251,7 +251,7 @@ fn login_page(
     let (token, cookie) = form_token(headers);
     let page = LoginPage {
         pharmacy: SITE,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice,
         token,
         form,
@@ -271,7 +271,7 @@ fn session_cookie(token: &str, headers: &HeaderMap, max_age: Option<u64>) -> Str
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     headers: HeaderMap,
     PublicForm(data): PublicForm,
 ) -> ConsoleResult {
@@ -328,7 +328,7 @@ async fn login(
 }
 
 async fn logout(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     headers: HeaderMap,
     OperatorForm { operator, .. }: OperatorForm,
 ) -> ConsoleResult {

@@ -13,14 +13,15 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{ask, notice_text, ConsoleError, ConsoleResult, NoticeQuery, Operator, OperatorForm};
-use crate::pages::error::see_other;
-use crate::pages::view::{self, FormState};
-use crate::state::AppState;
+use apotheca_web::error::{render, see_other};
+use apotheca_web::form::FormState;
+
+use crate::SiteState;
 use apotheca_common::names::percent_encode as encode;
 use apotheca_protocol::api::ConsoleTenant;
 use apotheca_protocol::client::Answer;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<SiteState> {
     Router::new()
         .route("/operator/tenants", get(list))
         .route("/operator/tenants/new", get(new_form).post(create))
@@ -55,7 +56,7 @@ impl Frame {
             csrf: who.csrf.clone(),
             section,
             notice: notice.and_then(notice_text),
-            css: crate::pages::assets::url("app.css"),
+            css: apotheca_web::assets::url("app.css"),
         }
     }
 
@@ -77,7 +78,7 @@ fn read<T: serde::de::DeserializeOwned>(a: &Answer, key: &str) -> ConsoleResult<
 
 /// A tenant and the operator's name, from control (404 page when there is none).
 async fn tenant(
-    state: &AppState,
+    state: &SiteState,
     who: &Operator,
     schema: &str,
 ) -> ConsoleResult<(ConsoleTenant, String)> {
@@ -113,7 +114,7 @@ struct ListPage {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     who: Operator,
     Query(q): Query<NoticeQuery>,
 ) -> ConsoleResult {
@@ -123,7 +124,7 @@ async fn list(
         frame: Frame::new(&who, &operator, "tenants", q.notice.as_deref()),
         tenants: read(&a, "tenants")?,
     };
-    Ok(view::ok(&page)?)
+    Ok(apotheca_web::error::ok(&page)?)
 }
 
 #[derive(Template)]
@@ -147,7 +148,7 @@ struct Forms {
 }
 
 async fn tenant_page(
-    state: &AppState,
+    state: &SiteState,
     who: &Operator,
     schema: &str,
     notice: Option<&str>,
@@ -169,11 +170,11 @@ async fn tenant_page(
         links: t.domains.iter().map(|d| who.login_url(d)).collect(),
         t,
     };
-    Ok(view::render(status, &page)?)
+    Ok(render(status, &page)?)
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     who: Operator,
     Path(schema): Path<String>,
     Query(q): Query<NoticeQuery>,
@@ -195,7 +196,7 @@ fn tenant_url(schema: &str, notice: &str) -> String {
 }
 
 async fn change_status(
-    state: &AppState,
+    state: &SiteState,
     who: &Operator,
     schema: &str,
     verb: &str,
@@ -214,7 +215,7 @@ async fn change_status(
 }
 
 async fn suspend(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     Path(schema): Path<String>,
     OperatorForm { operator, .. }: OperatorForm,
 ) -> ConsoleResult {
@@ -222,7 +223,7 @@ async fn suspend(
 }
 
 async fn resume(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     Path(schema): Path<String>,
     OperatorForm { operator, .. }: OperatorForm,
 ) -> ConsoleResult {
@@ -230,7 +231,7 @@ async fn resume(
 }
 
 async fn add_domain(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     Path(schema): Path<String>,
     OperatorForm {
         operator,
@@ -261,7 +262,7 @@ async fn add_domain(
 }
 
 async fn remove_domain(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     Path(schema): Path<String>,
     OperatorForm {
         operator,
@@ -294,7 +295,7 @@ async fn remove_domain(
 const POLICY_FIELDS: [&str; 3] = ["min_workers", "max_workers", "idle_timeout_secs"];
 
 async fn set_policy(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     Path(schema): Path<String>,
     OperatorForm {
         operator,
@@ -345,7 +346,7 @@ const NEW_FIELDS: [(&str, &str); 5] = [
 ];
 
 async fn new_page(
-    state: &AppState,
+    state: &SiteState,
     who: &Operator,
     form: FormState,
     status: StatusCode,
@@ -357,15 +358,15 @@ async fn new_page(
         frame: Frame::new(who, &operator, "new", None),
         form,
     };
-    Ok(view::render(status, &page)?)
+    Ok(render(status, &page)?)
 }
 
-async fn new_form(State(state): State<AppState>, who: Operator) -> ConsoleResult {
+async fn new_form(State(state): State<SiteState>, who: Operator) -> ConsoleResult {
     new_page(&state, &who, FormState::default(), StatusCode::OK).await
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     OperatorForm {
         operator,
         form: data,
@@ -419,7 +420,7 @@ struct DeletePage {
 }
 
 async fn delete_page(
-    state: &AppState,
+    state: &SiteState,
     who: &Operator,
     schema: &str,
     form: FormState,
@@ -431,11 +432,11 @@ async fn delete_page(
         t,
         form,
     };
-    Ok(view::render(status, &page)?)
+    Ok(render(status, &page)?)
 }
 
 async fn delete_form(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     who: Operator,
     Path(schema): Path<String>,
 ) -> ConsoleResult {
@@ -443,7 +444,7 @@ async fn delete_form(
 }
 
 async fn delete(
-    State(state): State<AppState>,
+    State(state): State<SiteState>,
     Path(schema): Path<String>,
     OperatorForm {
         operator,

@@ -13,17 +13,17 @@ use sha2::{Digest, Sha256};
 const FILES: [(&str, &[u8], &str); 3] = [
     (
         "app.css",
-        include_bytes!("../../static/app.css"),
+        include_bytes!("../static/app.css"),
         "text/css; charset=utf-8",
     ),
     (
         "app.js",
-        include_bytes!("../../static/app.js"),
+        include_bytes!("../static/app.js"),
         "text/javascript; charset=utf-8",
     ),
     (
         "counter.js",
-        include_bytes!("../../static/counter.js"),
+        include_bytes!("../static/counter.js"),
         "text/javascript; charset=utf-8",
     ),
 ];
@@ -64,7 +64,7 @@ pub fn url(name: &str) -> &'static str {
 pub async fn serve(Path(file): Path<String>) -> Response {
     let wanted = format!("/static/{file}");
     let Some(i) = hashed().iter().position(|h| h.url == wanted) else {
-        return super::error::error_page(StatusCode::NOT_FOUND, "no such file");
+        return crate::error::error_page(StatusCode::NOT_FOUND, "no such file");
     };
     let (_, body, content_type) = FILES[i];
     (

@@ -35,6 +35,15 @@ pub enum ControlError {
     /// The daemon's own refusal (a crash-looping or suspended tenant, a timeout).
     #[error("{0}")]
     Daemon(String),
+    /// A file, socket, signal or program of the machine's failed us.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A value could not be written as JSON (`--json`).
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -50,6 +59,12 @@ impl ControlError {
 
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::Invalid(msg.into())
+    }
+
+    /// An I/O failure, with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
     }
 }
 

@@ -16,7 +16,7 @@ fn client(ctx: &Context) -> Client {
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string_pretty(value).map_err(|e| ControlError::Other(e.to_string()))
+    Ok(serde_json::to_string_pretty(value)?)
 }
 
 fn timeout_query(timeout: Option<Duration>) -> String {

@@ -233,11 +233,7 @@ async fn migrate_schemas(ctx: &Context, args: MigrateArgs) -> Result<()> {
     let summary = migrate::run(&pool, &set, &target, args.plan, jobs, &reporter).await?;
     let failed = summary.failed().count();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary)
-                .map_err(|e| ControlError::Other(e.to_string()))?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
     }

@@ -32,8 +32,7 @@ pub(super) async fn list(ctx: &Context, json: bool) -> Result<()> {
     ensure_operators_table(&client).await?;
     let list = operators::list(&client).await?;
     if json {
-        let text =
-            serde_json::to_string_pretty(&list).map_err(|e| ControlError::Other(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&list)?;
         println!("{text}");
         return Ok(());
     }

@@ -46,10 +46,7 @@ pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Resu
         )
         .await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).map_err(|e| ControlError::Other(e.to_string()))?
-        );
+        println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
         println!(
             "created tenant {:?}: schema {}, role {}, migration {:04}\n  {}",
@@ -114,10 +111,7 @@ pub(super) async fn list_tenants(ctx: &Context, json: bool) -> Result<()> {
     ensure_public_migrated(&client).await?;
     let list = tenants::list(&client).await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).map_err(|e| ControlError::Other(e.to_string()))?
-        );
+        println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     print_tenants(&list);
@@ -153,8 +147,7 @@ pub(super) async fn sync_roles(ctx: &Context, json: bool) -> Result<()> {
     )
     .await?;
     if json {
-        let text =
-            serde_json::to_string_pretty(&done).map_err(|e| ControlError::Other(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&done)?;
         println!("{text}");
     } else {
         println!(

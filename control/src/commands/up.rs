@@ -159,7 +159,7 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     println!("Ctrl-C stops everything.\n");
 
     let program = std::env::current_exe()
-        .map_err(|e| ControlError::Other(format!("cannot find this program: {e}")))?
+        .map_err(ControlError::io("cannot find this program"))?
         .with_file_name("apotheca-proxy");
     let mut command = tokio::process::Command::new(&program);
     if let Some(file) = &ctx.config_file {
@@ -168,9 +168,10 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     // Its own process group: a terminal's Ctrl-C reaches `up` alone, which then stops the proxy
     // itself (after the workers drained) instead of seeing it exit as a failure.
     command.envs(env).process_group(0).kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| ControlError::Other(format!("cannot start {}: {e}", program.display())))?;
+    let mut child = command.spawn().map_err(ControlError::io(format!(
+        "cannot start {}",
+        program.display()
+    )))?;
     let proxy_pid = child.id().map(|p| Pid::from_raw(p as i32));
 
     let daemon = super::daemon::serve(ctx);
@@ -198,7 +199,7 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).map_err(|e| ControlError::Other(format!("{}: {e}", path.display())))
+    std::path::absolute(path).map_err(ControlError::io(path.display().to_string()))
 }
 
 /// A self-signed certificate for localhost and the demo domains, made once into
@@ -209,8 +210,7 @@ fn dev_certificate(state_dir: &Path, domains: &[String]) -> Result<(PathBuf, Pat
     if cert.is_file() && key.is_file() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ControlError::Other(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(ControlError::io(dir.display().to_string()))?;
     let mut names = vec![
         "DNS:localhost".to_owned(),
         "DNS:*.localhost".to_owned(),

@@ -123,8 +123,9 @@ pub async fn run(
     config_file: Option<&Path>,
 ) -> Result<()> {
     let serve = &settings.control.serve;
-    let io = |what: &str, path: &Path, e: std::io::Error| {
-        ControlError::Other(format!("{what} {}: {e}", path.display()))
+    let io = |what: &str, path: &Path, e: std::io::Error| ControlError::Io {
+        what: format!("{what} {}", path.display()),
+        source: e,
     };
     let socket = absolute(&serve.socket)?;
     let worker_dir = absolute(&serve.worker_dir)?;
@@ -172,7 +173,10 @@ pub async fn run(
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| io("securing", &socket, e))?;
     // Before anything starts, so a stop signal is never the default (fatal) one.
-    let signal_err = |e: std::io::Error| ControlError::Other(format!("signal handler: {e}"));
+    let signal_err = |e: std::io::Error| ControlError::Io {
+        what: "signal handler".into(),
+        source: e,
+    };
     let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut quit = signal(SignalKind::quit()).map_err(signal_err)?;
@@ -307,7 +311,7 @@ fn lock(socket: &Path) -> Result<Flock<std::fs::File>> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| ControlError::Other(format!("lock file {}: {e}", path.display())))?;
+        .map_err(ControlError::io(format!("lock file {}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
         ControlError::Other(format!(
             "another `apotheca serve` is running with the socket {} (lock {}: {e})",

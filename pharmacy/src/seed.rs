@@ -5,7 +5,7 @@
 //! (users are kept: clearing never locks the owner out).
 
 use chrono::{Duration, NaiveDate, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use rand::distr::{Alphanumeric, SampleString};
 use rust_decimal::Decimal;
 
@@ -251,7 +251,37 @@ const MEDICINES: &[(&str, &str, &str, &str, &str, &str, i32)] = &[
 pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
     let mut db = pool.get().await?;
     let tx = db.transaction().await?;
-    // One seeder at a time per tenant.
+    start(&tx, clear).await?;
+    let mut report = Report::default();
+    users(&tx, &mut report).await?;
+    let admin: i64 = tx
+        .query_one(
+            "SELECT id FROM users WHERE role = 'admin' AND active ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await?
+        .get(0);
+    let cashier: i64 = tx
+        .query_one(
+            "SELECT id FROM users WHERE active ORDER BY (role = 'staff') DESC, id LIMIT 1",
+            &[],
+        )
+        .await?
+        .get(0);
+    let suppliers = suppliers(&tx).await?;
+    let medicines = medicines(&tx).await?;
+    report.medicines = medicines.len();
+    let today = Utc::now().date_naive();
+    report.batches = receive(&tx, admin, &suppliers, &medicines, today).await?;
+    let customers = customers(&tx).await?;
+    report.invoices = sell(&tx, cashier, &medicines, &customers, today).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// One seeder at a time per tenant; a pharmacy with data is refused unless `clear`, which
+/// empties it first; then the company profile.
+async fn start(tx: &Transaction<'_>, clear: bool) -> Result<(), SeedError> {
     tx.execute("SELECT 1 FROM invoice_counter FOR UPDATE", &[])
         .await?;
     let seeded: bool = tx
@@ -271,7 +301,6 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
         )
         .await?;
     }
-    let mut report = Report::default();
     tx.execute(
         "INSERT INTO company (name, address, phone, email, pan, vat_no, licence_no)
          VALUES ('Sample Pharmacy', 'New Road, Kathmandu', '+977 1 4220000', 'hello@sample-pharmacy.example',
@@ -279,7 +308,11 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
         &[],
     )
     .await?;
+    Ok(())
+}
 
+/// One user of each role with a new random password, unless a user of that name exists.
+async fn users(tx: &Transaction<'_>, report: &mut Report) -> Result<(), SeedError> {
     for (username, role, full_name) in [
         ("admin", "admin", "Asha Admin"),
         ("pharmacist", "pharmacist", "Prakash Pharmacist"),
@@ -309,21 +342,10 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
             .users
             .push((username.to_owned(), role.to_owned(), password));
     }
-    let admin: i64 = tx
-        .query_one(
-            "SELECT id FROM users WHERE role = 'admin' AND active ORDER BY id LIMIT 1",
-            &[],
-        )
-        .await?
-        .get(0);
-    let cashier: i64 = tx
-        .query_one(
-            "SELECT id FROM users WHERE active ORDER BY (role = 'staff') DESC, id LIMIT 1",
-            &[],
-        )
-        .await?
-        .get(0);
+    Ok(())
+}
 
+async fn suppliers(tx: &Transaction<'_>) -> Result<Vec<i64>, SeedError> {
     let mut suppliers = Vec::new();
     for (name, contact, phone) in [
         ("Himalayan Drug House", "Ram Thapa", "+977 1 4400001"),
@@ -340,7 +362,11 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
         suppliers.push(id);
     }
 
-    let today = Utc::now().date_naive();
+    Ok(suppliers)
+}
+
+/// Every medicine of [`MEDICINES`]: its id and price.
+async fn medicines(tx: &Transaction<'_>) -> Result<Vec<(i64, Decimal)>, SeedError> {
     let mut medicine_ids = Vec::new();
     for (name, brand, generic, form, strength, price, reorder) in MEDICINES {
         let price: Decimal = price
@@ -357,10 +383,20 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
             .get(0);
         medicine_ids.push((id, price));
     }
-    report.medicines = medicine_ids.len();
+    Ok(medicine_ids)
+}
 
-    // Batches, received from the two suppliers in two goods receipts. Index 0 gets an expired
-    // batch besides a good one; the last medicine gets none (out of stock); a few expire soon.
+/// Batches, received from the two suppliers in two goods receipts. The first medicine gets an
+/// expired batch besides a good one; the last gets none (out of stock); a few expire soon.
+/// How many batches.
+async fn receive(
+    tx: &Transaction<'_>,
+    admin: i64,
+    suppliers: &[i64],
+    medicine_ids: &[(i64, Decimal)],
+    today: NaiveDate,
+) -> Result<usize, SeedError> {
+    let mut batches = 0;
     let mut receipts: [Vec<ReceiptLine>; 2] = [Vec::new(), Vec::new()];
     let last = medicine_ids.len() - 1;
     for (i, (id, price)) in medicine_ids.iter().enumerate() {
@@ -398,7 +434,7 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
         }
     }
     for (n, lines) in receipts.into_iter().enumerate() {
-        report.batches += lines.len();
+        batches += lines.len();
         let request = ReceiptRequest {
             supplier_id: suppliers[n],
             invoice_no: format!("SUP-{}-{:03}", today.format("%Y%m"), n + 1),
@@ -406,9 +442,13 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
             notes: Some("Opening stock".into()),
             lines,
         };
-        stock::post_receipt(&tx, admin, &request).await?;
+        stock::post_receipt(tx, admin, &request).await?;
     }
 
+    Ok(batches)
+}
+
+async fn customers(tx: &Transaction<'_>) -> Result<Vec<i64>, SeedError> {
     let mut customers = Vec::new();
     for (name, phone) in [
         ("Hari Bahadur", "9841000001"),
@@ -424,7 +464,19 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
         customers.push(id);
     }
 
-    // A few sales over the last seven days, through the counter's code, then dated back.
+    Ok(customers)
+}
+
+/// A few sales over the last seven days, through the counter's code, then dated back. How
+/// many.
+async fn sell(
+    tx: &Transaction<'_>,
+    cashier: i64,
+    medicine_ids: &[(i64, Decimal)],
+    customers: &[i64],
+    today: NaiveDate,
+) -> Result<usize, SeedError> {
+    let mut invoices = 0;
     // (days ago, customer, payment, [(medicine index, quantity)])
     type Sale<'a> = (i64, Option<usize>, Payment, &'a [(usize, i64)]);
     let sales: [Sale; 6] = [
@@ -452,17 +504,16 @@ pub async fn run(pool: &Pool, clear: bool) -> Result<Report, SeedError> {
             amount_received: (payment == Payment::Cash).then(|| Decimal::new(1_000_000, 2)),
             lines,
         };
-        let (id, _) = sale::post(&tx, cashier, &request, None).await?;
-        back_date(&tx, id, today, days_ago).await?;
-        report.invoices += 1;
+        let (id, _) = sale::post(tx, cashier, &request, None).await?;
+        back_date(tx, id, today, days_ago).await?;
+        invoices += 1;
     }
-    tx.commit().await?;
-    Ok(report)
+    Ok(invoices)
 }
 
 /// Moves a just-posted invoice (and its ledger lines) to `days_ago` at 10:00 + its number.
 async fn back_date(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     invoice: i64,
     today: NaiveDate,
     days_ago: i64,

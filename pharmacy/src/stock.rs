@@ -46,54 +46,12 @@ pub async fn post_receipt(tx: &Transaction<'_>, user_id: i64, req: &ReceiptReque
             format!("a receipt may have at most {MAX_RECEIPT_LINES} lines"),
         ));
     }
-    let active: Option<bool> = tx
-        .query_opt(
-            "SELECT active FROM suppliers WHERE id = $1",
-            &[&req.supplier_id],
-        )
-        .await?
-        .map(|r| r.get(0));
-    match active {
-        None => return Err(Error::not_found("supplier").with_field("supplier_id")),
-        Some(false) => {
-            return Err(Error::invalid(
-                "supplier_id",
-                "this supplier is deactivated",
-            ))
-        }
-        Some(true) => {}
-    }
-    let mut lines = Vec::with_capacity(req.lines.len());
-    for (i, l) in req.lines.iter().enumerate() {
-        let f = |name: &str| format!("lines[{i}].{name}");
-        let quantity = values::quantity(&f("quantity"), l.quantity)?;
-        let unit_cost = values::money(&f("unit_cost"), l.unit_cost)?;
-        let batch_no = values::text(&f("batch_no"), &l.batch_no, 50)?;
-        if l.manufactured_on.is_some_and(|m| l.expires_on <= m) {
-            return Err(Error::invalid(
-                &f("expires_on"),
-                "the expiry must be after the manufacture date",
-            ));
-        }
-        if lines
-            .iter()
-            .any(|(m, b, ..): &(i64, String, _, _, _, _)| *m == l.medicine_id && *b == batch_no)
-        {
-            return Err(Error::invalid(
-                &f("batch_no"),
-                "the same batch appears twice on this receipt",
-            ));
-        }
-        lines.push((
-            l.medicine_id,
-            batch_no,
-            l.manufactured_on,
-            l.expires_on,
-            quantity,
-            unit_cost,
-        ));
-    }
-    let total: Decimal = lines.iter().map(|l| l.5 * Decimal::from(l.4)).sum();
+    check_supplier(tx, req.supplier_id).await?;
+    let lines = valid_lines(&req.lines)?;
+    let total: Decimal = lines
+        .iter()
+        .map(|l| l.unit_cost * Decimal::from(l.quantity))
+        .sum();
     if total > values::max_money() {
         return Err(Error::invalid("lines", "the receipt's total is too large"));
     }
@@ -113,8 +71,8 @@ pub async fn post_receipt(tx: &Transaction<'_>, user_id: i64, req: &ReceiptReque
         Err(e) => return Err(e.into()),
     };
     // Existing batches first, locked in id order (the order every stock change uses).
-    let medicine_ids: Vec<i64> = lines.iter().map(|l| l.0).collect();
-    let batch_nos: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
+    let medicine_ids: Vec<i64> = lines.iter().map(|l| l.medicine_id).collect();
+    let batch_nos: Vec<&str> = lines.iter().map(|l| l.batch_no.as_str()).collect();
     let existing = tx
         .query(
             "SELECT b.id, b.medicine_id, b.batch_no, b.expires_on, b.manufactured_on FROM batches b
@@ -124,61 +82,147 @@ pub async fn post_receipt(tx: &Transaction<'_>, user_id: i64, req: &ReceiptReque
         )
         .await?;
     let reference = format!("RCV-{invoice_id} {invoice_no}");
-    for (i, (medicine_id, batch_no, made, expires, quantity, cost)) in lines.iter().enumerate() {
-        let found = existing
-            .iter()
-            .find(|r| r.get::<_, i64>(1) == *medicine_id && r.get::<_, &str>(2) == batch_no);
-        let batch_id: i64 = match found {
-            Some(r) => {
-                if r.get::<_, NaiveDate>(3) != *expires
-                    || made.is_some_and(|m| {
-                        r.get::<_, Option<NaiveDate>>(4)
-                            .is_some_and(|known| known != m)
-                    })
-                {
-                    return Err(Error::conflict(
-                        "batch_mismatch",
-                        format!(
-                            "batch {batch_no} is already on record with expiry {}",
-                            r.get::<_, NaiveDate>(3)
-                        ),
-                    )
-                    .with_field(&format!("lines[{i}].expires_on")));
-                }
-                let id: i64 = r.get(0);
-                tx.execute(
-                    "UPDATE batches SET quantity_on_hand = quantity_on_hand + $2 WHERE id = $1",
-                    &[&id, quantity],
-                )
-                .await?;
-                id
-            }
-            None => {
-                let row = tx
-                    .query_opt(
-                        "INSERT INTO batches (medicine_id, batch_no, manufactured_on, expires_on, quantity_on_hand, unit_cost, supplier_id)
-                         SELECT id, $2, $3, $4, $5, $6, $7 FROM medicines WHERE id = $1 RETURNING id",
-                        &[medicine_id, batch_no, made, expires, quantity, cost, &req.supplier_id],
-                    )
-                    .await?
-                    .ok_or_else(|| Error::not_found(&format!("medicine {medicine_id}")).with_field(&format!("lines[{i}].medicine_id")))?;
-                row.get(0)
-            }
+    for (i, line) in lines.iter().enumerate() {
+        let found = existing.iter().find(|r| {
+            r.get::<_, i64>(1) == line.medicine_id && r.get::<_, &str>(2) == line.batch_no
+        });
+        let batch_id = match found {
+            Some(row) => add_to_batch(tx, row, line, i).await?,
+            None => new_batch(tx, line, req.supplier_id, i).await?,
         };
-        let line_total = *cost * Decimal::from(*quantity);
+        let line_total = line.unit_cost * Decimal::from(line.quantity);
         tx.execute(
             "INSERT INTO supplier_invoice_lines (supplier_invoice_id, medicine_id, batch_id, batch_no, manufactured_on, expires_on, quantity, unit_cost, line_total)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[&invoice_id, medicine_id, &batch_id, batch_no, made, expires, quantity, cost, &line_total],
+            &[&invoice_id, &line.medicine_id, &batch_id, &line.batch_no, &line.manufactured_on, &line.expires_on, &line.quantity, &line.unit_cost, &line_total],
         )
         .await?;
         tx.execute(
             "INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id) VALUES ($1, $2, 'receipt', $3, $4)",
-            &[&batch_id, quantity, &reference, &user_id],
+            &[&batch_id, &line.quantity, &reference, &user_id],
         )
         .await?;
     }
     Ok(invoice_id)
+}
+
+/// A receipt line, checked.
+struct ValidLine {
+    medicine_id: i64,
+    batch_no: String,
+    manufactured_on: Option<NaiveDate>,
+    expires_on: NaiveDate,
+    quantity: i32,
+    unit_cost: Decimal,
+}
+
+/// The receipt's lines, each checked (`lines[i].field` named in a refusal): expiry after
+/// manufacture, no batch twice.
+fn valid_lines(raw: &[ReceiptLine]) -> Result<Vec<ValidLine>> {
+    let mut lines: Vec<ValidLine> = Vec::with_capacity(raw.len());
+    for (i, l) in raw.iter().enumerate() {
+        let f = |name: &str| format!("lines[{i}].{name}");
+        let quantity = values::quantity(&f("quantity"), l.quantity)?;
+        let unit_cost = values::money(&f("unit_cost"), l.unit_cost)?;
+        let batch_no = values::text(&f("batch_no"), &l.batch_no, 50)?;
+        if l.manufactured_on.is_some_and(|m| l.expires_on <= m) {
+            return Err(Error::invalid(
+                &f("expires_on"),
+                "the expiry must be after the manufacture date",
+            ));
+        }
+        if lines
+            .iter()
+            .any(|v| v.medicine_id == l.medicine_id && v.batch_no == batch_no)
+        {
+            return Err(Error::invalid(
+                &f("batch_no"),
+                "the same batch appears twice on this receipt",
+            ));
+        }
+        lines.push(ValidLine {
+            medicine_id: l.medicine_id,
+            batch_no,
+            manufactured_on: l.manufactured_on,
+            expires_on: l.expires_on,
+            quantity,
+            unit_cost,
+        });
+    }
+    Ok(lines)
+}
+
+/// The supplier exists and is active.
+async fn check_supplier(tx: &Transaction<'_>, supplier_id: i64) -> Result<()> {
+    let active: Option<bool> = tx
+        .query_opt(
+            "SELECT active FROM suppliers WHERE id = $1",
+            &[&supplier_id],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match active {
+        None => Err(Error::not_found("supplier").with_field("supplier_id")),
+        Some(false) => Err(Error::invalid(
+            "supplier_id",
+            "this supplier is deactivated",
+        )),
+        Some(true) => Ok(()),
+    }
+}
+
+/// More of a batch already on record (locked, `row`: id, medicine, number, expiry,
+/// manufacture), which must have the same dates; its id.
+async fn add_to_batch(
+    tx: &Transaction<'_>,
+    row: &tokio_postgres::Row,
+    line: &ValidLine,
+    i: usize,
+) -> Result<i64> {
+    let expires: NaiveDate = row.get(3);
+    let made: Option<NaiveDate> = row.get(4);
+    if expires != line.expires_on
+        || line
+            .manufactured_on
+            .is_some_and(|m| made.is_some_and(|known| known != m))
+    {
+        return Err(Error::conflict(
+            "batch_mismatch",
+            format!(
+                "batch {} is already on record with expiry {expires}",
+                line.batch_no
+            ),
+        )
+        .with_field(&format!("lines[{i}].expires_on")));
+    }
+    let id: i64 = row.get(0);
+    tx.execute(
+        "UPDATE batches SET quantity_on_hand = quantity_on_hand + $2 WHERE id = $1",
+        &[&id, &line.quantity],
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A batch new to the pharmacy, of a medicine that must exist; its id.
+async fn new_batch(
+    tx: &Transaction<'_>,
+    line: &ValidLine,
+    supplier_id: i64,
+    i: usize,
+) -> Result<i64> {
+    let row = tx
+        .query_opt(
+            "INSERT INTO batches (medicine_id, batch_no, manufactured_on, expires_on, quantity_on_hand, unit_cost, supplier_id)
+             SELECT id, $2, $3, $4, $5, $6, $7 FROM medicines WHERE id = $1 RETURNING id",
+            &[&line.medicine_id, &line.batch_no, &line.manufactured_on, &line.expires_on, &line.quantity, &line.unit_cost, &supplier_id],
+        )
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(&format!("medicine {}", line.medicine_id))
+                .with_field(&format!("lines[{i}].medicine_id"))
+        })?;
+    Ok(row.get(0))
 }
 
 /// A correction of one batch outside sales and receipts.

@@ -123,22 +123,11 @@ pub async fn run(
     config_file: Option<&Path>,
 ) -> Result<()> {
     let serve = &settings.control.serve;
-    let io = |what: &str, path: &Path, e: std::io::Error| ControlError::Io {
-        what: format!("{what} {}", path.display()),
-        source: e,
-    };
-    let socket = absolute(&serve.socket)?;
-    let worker_dir = absolute(&serve.worker_dir)?;
-    if let Some(parent) = socket.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
-    }
-    std::fs::create_dir_all(&worker_dir).map_err(|e| io("creating", &worker_dir, e))?;
-    // Worker sockets bypass the proxy: only this user (the proxy's) may reach them.
-    std::fs::set_permissions(&worker_dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| io("securing", &worker_dir, e))?;
-    let _lock = lock(&socket)?;
-    remove_stale_sockets(&worker_dir);
-    process::remove_socket(&socket);
+    let Places {
+        socket,
+        worker_dir,
+        _lock,
+    } = Places::take(serve)?;
 
     let program = WorkerCommand::locate(serve.worker_bin.as_deref());
     if program.components().count() > 1 && !program.is_file() {
@@ -168,18 +157,20 @@ pub async fn run(
         .await?;
 
     // Bound before any worker starts: failing here leaves nothing behind.
-    let listener =
-        tokio::net::UnixListener::bind(&socket).map_err(|e| io("listening on", &socket, e))?;
+    let listener = tokio::net::UnixListener::bind(&socket).map_err(ControlError::io(format!(
+        "listening on {}",
+        socket.display()
+    )))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io("securing", &socket, e))?;
+        .map_err(ControlError::io(format!("securing {}", socket.display())))?;
     // Before anything starts, so a stop signal is never the default (fatal) one.
     let signal_err = |e: std::io::Error| ControlError::Io {
         what: "signal handler".into(),
         source: e,
     };
-    let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
-    let mut quit = signal(SignalKind::quit()).map_err(signal_err)?;
+    let term = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+    let quit = signal(SignalKind::quit()).map_err(signal_err)?;
     let (to, inbox) = mpsc::channel(4096);
     let (endpoints_tx, endpoints_rx) = watch::channel(Arc::new(BTreeMap::new()));
     let public = Tenant::new(
@@ -239,33 +230,13 @@ pub async fn run(
     );
     let _ = std::io::stdout().flush();
 
-    let mut stops = 0;
-    let mut handed_over = false;
-    let outcome = loop {
-        let handover = tokio::select! {
-            r = &mut supervised => break r,
-            _ = term.recv() => false,
-            _ = int.recv() => false,
-            _ = quit.recv() => true,
-        };
-        if handover {
-            if !handed_over {
-                tracing::info!("SIGQUIT: leaving every worker to the next daemon");
-                handed_over = true;
-                let _ = stop_follower.send(true);
-                let _ = to.send(supervisor::Msg::Handover).await;
-            }
-            continue;
-        }
-        stops += 1;
-        if stops == 1 {
-            tracing::info!("stop signal: draining every worker (again to kill them)");
-            let _ = stop_follower.send(true);
-        }
-        let _ = to
-            .send(supervisor::Msg::Shutdown { force: stops > 1 })
-            .await;
-    };
+    let (outcome, handed_over) = until_stopped(
+        &mut supervised,
+        Signals { term, int, quit },
+        &to,
+        &stop_follower,
+    )
+    .await;
     let _ = follower.await;
     // It ends with the supervisor, once it said so.
     let _ = notifier.await;
@@ -293,6 +264,91 @@ pub async fn run(
         }
         Ok(Err(e)) => Err(ControlError::Other(format!("supervisor: {e}"))),
         Err(e) => Err(ControlError::Other(format!("supervisor failed: {e}"))),
+    }
+}
+
+/// The stop signals the daemon answers.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+/// Waits for the supervisor to end, passing the signals on: SIGTERM or SIGINT drains every
+/// worker (a second one kills them), SIGQUIT leaves them to the next daemon. The
+/// supervisor's outcome, and whether the workers were handed over.
+async fn until_stopped(
+    supervised: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    mut signals: Signals,
+    to: &mpsc::Sender<supervisor::Msg>,
+    stop_follower: &watch::Sender<bool>,
+) -> (
+    std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
+    bool,
+) {
+    let mut stops = 0;
+    let mut handed_over = false;
+    let outcome = loop {
+        let handover = tokio::select! {
+            r = &mut *supervised => break r,
+            _ = signals.term.recv() => false,
+            _ = signals.int.recv() => false,
+            _ = signals.quit.recv() => true,
+        };
+        if handover {
+            if !handed_over {
+                tracing::info!("SIGQUIT: leaving every worker to the next daemon");
+                handed_over = true;
+                let _ = stop_follower.send(true);
+                let _ = to.send(supervisor::Msg::Handover).await;
+            }
+            continue;
+        }
+        stops += 1;
+        if stops == 1 {
+            tracing::info!("stop signal: draining every worker (again to kill them)");
+            let _ = stop_follower.send(true);
+        }
+        let _ = to
+            .send(supervisor::Msg::Shutdown { force: stops > 1 })
+            .await;
+    };
+    (outcome, handed_over)
+}
+
+/// Where the daemon lives: its API socket and the workers' folder (mode 0700: worker sockets
+/// bypass the proxy, so only this user, the proxy's, may reach them), made absolute and
+/// created, held under the lock beside the socket, with the stale sockets of a daemon
+/// before it removed.
+struct Places {
+    socket: PathBuf,
+    worker_dir: PathBuf,
+    _lock: Flock<std::fs::File>,
+}
+
+impl Places {
+    fn take(serve: &ServeSettings) -> Result<Self> {
+        let socket = absolute(&serve.socket)?;
+        let worker_dir = absolute(&serve.worker_dir)?;
+        if let Some(parent) = socket.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(ControlError::io(format!("creating {}", parent.display())))?;
+        }
+        std::fs::create_dir_all(&worker_dir).map_err(ControlError::io(format!(
+            "creating {}",
+            worker_dir.display()
+        )))?;
+        std::fs::set_permissions(&worker_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            ControlError::io(format!("securing {}", worker_dir.display())),
+        )?;
+        let lock = lock(&socket)?;
+        remove_stale_sockets(&worker_dir);
+        process::remove_socket(&socket);
+        Ok(Self {
+            socket,
+            worker_dir,
+            _lock: lock,
+        })
     }
 }
 

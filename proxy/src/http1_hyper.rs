@@ -311,3 +311,47 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::InFlight;
+
+    fn expect(w: Watch) -> &'static str {
+        match w {
+            Watch::Until(_) => "until",
+            Watch::Idle => "idle",
+            Watch::Head => "head",
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_s_clock() {
+        let header = Duration::from_secs(10);
+        let keepalive = Duration::from_secs(60);
+        let fresh = Arc::new(InFlight::default());
+        let state = Arc::new(ConnState::new(fresh.enter()));
+        // New: it must send its first head within the header timeout.
+        assert_eq!(expect(state.watch(header, keepalive)), "until");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(expect(state.watch(header, keepalive)), "idle");
+        // A head started: the header timeout counts from its first byte.
+        state.read_some();
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert_eq!(expect(state.watch(header, keepalive)), "until");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(expect(state.watch(header, keepalive)), "head");
+        // It arrived: no longer new, nothing times out while it is served.
+        let busy = state.begin();
+        assert_eq!(fresh.count(), 0);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert_eq!(expect(state.watch(header, keepalive)), "until");
+        state.read_some();
+        drop(busy);
+        // Served: idle up to the keep-alive timeout from the answer's end.
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(expect(state.watch(header, keepalive)), "until");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(expect(state.watch(header, keepalive)), "idle");
+    }
+}

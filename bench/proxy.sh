@@ -70,8 +70,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 log "private cluster, tenant, seed"
 "$A" migrate-schemas >/dev/null
 "$A" create-tenant --name Bench --schema bench --domain bench.localhost >/dev/null
-# Admission must not queue: the figures are about the hop (nginx has no such cap).
+# Admission must not queue: the figures are about the hop (nginx has no such cap). So the
+# tenant's in-flight cap and the proxies' box-wide limit ([proxy] max_active, 3 per core by
+# default: at 64 connections most requests would wait for a slot) are set above the connections.
 "$A" scale --schema bench --min 1 --max 1 --max-inflight $((CONNS * 2)) >/dev/null
+export APOTHECA_PROXY__MAX_ACTIVE=$((CONNS * 2))
 "$A" seed-data --schema bench >/dev/null
 URL=$("$A" db url --schema bench)
 PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)

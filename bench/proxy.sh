@@ -18,10 +18,15 @@
 # end; every process started here is stopped by its PID.
 #
 # Then the four once more at a fixed rate (RATE requests/s, default 5000, over RATE_CONNS
-# connections, default 16), for the latency a hop adds when the box is not saturated.
+# connections, default 16), RATE_ROUNDS times, for the latency a hop adds when the box is not
+# saturated.
 #
-# Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), SKIP_BUILD=1,
-# VARIANT / VARIANT_BIN (a second proxy with other settings or another build, in the same rounds), PERF_PROXY=FILE (record a
+# A variant (VARIANT: a second proxy with other settings, e.g. "APOTHECA_PROXY__HTTP1=hyper";
+# VARIANT_BIN: another build) runs next to the proxy in every round, before it in even rounds and
+# after it in odd ones, and at the fixed rate too; its figures are also given against the proxy's.
+#
+# Knobs: DURATION (s, default 10), CONNS (default 64), ROUNDS (default 3), RATE, RATE_CONNS,
+# RATE_ROUNDS (default 1), SKIP_BUILD=1, VARIANT / VARIANT_BIN, PERF_PROXY=FILE (record a
 # `perf` profile of the proxy run; PERF_ARGS: its options, default -g), PROXY_RUST_LOG. Installs nginx with apt when it is missing.
 set -euo pipefail
 export LC_ALL=C
@@ -65,8 +70,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 log "private cluster, tenant, seed"
 "$A" migrate-schemas >/dev/null
 "$A" create-tenant --name Bench --schema bench --domain bench.localhost >/dev/null
-# Admission must not queue: the figures are about the hop (nginx has no such cap).
+# Admission must not queue: the figures are about the hop (nginx has no such cap). So the
+# tenant's in-flight cap and the proxies' box-wide limit ([proxy] max_active, 3 per core by
+# default: at 64 connections most requests would wait for a slot) are set above the connections.
 "$A" scale --schema bench --min 1 --max 1 --max-inflight $((CONNS * 2)) >/dev/null
+export APOTHECA_PROXY__MAX_ACTIVE=$((CONNS * 2))
 "$A" seed-data --schema bench >/dev/null
 URL=$("$A" db url --schema bench)
 PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
@@ -187,11 +195,17 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR
 
 # Rounds, each direct → nginx → proxy → relay, so that the machine's drift reaches all three alike;
 # the summary takes each figure's median over the rounds.
-ROWS="" VROWS="" VRATIOS="" US_V="" RATIOS="" ADDED_N="" ADDED_P="" ADDED_R="" US_N="" US_P="" US_R="" STATUSES=""
+ROWS="" VROWS="" VRATIOS="" VPRATIOS="" ADDED_V="" US_V="" RATIOS="" ADDED_N="" ADDED_P="" ADDED_R="" US_N="" US_P="" US_R="" STATUSES=""
 for round in $(seq 1 "$ROUNDS"); do
   DIRECT=$(run direct "unix:$SOCK")
   NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
-  PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+  if [[ -n $VARIANT_PID ]] && ((round % 2 == 0)); then
+    VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
+    PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+  else
+    PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+    [[ -z $VARIANT_PID ]] || VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
+  fi
   RELAY=$(run relay "tcp:$RELAY_ADDR")
   D_P99=$(field "$DIRECT" p99_ms)
   add_n=$(awk -v a="$(field "$NGX" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
@@ -202,10 +216,12 @@ for round in $(seq 1 "$ROUNDS"); do
   RATIOS+="$ratio " ADDED_N+="$add_n " ADDED_P+="$add_p " ADDED_R+="$add_r " US_N+="$(us "$NGX") " US_P+="$(us "$PROXY") " US_R+="$(us "$RELAY") "
   STATUSES+="round $round: direct $(ok "$DIRECT"), nginx $(ok "$NGX"), proxy $(ok "$PROXY"), relay $(ok "$RELAY")"$'\n'
   if [[ -n $VARIANT_PID ]]; then
-    VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
     vratio=$(awk -v a="$(field "$VAR" rps)" -v b="$(field "$NGX" rps)" 'BEGIN {printf "%.2f", a / b}')
-    VROWS+="| $round | $(field "$VAR" rps) / $(field "$VAR" p99_ms) | $(us "$VAR") µs | $vratio |"$'\n'
-    VRATIOS+="$vratio " US_V+="$(us "$VAR") "
+    vpratio=$(awk -v a="$(field "$VAR" rps)" -v b="$(field "$PROXY" rps)" 'BEGIN {printf "%.3f", a / b}')
+    add_v=$(awk -v a="$(field "$VAR" p99_ms)" -v b="$D_P99" 'BEGIN {printf "%.3f", a - b}')
+    order=$( ((round % 2 == 0)) && echo "before" || echo "after")
+    VROWS+="| $round ($order the proxy) | $(field "$PROXY" rps) / $(field "$PROXY" p50_ms) / $(field "$PROXY" p99_ms) | $(field "$VAR" rps) / $(field "$VAR" p50_ms) / $(field "$VAR" p99_ms) | $add_p / $add_v ms | $(us "$PROXY") / $(us "$VAR") µs | $vratio | $vpratio |"$'\n'
+    VRATIOS+="$vratio " VPRATIOS+="$vpratio " ADDED_V+="$add_v " US_V+="$(us "$VAR") "
     STATUSES+="round $round: variant $(ok "$VAR")"$'\n'
   fi
 done
@@ -217,36 +233,59 @@ ${ROWS}
 medians over $ROUNDS round(s): proxy ÷ nginx throughput $(echo "$RATIOS" | median); added p99 nginx $(echo "$ADDED_N" | median) ms, proxy $(echo "$ADDED_P" | median) ms, relay $(echo "$ADDED_R" | median) ms; hop CPU per request nginx $(echo "$US_N" | median) µs, proxy $(echo "$US_P" | median) µs, relay $(echo "$US_R" | median) µs
 ${STATUSES}
 OUT
-# Latency without saturation: the same three at a fixed rate well below what the box can do
-# (closed-loop load at 64 connections makes latency = connections / throughput for any hop).
+# Latency without saturation: the same at a fixed rate well below what the box can do
+# (closed-loop load at 64 connections makes latency = connections / throughput for any hop),
+# RATE_ROUNDS times (default 1; the variant before the proxy in even rounds).
 RUN_CONNS=$RATE_CONNS RUN_RATE=$RATE
 export RUN_CONNS RUN_RATE
-R_DIRECT=$(run direct "unix:$SOCK")
-R_NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
-R_PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
-R_RELAY=$(run relay "tcp:$RELAY_ADDR")
+RROWS="" R_STATUSES="" R_ADDED_N="" R_ADDED_P="" R_ADDED_R="" R_ADDED_V="" R_VMINUSP=""
+for rround in $(seq 1 "${RATE_ROUNDS:-1}"); do
+  R_DIRECT=$(run direct "unix:$SOCK")
+  R_NGX=$(run nginx "tcp:127.0.0.1:$PORT_N")
+  if [[ -n $VARIANT_PID ]] && ((rround % 2 == 0)); then
+    R_VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
+    R_PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+  else
+    R_PROXY=$(run proxy "tcp:127.0.0.1:$PORT_P")
+    [[ -z $VARIANT_PID ]] || R_VAR=$(run variant "tcp:127.0.0.1:$PORT_V")
+  fi
+  R_RELAY=$(run relay "tcp:$RELAY_ADDR")
+  added() { awk -v a="$(field "$1" "$2")" -v b="$(field "$R_DIRECT" "$2")" 'BEGIN {printf "%.3f", a - b}'; }
+  row() { echo "| $rround | $1 | $(field "$2" rps) | $(field "$2" p50_ms) | $(field "$2" p99_ms) | $3 | $4 |"; }
+  RROWS+="$(row direct "$R_DIRECT" "" "")"$'\n'
+  for pair in "nginx → worker:R_NGX" "apotheca-proxy → worker:R_PROXY" "variant → worker:R_VAR" "relay → worker:R_RELAY"; do
+    name=${pair%%:*} var=${pair##*:}
+    [[ $var != R_VAR || -n $VARIANT_PID ]] || continue
+    RROWS+="$(row "$name" "${!var}" "$(added "${!var}" p50_ms) / $(added "${!var}" p99_ms) ms" "$(us "${!var}") µs")"$'\n'
+  done
+  R_ADDED_N+="$(added "$R_NGX" p99_ms) " R_ADDED_P+="$(added "$R_PROXY" p99_ms) " R_ADDED_R+="$(added "$R_RELAY" p99_ms) "
+  R_STATUSES+="round $rround: direct $(ok "$R_DIRECT"), nginx $(ok "$R_NGX"), proxy $(ok "$R_PROXY"), relay $(ok "$R_RELAY")"
+  if [[ -n $VARIANT_PID ]]; then
+    R_ADDED_V+="$(added "$R_VAR" p99_ms) "
+    R_VMINUSP+="$(awk -v a="$(field "$R_VAR" p99_ms)" -v b="$(field "$R_PROXY" p99_ms)" 'BEGIN {printf "%.3f", a - b}') "
+    R_STATUSES+=", variant $(ok "$R_VAR")"
+  fi
+  R_STATUSES+=$'\n'
+done
 unset RUN_CONNS RUN_RATE
-added() { awk -v a="$(field "$1" "$2")" -v b="$(field "$R_DIRECT" "$2")" 'BEGIN {printf "%.3f", a - b}'; }
 cat <<OUT
 at a fixed rate of $RATE requests/s over $RATE_CONNS connections (a request held up by a late answer counts from when it was due), ${DURATION} s each:
 
-| | req/s | p50 ms | p99 ms | added p50 / p99 vs direct | hop CPU per request |
-|---|---|---|---|---|---|
-| direct | $(field "$R_DIRECT" rps) | $(field "$R_DIRECT" p50_ms) | $(field "$R_DIRECT" p99_ms) | | |
-| nginx → worker | $(field "$R_NGX" rps) | $(field "$R_NGX" p50_ms) | $(field "$R_NGX" p99_ms) | $(added "$R_NGX" p50_ms) / $(added "$R_NGX" p99_ms) ms | $(us "$R_NGX") µs |
-| apotheca-proxy → worker | $(field "$R_PROXY" rps) | $(field "$R_PROXY" p50_ms) | $(field "$R_PROXY" p99_ms) | $(added "$R_PROXY" p50_ms) / $(added "$R_PROXY" p99_ms) ms | $(us "$R_PROXY") µs |
-| relay → worker | $(field "$R_RELAY" rps) | $(field "$R_RELAY" p50_ms) | $(field "$R_RELAY" p99_ms) | $(added "$R_RELAY" p50_ms) / $(added "$R_RELAY" p99_ms) ms | $(us "$R_RELAY") µs |
-
-statuses at the fixed rate: direct $(ok "$R_DIRECT"), nginx $(ok "$R_NGX"), proxy $(ok "$R_PROXY"), relay $(ok "$R_RELAY")
-
+| round | | req/s | p50 ms | p99 ms | added p50 / p99 vs direct | hop CPU per request |
+|---|---|---|---|---|---|---|
+${RROWS}
+medians over ${RATE_ROUNDS:-1} round(s) of the added p99: nginx $(echo "$R_ADDED_N" | median) ms, proxy $(echo "$R_ADDED_P" | median) ms, relay $(echo "$R_ADDED_R" | median) ms
+statuses at the fixed rate:
+${R_STATUSES}
 OUT
 if [[ -n $VARIANT_PID ]]; then
   cat <<OUT
-variant (${VARIANT:-} ${VARIANT_BIN:-}), run after the proxy in each round:
+variant (${VARIANT:-} ${VARIANT_BIN:-}) beside the proxy, ${CONNS} connections, ${DURATION} s each:
 
-| round | variant req/s / p99 ms | hop CPU per request | variant ÷ nginx req/s |
-|---|---|---|---|
+| round | proxy req/s / p50 / p99 ms | variant req/s / p50 / p99 ms | added p99 vs direct, proxy / variant | hop CPU per request, proxy / variant | variant ÷ nginx req/s | variant ÷ proxy req/s |
+|---|---|---|---|---|---|---|
 ${VROWS}
-medians: variant ÷ nginx throughput $(echo "$VRATIOS" | median); hop CPU per request $(echo "$US_V" | median) µs
+medians: variant ÷ proxy throughput $(echo "$VPRATIOS" | median); variant ÷ nginx throughput $(echo "$VRATIOS" | median); added p99 variant $(echo "$ADDED_V" | median) ms (proxy $(echo "$ADDED_P" | median) ms); hop CPU per request variant $(echo "$US_V" | median) µs (proxy $(echo "$US_P" | median) µs)
+at $RATE requests/s: added p99 variant $(echo "$R_ADDED_V" | median) ms (proxy $(echo "$R_ADDED_P" | median) ms); variant p99 − proxy p99 per round: ${R_VMINUSP}(median $(echo "$R_VMINUSP" | median) ms)
 OUT
 fi

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::upstreams::Pooled;
 use crate::wire::{self, HeadError, HeaderAt, ResponseHead};
 
 /// A worker's response head may not be larger than this.
@@ -57,6 +56,11 @@ impl WorkerConn {
             idle_since: Instant::now(),
             reused: false,
         })
+    }
+
+    /// Whether it was idle too long to be trusted again.
+    pub fn expired(&self) -> bool {
+        self.idle_since.elapsed() > MAX_IDLE
     }
 
     /// Whether the worker has closed it (or sent something unasked) while it was idle. One
@@ -134,14 +138,9 @@ impl WorkerConn {
         self.buf.reserve(READ_SIZE);
         self.stream.read_buf(&mut self.buf).await
     }
-}
 
-impl Pooled for WorkerConn {
-    fn expired(&self) -> bool {
-        self.idle_since.elapsed() > MAX_IDLE
-    }
-
-    fn idle(mut self) -> Self {
+    /// Ready for the pool: marks when it became idle.
+    pub fn idle(mut self) -> Self {
         self.buf.clear();
         self.idle_since = Instant::now();
         self.reused = true;

@@ -4,7 +4,7 @@
 //! write would be relayed between threads), then, on the HTTPS listener, taken through the TLS
 //! handshake here (certificates by SNI, ALPN preferring `h2`, within
 //! `client_header_timeout_ms`), and served by the HTTP/2 front when ALPN chose `h2`, else by
-//! the HTTP/1.1 front (the proxy's own, or hyper's with `[proxy] http1 = "hyper"`). Pingora owns the listening sockets, the hand-over on SIGQUIT and the
+//! the HTTP/1.1 front. Pingora owns the listening sockets, the hand-over on SIGQUIT and the
 //! stop; the request path is ours ([`crate::forward`]), because Pingora's proxy cost four
 //! times nginx's CPU per request here (see `bench/RESULTS.md`).
 
@@ -22,8 +22,7 @@ use pingora::server::ShutdownWatch;
 use pingora::tls::ssl::SslAcceptor;
 
 use crate::forward::Edge;
-use crate::settings::Http1;
-use crate::{http1, http1_hyper, http2, tls};
+use crate::{http1, http2, tls};
 
 /// One listener's connections.
 pub struct Front {
@@ -64,12 +63,7 @@ impl ServerApp for Front {
         };
         drop(stream);
         let Some(handshake) = &self.tls else {
-            match edge.settings.http1 {
-                Http1::Own => http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await,
-                Http1::Hyper => {
-                    http1_hyper::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await
-                }
-            }
+            http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await;
             return None;
         };
         let within = Duration::from_millis(edge.settings.client_header_timeout_ms);
@@ -92,8 +86,6 @@ impl ServerApp for Front {
         };
         if tls.ssl().selected_alpn_protocol() == Some(b"h2") {
             http2::serve(edge.clone(), tls, ip, shutdown.clone()).await;
-        } else if edge.settings.http1 == Http1::Hyper {
-            http1_hyper::serve(edge.clone(), tls, true, ip, shutdown.clone()).await;
         } else {
             http1::serve(edge.clone(), tls, true, ip, shutdown.clone()).await;
         }

@@ -1,6 +1,5 @@
 //! The HTTP/2 front (HTTPS with ALPN `h2`): hyper's HTTP/2 server for the connection and its
-//! streams, and per stream the same request path as HTTP/1.1: with `[proxy] http1 = "hyper"`
-//! the one service of both ([`crate::service`]), else the one below ([`crate::forward`]): the host
+//! streams, and per stream the same request path as HTTP/1.1 ([`crate::forward`]): the host
 //! from `:authority`, the body read whole (same limits) before admission, the request sent to
 //! the worker as HTTP/1.1 (split `cookie` fields joined again, RFC 9113 §8.2.3), the answer's
 //! hop-by-hop headers (those its `Connection` names too) dropped, its body passed on as it
@@ -26,8 +25,6 @@ use crate::accesslog::Entry;
 use crate::forward::{self, Admitted, Answered, Edge, Forwarded, Route};
 use crate::host;
 use crate::pages::{wants_json, Page};
-use crate::service;
-use crate::settings::Http1;
 use crate::wire::{Chunked, Framing};
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -47,21 +44,9 @@ where
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     let for_streams = edge.clone();
-    let client = Arc::new(service::Client {
-        https: true,
-        ip,
-        conn: None,
-    });
     let service = hyper::service::service_fn(move |req| {
-        let (edge, client) = (for_streams.clone(), client.clone());
-        async move {
-            Ok::<_, Infallible>(match edge.settings.http1 {
-                Http1::Own => handle(&edge, req, ip).await,
-                Http1::Hyper => service::handle(&edge, &client, req)
-                    .await
-                    .map(BodyExt::boxed_unsync),
-            })
-        }
+        let edge = for_streams.clone();
+        async move { Ok::<_, Infallible>(handle(&edge, req, ip).await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

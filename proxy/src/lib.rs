@@ -1,7 +1,5 @@
 //! Apotheca edge proxy (`apotheca-proxy`): every pharmacy's host served on Pingora's
-//! listeners by a request path of our own ([`front`], [`http1`], [`http2`], [`forward`]; or,
-//! with `[proxy] http1 = "hyper"`, hyper's HTTP/1.1 server and client: [`http1_hyper`],
-//! [`service`], [`client`]). This
+//! listeners by a request path of our own ([`front`], [`http1`], [`http2`], [`forward`]). This
 //! file owns the command line and the assembly — the first route load, the listeners (HTTP and,
 //! when configured, HTTPS with certificates by SNI and HTTP/2; the admin listener), the
 //! background tasks (route follower, control's endpoint feed, certificate watcher, the drain
@@ -13,19 +11,16 @@
 //! alone would cancel whatever is in flight once its grace period ends.
 
 pub mod accesslog;
-pub mod client;
 pub mod conn;
 pub mod control;
 pub mod forward;
 pub mod front;
 pub mod host;
 pub mod http1;
-pub mod http1_hyper;
 pub mod http2;
 pub mod metrics;
 pub mod pages;
 pub mod routes;
-pub mod service;
 pub mod settings;
 pub mod tls;
 pub mod upstreams;
@@ -292,7 +287,7 @@ pub fn run(cli: Cli) -> ExitCode {
             access_log,
         },
     ));
-    tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, http1 = ?p.http1, "proxy serving");
+    tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, "proxy serving");
     server.run_forever()
 }
 

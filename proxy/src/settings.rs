@@ -84,20 +84,6 @@ pub struct ProxySettings {
     pub max_active: usize,
     /// A request holds its box-wide slot at most this long, then lets the next one in.
     pub active_hold_ms: u64,
-    /// Which HTTP/1.1 stack serves clients and talks to workers: `own` (the proxy's own
-    /// framing, [`crate::http1`] and [`crate::conn`]) or `hyper` (hyper's HTTP/1 server and
-    /// client, one service for HTTP/1.1 and HTTP/2: [`crate::service`]). Measured against
-    /// each other in `bench/proxy.sh` (`bench/RESULTS.md`).
-    pub http1: Http1,
-}
-
-/// `[proxy] http1`: see [`ProxySettings::http1`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Http1 {
-    #[default]
-    Own,
-    Hyper,
 }
 
 impl Default for ProxySettings {
@@ -132,7 +118,6 @@ impl Default for ProxySettings {
             access_log: true,
             max_active: 0,
             active_hold_ms: 50,
-            http1: Http1::Own,
         }
     }
 }

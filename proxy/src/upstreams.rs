@@ -1,6 +1,6 @@
 //! Where each tenant's requests go: its ready workers' sockets (from control's endpoint feed,
 //! and from the answer to a wake), each with its requests in flight, so the least busy one
-//! is chosen, and its idle keep-alive connections (per thread); and each tenant's admission — an in-flight cap and a bounded queue — so one hot
+//! is chosen, and its idle keep-alive connections; and each tenant's admission — an in-flight cap and a bounded queue — so one hot
 //! tenant cannot take every slot of the proxy.
 
 use std::collections::HashMap;
@@ -11,54 +11,17 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::client::UpConn;
 use crate::conn::WorkerConn;
 
-/// Idle connections kept per worker (of each kind).
+/// Idle connections kept per worker.
 const MAX_IDLE_CONNS: usize = 256;
 
-/// A connection to a worker that can wait in its endpoint's pool.
-pub trait Pooled {
-    /// Whether it was idle too long (or is known closed) to be used again.
-    fn expired(&self) -> bool;
-    /// Ready for the pool: marks when it became idle.
-    fn idle(self) -> Self;
-}
-
-/// One worker's socket, its requests in flight through this proxy and its idle connections:
-/// the proxy's own ([`WorkerConn`]) and hyper's ([`UpConn`]), whichever `[proxy] http1` uses.
+/// One worker's socket, its requests in flight through this proxy and its idle connections.
 pub struct Endpoint {
     pub path: PathBuf,
     in_flight: AtomicUsize,
-    idle: Idle<WorkerConn>,
-    idle_hyper: Idle<UpConn>,
-}
-
-/// Idle connections, each with the thread it was made on. Each thread runs its own runtime,
-/// whose I/O driver a connection is registered with: one used from another thread would have
-/// every event relayed across threads.
-struct Idle<C>(Mutex<Vec<(std::thread::ThreadId, C)>>);
-
-impl<C: Pooled> Idle<C> {
-    fn new() -> Self {
-        Self(Mutex::new(Vec::new()))
-    }
-
-    /// The most recently used idle connection of this thread that is not too old.
-    fn take(&self) -> Option<C> {
-        let here = std::thread::current().id();
-        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|(_, conn)| !conn.expired());
-        let at = idle.iter().rposition(|(thread, _)| *thread == here)?;
-        Some(idle.remove(at).1)
-    }
-
-    fn put(&self, conn: C) {
-        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE_CONNS {
-            idle.push((std::thread::current().id(), conn.idle()));
-        }
-    }
+    /// Idle connections, each with the thread it was made on.
+    idle: Mutex<Vec<(std::thread::ThreadId, WorkerConn)>>,
 }
 
 impl Endpoint {
@@ -66,8 +29,7 @@ impl Endpoint {
         Self {
             path,
             in_flight: AtomicUsize::new(0),
-            idle: Idle::new(),
-            idle_hyper: Idle::new(),
+            idle: Mutex::new(Vec::new()),
         }
     }
 
@@ -75,24 +37,23 @@ impl Endpoint {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The most recently used idle connection of this thread that is not too old.
+    /// The most recently used idle connection of this thread that is not too old. Each
+    /// thread runs its own runtime, whose I/O driver a connection is registered with: one
+    /// used from another thread would have every event relayed across threads.
     pub fn take_idle(&self) -> Option<WorkerConn> {
-        self.idle.take()
+        let here = std::thread::current().id();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, conn)| !conn.expired());
+        let at = idle.iter().rposition(|(thread, _)| *thread == here)?;
+        Some(idle.remove(at).1)
     }
 
     /// A connection whose last answer was read to the end, for the next request.
     pub fn put_idle(&self, conn: WorkerConn) {
-        self.idle.put(conn)
-    }
-
-    /// [`Endpoint::take_idle`] for hyper's connections.
-    pub fn take_idle_hyper(&self) -> Option<UpConn> {
-        self.idle_hyper.take()
-    }
-
-    /// [`Endpoint::put_idle`] for hyper's connections.
-    pub fn put_idle_hyper(&self, conn: UpConn) {
-        self.idle_hyper.put(conn)
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_CONNS {
+            idle.push((std::thread::current().id(), conn.idle()));
+        }
     }
 }
 

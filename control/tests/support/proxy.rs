@@ -250,17 +250,6 @@ impl Proxy {
         }
     }
 
-    /// Whether this proxy serves HTTP/1.1 with hyper (`[proxy] http1 = "hyper"`, from its
-    /// settings file or `APOTHECA_PROXY__HTTP1`), as its start line in the log says.
-    pub fn hyper_http1(&self) -> bool {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let line = log
-            .lines()
-            .find(|l| l.contains("proxy serving"))
-            .unwrap_or_else(|| panic!("no start line in the proxy's log:\n{log}"));
-        line.contains("http1=Hyper")
-    }
-
     /// The end of the proxy's log.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

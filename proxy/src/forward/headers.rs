@@ -5,9 +5,6 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::Method;
-
 use super::Forwarded;
 use crate::wire;
 
@@ -82,71 +79,6 @@ pub fn write_request<'h>(
     }
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
-}
-
-const X_APOTHECA_TENANT: HeaderName = HeaderName::from_static("x-apotheca-tenant");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// [`write_request`] for hyper's client: the client's headers made into the worker's in place.
-/// Those [`withheld`] go, and those the request's `Connection` header names; HTTP/2's split
-/// `cookie` fields are joined again (RFC 9113 §8.2.3); then `Host` as the client sent it, the
-/// proxy's own, and the body's length (as [`write_request`] says it).
-pub fn forward_headers(
-    headers: &mut HeaderMap,
-    host: HeaderValue,
-    h2: bool,
-    fwd: &Forwarded,
-    method: &Method,
-    body_len: usize,
-) {
-    let mut gone: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
-            if let Ok(name) = HeaderName::from_bytes(token.trim_ascii()) {
-                gone.push(name);
-            }
-        }
-    }
-    gone.extend(headers.keys().filter(|n| withheld(n.as_str())).cloned());
-    for name in &gone {
-        headers.remove(name);
-    }
-    if h2 {
-        let mut values = headers.get_all(header::COOKIE).iter();
-        if let (Some(first), Some(_)) = (values.next(), values.next()) {
-            let mut joined = first.as_bytes().to_vec();
-            for v in headers.get_all(header::COOKIE).iter().skip(1) {
-                joined.extend_from_slice(b"; ");
-                joined.extend_from_slice(v.as_bytes());
-            }
-            if let Ok(v) = HeaderValue::from_bytes(&joined) {
-                headers.insert(header::COOKIE, v);
-            }
-        }
-    }
-    headers.insert(header::HOST, host);
-    let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("-"));
-    headers.insert(X_APOTHECA_TENANT, value(fwd.schema));
-    if let Some(ip) = fwd.client_ip {
-        headers.insert(X_FORWARDED_FOR, value(&ip.to_string()));
-    }
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if fwd.https { "https" } else { "http" }),
-    );
-    headers.insert(X_FORWARDED_HOST, value(fwd.host));
-    headers.insert(X_REQUEST_ID, value(fwd.request_id));
-    if body_len > 0
-        || !matches!(
-            *method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
-        )
-    {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
-    }
 }
 
 /// Whether a method may be sent twice (RFC 9110 §9.2.2).
@@ -243,58 +175,5 @@ mod tests {
              x-apotheca-tenant: acme\r\nx-forwarded-for: 10.0.0.7\r\nx-forwarded-proto: https\r\n\
              x-forwarded-host: acme.example\r\nx-request-id: r-1\r\ncontent-length: 4\r\n\r\nbody"
         );
-
-        // The same through hyper's client, the client's headers changed in place.
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(value).unwrap(),
-            );
-        }
-        forward_headers(
-            &mut map,
-            HeaderValue::from_static("Acme.Example:8443"),
-            false,
-            &fwd,
-            &Method::POST,
-            4,
-        );
-        let mut got: Vec<(String, String)> = map
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
-            .collect();
-        got.sort();
-        let want = [
-            ("accept", "text/html"),
-            ("content-length", "4"),
-            ("cookie", "a=1"),
-            ("host", "Acme.Example:8443"),
-            ("x-apotheca-tenant", "acme"),
-            ("x-forwarded-for", "10.0.0.7"),
-            ("x-forwarded-host", "acme.example"),
-            ("x-forwarded-proto", "https"),
-            ("x-request-id", "r-1"),
-        ];
-        assert_eq!(
-            got,
-            want.map(|(n, v)| (n.to_owned(), v.to_owned())).to_vec()
-        );
-
-        // HTTP/2's cookie fields are joined; a GET without a body gets no length.
-        let mut map = HeaderMap::new();
-        map.append(header::COOKIE, HeaderValue::from_static("a=1"));
-        map.append(header::COOKIE, HeaderValue::from_static("b=2"));
-        forward_headers(
-            &mut map,
-            HeaderValue::from_static("acme.example"),
-            true,
-            &fwd,
-            &Method::GET,
-            0,
-        );
-        assert_eq!(map.get_all(header::COOKIE).iter().count(), 1);
-        assert_eq!(map[header::COOKIE], "a=1; b=2");
-        assert!(map.get(header::CONTENT_LENGTH).is_none());
     }
 }

@@ -1,9 +1,9 @@
-//! The request path every front shares (HTTP/1.1 in [`crate::http1`], HTTP/2 in
-//! [`crate::http2`], or both through hyper in [`crate::service`]): the host's route (from memory; a worker's internal routes, `/_apotheca/`
+//! The request path both fronts share (HTTP/1.1 in [`crate::http1`], HTTP/2 in
+//! [`crate::http2`]): the host's route (from memory; a worker's internal routes, `/_apotheca/`
 //! however spelled, refused with a 404: [`is_internal`]), the tenant's admission, a ready worker
 //! (woken through control when there is none), the request written to it over a pooled
 //! Unix-socket connection with the proxy's own headers, retries, and the response head read
-//! back (hyper's client instead: [`crate::client`]); then the access log line and the metrics. The fronts own the client's side.
+//! back; then the access log line and the metrics. The fronts own the client's side.
 //!
 //! Retries: a request whose connection to a worker failed goes to another worker (the failed
 //! socket is skipped for this request only; control's feed says when a worker is gone); a
@@ -41,15 +41,14 @@ mod headers;
 pub use active::Active;
 use active::ActiveSlot;
 
-pub(crate) use headers::X_REQUEST_ID;
-pub use headers::{forward_headers, idempotent, passed_on, withheld, write_request};
+pub use headers::{idempotent, passed_on, withheld, write_request};
 use headers::{sane_request_id, RequestIds};
 
 /// Limits of the public site, which has no row in `tenants`.
 const PUBLIC_MAX_IN_FLIGHT: usize = 256;
 const PUBLIC_QUEUE: usize = 1024;
 /// Connection failures tolerated per request before it fails.
-pub(crate) const MAX_CONNECT_FAILURES: usize = 3;
+const MAX_CONNECT_FAILURES: usize = 3;
 
 /// What every listener shares.
 pub struct Edge {
@@ -87,7 +86,7 @@ pub enum Route {
 /// A tenant (or the public site) and its limits.
 pub struct Target {
     pub schema: Arc<str>,
-    pub(crate) upstream: Arc<Upstream>,
+    upstream: Arc<Upstream>,
     max_in_flight: usize,
     queue: usize,
 }
@@ -397,7 +396,7 @@ impl Edge {
     /// A ready worker other than those this request failed on, once every one it knew has
     /// failed: asks control (which answers once the tenant has a ready worker, starting one if
     /// needed) and watches the endpoint feed, until the wake timeout.
-    pub(crate) async fn replacement(
+    async fn replacement(
         &self,
         schema: &str,
         upstream: &Upstream,

@@ -21,7 +21,7 @@
 # connections, default 16), RATE_ROUNDS times, for the latency a hop adds when the box is not
 # saturated.
 #
-# A variant (VARIANT: a second proxy with other settings, e.g. "APOTHECA_PROXY__HTTP1=hyper";
+# A variant (VARIANT: a second proxy with other settings, e.g. "APOTHECA_PROXY__MAX_ACTIVE=8";
 # VARIANT_BIN: another build) runs next to the proxy in every round, before it in even rounds and
 # after it in odd ones, and at the fixed rate too; its figures are also given against the proxy's.
 #

@@ -5,16 +5,14 @@
 //! quantities, negative prices and costs: each a 4xx with a message (or, for harmless text, a
 //! success), never a 5xx, never a hang (every call bounded in time); the books agree after.
 
-mod support;
-
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::PATIENCE;
+use apotheca_testkit::system::pharmacy::{audit, Shop};
+use apotheca_testkit::system::proxy::{Proxy, CLIENT_TIMEOUT};
+use apotheca_testkit::system::Apotheca;
 use hyper::Method;
 use serde_json::{json, Value};
-use support::daemon::PATIENCE;
-use support::pharmacy::{audit, Shop};
-use support::proxy::{Proxy, CLIENT_TIMEOUT};
-use support::Apotheca;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -86,7 +84,12 @@ fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or("")
 }
 
-async fn open() -> (Apotheca, support::daemon::Daemon, Proxy, Shop) {
+async fn open() -> (
+    Apotheca,
+    apotheca_testkit::system::daemon::Daemon,
+    Proxy,
+    Shop,
+) {
     let a = Apotheca::migrated().await;
     a.create_pharmacy("alpha").await;
     let d = a.serve(&[]).await;

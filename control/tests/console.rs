@@ -5,15 +5,13 @@
 //! the message next to the field and the values kept; a form without its CSRF token changes
 //! nothing; the list shows each tenant's ready workers and requests of the last minute.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::{ready_pids, PATIENCE};
+use apotheca_testkit::system::site::{api, send, Site};
+use apotheca_testkit::system::Apotheca;
 use hyper::Method;
-use support::daemon::{ready_pids, PATIENCE};
-use support::site::{api, send, Site};
-use support::Apotheca;
 
 /// The tenant row: status and policy (min, max, idle timeout).
 async fn row(a: &Apotheca, schema: &str) -> Option<(String, i32, i32, i32)> {

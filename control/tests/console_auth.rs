@@ -5,14 +5,12 @@
 //! session); the console's API refusing requests without a live token; and neither the
 //! public site's role nor a tenant's able to read the operators' tables.
 
-mod support;
-
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles::{self, Secret};
 use apotheca_testkit::connect_url;
+use apotheca_testkit::system::site::{api, Site};
+use apotheca_testkit::system::Apotheca;
 use hyper::Method;
-use support::site::{api, Site};
-use support::Apotheca;
 use tokio_postgres::error::SqlState;
 
 #[tokio::test]

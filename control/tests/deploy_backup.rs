@@ -6,13 +6,11 @@
 //! "new cluster" (its tenant roles gone), where `sync-roles` gives the tenants their roles
 //! back.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use support::daemon::{assert_serves, ready_pids};
-use support::{Apotheca, Run};
+use apotheca_testkit::system::daemon::{assert_serves, ready_pids};
+use apotheca_testkit::system::{Apotheca, Run};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,12 +4,10 @@
 //! own certificate goes into `domains/`; keys are 0640, certificates 0644; a key that is not
 //! the certificate's, or a file that is not PEM, is refused and replaces nothing.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::tls::make_cert;
+use apotheca_testkit::system::tls::make_cert;
 
 fn hook() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx-free/cert-deploy-hook.sh")

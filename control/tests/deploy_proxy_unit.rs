@@ -8,16 +8,14 @@
 //! unit's guard; a reload with a broken settings file stops before SIGQUIT and leaves the
 //! running proxy alone. Then a stop as systemd does it: SIGTERM to the main PID.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::{alive, signal, wait_gone, PATIENCE};
+use apotheca_testkit::system::load::Load;
+use apotheca_testkit::system::proxy::{free_ports, listening_ports, port_in_use, request};
+use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
-use support::daemon::{alive, signal, wait_gone, PATIENCE};
-use support::load::Load;
-use support::proxy::{free_ports, listening_ports, port_in_use, request};
-use support::Apotheca;
 
 const UNIT: &str = include_str!("../../deploy/nginx-free/apotheca-proxy.service");
 
@@ -209,7 +207,10 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
     );
     std::fs::write(&config, &settings).unwrap();
     let paths = Paths {
-        bin_dir: support::proxy::proxy_bin().parent().unwrap().to_path_buf(),
+        bin_dir: apotheca_testkit::system::proxy::proxy_bin()
+            .parent()
+            .unwrap()
+            .to_path_buf(),
         config: config.clone(),
         runtime,
     };

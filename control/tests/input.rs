@@ -1,9 +1,7 @@
 //! Bad input: a clear message on stderr, exit status 2, nothing created or changed.
 
-mod support;
-
+use apotheca_testkit::system::Apotheca;
 use futures::StreamExt;
-use support::Apotheca;
 use tokio_postgres::AsyncMessage;
 
 /// Everything an operator could observe: tenants, domains, schemas, roles, records.

@@ -1,9 +1,7 @@
 //! Tenant roles: each can use its own schema and nothing else.
 
-mod support;
-
 use apotheca_testkit::connect_url;
-use support::Apotheca;
+use apotheca_testkit::system::Apotheca;
 use tokio_postgres::error::SqlState;
 
 #[tokio::test]
@@ -191,7 +189,7 @@ async fn a_role_that_changed_its_own_settings_gets_them_back_before_its_worker_s
 
     let d = a.serve(&[]).await;
     let endpoints = d.wake("alpha").await;
-    support::daemon::assert_serves(&endpoints[0], "alpha").await;
+    apotheca_testkit::system::daemon::assert_serves(&endpoints[0], "alpha").await;
     let log = std::fs::read_to_string(&d.log).unwrap();
     assert!(
         log.lines().any(|l| l.contains("settings had been changed")

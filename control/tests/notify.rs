@@ -4,14 +4,12 @@
 //! line, says `STOPPING=1` when SIGTERM starts the drain, and pings `WATCHDOG=1` when
 //! `WATCHDOG_USEC` asks for it. Workers never inherit the variables.
 
-mod support;
-
 use std::os::linux::net::SocketAddrExt;
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::{ready_pids, signal, worker_bin, Daemon, PATIENCE};
+use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
-use support::daemon::{ready_pids, signal, worker_bin, Daemon, PATIENCE};
-use support::Apotheca;
 use tokio::net::UnixDatagram;
 
 /// Every datagram received so far, in order.

@@ -5,15 +5,15 @@
 //! a new one, under load (no failed sale: the old workers serve on until idle, sales in the gap
 //! wait for the new daemon's workers, no old worker outlives that), and the proxy upgraded on SIGQUIT under load (no failed
 //! sale). After each run every sale that got no answer is posted again with its key, and the
-//! tenant's schema is audited against what the clients were told (`support::pharmacy`).
+//! tenant's schema is audited against what the clients were told (`apotheca_testkit::system::pharmacy`).
 
-mod support;
-
+use apotheca_testkit::system::daemon::{alive, ready_pids, signal, wait_gone, Daemon, PATIENCE};
+use apotheca_testkit::system::pharmacy::{
+    assert_agrees, audit, settle, summary, Attempt, Sales, Shop,
+};
+use apotheca_testkit::system::proxy::Proxy;
+use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
-use support::daemon::{alive, ready_pids, signal, wait_gone, Daemon, PATIENCE};
-use support::pharmacy::{assert_agrees, audit, settle, summary, Attempt, Sales, Shop};
-use support::proxy::Proxy;
-use support::Apotheca;
 use tokio::time::Instant;
 
 /// Units of each medicine received: more than any run sells.

@@ -4,14 +4,12 @@
 //! hear of changes again (their LISTEN connections came back) — every sale was answered, none
 //! hung, and the books agree with every answer once the sales without one are posted again.
 
-mod support;
-
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::ready_pids;
+use apotheca_testkit::system::pharmacy::{assert_agrees, audit, settle, summary, Sales, Shop};
+use apotheca_testkit::system::Apotheca;
 use apotheca_testkit::{OwnCluster, TestDb};
-use support::daemon::ready_pids;
-use support::pharmacy::{assert_agrees, audit, settle, summary, Sales, Shop};
-use support::Apotheca;
 use tempfile::TempDir;
 use tokio::time::Instant;
 

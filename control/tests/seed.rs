@@ -1,8 +1,6 @@
 //! `seed-data` and `create-tenant --admin-user`: through the CLI, checked in the database.
 
-mod support;
-
-use support::Apotheca;
+use apotheca_testkit::system::Apotheca;
 
 #[tokio::test]
 async fn seed_data_fills_a_consistent_pharmacy_once() {

@@ -3,10 +3,10 @@
 //! sockets behind, workers outliving no killed daemon, workers on the threads `[worker]
 //! threads` gives, and bad input.
 
-mod support;
-
-use support::daemon::{alive, assert_serves, ready_pids, signal, sockets_in, wait_gone, PATIENCE};
-use support::Apotheca;
+use apotheca_testkit::system::daemon::{
+    alive, assert_serves, ready_pids, signal, sockets_in, wait_gone, PATIENCE,
+};
+use apotheca_testkit::system::Apotheca;
 
 #[tokio::test]
 async fn a_cold_tenant_wakes_serves_and_idles_back_to_zero() {
@@ -54,9 +54,10 @@ async fn a_cold_tenant_wakes_serves_and_idles_back_to_zero() {
         "{report}"
     );
     assert!(db["max_connections"].as_u64().unwrap() > 0, "{report}");
-    let (status, metrics) = support::daemon::http(&d.socket, hyper::Method::GET, "/metrics")
-        .await
-        .unwrap();
+    let (status, metrics) =
+        apotheca_testkit::system::daemon::http(&d.socket, hyper::Method::GET, "/metrics")
+            .await
+            .unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
     assert_eq!(status, 200);
     assert!(metrics.contains("\napotheca_workers 2\n"), "{metrics}");
@@ -126,7 +127,7 @@ async fn sigterm_drains_every_worker_and_leaves_no_process_or_socket() {
     assert!(d.socket.exists());
 
     signal(d.pid(), nix::sys::signal::Signal::SIGTERM);
-    let status = tokio::time::timeout(support::daemon::PATIENCE, d.child.wait())
+    let status = tokio::time::timeout(apotheca_testkit::system::daemon::PATIENCE, d.child.wait())
         .await
         .expect("apotheca serve stops")
         .unwrap();
@@ -279,7 +280,7 @@ async fn bad_input_exits_2_and_errors_are_clear() {
 async fn get_with_token(endpoint: &str, path: &str, token: &str) -> (u16, String) {
     let socket = std::path::Path::new(endpoint.strip_prefix("unix:").unwrap());
     let bearer = format!("Bearer {token}");
-    let (status, body) = support::daemon::http_with(
+    let (status, body) = apotheca_testkit::system::daemon::http_with(
         socket,
         hyper::Method::GET,
         path,

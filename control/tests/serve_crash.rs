@@ -4,12 +4,10 @@
 //! says ready) is a failed start, and one that ignores a drain is killed by a second SIGTERM
 //! or the shutdown deadline.
 
-mod support;
-
+use apotheca_testkit::system::daemon::{alive, assert_serves, ready_pids, signal, sockets_in};
+use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::daemon::{alive, assert_serves, ready_pids, signal, sockets_in};
-use support::Apotheca;
 
 /// CPU time (user + system) a process has used, in ms.
 fn cpu_ms(pid: i32) -> u64 {
@@ -226,7 +224,7 @@ async fn a_second_sigterm_kills_workers_that_do_not_drain() {
     .await;
     assert!(alive(pid));
     signal(d.pid(), Signal::SIGTERM);
-    let status = tokio::time::timeout(support::daemon::PATIENCE, d.child.wait())
+    let status = tokio::time::timeout(apotheca_testkit::system::daemon::PATIENCE, d.child.wait())
         .await
         .expect("the second SIGTERM stops the daemon")
         .unwrap();

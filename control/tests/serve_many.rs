@@ -2,15 +2,13 @@
 //! tenants woken at once all become ready, and tenants created, suspended and deleted
 //! meanwhile are picked up through LISTEN/NOTIFY.
 
-mod support;
-
 use apotheca_common::names::{DomainName, SchemaName};
 use apotheca_migrations::MigrationSet;
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles::Secret;
 use apotheca_tenancy::tenants::Provisioner;
-use support::daemon::{assert_serves, ready_pids, sockets_in, wait_gone};
-use support::Apotheca;
+use apotheca_testkit::system::daemon::{assert_serves, ready_pids, sockets_in, wait_gone};
+use apotheca_testkit::system::Apotheca;
 
 /// Creates tenants through control's own code (one process, one connection: quicker than 50
 /// CLI runs), with the secret the test daemon uses.
@@ -105,7 +103,10 @@ async fn tenants_created_suspended_and_deleted_while_running_are_followed() {
         if status == 404 {
             break;
         }
-        assert!(started.elapsed() < support::daemon::PATIENCE, "still known");
+        assert!(
+            started.elapsed() < apotheca_testkit::system::daemon::PATIENCE,
+            "still known"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     wait_gone(&[pid]).await;

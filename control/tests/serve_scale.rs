@@ -2,16 +2,14 @@
 //! down when idle, a rolling restart under continuous requests with no failed request, and
 //! the memory guard replacing workers.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::{get, ready_pids, Daemon};
+use apotheca_testkit::system::Apotheca;
 use http_body_util::BodyExt;
 use hyper::Method;
-use support::daemon::{get, ready_pids, Daemon};
-use support::Apotheca;
 
 /// What the clients saw.
 #[derive(Default)]

@@ -5,14 +5,12 @@
 //! client address; "Find my pharmacy" links to the new subdomain. Through the proxy: the
 //! redirect leads to the new pharmacy, at once.
 
-mod support;
-
 use std::path::Path;
 
+use apotheca_testkit::system::daemon::ready_pids;
+use apotheca_testkit::system::site::{encode, send, Answer};
+use apotheca_testkit::system::Apotheca;
 use hyper::Method;
-use support::daemon::ready_pids;
-use support::site::{encode, send, Answer};
-use support::Apotheca;
 
 /// The form's token and the cookie that backs it.
 async fn form(socket: &Path) -> (String, String) {

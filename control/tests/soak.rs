@@ -7,17 +7,17 @@
 //! 200/201 is exactly one invoice with all its lines, every sale refused left nothing, and
 //! each medicine's stock is what was received less what the posted sales took.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use apotheca_testkit::system::pharmacy::{
+    assert_agrees, attempt, audit, fresh_key, settle, summary, Attempt, Shop,
+};
+use apotheca_testkit::system::Apotheca;
 use apotheca_testkit::{OwnCluster, TestDb};
 use futures::StreamExt;
 use hyper::Method;
-use support::pharmacy::{assert_agrees, attempt, audit, fresh_key, settle, summary, Attempt, Shop};
-use support::Apotheca;
 use tempfile::TempDir;
 use tokio::time::Instant;
 

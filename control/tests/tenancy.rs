@@ -1,11 +1,9 @@
 //! The tenancy core through the `apotheca` CLI, against a real PostgreSQL: migrations, tenant
 //! lifecycle, failures that must leave nothing behind, and concurrency.
 
-mod support;
-
 use std::fs;
 
-use support::Apotheca;
+use apotheca_testkit::system::Apotheca;
 
 #[tokio::test]
 async fn lifecycle_from_fresh_database_to_delete() {

@@ -9,6 +9,7 @@
 //! stops or restarts PostgreSQL gets a cluster of its own instead ([`OwnCluster`]).
 
 mod binaries;
+pub mod system;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,16 +5,14 @@
 //! operators alike. (How much a username's failures slow it down is checked where it is
 //! decided: `worker::api::auth::throttle` and `control::serve::operator_api`.)
 
-mod support;
-
 use std::net::IpAddr;
 
+use apotheca_testkit::system::pharmacy::ADMIN_PASSWORD;
+use apotheca_testkit::system::proxy::{request_from, Reply};
+use apotheca_testkit::system::site::encode;
+use apotheca_testkit::system::Apotheca;
 use hyper::Method;
 use serde_json::json;
-use support::pharmacy::ADMIN_PASSWORD;
-use support::proxy::{request_from, Reply};
-use support::site::encode;
-use support::Apotheca;
 
 fn from(n: u8) -> IpAddr {
     [127, 0, 0, n].into()

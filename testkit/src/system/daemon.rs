@@ -17,9 +17,9 @@ use super::Apotheca;
 /// Generous: the box is small and shared. Only ever an upper bound on a wait.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The worker binary of this build, refused when missing or stale ([`apotheca_testkit::binary`]).
+/// The worker binary of this build, refused when missing or stale ([`crate::binary`]).
 pub fn worker_bin() -> PathBuf {
-    apotheca_testkit::binary("apotheca-worker")
+    crate::binary("apotheca-worker")
 }
 
 pub struct Daemon {

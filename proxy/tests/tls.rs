@@ -3,15 +3,13 @@
 //! certificates re-read on SIGHUP and when the folder changes, a broken file leaving the
 //! current ones in place.
 
-mod support;
-
 use std::path::Path;
 
+use apotheca_testkit::system::daemon::{signal, PATIENCE};
+use apotheca_testkit::system::proxy::Proxy;
+use apotheca_testkit::system::tls::{handshake, https_get, make_cert, served_cn};
+use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
-use support::daemon::{signal, PATIENCE};
-use support::proxy::Proxy;
-use support::tls::{handshake, https_get, make_cert, served_cn};
-use support::Apotheca;
 
 /// Polls until the certificate served for `name` has subject CN `want` (at most
 /// [`PATIENCE`]).

@@ -4,13 +4,11 @@
 //! (with the delay measured), and the headers the proxy forwards as a worker sees them (none
 //! of those a client sends to pass for the proxy among them, over HTTP/1.1 and HTTP/2).
 
-mod support;
-
+use apotheca_testkit::system::daemon::ready_pids;
+use apotheca_testkit::system::echo::values;
+use apotheca_testkit::system::tls::{h2_request, https_get, make_cert};
+use apotheca_testkit::system::Apotheca;
 use hyper::Method;
-use support::daemon::ready_pids;
-use support::echo::values;
-use support::tls::{h2_request, https_get, make_cert};
-use support::Apotheca;
 
 const JSON: (&str, &str) = ("accept", "application/json");
 
@@ -279,18 +277,18 @@ async fn headers_a_client_sends_to_pass_for_the_proxy_have_no_effect() {
 }
 
 /// Not a test: the stand-in worker of the test below (the daemon runs this binary as its
-/// worker program; see `support::echo`).
+/// worker program; see `apotheca_testkit::system::echo`).
 #[test]
 #[ignore = "run by the daemon as a stand-in worker"]
 fn echo_worker() {
-    support::echo::run();
+    apotheca_testkit::system::echo::run();
 }
 
 #[tokio::test]
 async fn the_worker_sees_the_headers_the_proxy_sets_and_none_a_client_forged() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
-    let d = support::echo::daemon(&a, "echo_worker").await;
+    let d = apotheca_testkit::system::echo::daemon(&a, "echo_worker").await;
     let tls = a.dir.path().join("tls");
     make_cert(&tls, "default", "alpha.localhost").await;
     let (cert, key) = (tls.join("default.crt"), tls.join("default.key"));
@@ -445,7 +443,7 @@ async fn the_worker_sees_the_headers_the_proxy_sets_and_none_a_client_forged() {
     let (version, status, answer) = h2_request(
         https,
         "alpha.localhost",
-        support::echo::CONNECTION_PATH,
+        apotheca_testkit::system::echo::CONNECTION_PATH,
         &["--include"],
     )
     .await;
@@ -483,7 +481,7 @@ async fn clients_never_reach_a_workers_internal_routes() {
         }
     }
     let endpoint = d.wake("alpha").await.remove(0);
-    let (status, body) = support::daemon::get(&endpoint, "/_apotheca/stats")
+    let (status, body) = apotheca_testkit::system::daemon::get(&endpoint, "/_apotheca/stats")
         .await
         .unwrap();
     let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();

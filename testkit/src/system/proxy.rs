@@ -22,9 +22,9 @@ use super::Apotheca;
 /// that is a failure.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The proxy binary of this build, refused when missing or stale ([`apotheca_testkit::binary`]).
+/// The proxy binary of this build, refused when missing or stale ([`crate::binary`]).
 pub fn proxy_bin() -> PathBuf {
-    apotheca_testkit::binary("apotheca-proxy")
+    crate::binary("apotheca-proxy")
 }
 
 /// Log files of this test process's proxies, numbered.

@@ -1,20 +1,18 @@
 //! The proxy's HTTP/1.1 on the wire, through a raw connection in front of the stand-in worker
-//! of `support::echo`: pipelined requests answered in order, a chunked body reaching the
+//! of `apotheca_testkit::system::echo`: pipelined requests answered in order, a chunked body reaching the
 //! worker whole with its length, 100-continue, HTTP/1.0 keep-alive, smuggling framings and
 //! malformed requests refused, an oversized body refused from its length; absolute-form
 //! targets routed by their authority; headers a worker's `Connection` names dropped; a
 //! worker's internal routes out of reach however they are spelled.
 
-mod support;
+use apotheca_testkit::system::echo::values;
+use apotheca_testkit::system::Apotheca;
 
-use support::echo::values;
-use support::Apotheca;
-
-/// Not a test: the stand-in worker of the test below (see `support::echo`).
+/// Not a test: the stand-in worker of the test below (see `apotheca_testkit::system::echo`).
 #[test]
 #[ignore = "run by the daemon as a stand-in worker"]
 fn echo_worker() {
-    support::echo::run();
+    apotheca_testkit::system::echo::run();
 }
 
 /// A raw client connection to the proxy, reading answers as they come.
@@ -71,7 +69,7 @@ impl Wire {
                 self.buf.extend_from_slice(&chunk[..got]);
             }
         };
-        tokio::time::timeout(support::proxy::CLIENT_TIMEOUT, read)
+        tokio::time::timeout(apotheca_testkit::system::proxy::CLIENT_TIMEOUT, read)
             .await
             .expect("no answer in time")
     }
@@ -81,7 +79,7 @@ impl Wire {
 async fn the_wire_chunked_bodies_pipelining_http10_and_smuggling() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
-    let d = support::echo::daemon(&a, "echo_worker").await;
+    let d = apotheca_testkit::system::echo::daemon(&a, "echo_worker").await;
     let p = a.proxy(&d, &[]).await;
     assert_eq!(p.health("alpha.localhost").await, Ok("alpha".into()));
 
@@ -181,7 +179,7 @@ async fn absolute_form_connection_options_and_internal_paths() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
     a.create("bravo").await;
-    let d = support::echo::daemon(&a, "echo_worker").await;
+    let d = apotheca_testkit::system::echo::daemon(&a, "echo_worker").await;
     let p = a.proxy(&d, &[]).await;
     let echo = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
 
@@ -252,7 +250,7 @@ async fn absolute_form_connection_options_and_internal_paths() {
     let mut w = Wire::connect(p.http).await;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n",
-        support::echo::CONNECTION_PATH
+        apotheca_testkit::system::echo::CONNECTION_PATH
     );
     for _ in 0..2 {
         w.send(request.as_bytes()).await;

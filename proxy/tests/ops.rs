@@ -3,30 +3,28 @@
 //! unaffected, a slow client's body holding no slot), a zero-downtime upgrade on SIGQUIT under
 //! continuous requests, and SIGTERM letting requests in flight finish and leaving nothing
 //! behind; a taken port stops the start with an error. Requests held at a worker use the
-//! stand-in worker of `support::echo`.
-
-mod support;
+//! stand-in worker of `apotheca_testkit::system::echo`.
 
 use std::time::Duration;
 
+use apotheca_testkit::system::daemon::{alive, ready_pids, signal, Daemon, PATIENCE};
+use apotheca_testkit::system::echo::wait_path;
+use apotheca_testkit::system::load::Load;
+use apotheca_testkit::system::proxy::{port_in_use, request, Held, Proxy};
+use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
-use support::daemon::{alive, ready_pids, signal, Daemon, PATIENCE};
-use support::echo::wait_path;
-use support::load::Load;
-use support::proxy::{port_in_use, request, Held, Proxy};
-use support::Apotheca;
 
 /// Not a test: the stand-in worker of the tests below (the daemon runs this binary as its
-/// worker program; see `support::echo`).
+/// worker program; see `apotheca_testkit::system::echo`).
 #[test]
 #[ignore = "run by the daemon as a stand-in worker"]
 fn echo_worker() {
-    support::echo::run();
+    apotheca_testkit::system::echo::run();
 }
 
 /// The daemon with the stand-in worker for every tenant.
 async fn serve_echo(a: &Apotheca) -> Daemon {
-    support::echo::daemon(a, "echo_worker").await
+    apotheca_testkit::system::echo::daemon(a, "echo_worker").await
 }
 
 /// Waits until the proxy counts `n` requests in flight for `tenant`.
@@ -315,7 +313,7 @@ async fn a_taken_port_is_an_error_at_start() {
     .unwrap();
     let out = tokio::time::timeout(
         PATIENCE,
-        tokio::process::Command::new(support::proxy::proxy_bin())
+        tokio::process::Command::new(apotheca_testkit::system::proxy::proxy_bin())
             .arg("--config")
             .arg(&config)
             .current_dir(a.dir.path())

@@ -1,6 +1,8 @@
-//! Runs the real `apotheca` binary against a test database, as an operator would.
-
-#![allow(dead_code)] // each test file uses a different part of this
+//! The system as a user meets it, for the tests that run the real binaries: `apotheca` against
+//! a test database as an operator would ([`Apotheca`]), its daemon ([`daemon`]), the proxy
+//! ([`proxy`]), a stand-in worker that echoes what it gets ([`echo`]), a pharmacy's and the
+//! public site's clients ([`pharmacy`], [`site`]), steady load ([`load`]), certificates and
+//! TLS clients ([`tls`]). Control's tests and the proxy's use it.
 
 pub mod daemon;
 pub mod echo;
@@ -10,10 +12,10 @@ pub mod proxy;
 pub mod site;
 pub mod tls;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
-use apotheca_testkit::TestDb;
+use crate::TestDb;
 use tempfile::TempDir;
 
 pub struct Apotheca {
@@ -47,7 +49,7 @@ impl Apotheca {
     }
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_apotheca"));
+        let mut cmd = tokio::process::Command::new(crate::binary("apotheca"));
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("APOTHECA_CONFIG")
@@ -144,7 +146,7 @@ impl Apotheca {
 
     /// A copy of the built-in migrations to add files to.
     pub fn migrations_copy(&self) -> PathBuf {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let src = crate::workspace_root().join("migrations");
         let dst = self.dir.path().join("migrations");
         for kind in ["shared", "tenant"] {
             std::fs::create_dir_all(dst.join(kind)).unwrap();

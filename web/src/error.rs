@@ -21,6 +21,11 @@ pub enum PageError {
     },
 }
 
+/// What a refusal for a role says, page or API alike.
+pub const FORBIDDEN_MESSAGE: &str = "your role may not do this";
+/// What a failure of ours says (its details are in the log, under the request's id).
+pub const INTERNAL_MESSAGE: &str = "internal error; see the worker log for this request id";
+
 impl PageError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self::Status {
@@ -31,7 +36,7 @@ impl PageError {
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "your role may not do this")
+        Self::new(StatusCode::FORBIDDEN, FORBIDDEN_MESSAGE)
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -39,10 +44,7 @@ impl PageError {
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; see the worker log for this request id",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
     }
 
     /// A form without the right CSRF token.

@@ -2,6 +2,7 @@
 //! with the right status, and never carries SQL, a stack trace or a database message that
 //! could leak internals (those go to the log, with the request's id).
 
+use apotheca_web::error::{status_of, FORBIDDEN_MESSAGE, INTERNAL_MESSAGE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -60,11 +61,7 @@ impl ApiError {
     }
 
     pub fn forbidden() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "your role may not do this",
-        )
+        Self::new(StatusCode::FORBIDDEN, "forbidden", FORBIDDEN_MESSAGE)
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -84,7 +81,7 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error; see the worker log for this request id",
+            INTERNAL_MESSAGE,
         )
     }
 
@@ -127,34 +124,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The domain's refusals, each with its status: 422, 404, 409, 503 (try again in a second)
-/// or 500.
+/// The domain's refusals, each with the status the pages give it too
+/// ([`apotheca_web::error::status_of`]) and its machine-readable code; a 503 may be tried
+/// again in a second.
 impl From<apotheca_pharmacy::Error> for ApiError {
     fn from(e: apotheca_pharmacy::Error) -> Self {
         use apotheca_pharmacy::Error as E;
-        match e {
-            E::Invalid { field, message } => Self::invalid(&field, message),
-            E::NotFound { what, field } => {
-                let e = Self::not_found(&what);
-                match field {
-                    Some(f) => e.with_field(&f),
-                    None => e,
-                }
-            }
+        let status = status_of(&e);
+        let message = e.to_string();
+        let (code, field, detail) = match e {
+            E::Invalid { field, .. } => ("invalid", Some(field), None),
+            E::NotFound { field, .. } => ("not_found", field, None),
             E::Conflict {
                 code,
-                message,
                 field,
                 detail,
-            } => {
-                let mut e = Self::conflict(code, message);
-                e.field = field;
-                e.detail = detail;
-                e
-            }
-            E::Unavailable(message) => Self::unavailable(message),
-            E::Internal => Self::internal(),
-        }
+                ..
+            } => (code, field, detail),
+            E::Unavailable(_) => return Self::unavailable(message),
+            E::Internal => return Self::internal(),
+        };
+        let mut e = Self::new(status, code, message);
+        e.field = field;
+        e.detail = detail;
+        e
     }
 }
 

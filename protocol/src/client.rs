@@ -47,20 +47,20 @@ impl Answer {
         serde_json::from_slice(&self.body).map_err(|e| CallError::Unreadable(e.to_string()))
     }
 
-    /// A refusal's message (`{"error": {"message"}}`), else the body as text.
+    /// A refusal's message (`{"error": {"message"}}`), if it has one.
+    fn error_message(&self) -> Option<String> {
+        self.json()["error"]["message"].as_str().map(str::to_owned)
+    }
+
+    /// A refusal's message, else the body as text.
     pub fn message(&self) -> String {
-        self.json()["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
+        self.error_message()
             .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned())
     }
 
-    /// A refusal's message (`{"error": {"message"}}`), else `fallback`.
+    /// A refusal's message, else `fallback`.
     pub fn message_or(&self, fallback: &str) -> String {
-        self.json()["error"]["message"]
-            .as_str()
-            .unwrap_or(fallback)
-            .to_owned()
+        self.error_message().unwrap_or_else(|| fallback.to_owned())
     }
 
     /// Every field a refusal names, with its message (`fields`, else `field`).

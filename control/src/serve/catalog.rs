@@ -12,7 +12,7 @@ use tokio_postgres::{AsyncMessage, GenericClient};
 use super::supervisor::Msg;
 use super::tenant::Status;
 use crate::error::Result;
-use apotheca_protocol::api::Policy;
+use apotheca_protocol::api::{Policy, StoredPolicy};
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles::TenantRoleSettings;
 use apotheca_tenancy::roles::{self, Secret};
@@ -28,6 +28,19 @@ pub struct TenantRow {
     pub db_url: String,
 }
 
+/// A tenant's policy as the database keeps it, in the API's unsigned numbers (the table's
+/// CHECKs keep every one at 0 or more).
+pub fn stored(p: &tenants::Policy) -> StoredPolicy {
+    let n = |v: i32| u32::try_from(v).unwrap_or(0);
+    StoredPolicy {
+        min_workers: n(p.min_workers),
+        max_workers: n(p.max_workers),
+        idle_timeout_secs: u64::from(n(p.idle_timeout_secs)),
+        max_inflight_per_worker: n(p.max_inflight_per_worker),
+        queue_length: n(p.queue_length),
+    }
+}
+
 /// Reads tenants and makes their role URLs.
 #[derive(Clone)]
 pub struct Catalog {
@@ -41,7 +54,7 @@ impl Catalog {
     }
 
     fn row(&self, t: tenants::Runnable) -> TenantRow {
-        let count = |v: i32| u32::try_from(v).unwrap_or(0);
+        let p = stored(&t.policy);
         TenantRow {
             db_url: self
                 .db
@@ -52,11 +65,13 @@ impl Catalog {
             } else {
                 Status::Suspended
             },
+            // At least one worker, a second of idleness and a request in flight, whatever
+            // the row says.
             policy: Policy {
-                min_workers: count(t.policy.min_workers),
-                max_workers: count(t.policy.max_workers).max(1),
-                idle_timeout_secs: u64::from(count(t.policy.idle_timeout_secs).max(1)),
-                max_in_flight: count(t.policy.max_inflight_per_worker).max(1),
+                min_workers: p.min_workers,
+                max_workers: p.max_workers.max(1),
+                idle_timeout_secs: p.idle_timeout_secs.max(1),
+                max_in_flight: p.max_inflight_per_worker.max(1),
             },
         }
     }

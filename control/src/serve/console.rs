@@ -18,10 +18,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::{ask, Api, ApiError};
+use super::catalog;
 use super::operator_api::Operator;
 use super::signup::{self, capitalized};
 use super::supervisor::Msg;
-use apotheca_protocol::api::{ConsoleTenant, StatusReport, StoredPolicy, TenantStatus};
+use apotheca_protocol::api::{ConsoleTenant, StatusReport, TenantStatus};
 use apotheca_tenancy::tenants::policy::{self, PolicyChange};
 use apotheca_tenancy::tenants::{self, domains, FirstAdmin, Provisioner, TenantInfo};
 use apotheca_tenancy::Error as TenancyError;
@@ -38,18 +39,6 @@ pub fn router() -> Router<Api> {
             axum::routing::delete(remove_domain),
         )
         .route("/v1/console/tenants/{schema}/policy", put(set_policy))
-}
-
-/// The database's policy on the wire (its CHECKs keep every number at 0 or more).
-fn stored(p: &tenants::Policy) -> StoredPolicy {
-    let n = |v: i32| u32::try_from(v).unwrap_or(0);
-    StoredPolicy {
-        min_workers: n(p.min_workers),
-        max_workers: n(p.max_workers),
-        idle_timeout_secs: u64::from(n(p.idle_timeout_secs)),
-        max_inflight_per_worker: n(p.max_inflight_per_worker),
-        queue_length: n(p.queue_length),
-    }
 }
 
 fn combine(info: TenantInfo, live: Option<&TenantStatus>) -> ConsoleTenant {
@@ -74,7 +63,7 @@ fn combine(info: TenantInfo, live: Option<&TenantStatus>) -> ConsoleTenant {
         domains: info.domains,
         created_at: info.created_at,
         migration_version: info.migration_version,
-        policy: stored(&info.policy),
+        policy: catalog::stored(&info.policy),
     }
 }
 

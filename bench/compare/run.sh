@@ -16,7 +16,12 @@
 # books are checked (stock + sold = received for every medicine of every tenant).
 #
 # Knobs: NS ("20 200"), CONNS ("16 64"), DURATION (10), SCENARIOS ("list detail sale mix"),
-# PEER_WORKERS (4), SKIP_BUILD=1, FLOOR=1 (after the books: what a sale costs PostgreSQL with no
+# PEER_WORKERS (4), REPEAT (1: every scenario × conns row this many times), SKIP_BUILD=1,
+# VARIANT=DIR (another build's release folder with apotheca, apotheca-worker and apotheca-proxy,
+# e.g. a commit built elsewhere: it serves the same cluster and tenants as this build, and each
+# row measures the peer, then both builds in turns, the order swapping every row; before each of
+# its rows a build's daemon and proxy are started afresh and warmed; the table adds variant ÷
+# this build per row), FLOOR=1 (after the books: what a sale costs PostgreSQL with no
 # application, floor.sh), HOLD=SECONDS (keep both up after the warm-up, their
 # addresses in target/compare/hold.env, before measuring), PROBE=DIR (to find a row's slow
 # requests: Apotheca's access log, its daemons' logs and PostgreSQL's log with checkpoints,
@@ -46,7 +51,13 @@ record() { jq -c "$@" | tee -a "$OUT" >/dev/null; }
 for tool in wrk jq curl python3; do command -v $tool >/dev/null || die "$tool is missing (apt-get install $tool)"; done
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control -p apotheca-worker -p apotheca-proxy
 A=$ROOT/target/release/apotheca
-P=$ROOT/target/release/apotheca-proxy
+if [[ -n ${VARIANT:-} ]]; then
+  for bin in apotheca apotheca-worker apotheca-proxy; do
+    [[ -x $VARIANT/$bin ]] || die "VARIANT: no $VARIANT/$bin"
+  done
+fi
+BUILDS=(apotheca ${VARIANT:+variant})
+SERVING=
 PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
 HZ=$(getconf CLK_TCK)
 
@@ -118,9 +129,17 @@ apo_start() {  # a fresh folder: the cluster, the shared schema, the daemon and 
   STATE=$(mktemp -d /tmp/apotheca-compare.XXXXXX)
   chmod 755 "$STATE"
   apo migrate-schemas >/dev/null 2>&1
+  apo_serve apotheca
+}
+# build (apotheca or variant): that build's daemon and proxy on this run's folder, in place of
+# whichever serve it now
+apo_serve() {
+  local build=$1 dir=$ROOT/target/release
+  [[ $build == variant ]] && dir=$VARIANT
+  stop_pids
   # Its sockets go under the working folder (var/run): this run's folder.
   apo_env
-  (cd "$STATE" && exec "${APO_ENV[@]}" "$A" serve >"$STATE/serve.log" 2>&1) &
+  (cd "$STATE" && exec "${APO_ENV[@]}" "$dir/apotheca" serve >>"$STATE/serve.log" 2>&1) &
   CONTROL_PID=$!
   PIDS+=("$CONTROL_PID")
   for _ in $(seq 1 100); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
@@ -128,10 +147,12 @@ apo_start() {  # a fresh folder: the cluster, the shared schema, the daemon and 
   APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$APO_PORT APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
     APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$(free_port) APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
     DATABASE_URL=$(apo db url) RUST_LOG=warn \
-    "$P" >"$STATE/proxy.log" 2>&1 &
+    "$dir/apotheca-proxy" >>"$STATE/proxy.log" 2>&1 &
   PROXY_PID=$!
   PIDS+=("$PROXY_PID")
   for _ in $(seq 1 100); do curl -sf -o /dev/null "$APO_URL/" -H 'Host: localhost' && break; sleep 0.1; done
+  APO_ROOTS="$CONTROL_PID $PROXY_PID $(pg_root "$STATE/pg")"
+  SERVING=$build
 }
 apo_up() {  # N: N tenants (created, seeded, filled to the peer's shape), all timed
   local n=$1 i t0 created=() seeded=() url
@@ -158,7 +179,6 @@ apo_up() {  # N: N tenants (created, seeded, filled to the peer's shape), all ti
     '{system: "apotheca", n: $n, step: "seed", per_tenant_ms_mean: (add / length * 1000 | round)}'
   log "apotheca: filling t1..t$n to 50 medicines with 1,000,000 units each"
   MEDICINES=$(python3 "$HERE/fill.py" "$APO_URL" "$TOKEN" "$n" localhost)
-  APO_ROOTS="$CONTROL_PID $PROXY_PID $(pg_root "$STATE/pg")"
 }
 # migrate-schemas over every schema: nothing to apply, then one ADD COLUMN applied everywhere
 # (from a copy of the migrations), with the daemon and proxy stopped as the peer's server is;
@@ -257,18 +277,31 @@ for n in $NS; do
     log "holding for $HOLD s: target/compare/hold.env"
     sleep "$HOLD"
   fi
-  for scenario in $SCENARIOS; do
-    for conns in $CONNS; do
-      measure peer "$n" "$scenario" "$conns"
-      measure apotheca "$n" "$scenario" "$conns"
+  row=0
+  for _ in $(seq 1 "${REPEAT:-1}"); do
+    for scenario in $SCENARIOS; do
+      for conns in $CONNS; do
+        measure peer "$n" "$scenario" "$conns"
+        builds=("${BUILDS[@]}")
+        if ((row % 2)); then mapfile -t builds < <(printf '%s\n' "${BUILDS[@]}" | tac); fi
+        row=$((row + 1))
+        for build in "${builds[@]}"; do
+          if ((${#BUILDS[@]} > 1)); then
+            log "serving with $build"
+            apo_serve "$build"
+            warm apotheca "$APO_URL" "$n"
+          fi
+          measure "$build" "$n" "$scenario" "$conns"
+        done
+      done
     done
   done
   mem_record peer "$n" after_load $PEER_ROOTS
-  mem_record apotheca "$n" after_load $APO_ROOTS
+  mem_record "$SERVING" "$n" after_load $APO_ROOTS
   log "both idle for 45 s"
   sleep 45
   mem_record peer "$n" idle $PEER_ROOTS
-  mem_record apotheca "$n" idle $APO_ROOTS
+  mem_record "$SERVING" "$n" idle $APO_ROOTS
   books "$n"
   if [[ -n ${PROBE:-} ]]; then
     mkdir -p "$PROBE/n$n"

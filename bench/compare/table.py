@@ -89,11 +89,48 @@ def main():
             print(f"| {r['n']} | {labels.get(r['variant'], r['variant'])} | {r['tps']:,} | "
                   f"{r['pg_ms_per_sale']} | {r['box_ms_per_sale']} | "
                   f"{cores * 1000 / r['pg_ms_per_sale']:,.0f} | {target} |")
+    variant_rows(rows)
     for r in rows:
         if r.get("step") == "books":
             print(f"\nBooks after the loads at N={r['n']}: peer verify_stock "
                   f"{'passed' if r['peer_failed'] == 0 else 'FAILED'}, Apotheca {r['apotheca_mismatches']} "
                   "batches or lines disagreeing with the ledger.")
+
+
+def variant_rows(rows):
+    """VARIANT=DIR: each row's peer, this build and the variant, measured back to back."""
+    groups, group = [], None
+    for r in rows:
+        if "scenario" not in r or "rps" not in r:
+            continue
+        if r["system"] == "peer":
+            group = {"peer": r}
+            groups.append(group)
+        elif group is not None:
+            group[r["system"]] = r
+    groups = [g for g in groups if "variant" in g and "apotheca" in g]
+    if not groups:
+        return
+    print("\nThis build against VARIANT, each row measured back to back (the order of the two builds "
+          "swaps every row; first = the one measured right after the peer):\n")
+    print("| tenants | request | conns | first | peer req/s | this build req/s (÷ peer) "
+          "| variant req/s (÷ peer) | variant ÷ this | p99 ms this / variant |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    by_row = {}
+    for g in groups:
+        p, a, v = g["peer"], g["apotheca"], g["variant"]
+        first = "this" if a["started"] < v["started"] else "variant"
+        q = v["rps"] / a["rps"] if a["rps"] else None
+        by_row.setdefault((p["n"], p["scenario"], p["conns"]), []).append(q)
+        print(f"| {p['n']} | {p['scenario']} | {p['conns']} | {first} | {p['rps']} | "
+              f"{a['rps']} ({ratio(a['rps'], p['rps'])}) | {v['rps']} ({ratio(v['rps'], p['rps'])}) | "
+              f"{q:.3f} | {a['p99_ms']} / {v['p99_ms']} |")
+    for (n, scenario, conns), qs in sorted(by_row.items()):
+        qs = sorted(q for q in qs if q)
+        if qs:
+            mid = qs[len(qs) // 2] if len(qs) % 2 else (qs[len(qs) // 2 - 1] + qs[len(qs) // 2]) / 2
+            print(f"\nN={n} {scenario} c{conns}: variant ÷ this build, median {mid:.3f} "
+                  f"over {len(qs)} rows ({qs[0]:.3f}–{qs[-1]:.3f}).")
 
 
 if __name__ == "__main__":

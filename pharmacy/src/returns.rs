@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::cents;
-use crate::values;
+use crate::values::{self, Quantity};
 use crate::{Error, Result};
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +90,7 @@ pub async fn post_return(
     let mut value = Decimal::ZERO;
     for (i, line) in req.lines.iter().enumerate() {
         let field = format!("lines[{i}].quantity");
-        let mut left = values::quantity(&field, line.quantity)?;
+        let mut left = Quantity::parse(&field, line.quantity)?.get();
         let row = tx
             .query_opt(
                 "SELECT unit_price FROM invoice_lines WHERE id = $1 AND invoice_id = $2",

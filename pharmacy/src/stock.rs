@@ -7,7 +7,7 @@ use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::values;
+use crate::values::{self, Money, Quantity};
 use crate::{Error, Result};
 
 #[derive(Debug, Deserialize)]
@@ -48,13 +48,9 @@ pub async fn post_receipt(tx: &Transaction<'_>, user_id: i64, req: &ReceiptReque
     }
     check_supplier(tx, req.supplier_id).await?;
     let lines = valid_lines(&req.lines)?;
-    let total: Decimal = lines
-        .iter()
-        .map(|l| l.unit_cost * Decimal::from(l.quantity))
-        .sum();
-    if total > values::max_money() {
-        return Err(Error::invalid("lines", "the receipt's total is too large"));
-    }
+    let total: Decimal = lines.iter().map(|l| l.unit_cost.times(l.quantity)).sum();
+    let total = Money::checked(total)
+        .ok_or_else(|| Error::invalid("lines", "the receipt's total is too large"))?;
     let invoice_id: i64 = match tx
         .query_one(
             "INSERT INTO supplier_invoices (supplier_id, invoice_no, invoice_date, received_by, total, notes)
@@ -90,7 +86,7 @@ pub async fn post_receipt(tx: &Transaction<'_>, user_id: i64, req: &ReceiptReque
             Some(row) => add_to_batch(tx, row, line, i).await?,
             None => new_batch(tx, line, req.supplier_id, i).await?,
         };
-        let line_total = line.unit_cost * Decimal::from(line.quantity);
+        let line_total = line.unit_cost.times(line.quantity);
         tx.execute(
             "INSERT INTO supplier_invoice_lines (supplier_invoice_id, medicine_id, batch_id, batch_no, manufactured_on, expires_on, quantity, unit_cost, line_total)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -112,8 +108,8 @@ struct ValidLine {
     batch_no: String,
     manufactured_on: Option<NaiveDate>,
     expires_on: NaiveDate,
-    quantity: i32,
-    unit_cost: Decimal,
+    quantity: Quantity,
+    unit_cost: Money,
 }
 
 /// The receipt's lines, each checked (`lines[i].field` named in a refusal): expiry after
@@ -122,8 +118,8 @@ fn valid_lines(raw: &[ReceiptLine]) -> Result<Vec<ValidLine>> {
     let mut lines: Vec<ValidLine> = Vec::with_capacity(raw.len());
     for (i, l) in raw.iter().enumerate() {
         let f = |name: &str| format!("lines[{i}].{name}");
-        let quantity = values::quantity(&f("quantity"), l.quantity)?;
-        let unit_cost = values::money(&f("unit_cost"), l.unit_cost)?;
+        let quantity = Quantity::parse(&f("quantity"), l.quantity)?;
+        let unit_cost = Money::parse(&f("unit_cost"), l.unit_cost)?;
         let batch_no = values::text(&f("batch_no"), &l.batch_no, 50)?;
         if l.manufactured_on.is_some_and(|m| l.expires_on <= m) {
             return Err(Error::invalid(
@@ -244,7 +240,7 @@ pub async fn correct(
     reason: &str,
 ) -> Result<i32> {
     let delta = match kind {
-        Correction::WriteOff => -values::quantity("quantity", quantity)?,
+        Correction::WriteOff => -Quantity::parse("quantity", quantity)?.get(),
         Correction::Adjustment if quantity == 0 => {
             return Err(Error::invalid(
                 "quantity",
@@ -253,10 +249,11 @@ pub async fn correct(
         }
         Correction::Adjustment => {
             quantity.signum() as i32
-                * values::quantity(
+                * Quantity::parse(
                     "quantity",
                     i64::try_from(quantity.unsigned_abs()).unwrap_or(i64::MAX),
                 )?
+                .get()
         }
     };
     let reason = values::text("reason", reason, 200)?;

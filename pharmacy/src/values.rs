@@ -1,9 +1,11 @@
 //! Untrusted input becomes valid values here: trimmed bounded text, emails, phone numbers,
-//! money (exact decimals with at most two places), quantities and pages. Every parser names
+//! money and quantities as types of their own ([`Money`], [`Quantity`]), and pages. Every parser names
 //! the field it refuses, so the API can answer 422 with `field` set.
 
+use bytes::BytesMut;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use crate::{Error, Result};
 
@@ -84,41 +86,100 @@ pub fn opt_phone(field: &str, raw: Option<&str>) -> Result<Option<String>> {
     Ok(Some(if plus { format!("+{digits}") } else { digits }))
 }
 
-/// The largest amount a numeric(14,2) column holds.
-pub fn max_money() -> Decimal {
-    Decimal::new(99_999_999_999_999, 2)
-}
+/// An amount of money as the books keep it: exact, at least zero, at most two decimal places,
+/// within numeric(14,2). Only [`Money::parse`] makes one, so a `Money` is always valid; it binds
+/// as a numeric parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Money(Decimal);
 
-/// Money: exact, at least zero, at most two decimal places, within numeric(14,2).
-pub fn money(field: &str, value: Decimal) -> Result<Decimal> {
-    if value.is_sign_negative() && !value.is_zero() {
-        return Err(Error::invalid(field, format!("{field} cannot be negative")));
+impl Money {
+    /// Nothing.
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// The largest amount a numeric(14,2) column holds.
+    pub const MAX: Money = Money(Decimal::from_parts(276_447_231, 23_283, 0, false, 2));
+
+    /// Checks `value` (the refusal names `field`).
+    pub fn parse(field: &str, value: Decimal) -> Result<Money> {
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err(Error::invalid(field, format!("{field} cannot be negative")));
+        }
+        if value.normalize().scale() > 2 {
+            return Err(Error::invalid(
+                field,
+                format!("{field} has more than two decimal places"),
+            ));
+        }
+        if value > Self::MAX.0 {
+            return Err(Error::invalid(field, format!("{field} is too large")));
+        }
+        Ok(Money(value.round_dp(2)))
     }
-    if value.normalize().scale() > 2 {
-        return Err(Error::invalid(
-            field,
-            format!("{field} has more than two decimal places"),
-        ));
+
+    /// A computed amount (a total, a line's value) if it is one the books can keep.
+    pub fn checked(value: Decimal) -> Option<Money> {
+        (!value.is_sign_negative() && value <= Self::MAX.0).then(|| Money(value.round_dp(2)))
     }
-    if value > max_money() {
-        return Err(Error::invalid(field, format!("{field} is too large")));
+
+    pub fn get(self) -> Decimal {
+        self.0
     }
-    Ok(value.round_dp(2))
+
+    /// This amount `quantity` times (a line's value; it may exceed what one column holds).
+    pub fn times(self, quantity: Quantity) -> Decimal {
+        self.0 * Decimal::from(quantity.0)
+    }
 }
 
 /// The most units one line or adjustment may move.
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
-/// A quantity of units: 1..=1,000,000.
-pub fn quantity(field: &str, value: i64) -> Result<i32> {
-    if !(1..=MAX_QUANTITY).contains(&value) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must be between 1 and {MAX_QUANTITY}"),
-        ));
+/// A number of units one line or adjustment moves: 1..=[`MAX_QUANTITY`]. Only
+/// [`Quantity::parse`] makes one; it binds as an integer parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Quantity(i32);
+
+impl Quantity {
+    /// Checks `value` (the refusal names `field`).
+    pub fn parse(field: &str, value: i64) -> Result<Quantity> {
+        if !(1..=MAX_QUANTITY).contains(&value) {
+            return Err(Error::invalid(
+                field,
+                format!("{field} must be between 1 and {MAX_QUANTITY}"),
+            ));
+        }
+        Ok(Quantity(value as i32))
     }
-    Ok(value as i32)
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
 }
+
+/// Both bind as their inner value.
+macro_rules! to_sql_as_inner {
+    ($t:ty, $inner:ty) => {
+        impl ToSql for $t {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut BytesMut,
+            ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.0.to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <$inner as ToSql>::accepts(ty)
+            }
+
+            to_sql_checked!();
+        }
+    };
+}
+to_sql_as_inner!(Money, Decimal);
+to_sql_as_inner!(Quantity, i32);
 
 /// `?page=&per_page=` (1-based; 50 per page by default, at most 200).
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -201,15 +262,22 @@ mod tests {
         assert!(opt_email("email", Some("a@b")).unwrap().is_some());
         assert!(opt_email("email", Some("a b@c")).is_err());
         let d = |s: &str| Decimal::from_str(s).unwrap();
-        assert_eq!(money("price", d("12.50")).unwrap(), d("12.50"));
-        assert_eq!(money("price", d("12.500")).unwrap(), d("12.50"));
-        assert!(money("price", d("12.505")).is_err());
-        assert!(money("price", d("-1")).is_err());
-        assert!(money("price", d("1000000000000")).is_err());
+        let money = |s: &str| Money::parse("price", d(s)).map(Money::get);
+        assert_eq!(money("12.50").unwrap(), d("12.50"));
+        assert_eq!(money("12.500").unwrap(), d("12.50"));
+        assert!(money("12.505").is_err());
+        assert!(money("-1").is_err());
+        assert_eq!(Money::MAX.get(), d("999999999999.99"));
+        assert_eq!(money("999999999999.99").unwrap(), Money::MAX.get());
+        assert!(money("1000000000000").is_err());
+        assert_eq!(Money::checked(d("12.5")), Some(Money(d("12.5"))));
+        assert_eq!(Money::checked(d("1000000000000")), None);
+        assert_eq!(Money::checked(d("-0.01")), None);
         assert!(
-            quantity("q", 0).is_err()
-                && quantity("q", 1_000_001).is_err()
-                && quantity("q", 5).is_ok()
+            Quantity::parse("q", 0).is_err()
+                && Quantity::parse("q", 1_000_001).is_err()
+                && Quantity::parse("q", 1_000_000).is_ok()
+                && Quantity::parse("q", 5).map(Quantity::get).ok() == Some(5)
         );
         assert_eq!(like_prefix("50%_a"), "50\\%\\_a%");
         let p = Page {

@@ -24,7 +24,7 @@ use super::write::write;
 use super::{key_reused, Payment, Pending};
 use crate::cents;
 use crate::invoices::Invoice;
-use crate::values;
+use crate::values::Money;
 use crate::{Error, Result};
 
 /// What became of a sale that was not refused.
@@ -116,6 +116,38 @@ pub async fn post_batch(
     sales: &[Pending],
     frame: Frame,
 ) -> Result<Vec<Result<Posted>>, Failed> {
+    let mut reads = read(db, sales, frame).await?;
+    let (judged, accepted) = judge_all(sales, &mut reads);
+    let made = if accepted.is_empty() {
+        if frame == Frame::Own {
+            // Nothing to write, so nothing to lose: the COMMIT only lets the locks go.
+            db.batch_execute("COMMIT").await?;
+        }
+        Vec::new()
+    } else {
+        write(db, sales, &accepted, &reads.stock, reads.tax_rate, frame).await?
+    };
+    outcomes(judged, &accepted, made)
+}
+
+/// What a batch is judged on, read (and its stock locked) in one round trip.
+struct Reads {
+    /// id → (name, price, active)
+    medicines: HashMap<i64, (String, Decimal, bool)>,
+    tax_rate: Decimal,
+    /// id → (name, phone)
+    customers: HashMap<i64, (String, Option<String>)>,
+    /// Every batch of the batch's medicines with stock, locked, first expiry first.
+    stock: Vec<Stock>,
+    /// Idempotency key → (invoice, fingerprint) of the invoices already made with the keys.
+    earlier: HashMap<String, (i64, Vec<u8>)>,
+}
+
+/// Opens the transaction ([`Frame::Own`]) and reads what the batch is judged on. These
+/// statements are pipelined and run in this order, so the keys are read after the batch's
+/// locks are granted: a retry racing its original, once it holds the locks, sees the
+/// original's commit.
+async fn read(db: &impl GenericClient, sales: &[Pending], frame: Frame) -> Result<Reads, Failed> {
     let mut medicine_ids: Vec<i64> = sales
         .iter()
         .flat_map(|s| s.sale.lines.iter().map(|(m, _)| *m))
@@ -127,69 +159,55 @@ pub async fn post_batch(
     customer_ids.dedup();
     let keys: Vec<&str> = sales.iter().filter_map(|s| s.key.as_deref()).collect();
 
-    // One round trip: these statements (after the BEGIN of a transaction of its own) are
-    // pipelined and run in this order, so the keys are read after the batch locks are granted
-    // — a retry racing its original, once it holds the locks, sees the original's commit.
-    let (_, medicines, settings, customers, locked, earlier) = {
-        let q_medicines = db
-            .prepare_cached("SELECT id, name, sale_price, active FROM medicines WHERE id = ANY($1)")
-            .await?;
-        let q_settings = db.prepare_cached("SELECT tax_rate FROM settings").await?;
-        let q_customers = db
-            .prepare_cached("SELECT id, name, phone FROM customers WHERE id = ANY($1)")
-            .await?;
-        // Every batch of these medicines that has stock, in id order: concurrent sales of
-        // overlapping medicines queue here instead of deadlocking.
-        let q_locked = db
-            .prepare_cached(
-                "SELECT id, medicine_id, batch_no, expires_on, quantity_on_hand,
-                        expires_on <= current_date
-                 FROM batches WHERE medicine_id = ANY($1) AND quantity_on_hand > 0
-                 ORDER BY id FOR UPDATE",
-            )
-            .await?;
-        let q_keys = db
-            .prepare_cached(
-                "SELECT idempotency_key, id, request_hash FROM invoices
-                 WHERE idempotency_key = ANY($1)",
-            )
-            .await?;
-        let by_medicine: [&(dyn ToSql + Sync); 1] = [&medicine_ids];
-        tokio::try_join!(
-            async {
-                match frame {
-                    Frame::Own => db.batch_execute("BEGIN").await,
-                    Frame::Caller => Ok(()),
-                }
-            },
-            db.query(&q_medicines, &by_medicine),
-            db.query_opt(&q_settings, &[]),
-            async {
-                if customer_ids.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    db.query(&q_customers, &[&customer_ids]).await
-                }
-            },
-            db.query(&q_locked, &by_medicine),
-            async {
-                if keys.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    db.query(&q_keys, &[&keys]).await
-                }
-            },
-        )?
-    };
-    let medicines: HashMap<i64, (String, Decimal, bool)> = medicines
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
-        .collect();
-    let tax_rate: Decimal = settings.map_or(Decimal::ZERO, |r| r.get(0));
-    let customers: HashMap<i64, (String, Option<String>)> = customers
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect();
+    let q_medicines = db
+        .prepare_cached("SELECT id, name, sale_price, active FROM medicines WHERE id = ANY($1)")
+        .await?;
+    let q_settings = db.prepare_cached("SELECT tax_rate FROM settings").await?;
+    let q_customers = db
+        .prepare_cached("SELECT id, name, phone FROM customers WHERE id = ANY($1)")
+        .await?;
+    // Every batch of these medicines that has stock, in id order: concurrent sales of
+    // overlapping medicines queue here instead of deadlocking.
+    let q_locked = db
+        .prepare_cached(
+            "SELECT id, medicine_id, batch_no, expires_on, quantity_on_hand,
+                    expires_on <= current_date
+             FROM batches WHERE medicine_id = ANY($1) AND quantity_on_hand > 0
+             ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let q_keys = db
+        .prepare_cached(
+            "SELECT idempotency_key, id, request_hash FROM invoices
+             WHERE idempotency_key = ANY($1)",
+        )
+        .await?;
+    let by_medicine: [&(dyn ToSql + Sync); 1] = [&medicine_ids];
+    let (_, medicines, settings, customers, locked, earlier) = tokio::try_join!(
+        async {
+            match frame {
+                Frame::Own => db.batch_execute("BEGIN").await,
+                Frame::Caller => Ok(()),
+            }
+        },
+        db.query(&q_medicines, &by_medicine),
+        db.query_opt(&q_settings, &[]),
+        async {
+            if customer_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                db.query(&q_customers, &[&customer_ids]).await
+            }
+        },
+        db.query(&q_locked, &by_medicine),
+        async {
+            if keys.is_empty() {
+                Ok(Vec::new())
+            } else {
+                db.query(&q_keys, &[&keys]).await
+            }
+        },
+    )?;
     let mut stock: Vec<Stock> = locked
         .iter()
         .map(|r| Stock {
@@ -203,18 +221,35 @@ pub async fn post_batch(
         .collect();
     // First expiry first out.
     stock.sort_by_key(|b| (b.expires_on, b.id));
-    let earlier: HashMap<String, (i64, Vec<u8>)> = earlier
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect();
+    Ok(Reads {
+        medicines: medicines
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+            .collect(),
+        tax_rate: settings.map_or(Decimal::ZERO, |r| r.get(0)),
+        customers: customers
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect(),
+        stock,
+        earlier: earlier
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect(),
+    })
+}
 
+/// Judges every sale in order, each against the stock the ones before it left; a key seen
+/// before (committed, or earlier in this batch) is the same sale again, or a refusal when the
+/// request differs. Returns what each sale came to, and the accepted ones.
+fn judge_all(sales: &[Pending], reads: &mut Reads) -> (Vec<Judged>, Vec<Accepted>) {
     let mut judged = Vec::with_capacity(sales.len());
     let mut accepted: Vec<Accepted> = Vec::new();
     // Keys of this batch's accepted sales: their position in `sales`.
     let mut keys_here: HashMap<&str, usize> = HashMap::new();
     for (index, pending) in sales.iter().enumerate() {
         if let Some(key) = pending.key.as_deref() {
-            if let Some((id, fingerprint)) = earlier.get(key) {
+            if let Some((id, fingerprint)) = reads.earlier.get(key) {
                 judged.push(if *fingerprint == pending.fingerprint {
                     Judged::Earlier(*id)
                 } else {
@@ -231,11 +266,19 @@ pub async fn post_batch(
                 continue;
             }
         }
-        match judge(index, pending, &medicines, &customers, &stock, tax_rate) {
+        let r = &*reads;
+        match judge(
+            index,
+            pending,
+            &r.medicines,
+            &r.customers,
+            &r.stock,
+            r.tax_rate,
+        ) {
             Ok(sale) => {
                 for line in &sale.lines {
                     for (b, q) in &line.takes {
-                        stock[*b].left -= q;
+                        reads.stock[*b].left -= q;
                     }
                 }
                 if let Some(key) = pending.key.as_deref() {
@@ -247,21 +290,22 @@ pub async fn post_batch(
             Err(e) => judged.push(Judged::Refused(e)),
         }
     }
+    (judged, accepted)
+}
 
-    let made = if accepted.is_empty() {
-        if frame == Frame::Own {
-            // Nothing to write, so nothing to lose: the COMMIT only lets the locks go.
-            db.batch_execute("COMMIT").await?;
-        }
-        Vec::new()
-    } else {
-        write(db, sales, &accepted, &stock, tax_rate, frame).await?
-    };
+/// Each sale's outcome, in order, from what it was judged and the invoices written for the
+/// accepted ones (in the order they were accepted).
+fn outcomes(
+    judged: Vec<Judged>,
+    accepted: &[Accepted],
+    made: Vec<Invoice>,
+) -> Result<Vec<Result<Posted>>, Failed> {
     // Position in `sales` → the invoice made for it.
-    let mut made_for: HashMap<usize, i64> = HashMap::new();
-    for (sale, invoice) in accepted.iter().zip(&made) {
-        made_for.insert(sale.index, invoice.id);
-    }
+    let made_for: HashMap<usize, i64> = accepted
+        .iter()
+        .zip(&made)
+        .map(|(sale, invoice)| (sale.index, invoice.id))
+        .collect();
     let mut made = made.into_iter().map(Some).collect::<Vec<_>>();
     Ok(judged
         .into_iter()
@@ -316,7 +360,8 @@ fn judge(
     let mut shortages = Vec::new();
     for (medicine_id, wanted) in &sale.lines {
         let (name, price, _) = &medicines[medicine_id];
-        let mut left = *wanted;
+        let wanted = wanted.get();
+        let mut left = wanted;
         let mut takes = Vec::new();
         let mut expired = 0;
         for (b, batch) in stock.iter().enumerate() {
@@ -366,25 +411,23 @@ fn judge(
         .lines
         .iter()
         .zip(&lines)
-        .map(|((_, q), line)| line.price * Decimal::from(*q))
+        .map(|((_, q), line)| line.price * Decimal::from(q.get()))
         .sum();
-    if sale.discount > subtotal {
+    let discount = sale.discount.get();
+    if discount > subtotal {
         return Err(Error::invalid(
             "discount",
-            format!(
-                "the discount ({}) is more than the subtotal ({subtotal})",
-                sale.discount
-            ),
+            format!("the discount ({discount}) is more than the subtotal ({subtotal})"),
         ));
     }
-    let tax = cents((subtotal - sale.discount) * tax_rate);
-    let total = subtotal - sale.discount + tax;
-    if total > values::max_money() {
+    let tax = cents((subtotal - discount) * tax_rate);
+    let total = subtotal - discount + tax;
+    if total > Money::MAX.get() {
         return Err(Error::invalid("lines", "the sale's total is too large"));
     }
     let (received, change) = match sale.payment {
         Payment::Cash => {
-            let received = sale.amount_received.ok_or_else(|| {
+            let received = sale.amount_received.map(Money::get).ok_or_else(|| {
                 Error::invalid("amount_received", "a cash sale needs the amount received")
             })?;
             if received < total {

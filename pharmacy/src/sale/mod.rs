@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use batch::{post_batch, Failed, Frame, Posted};
 
-use crate::values;
+use crate::values::{self, Money, Quantity};
 use crate::{Error, Result};
 
 /// The most lines one sale may have.
@@ -64,9 +64,9 @@ struct Valid {
     customer_name: Option<String>,
     customer_phone: Option<String>,
     payment: Payment,
-    discount: Decimal,
-    amount_received: Option<Decimal>,
-    lines: Vec<(i64, i32)>,
+    discount: Money,
+    amount_received: Option<Money>,
+    lines: Vec<(i64, Quantity)>,
 }
 
 fn validate(req: &SaleRequest) -> Result<Valid> {
@@ -81,7 +81,7 @@ fn validate(req: &SaleRequest) -> Result<Valid> {
     }
     let mut lines: Vec<(i64, i64)> = Vec::new();
     for (i, line) in req.lines.iter().enumerate() {
-        values::quantity(&format!("lines[{i}].quantity"), line.quantity)?;
+        Quantity::parse(&format!("lines[{i}].quantity"), line.quantity)?;
         match lines.iter_mut().find(|(m, _)| *m == line.medicine_id) {
             Some((_, q)) => *q += line.quantity,
             None => lines.push((line.medicine_id, line.quantity)),
@@ -90,18 +90,18 @@ fn validate(req: &SaleRequest) -> Result<Valid> {
     let lines = lines
         .into_iter()
         .enumerate()
-        .map(|(i, (m, q))| Ok((m, values::quantity(&format!("lines[{i}].quantity"), q)?)))
+        .map(|(i, (m, q))| Ok((m, Quantity::parse(&format!("lines[{i}].quantity"), q)?)))
         .collect::<Result<Vec<_>>>()?;
     let amount_received = req
         .amount_received
-        .map(|a| values::money("amount_received", a))
+        .map(|a| Money::parse("amount_received", a))
         .transpose()?;
     Ok(Valid {
         customer_id: req.customer_id,
         customer_name: values::opt_text("customer_name", req.customer_name.as_deref(), 200)?,
         customer_phone: values::opt_phone("customer_phone", req.customer_phone.as_deref())?,
         payment: req.payment_method,
-        discount: values::money("discount", req.discount)?,
+        discount: Money::parse("discount", req.discount)?,
         amount_received,
         lines,
     })

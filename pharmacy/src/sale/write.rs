@@ -23,53 +23,13 @@ pub(super) async fn write(
     tax_rate: Decimal,
     frame: Frame,
 ) -> Result<Vec<Invoice>, Failed> {
-    // Invoices, then lines (with the invoice's position), then allocations (with the line's
-    // position), as parallel arrays.
-    let mut inv = InvoiceColumns::default();
-    let mut ln = LineColumns::default();
-    let mut al = AllocationColumns::default();
-    // What each locked batch gives in all (by its index in `stock`): one row update per batch.
-    let mut taken = vec![0i32; stock.len()];
-    for (n, a) in accepted.iter().enumerate() {
-        let p = &sales[a.index];
-        let s = &p.sale;
-        inv.customer_id.push(s.customer_id);
-        inv.customer_name.push(a.customer_name.as_deref());
-        inv.customer_phone.push(a.customer_phone.as_deref());
-        inv.billed_by.push(p.user_id);
-        inv.payment.push(s.payment.as_str());
-        inv.subtotal.push(a.subtotal);
-        inv.discount.push(s.discount);
-        inv.tax.push(a.tax);
-        inv.total.push(a.total);
-        inv.received.push(a.received);
-        inv.change.push(a.change);
-        inv.key.push(p.key.as_deref());
-        inv.hash
-            .push(p.key.as_ref().map(|_| p.fingerprint.as_slice()));
-        for (i, ((medicine_id, q), line)) in s.lines.iter().zip(&a.lines).enumerate() {
-            ln.invoice.push(n as i32 + 1);
-            ln.line_no.push(i as i32 + 1);
-            ln.medicine_id.push(*medicine_id);
-            ln.name.push(line.name.as_str());
-            ln.quantity.push(*q);
-            ln.price.push(line.price);
-            ln.total.push(line.price * Decimal::from(*q));
-            for (b, q) in &line.takes {
-                al.line.push(ln.line_no.len() as i32);
-                al.batch.push(stock[*b].id);
-                al.quantity.push(*q);
-                al.user.push(p.user_id);
-                taken[*b] += q;
-            }
-        }
-    }
-    let (taken_batch, taken_quantity): (Vec<i64>, Vec<i32>) = stock
-        .iter()
-        .zip(taken)
-        .filter(|(_, q)| *q > 0)
-        .map(|(b, q)| (b.id, q))
-        .unzip();
+    let Columns {
+        inv,
+        ln,
+        al,
+        taken_batch,
+        taken_quantity,
+    } = columns(sales, accepted, stock);
     let stmt = db.prepare_cached(WRITE_SALES).await?;
     let params: [&(dyn ToSql + Sync); 27] = [
         &inv.customer_id,
@@ -119,16 +79,110 @@ pub(super) async fn write(
         Err(e) => return Err(e.into()),
     };
     commit.map_err(|e| Failed::Commit(e.into()))?;
-    let first: i64 = row.get(0);
-    let invoice_ids: Vec<i64> = row.get(1);
-    let line_ids: Vec<i64> = row.get(2);
-    let created_at: DateTime<Utc> = row.get(3);
+    let written = Written {
+        first: row.get(0),
+        invoice_ids: row.get(1),
+        line_ids: row.get(2),
+        created_at: row.get(3),
+    };
+    Ok(invoices(sales, accepted, stock, tax_rate, &written))
+}
 
-    // The answers, from what was written.
-    let mut line_at = 0;
-    Ok(accepted
+/// The rows of a batch of sales, as the statement's parameter arrays.
+struct Columns<'a> {
+    inv: InvoiceColumns<'a>,
+    ln: LineColumns<'a>,
+    al: AllocationColumns,
+    /// Each batch that gives units, and how many in all.
+    taken_batch: Vec<i64>,
+    taken_quantity: Vec<i32>,
+}
+
+fn columns<'a>(sales: &'a [Pending], accepted: &'a [Accepted], stock: &[Stock]) -> Columns<'a> {
+    // Invoices, then lines (with the invoice's position), then allocations (with the line's
+    // position), as parallel arrays.
+    let mut inv = InvoiceColumns::default();
+    let mut ln = LineColumns::default();
+    let mut al = AllocationColumns::default();
+    // What each locked batch gives in all (by its index in `stock`): one row update per batch.
+    let mut taken = vec![0i32; stock.len()];
+    for (n, a) in accepted.iter().enumerate() {
+        let p = &sales[a.index];
+        let s = &p.sale;
+        inv.customer_id.push(s.customer_id);
+        inv.customer_name.push(a.customer_name.as_deref());
+        inv.customer_phone.push(a.customer_phone.as_deref());
+        inv.billed_by.push(p.user_id);
+        inv.payment.push(s.payment.as_str());
+        inv.subtotal.push(a.subtotal);
+        inv.discount.push(s.discount.get());
+        inv.tax.push(a.tax);
+        inv.total.push(a.total);
+        inv.received.push(a.received);
+        inv.change.push(a.change);
+        inv.key.push(p.key.as_deref());
+        inv.hash
+            .push(p.key.as_ref().map(|_| p.fingerprint.as_slice()));
+        for (i, ((medicine_id, q), line)) in s.lines.iter().zip(&a.lines).enumerate() {
+            ln.invoice.push(n as i32 + 1);
+            ln.line_no.push(i as i32 + 1);
+            ln.medicine_id.push(*medicine_id);
+            ln.name.push(line.name.as_str());
+            ln.quantity.push(q.get());
+            ln.price.push(line.price);
+            ln.total.push(line.price * Decimal::from(q.get()));
+            for (b, q) in &line.takes {
+                al.line.push(ln.line_no.len() as i32);
+                al.batch.push(stock[*b].id);
+                al.quantity.push(*q);
+                al.user.push(p.user_id);
+                taken[*b] += q;
+            }
+        }
+    }
+    let (taken_batch, taken_quantity): (Vec<i64>, Vec<i32>) = stock
         .iter()
-        .zip(&invoice_ids)
+        .zip(taken)
+        .filter(|(_, q)| *q > 0)
+        .map(|(b, q)| (b.id, q))
+        .unzip();
+    Columns {
+        inv,
+        ln,
+        al,
+        taken_batch,
+        taken_quantity,
+    }
+}
+
+/// What the statement gives back: the first invoice number, the ids of the invoices and of the
+/// lines in position order, and the time of the write.
+struct Written {
+    first: i64,
+    invoice_ids: Vec<i64>,
+    line_ids: Vec<i64>,
+    created_at: DateTime<Utc>,
+}
+
+/// The invoices of the accepted sales, as `GET /invoices/{id}` shows them, from what was
+/// written.
+fn invoices(
+    sales: &[Pending],
+    accepted: &[Accepted],
+    stock: &[Stock],
+    tax_rate: Decimal,
+    written: &Written,
+) -> Vec<Invoice> {
+    let Written {
+        first,
+        invoice_ids,
+        line_ids,
+        created_at,
+    } = written;
+    let mut line_at = 0;
+    accepted
+        .iter()
+        .zip(invoice_ids)
         .enumerate()
         .map(|(n, (a, id))| {
             let p = &sales[a.index];
@@ -144,9 +198,9 @@ pub(super) async fn write(
                         line_no: i as i32 + 1,
                         medicine_id: *medicine_id,
                         medicine_name: taken.name.clone(),
-                        quantity: *q,
+                        quantity: q.get(),
                         unit_price: taken.price,
-                        line_total: money(taken.price * Decimal::from(*q)),
+                        line_total: money(taken.price * Decimal::from(q.get())),
                         returned: 0,
                         batches: taken
                             .takes
@@ -166,7 +220,7 @@ pub(super) async fn write(
             Invoice {
                 id: *id,
                 number: first + n as i64,
-                created_at,
+                created_at: *created_at,
                 customer_id: s.customer_id,
                 customer_name: a.customer_name.clone(),
                 customer_phone: a.customer_phone.clone(),
@@ -174,7 +228,7 @@ pub(super) async fn write(
                 billed_by_username: p.username.clone(),
                 payment_method: s.payment.as_str().to_owned(),
                 subtotal: money(a.subtotal),
-                discount: money(s.discount),
+                discount: money(s.discount.get()),
                 tax_rate,
                 tax: money(a.tax),
                 total: money(a.total),
@@ -188,7 +242,7 @@ pub(super) async fn write(
                 refunded: money(Decimal::ZERO),
             }
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Default)]

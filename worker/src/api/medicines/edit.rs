@@ -14,7 +14,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
-use apotheca_pharmacy::values;
+use apotheca_pharmacy::values::{self, Money};
 
 const INSERT_SQL: &str = concat!(
     "WITH m AS (
@@ -68,7 +68,7 @@ pub(crate) struct MedicineIn {
     pub active: Option<bool>,
 }
 
-fn price(raw: &serde_json::Value) -> ApiResult<Decimal> {
+fn price(raw: &serde_json::Value) -> ApiResult<Money> {
     let text = match raw {
         serde_json::Value::String(s) => s.trim().to_owned(),
         serde_json::Value::Number(n) => n.to_string(),
@@ -77,7 +77,7 @@ fn price(raw: &serde_json::Value) -> ApiResult<Decimal> {
     let value = Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
         .map_err(|_| ApiError::invalid("sale_price", "sale_price is not an amount"))?;
-    Ok(values::money("sale_price", value)?)
+    Ok(Money::parse("sale_price", value)?)
 }
 
 fn reorder_level(raw: i64) -> ApiResult<i32> {
@@ -97,7 +97,7 @@ struct Fields {
     generic_name: Option<String>,
     dosage_form: Option<String>,
     strength: Option<String>,
-    sale_price: Option<Decimal>,
+    sale_price: Option<Money>,
     reorder_level: Option<i32>,
 }
 
@@ -210,7 +210,10 @@ mod tests {
 
     #[test]
     fn prices() {
-        assert_eq!(price(&serde_json::json!(3)).unwrap(), Decimal::new(3, 0));
+        assert_eq!(
+            price(&serde_json::json!(3)).unwrap().get(),
+            Decimal::new(3, 0)
+        );
         assert!(price(&serde_json::json!(true)).is_err());
     }
 }

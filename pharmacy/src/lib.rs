@@ -5,11 +5,13 @@
 //!
 //! - [`accounts`]: roles and who may do what, passwords (argon2id, bounded memory), tokens;
 //! - [`values`]: untrusted input into valid values, each refusal naming its field;
+//! - [`company`]: the pharmacy's name, currency and clock, as every screen shows them;
 //! - [`sale`], [`stock`], [`returns`], [`invoices`]: the pharmacy's rules (`docs/domain.md`);
 //! - [`seed`]: a pharmacy's demo data;
 //! - [`Error`]: the one error, in the domain's terms.
 
 pub mod accounts;
+pub mod company;
 pub mod error;
 pub mod invoices;
 pub mod returns;

@@ -1,6 +1,7 @@
 //! Who may do what: roles and the access table of `docs/domain.md`, password rules and hashing
-//! ([`password`]: argon2id with bounded memory), and the random tokens behind sessions, API tokens and password resets (only their SHA-256
-//! is ever stored).
+//! ([`password`]: argon2id with bounded memory), the random tokens behind sessions, API tokens
+//! and password resets (only their SHA-256 is ever stored), and the rows a request's login is
+//! looked up in ([`logins`]).
 
 use std::str::FromStr;
 
@@ -9,6 +10,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod logins;
 pub mod password;
 pub use password::{
     dummy_hash, hash_password, hash_password_async, needs_rehash, verify_password,

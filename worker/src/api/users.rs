@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::SqlState;
 
-use crate::http::auth::{parse_role, Auth};
+use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use apotheca_pharmacy::accounts::{self, Area, Role};
+use apotheca_pharmacy::accounts::{self, logins, Area, Role};
 use apotheca_pharmacy::values::{self, Page};
 
 pub fn routes() -> Router<AppState> {
@@ -47,7 +47,7 @@ pub(crate) fn user_from_row(r: &tokio_postgres::Row) -> ApiResult<User> {
         username: r.get(1),
         full_name: r.get(2),
         email: r.get(3),
-        role: parse_role(r.get(4))?,
+        role: logins::role(r.get(4))?,
         active: r.get(5),
         created_at: r.get(6),
         last_login_at: r.get(7),

@@ -13,7 +13,7 @@ use axum::http::{header, Method};
 use crate::authcache::Cached;
 use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use apotheca_pharmacy::accounts::{self, Area, Role};
+use apotheca_pharmacy::accounts::{self, logins, Area, Role};
 
 pub const SESSION_COOKIE: &str = "apotheca_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -173,37 +173,21 @@ where
 async fn token_login(state: &AppState, hash: Vec<u8>) -> ApiResult<Auth> {
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
-    let stmt = db
-        .prepare_cached(
-            "SELECT t.id, u.id, u.username, u.role,
-                    t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute',
-                    coalesce(t.expires_at, 'infinity')
-             FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
-               AND u.active",
-        )
-        .await?;
-    let row = db
-        .query_opt(&stmt, &[&hash])
+    let login = logins::token(&db, &hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the API token is unknown, revoked or expired"))?;
-    let due: bool = row.get(4);
-    let id: i64 = row.get(0);
     drop(db);
     let mut auth = Auth {
-        user_id: row.get(1),
-        username: row.get(2),
-        role: parse_role(row.get(3))?,
+        user_id: login.user_id,
+        username: login.username,
+        role: login.role,
         session_id: None,
         behind: None,
     };
-    let expires: chrono::DateTime<chrono::Utc> = row
-        .try_get(5)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     state
         .auth_cache
-        .put(generation, hash, auth.clone(), None, expires);
-    if due {
+        .put(generation, hash, auth.clone(), None, login.expires_at);
+    if login.use_due {
         // Written after the request, so that it need not wait for that commit's flush.
         let owned = state.clone();
         auth.behind = Some(Behind::new(state, async move {
@@ -212,13 +196,7 @@ async fn token_login(state: &AppState, hash: Vec<u8>) -> ApiResult<Auth> {
             let Ok(db) = state.db().await else {
                 return;
             };
-            let written = db
-                .execute(
-                    "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
-                    &[&id],
-                )
-                .await;
-            if let Err(e) = written {
+            if let Err(e) = logins::record_token_use(&db, login.token_id).await {
                 tracing::warn!(error = %e, "could not record the API token's last use");
             }
         }));
@@ -267,48 +245,31 @@ pub async fn session(state: &AppState, token: &str) -> ApiResult<(Auth, Vec<u8>)
 async fn session_login(state: &AppState, hash: Vec<u8>) -> ApiResult<(Auth, Vec<u8>)> {
     let generation = state.auth_cache.generation();
     let db = state.db().await?;
-    let stmt = db
-        .prepare_cached(
-            "SELECT s.id, s.csrf_secret, s.last_seen_at < now() - interval '1 minute', u.id, u.username, u.role,
-                    s.expires_at
-             FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1 AND s.expires_at > now() AND u.active",
-        )
-        .await?;
-    let row = db
-        .query_opt(&stmt, &[&hash])
+    let login = logins::session(&db, &hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
-    let secret: Vec<u8> = row.get(1);
-    let session_id: i64 = row.get(0);
-    let mut expires_at: chrono::DateTime<chrono::Utc> = row.get(6);
-    if row.get::<_, bool>(2) {
+    let mut expires_at = login.expires_at;
+    if login.slide_due {
         // Sliding expiry, written at most once a minute per session.
-        let idle = i32::try_from(state.settings.session_idle_minutes).unwrap_or(i32::MAX);
-        expires_at = db
-            .query_one(
-                "UPDATE sessions SET last_seen_at = now(), expires_at = now() + make_interval(mins => $2) WHERE id = $1
-                 RETURNING expires_at",
-                &[&session_id, &idle],
-            )
-            .await?
-            .get(0);
+        expires_at =
+            logins::slide_session(&db, login.session_id, state.settings.session_idle_minutes)
+                .await?;
     }
     let auth = Auth {
-        user_id: row.get(3),
-        username: row.get(4),
-        role: parse_role(row.get(5))?,
-        session_id: Some(session_id),
+        user_id: login.user_id,
+        username: login.username,
+        role: login.role,
+        session_id: Some(login.session_id),
         behind: None,
     };
     state.auth_cache.put(
         generation,
         hash,
         auth.clone(),
-        Some(secret.clone()),
+        Some(login.csrf_secret.clone()),
         expires_at,
     );
-    Ok((auth, secret))
+    Ok((auth, login.csrf_secret))
 }
 
 /// State-changing requests with the session cookie must carry the session's CSRF token.
@@ -335,12 +296,4 @@ pub fn csrf_matches(secret: &[u8], got: &[u8]) -> bool {
 /// The CSRF token clients send back: the session secret in hex.
 pub fn csrf_token(secret: &[u8]) -> String {
     hex::encode(secret)
-}
-
-/// A role stored in the database; its CHECK makes an unknown one a bug, not bad input.
-pub(crate) fn parse_role(raw: &str) -> ApiResult<Role> {
-    raw.parse().map_err(|e: String| {
-        tracing::error!(error = %e, "a user row has an unknown role");
-        ApiError::internal()
-    })
 }

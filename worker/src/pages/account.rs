@@ -7,14 +7,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
-use super::session::{form_token, is_local_path, PublicForm, Submitted, Viewer};
-use super::view::{self, Chrome, FormState};
+use super::session::{Submitted, Viewer};
+use super::view::{self, Chrome};
 use crate::api::auth as accounts_api;
 use crate::http::auth::SESSION_COOKIE;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use apotheca_web::error::public_page;
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::{form_token, is_local_path, FormState, PublicForm};
 use apotheca_web::request::cookie_value;
 
 /// `/`: the dashboard when logged in, else the login page.
@@ -70,7 +71,7 @@ pub async fn login_form(
     let form = FormState::default().with_opt("next", next_of(q.next.as_deref()));
     let page = LoginPage {
         pharmacy: pharmacy_name(&state).await,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice: q.notice.as_deref().and_then(view::notice_text),
         token,
         form,
@@ -103,7 +104,7 @@ pub async fn login(
             let (token, cookie) = form_token(&headers);
             let page = LoginPage {
                 pharmacy: pharmacy_name(&state).await,
-                css: super::assets::url("app.css"),
+                css: apotheca_web::assets::url("app.css"),
                 notice: None,
                 token,
                 form,
@@ -145,7 +146,7 @@ pub async fn reset_request_form(State(state): State<AppState>, headers: HeaderMa
     let (token, cookie) = form_token(&headers);
     let page = ResetRequestPage {
         pharmacy: pharmacy_name(&state).await,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice: None,
         token,
         form: FormState::default(),
@@ -165,7 +166,7 @@ pub async fn reset_request(
         let (token, cookie) = form_token(&headers);
         let page = ResetRequestPage {
             pharmacy: pharmacy_name(&state).await,
-            css: super::assets::url("app.css"),
+            css: apotheca_web::assets::url("app.css"),
             notice: None,
             token,
             form,
@@ -195,7 +196,7 @@ pub async fn reset_form(
     let (token, cookie) = form_token(&headers);
     let page = ResetPage {
         pharmacy: pharmacy_name(&state).await,
-        css: super::assets::url("app.css"),
+        css: apotheca_web::assets::url("app.css"),
         notice: None,
         token,
         form: FormState::default().with_opt("token", q.token),
@@ -231,7 +232,7 @@ pub async fn reset(
             let (token, cookie) = form_token(&headers);
             let page = ResetPage {
                 pharmacy: pharmacy_name(&state).await,
-                css: super::assets::url("app.css"),
+                css: apotheca_web::assets::url("app.css"),
                 notice: None,
                 token,
                 form,
@@ -254,7 +255,7 @@ pub async fn password_form(State(state): State<AppState>, viewer: Viewer) -> Pag
         chrome: Chrome::new(&state, &viewer, "", None).await?,
         form: FormState::default(),
     };
-    view::ok(&page)
+    ok(&page)
 }
 
 pub async fn change_password(
@@ -289,7 +290,7 @@ pub async fn change_password(
                 chrome: Chrome::new(&state, &viewer, "", None).await?,
                 form,
             };
-            view::render(e.status, &page)
+            render(e.status, &page)
         }
         Err(e) => Err(e.into()),
     }

@@ -13,10 +13,9 @@ use rand::RngCore;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
-use super::session::{FormData, Submitted, Viewer};
-use super::view::{self, Chrome, FormState};
+use super::session::{Submitted, Viewer};
+use super::view::{self, Chrome};
 use crate::api::admin::{self, Company};
 use crate::api::customers::{self, Customer};
 use crate::http::error::ApiError;
@@ -25,6 +24,8 @@ use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
 use apotheca_pharmacy::invoices::{self, Invoice};
 use apotheca_pharmacy::sale::{LineRequest, Payment, Pending, Posted, SaleRequest};
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -77,9 +78,9 @@ async fn show_counter(
         lines,
         customer,
         tax_rate,
-        counter_js: super::assets::url("counter.js"),
+        counter_js: apotheca_web::assets::url("counter.js"),
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,7 +255,7 @@ async fn receipt(State(state): State<AppState>, viewer: Viewer, Path(id): Path<i
         company,
         i,
     };
-    view::ok(&page)
+    ok(&page)
 }
 
 #[cfg(test)]

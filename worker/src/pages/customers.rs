@@ -8,16 +8,17 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
-use super::session::{FormData, Submitted, Viewer};
-use super::view::{self, Chrome, FormState, Pager};
+use super::session::{Submitted, Viewer};
+use super::view::{Chrome, Pager};
 use crate::api::customers::{
     self as api, create_customer, update_customer, Customer, CustomerIn, Purchase,
 };
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
 use apotheca_pharmacy::values::Page;
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -71,7 +72,7 @@ async fn list(
     } else {
         StatusCode::OK
     };
-    view::render(
+    render(
         status,
         &ListPage {
             chrome,
@@ -106,7 +107,7 @@ async fn detail(
     viewer.require(Area::Customers)?;
     let chrome = Chrome::new(&state, &viewer, "/customers", q.notice.as_deref()).await?;
     let (c, invoices) = api::load(&state, &viewer.auth, id).await?;
-    view::ok(&DetailPage {
+    ok(&DetailPage {
         chrome,
         c,
         invoices,
@@ -135,7 +136,7 @@ async fn show_form(
         form,
         id,
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 async fn new_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {

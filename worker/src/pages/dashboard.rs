@@ -7,14 +7,15 @@ use chrono::Datelike;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 
-use super::error::PageResult;
 use super::session::Viewer;
-use super::view::{self, amount_text, Chrome, FormState};
+use super::view::{self, amount_text, Chrome};
 use crate::api::alerts::{self, Alerts};
 use crate::api::dashboard::{self as dashboard_api, Dashboard};
 use crate::api::reports::DaySales;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
+use apotheca_web::error::{ok, render, PageResult};
+use apotheca_web::form::FormState;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DashboardQuery {
@@ -41,7 +42,7 @@ pub async fn show(
     let chrome = Chrome::new(&state, &viewer, "/dashboard", q.notice.as_deref()).await?;
     let d = dashboard_api::load(&**state.db().await?, &viewer.auth).await?;
     let chart = chart(&d.trend, &chrome.currency);
-    view::ok(&DashboardPage {
+    ok(&DashboardPage {
         may_sell: viewer.may(Area::Counter),
         may_receive: viewer.may(Area::Receipts),
         may_add_medicines: viewer.may(Area::Medicines),
@@ -158,7 +159,7 @@ pub async fn alerts(
     } else {
         axum::http::StatusCode::OK
     };
-    view::render(
+    render(
         status,
         &AlertsPage {
             chrome,

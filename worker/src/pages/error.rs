@@ -1,7 +1,7 @@
 //! How a page fails ([`apotheca_web::error`]), and the worker's own refusals (the JSON
 //! API's [`ApiError`]) shown as pages.
 
-pub use apotheca_web::error::{error_page, see_other, PageError, PageResult};
+use apotheca_web::error::PageError;
 
 use crate::http::error::ApiError;
 

@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::error::{PageError, PageResult};
-use super::session::FormData;
-use super::view::{is_page_error, FormState};
+use super::view::is_page_error;
 use crate::http::error::ApiError;
+use apotheca_web::error::{PageError, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 /// A whole number; blank is `None`.
 pub fn int(data: &FormData, form: &mut FormState, name: &str, label: &str) -> Option<i64> {

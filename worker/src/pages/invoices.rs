@@ -10,10 +10,9 @@ use axum::Router;
 use chrono::Days;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
-use super::session::{FormData, Submitted, Viewer};
-use super::view::{self, Chrome, FormState, Pager};
+use super::session::{Submitted, Viewer};
+use super::view::{self, Chrome, Pager};
 use crate::api::sales::{self as api, InvoiceFilter, Summary};
 use crate::changes;
 use crate::state::AppState;
@@ -21,6 +20,8 @@ use apotheca_pharmacy::accounts::Area;
 use apotheca_pharmacy::invoices::{self, Invoice};
 use apotheca_pharmacy::returns::{ReturnLine, ReturnRequest};
 use apotheca_pharmacy::values::Page;
+use apotheca_web::error::{render, see_other, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -115,7 +116,7 @@ async fn list(
     } else {
         StatusCode::OK
     };
-    view::render(
+    render(
         status,
         &ListPage {
             chrome,
@@ -177,7 +178,7 @@ async fn show_detail(
         returning,
         voiding,
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 async fn detail(

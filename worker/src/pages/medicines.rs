@@ -8,10 +8,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
-use super::session::{FormData, Submitted, Viewer};
-use super::view::{self, Chrome, FormState, Pager};
+use super::session::{Submitted, Viewer};
+use super::view::{self, Chrome, Pager};
 use crate::api::medicines::{
     self as api, create_medicine, update_medicine, ListQuery, Medicine, MedicineIn, MedicinePage,
     DOSAGE_FORMS,
@@ -20,6 +19,8 @@ use crate::api::suppliers;
 use crate::changes;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -147,7 +148,7 @@ async fn list(
     } else {
         StatusCode::OK
     };
-    view::render(
+    render(
         status,
         &ListPage {
             chrome,
@@ -182,7 +183,7 @@ async fn detail(
     viewer.require(Area::Medicines)?;
     let chrome = Chrome::new(&state, &viewer, "/medicines", q.notice.as_deref()).await?;
     let m = api::medicine_page(&state, id).await?;
-    view::ok(&DetailPage {
+    ok(&DetailPage {
         chrome,
         m,
         may_receive: viewer.may(Area::Receipts),
@@ -212,7 +213,7 @@ async fn show_form(
         id,
         forms: form_choices(),
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 async fn new_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {

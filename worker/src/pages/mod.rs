@@ -8,7 +8,6 @@
 //! that change what the read cache keeps announce it ([`crate::changes::data_changed`]).
 
 pub mod account;
-pub use apotheca_web::assets;
 pub mod counter;
 pub mod customers;
 pub mod dashboard;
@@ -61,7 +60,7 @@ pub fn router() -> Router<AppState> {
         .merge(reports::routes())
         .merge(users::routes())
         .merge(settings::routes())
-        .route("/static/{file}", get(assets::serve))
+        .route("/static/{file}", get(apotheca_web::assets::serve))
         .layer(axum::middleware::map_response(apotheca_web::headers))
 }
 
@@ -74,7 +73,7 @@ pub async fn fallback(req: Request) -> Response {
             crate::http::error::ApiError::not_found("page"),
         );
     }
-    apotheca_web::headers(error::error_page(
+    apotheca_web::headers(apotheca_web::error::error_page(
         StatusCode::NOT_FOUND,
         "There is no page at this address.",
     ))

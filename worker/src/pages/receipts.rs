@@ -12,10 +12,9 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
-use super::session::{FormData, Submitted, Viewer};
-use super::view::{self, Chrome, FormState, Pager};
+use super::session::{Submitted, Viewer};
+use super::view::{self, Chrome, Pager};
 use crate::api::stock::{self as api, Receipt, ReceiptSummary};
 use crate::api::{medicines, suppliers};
 use crate::changes;
@@ -24,6 +23,8 @@ use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
 use apotheca_pharmacy::stock::{ReceiptLine, ReceiptRequest, MAX_RECEIPT_LINES};
 use apotheca_pharmacy::values::Page;
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,7 +95,7 @@ async fn list(
         PER_PAGE,
         total,
     );
-    view::ok(&ListPage {
+    ok(&ListPage {
         chrome,
         form: FormState::default().with("supplier_id", supplier),
         items,
@@ -119,7 +120,7 @@ async fn detail(
     viewer.require(Area::Receipts)?;
     let chrome = Chrome::new(&state, &viewer, "/receipts", p.notice.as_deref()).await?;
     let r = api::load(&**state.db().await?, id).await?;
-    view::ok(&DetailPage { chrome, r })
+    ok(&DetailPage { chrome, r })
 }
 
 /// One line of the form as typed, with its messages.
@@ -184,7 +185,7 @@ async fn show_form(
         suppliers: supplier_choices(state, true).await?,
         medicines,
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 #[derive(Debug, Default, Deserialize)]

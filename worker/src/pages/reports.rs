@@ -9,15 +9,16 @@ use axum::routing::get;
 use axum::Router;
 use rust_decimal::Decimal;
 
-use super::error::PageResult;
 use super::fields;
 use super::session::Viewer;
-use super::view::{self, url_encode, Chrome, FormState};
+use super::view::Chrome;
 use crate::api::reports::{
     self as api, Daily, DaySales, Params, StockRow, SupplierStock, TopSeller,
 };
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
+use apotheca_web::error::{ok, render, PageResult};
+use apotheca_web::form::{url_encode, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -49,7 +50,7 @@ struct IndexPage {
 async fn index(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     viewer.require(Area::Reports)?;
     let chrome = Chrome::new(&state, &viewer, "/reports", None).await?;
-    view::ok(&IndexPage { chrome })
+    ok(&IndexPage { chrome })
 }
 
 #[derive(Template)]
@@ -80,7 +81,7 @@ async fn daily(
         Err(e) => (None, fields::on_form(e, &mut form, &["date"])?),
     };
     let csv = csv_href("daily", &[("date", form.v("date"))]);
-    view::render(
+    render(
         status,
         &DailyPage {
             chrome,
@@ -123,7 +124,7 @@ async fn sales(
     };
     let totals = api::day_totals(&days);
     let csv = csv_href("sales", &[("from", form.v("from")), ("to", form.v("to"))]);
-    view::render(
+    render(
         status,
         &SalesPage {
             chrome,
@@ -180,7 +181,7 @@ async fn top_sellers(
             ("limit", form.v("limit")),
         ],
     );
-    view::render(
+    render(
         status,
         &TopPage {
             chrome,
@@ -205,7 +206,7 @@ async fn stock(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     let chrome = Chrome::new(&state, &viewer, "/reports", None).await?;
     let items = api::stock_rows(&**state.db().await?).await?;
     let totals = api::stock_totals(&items);
-    view::ok(&StockPage {
+    ok(&StockPage {
         chrome,
         items,
         totals,
@@ -227,7 +228,7 @@ async fn stock_by_supplier(State(state): State<AppState>, viewer: Viewer) -> Pag
     let chrome = Chrome::new(&state, &viewer, "/reports", None).await?;
     let items = api::supplier_stock_rows(&**state.db().await?).await?;
     let totals = api::supplier_stock_totals(&items);
-    view::ok(&BySupplierPage {
+    ok(&BySupplierPage {
         chrome,
         items,
         totals,

@@ -7,12 +7,11 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::Method;
 
-pub use apotheca_web::form::{form_token, is_local_path, read_form, FormData, PublicForm};
-
-use super::error::{PageError, PageResult};
 use crate::http::auth::{self, cookie, Auth, SESSION_COOKIE};
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::{self, Area};
+use apotheca_web::error::{PageError, PageResult};
+use apotheca_web::form::{read_form, FormData};
 
 /// The logged-in user of a page, and the token their forms carry.
 #[derive(Debug, Clone)]

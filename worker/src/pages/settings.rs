@@ -8,14 +8,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{Submitted, Viewer};
-use super::view::{self, Chrome, FormState};
+use super::view::{self, Chrome};
 use crate::api::admin::{self, CompanyIn, SettingsIn};
 use crate::changes;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
+use apotheca_web::error::{render, see_other, PageResult};
+use apotheca_web::form::FormState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -89,7 +90,7 @@ async fn show_page(
         company,
         settings,
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,10 +8,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
-use super::session::{FormData, Submitted, Viewer};
-use super::view::{self, Chrome, FormState, Pager};
+use super::session::{Submitted, Viewer};
+use super::view::{Chrome, Pager};
 use crate::api::suppliers::{
     self as api, create_supplier, update_supplier, InvoiceSummary, Supplier, SupplierIn,
 };
@@ -19,6 +18,8 @@ use crate::changes;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
 use apotheca_pharmacy::values::Page;
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::{FormData, FormState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -76,7 +77,7 @@ async fn list(
         total,
     );
     let form = FormState::default().with("q", q).with("status", status);
-    view::ok(&ListPage {
+    ok(&ListPage {
         chrome,
         form,
         items,
@@ -107,7 +108,7 @@ async fn detail(
     viewer.require(Area::Suppliers)?;
     let chrome = Chrome::new(&state, &viewer, "/suppliers", q.notice.as_deref()).await?;
     let (s, invoices) = api::load(&**state.db().await?, id).await?;
-    view::ok(&DetailPage {
+    ok(&DetailPage {
         chrome,
         s,
         invoices,
@@ -135,7 +136,7 @@ async fn show_form(
         form,
         id,
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 async fn new_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {

@@ -9,14 +9,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::{see_other, PageResult};
 use super::fields;
 use super::session::{Submitted, Viewer};
-use super::view::{self, Chrome, FormState, Pager};
+use super::view::{Chrome, Pager};
 use crate::api::users::{self as api, NewUser, User, UserPatch};
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::Area;
 use apotheca_pharmacy::values::Page;
+use apotheca_web::error::{ok, render, see_other, PageResult};
+use apotheca_web::form::FormState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -68,7 +69,7 @@ async fn list(
     };
     let (total, items) = api::list(&**state.db().await?, page).await?;
     let pager = Pager::new("/users", &[], page.page, PER_PAGE, total);
-    view::ok(&ListPage {
+    ok(&ListPage {
         chrome,
         items,
         pager,
@@ -90,7 +91,7 @@ async fn new_form(State(state): State<AppState>, viewer: Viewer) -> PageResult {
         form: FormState::default().with("role", "staff"),
         roles: roles(),
     };
-    view::ok(&page)
+    ok(&page)
 }
 
 async fn create(
@@ -119,7 +120,7 @@ async fn create(
                 form,
                 roles: roles(),
             };
-            view::render(status, &page)
+            render(status, &page)
         }
     }
 }
@@ -167,7 +168,7 @@ async fn show_edit(
         password,
         roles: roles(),
     };
-    view::render(status, &page)
+    render(status, &page)
 }
 
 async fn edit_form(

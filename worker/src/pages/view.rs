@@ -1,19 +1,18 @@
-//! What every page shows around its content ([`Chrome`]: the pharmacy, the menu for the
-//! user's role, the CSRF token, a notice), the state of a form being shown again
-//! ([`FormState`]: values kept, messages next to their fields), and how money, dates and
-//! times are written.
+//! What every page shows around its content ([`Chrome`]: the pharmacy's letterhead, the menu
+//! for the user's role, the CSRF token, a notice), paging, and how money, dates and times are
+//! written. Rendering, forms and their state are `apotheca_web`'s.
 
 use axum::http::StatusCode;
-use chrono::{DateTime, FixedOffset, NaiveDate, Offset, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::error::PageResult;
 use super::session::Viewer;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use apotheca_pharmacy::accounts::{Area, Role};
-pub use apotheca_web::error::{ok, render};
-pub use apotheca_web::form::{url_encode, FormState};
+use apotheca_pharmacy::company;
+use apotheca_web::error::PageResult;
+use apotheca_web::form::url_encode;
 
 /// A menu entry.
 #[derive(Debug, Clone)]
@@ -96,28 +95,17 @@ impl Chrome {
         notice: Option<&str>,
     ) -> PageResult<Self> {
         let db = state.db().await?;
-        let stmt = db
-            .prepare_cached(
-                "SELECT (SELECT name FROM company), (SELECT currency FROM settings),
-                        extract(timezone FROM now())::int, current_date",
-            )
-            .await?;
-        let row = db.query_one(&stmt, &[]).await?;
-        let offset = FixedOffset::east_opt(row.get(2)).unwrap_or(Utc.fix());
+        let letterhead = company::letterhead(&db).await?;
         Ok(Self {
             username: viewer.auth.username.clone(),
             role: viewer.auth.role.as_str(),
             nav: menu(viewer.auth.role, section),
             csrf: viewer.csrf.clone(),
             notice: notice.and_then(notice_text),
-            pharmacy: row
-                .get::<_, Option<String>>(0)
-                .unwrap_or_else(|| "Apotheca".to_owned()),
-            currency: row
-                .get::<_, Option<String>>(1)
-                .unwrap_or_else(|| "NPR".to_owned()),
-            offset,
-            today: row.get(3),
+            pharmacy: letterhead.name,
+            currency: letterhead.currency,
+            offset: letterhead.offset,
+            today: letterhead.today,
             css: apotheca_web::assets::url("app.css"),
             js: apotheca_web::assets::url("app.js"),
         })

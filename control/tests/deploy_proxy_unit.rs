@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use apotheca_testkit::system::daemon::{alive, signal, wait_gone, PATIENCE};
 use apotheca_testkit::system::load::Load;
-use apotheca_testkit::system::proxy::{free_ports, listening_ports, port_in_use, request};
+use apotheca_testkit::system::proxy::{listening_ports, port_in_use, request};
 use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
 
@@ -189,23 +189,43 @@ async fn wait_main(paths: &Paths, not: Option<i32>, ports: &[u16], log: &Path) -
     }
 }
 
+/// The HTTP and admin ports of the proxy's line "proxy serving" in `log` (written before the
+/// daemon forks, so there once ExecStart has returned).
+fn bound_ports(log: &Path) -> (u16, u16) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("proxy serving"))
+        .unwrap_or_else(|| panic!("no \"proxy serving\" line in the proxy's log:\n{text}"));
+    let port = |key: &str| -> u16 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|addr| addr.rsplit_once(':')?.1.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} port in {line:?}"))
+    };
+    (port("http"), port("admin"))
+}
+
 #[tokio::test]
 async fn the_units_start_reload_and_stop_work_on_real_processes() {
     let a = Apotheca::migrated().await;
     a.create("alpha").await;
     let d = a.serve(&[]).await;
-    let ports = free_ports(2);
-    let (http, admin) = (ports[0], ports[1]);
     let runtime = a.dir.path().join("run-proxy");
     std::fs::create_dir_all(&runtime).unwrap();
     let config = a.dir.path().join("proxy-unit.toml");
-    let settings = format!(
-        "[proxy]\nhttp_listen = \"127.0.0.1:{http}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-         control_socket = {:?}\nupgrade_sock = {:?}\nwake_timeout_ms = 30000\n",
-        d.socket.to_str().unwrap(),
-        runtime.join("upgrade.sock").to_str().unwrap(),
-    );
-    std::fs::write(&config, &settings).unwrap();
+    // Port 0 at first; once the proxy has said which ports it got, they are written in, for
+    // the successor a reload starts (it takes the sockets over by address).
+    let upgrade_sock = runtime.join("upgrade.sock");
+    let settings = |http: u16, admin: u16| {
+        format!(
+            "[proxy]\nhttp_listen = \"127.0.0.1:{http}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             control_socket = {:?}\nupgrade_sock = {:?}\nwake_timeout_ms = 30000\n",
+            d.socket.to_str().unwrap(),
+            upgrade_sock.to_str().unwrap(),
+        )
+    };
+    std::fs::write(&config, settings(0, 0)).unwrap();
     let paths = Paths {
         bin_dir: apotheca_testkit::system::proxy::proxy_bin()
             .parent()
@@ -232,6 +252,8 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
             std::fs::read_to_string(&log).unwrap()
         );
     }
+    let (http, admin) = bound_ports(&log);
+    std::fs::write(&config, settings(http, admin)).unwrap();
     let first = wait_main(&paths, None, &[http, admin], &log).await;
     seen.0.push(first);
     let r = request(
@@ -301,7 +323,7 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
 
     // A reload with a broken settings file: the check fails before SIGQUIT, so the running
     // proxy goes on, still the main process.
-    std::fs::write(&config, format!("{settings}no_such_key = 1\n")).unwrap();
+    std::fs::write(&config, format!("{}no_such_key = 1\n", settings(http, admin))).unwrap();
     let broken = run_all(&paths, &reload, second, &url, &log).await;
     assert!(
         matches!(&broken, Err((line, s)) if line.contains("--validate-config") && s.code() == Some(2)),
@@ -309,7 +331,7 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
     );
     assert!(alive(second));
     assert_eq!(paths.main_pid(), Some(second));
-    std::fs::write(&config, &settings).unwrap();
+    std::fs::write(&config, settings(http, admin)).unwrap();
     let r = request(
         http,
         hyper::Method::GET,

@@ -3,8 +3,8 @@
 #
 # By default through the whole system, as a user meets it (e2e/browser/system.sh): a
 # throwaway private cluster, `apotheca serve` (the control daemon, which starts the public
-# site's worker and wakes pharmacies' workers on demand) and `apotheca-proxy` in front, on free
-# ports and sockets of the run's own temp folder. The flow signs a new pharmacy up on the public
+# site's worker and wakes pharmacies' workers on demand) and `apotheca-proxy` in front, on
+# ports it binds itself (port 0) and sockets of the run's own temp folder. The flow signs a new pharmacy up on the public
 # site (http://localhost:PORT/), then works in it on its own subdomain
 # (http://<subdomain>.localhost:PORT/): Chromium resolves *.localhost to loopback itself.
 #

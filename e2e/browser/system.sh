@@ -3,8 +3,9 @@
 # a private PostgreSQL cluster with one pharmacy already there (acme, at acme.localhost),
 # `apotheca serve` (the control daemon: the public site's worker, tenants' workers woken on
 # demand) with its API socket and the workers' sockets in $STATE/run, and `apotheca-proxy` in
-# front on free ports of 127.0.0.1. Every wait is on a real answer (the daemon's API, then the
-# public site through the proxy), bounded by $PATIENCE seconds; none is a fixed sleep.
+# front on ports of 127.0.0.1 it binds itself (port 0) and names. Every wait is on a real
+# answer (the daemon's API, the proxy's line with its ports, then the public site through the
+# proxy), bounded by $PATIENCE seconds; none is a fixed sleep.
 #
 # start_system sets SITE_URL (http://localhost:PORT) and TAKEN_SUBDOMAIN; stop_system stops
 # the proxy, drains the daemon's workers, stops the cluster and removes the folder;
@@ -53,35 +54,22 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# Ports that were free a moment ago (the proxy is started again on others if one was taken).
-free_ports() {
-  node -e '
-    const net = require("node:net");
-    const held = [];
-    const take = () => {
-      const s = net.createServer().listen(0, "127.0.0.1", () => {
-        held.push(s);
-        if (held.length < Number(process.argv[1])) return take();
-        console.log(held.map((h) => h.address().port).join(" "));
-        held.forEach((h) => h.close());
-      });
-    };
-    take();' "$1"
-}
-
 daemon_answers() {
   curl -sf --max-time 10 --unix-socket "$STATE/run/apotheca.sock" -o /dev/null http://control/v1/status
 }
 
-# A port taken meanwhile: the proxy says so in its log and exits.
-port_taken() {
-  grep -qE 'in use|cannot open the admin listener' "$STATE/proxy.log"
+# The proxy binds its listeners on port 0 and names the ports it got: its line
+# "proxy serving http=127.0.0.1:PORT ...". Sets PROXY_PORT.
+proxy_port() {
+  local line
+  line=$(grep -m1 'proxy serving' "$STATE/proxy.log") || return 1
+  PROXY_PORT=$(sed -E 's/.* http=[^ ]*:([0-9]+).*/\1/' <<<"$line")
+  [[ $PROXY_PORT =~ ^[0-9]+$ ]]
 }
 
 # The public site answers through the proxy: the route map is loaded, the proxy reached the
-# daemon's endpoint feed and the public worker. 2: the proxy could not take its ports.
+# daemon's endpoint feed and the public worker.
 site_answers() {
-  if port_taken; then return 2; fi
   [[ $(curl -s --max-time 20 -o /dev/null -w '%{http_code}' "http://localhost:$PROXY_PORT/") == 200 ]]
 }
 
@@ -95,7 +83,7 @@ start_system() {
   chmod 755 "$STATE"
   mkdir -p "$STATE/run"
   # One settings file for every binary (workers inherit APOTHECA_CONFIG); only the proxy's
-  # ports come from the environment, as they are picked at its start.
+  # listeners come from the environment (port 0: it binds them and names the ports).
   cat >"$STATE/apotheca.toml" <<EOF
 [private_db]
 data_dir = "$STATE/pg"
@@ -140,30 +128,19 @@ EOF
   DAEMON_PID=$!
   await "the daemon's API (GET /v1/status)" "$DAEMON_PID" daemon_answers || return 1
 
-  local try admin
-  for try in 1 2 3; do
-    read -r PROXY_PORT admin < <(free_ports 2)
-    log "apotheca-proxy on 127.0.0.1:$PROXY_PORT (admin $admin)"
-    (cd "$STATE" && APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$PROXY_PORT \
-      APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$admin exec "$BIN/apotheca-proxy") \
-      >/dev/null 2>"$STATE/proxy.log" &
-    PROXY_PID=$!
-    if await "the public site through the proxy" "$PROXY_PID" site_answers \
-      && kill -0 "$PROXY_PID" 2>/dev/null && ! port_taken; then
-      SITE_URL=http://localhost:$PROXY_PORT
-      return 0
-    fi
-    stop_pid "$PROXY_PID"
-    PROXY_PID=
-    if ! port_taken; then
-      tail -n 30 "$STATE/proxy.log" >&2
-      return 1
-    fi
-    log "a port was taken meanwhile; again on others"
-    mv "$STATE/proxy.log" "$STATE/proxy-$try.log"
-  done
-  echo "browser tests: the proxy found its ports taken three times" >&2
-  return 1
+  (cd "$STATE" && APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:0 APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:0 \
+    exec "$BIN/apotheca-proxy") >/dev/null 2>"$STATE/proxy.log" &
+  PROXY_PID=$!
+  await "the proxy's ports (its line \"proxy serving\")" "$PROXY_PID" proxy_port || {
+    tail -n 30 "$STATE/proxy.log" >&2
+    return 1
+  }
+  log "apotheca-proxy on 127.0.0.1:$PROXY_PORT"
+  if ! await "the public site through the proxy" "$PROXY_PID" site_answers; then
+    tail -n 30 "$STATE/proxy.log" >&2
+    return 1
+  fi
+  SITE_URL=http://localhost:$PROXY_PORT
 }
 
 keep_system_logs() {

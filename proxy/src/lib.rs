@@ -18,6 +18,7 @@ pub mod front;
 pub mod host;
 pub mod http1;
 pub mod http2;
+pub mod listen;
 pub mod metrics;
 pub mod pages;
 pub mod routes;
@@ -92,8 +93,26 @@ impl Cli {
         }
     }
 
-    /// A daemon runs in `/`: a relative path would name another file there.
+    /// A successor finds its sockets by address, so it needs the ports, not 0; a daemon runs
+    /// in `/`, where a relative path would name another file.
     fn check(&self, p: &settings::ProxySettings) -> Result<(), String> {
+        if self.upgrade {
+            let listeners = [
+                ("http_listen", Some(&p.http_listen)),
+                ("https_listen", p.https_listen.as_ref()),
+                ("admin_listen", p.admin_listen.as_ref()),
+            ];
+            for (key, addr) in listeners {
+                if let Some(addr) =
+                    addr.filter(|a| a.rsplit_once(':').is_some_and(|(_, port)| port == "0"))
+                {
+                    return Err(format!(
+                        "--upgrade takes the sockets over by address: [proxy] {key} must name the \
+                         port the running proxy listens on (it logged it: \"proxy serving\"), not {addr}"
+                    ));
+                }
+            }
+        }
         if !self.daemon {
             return Ok(());
         }
@@ -116,98 +135,92 @@ impl Cli {
     }
 }
 
+/// Why the proxy did not start: its exit status (2: the settings or the command line; 1: the
+/// machine, such as a port taken or no routes) and what to say.
+struct Refused(u8, String);
+
+impl Refused {
+    fn settings(message: impl Into<String>) -> Self {
+        Self(2, message.into())
+    }
+
+    fn world(message: impl Into<String>) -> Self {
+        Self(1, message.into())
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
-    let loaded = match loader::load::<Settings>(cli.config.as_deref()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+    match start(cli) {
+        // Pingora serves until the proxy is stopped, and ends the process itself.
+        Ok(Some(server)) => server.run_forever(),
+        // --validate-config
+        Ok(None) => ExitCode::SUCCESS,
+        Err(Refused(code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
         }
-    };
-    let settings = loaded.settings;
-    if let Err(e) = settings
+    }
+}
+
+/// Everything before serving: the settings, the database, the certificates, the listening
+/// sockets, the first routes, then Pingora's server with every service added. `None`: the
+/// settings were only to be checked.
+fn start(cli: Cli) -> Result<Option<Server>, Refused> {
+    let loaded = loader::load::<Settings>(cli.config.as_deref())
+        .map_err(|e| Refused::settings(e.to_string()))?;
+    let mut settings = loaded.settings;
+    settings
         .proxy
         .check()
         .and_then(|()| cli.check(&settings.proxy))
-    {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+        .map_err(Refused::settings)?;
     if cli.validate_config {
         println!("settings OK");
-        return ExitCode::SUCCESS;
+        return Ok(None);
     }
     apotheca_common::telemetry::init(settings.log.format, "info,pingora=warn");
 
     let url = match settings.database.resolve(cli.database_url.as_deref()) {
         Some(url) => url,
-        None => match PrivateCluster::new(&settings.private_db).and_then(|c| c.admin_url()) {
-            Ok(url) => url,
-            Err(e) => {
-                eprintln!("error: no database configured and the private cluster is unusable: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        None => PrivateCluster::new(&settings.private_db)
+            .and_then(|c| c.admin_url())
+            .map_err(|e| {
+                Refused::settings(format!(
+                    "no database configured and the private cluster is unusable: {e}"
+                ))
+            })?,
     };
-    let certificates = match (&settings.proxy.tls_cert, &settings.proxy.tls_key) {
-        (Some(cert), Some(key)) if settings.proxy.https_listen.is_some() => {
-            match tls::Certificates::new(cert, key, settings.proxy.tls_cert_dir.as_deref()) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    eprintln!("error: certificates: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        _ => None,
+    let certificates = certificates(&settings.proxy)?;
+    // A successor (--upgrade) gets the sockets of the proxy it replaces instead.
+    let bound = if cli.upgrade {
+        None
+    } else {
+        let bound = listen::bind(&mut settings.proxy).map_err(Refused::world)?;
+        listen::prepare(&settings.proxy.upgrade_sock).map_err(Refused::world)?;
+        Some(bound)
     };
-
-    // Pingora would retry a taken port for 30 s and then fail inside a service thread; a
-    // successor (--upgrade) gets the sockets of the proxy it replaces instead.
-    if !cli.upgrade {
-        if let Err(e) = ports_free(&settings.proxy) {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    }
-
-    // The routes before the first request: a proxy that cannot route does not listen.
+    // The routes before the first request: a proxy that cannot route does not serve.
     let routes = Arc::new(Routes::default());
-    let first = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(routes.load_first(&url, Duration::from_secs(10))));
-    if let Err(e) = first {
-        eprintln!("error: {e}");
-        return ExitCode::from(1);
-    }
+        .and_then(|rt| rt.block_on(routes.load_first(&url, Duration::from_secs(10))))
+        .map_err(Refused::world)?;
 
     let p = &settings.proxy;
-    let drain = Drain {
-        grace: Duration::from_secs(p.grace_period_secs),
-        timeout: Duration::from_secs(p.graceful_shutdown_timeout_secs),
-    };
-    let conf = ServerConf {
-        threads: p.threads,
-        // One single-threaded runtime per thread, each connection staying on its own (as
-        // nginx's processes do): work stealing woke idle threads across the process, about one
-        // futex and half an eventfd write per request (strace), for no gain in throughput.
-        work_stealing: false,
-        // Only a backstop: the drain (see `Background`) ends the process before this.
-        grace_period_seconds: Some(p.grace_period_secs + p.graceful_shutdown_timeout_secs + 5),
-        graceful_shutdown_timeout_seconds: Some(1),
-        upgrade_sock: p.upgrade_sock.to_string_lossy().into_owned(),
-        pid_file: p
-            .upgrade_sock
-            .with_extension("pid")
-            .to_string_lossy()
-            .into_owned(),
-        ..ServerConf::default()
-    };
-    let opt = cli.opt();
-    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    let mut opt = cli.opt();
+    // Sockets bound here reach Pingora the way a predecessor's do.
+    opt.upgrade |= bound.is_some();
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(p));
+    let handed = bound.map(|b| b.hand_over(&p.upgrade_sock));
     server.bootstrap();
+    if let Some(handed) = handed {
+        handed
+            .join()
+            .map_err(|_| Refused::world("the socket hand-over panicked"))?
+            .map_err(Refused::world)?;
+    }
 
     let upstreams = Arc::new(Upstreams::default());
     let control = Arc::new(Control::new(&p.control_socket));
@@ -226,40 +239,7 @@ pub fn run(cli: Cli) -> ExitCode {
         access_log.clone(),
         p.clone(),
     ));
-
-    // The fronts keep buffers of their own (Pingora's would only add a copy) and do the TLS
-    // handshake themselves, on the thread that serves the connection.
-    let listener = |addr: &str| ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::unbuffered());
-    let mut http = pingora::services::listening::Service::new(
-        "apotheca http".to_owned(),
-        Front {
-            edge: edge.clone(),
-            tls: None,
-        },
-    );
-    http.add_listener(listener(&p.http_listen));
-    server.add_service(http);
-    if let (Some(addr), Some(certs)) = (&p.https_listen, &certificates) {
-        let acceptor = match tls::acceptor() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let mut https = pingora::services::listening::Service::new(
-            "apotheca https".to_owned(),
-            Front {
-                edge: edge.clone(),
-                tls: Some(Handshake {
-                    acceptor,
-                    certificates: tls::Callback(certs.clone()),
-                }),
-            },
-        );
-        https.add_listener(listener(addr));
-        server.add_service(https);
-    }
+    add_listeners(&mut server, p, &edge, certificates.as_ref())?;
     if let Some(addr) = &p.admin_listen {
         // A listener of Pingora's, so that an upgrade hands it over with the others.
         let mut admin = pingora::services::listening::Service::new(
@@ -283,26 +263,88 @@ pub fn run(cli: Cli) -> ExitCode {
             certificates,
             in_flight: edge.in_flight.clone(),
             fresh: edge.fresh.clone(),
-            drain,
+            drain: Drain {
+                grace: Duration::from_secs(p.grace_period_secs),
+                timeout: Duration::from_secs(p.graceful_shutdown_timeout_secs),
+            },
             access_log,
         },
     ));
-    tracing::info!(http = %p.http_listen, https = ?p.https_listen, admin = ?p.admin_listen, "proxy serving");
-    server.run_forever()
+    tracing::info!(
+        http = %p.http_listen,
+        https = %p.https_listen.as_deref().unwrap_or("-"),
+        admin = %p.admin_listen.as_deref().unwrap_or("-"),
+        "proxy serving"
+    );
+    Ok(Some(server))
 }
 
-/// Checks that every listener's address can be bound now.
-fn ports_free(p: &settings::ProxySettings) -> Result<(), String> {
-    let listeners = [
-        ("http_listen", Some(&p.http_listen)),
-        ("https_listen", p.https_listen.as_ref()),
-        ("admin_listen", p.admin_listen.as_ref()),
-    ];
-    for (name, addr) in listeners {
-        if let Some(addr) = addr {
-            std::net::TcpListener::bind(addr.as_str())
-                .map_err(|e| format!("[proxy] {name} {addr}: {e}"))?;
+/// The certificates, when HTTPS is configured.
+fn certificates(p: &settings::ProxySettings) -> Result<Option<Arc<tls::Certificates>>, Refused> {
+    match (&p.tls_cert, &p.tls_key) {
+        (Some(cert), Some(key)) if p.https_listen.is_some() => {
+            tls::Certificates::new(cert, key, p.tls_cert_dir.as_deref())
+                .map(Some)
+                .map_err(|e| Refused::settings(format!("certificates: {e}")))
         }
+        _ => Ok(None),
+    }
+}
+
+/// Pingora's process settings.
+fn server_conf(p: &settings::ProxySettings) -> ServerConf {
+    ServerConf {
+        threads: p.threads,
+        // One single-threaded runtime per thread, each connection staying on its own (as
+        // nginx's processes do): work stealing woke idle threads across the process, about one
+        // futex and half an eventfd write per request (strace), for no gain in throughput.
+        work_stealing: false,
+        // Only a backstop: the drain (see `Background`) ends the process before this.
+        grace_period_seconds: Some(p.grace_period_secs + p.graceful_shutdown_timeout_secs + 5),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: p.upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: p
+            .upgrade_sock
+            .with_extension("pid")
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    }
+}
+
+/// The HTTP listener, and the HTTPS one when configured.
+fn add_listeners(
+    server: &mut Server,
+    p: &settings::ProxySettings,
+    edge: &Arc<Edge>,
+    certificates: Option<&Arc<tls::Certificates>>,
+) -> Result<(), Refused> {
+    // The fronts keep buffers of their own (Pingora's would only add a copy) and do the TLS
+    // handshake themselves, on the thread that serves the connection.
+    let listener = |addr: &str| ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::unbuffered());
+    let mut http = pingora::services::listening::Service::new(
+        "apotheca http".to_owned(),
+        Front {
+            edge: edge.clone(),
+            tls: None,
+        },
+    );
+    http.add_listener(listener(&p.http_listen));
+    server.add_service(http);
+    if let (Some(addr), Some(certs)) = (&p.https_listen, certificates) {
+        let acceptor = tls::acceptor().map_err(Refused::settings)?;
+        let mut https = pingora::services::listening::Service::new(
+            "apotheca https".to_owned(),
+            Front {
+                edge: edge.clone(),
+                tls: Some(Handshake {
+                    acceptor,
+                    certificates: tls::Callback(certs.clone()),
+                }),
+            },
+        );
+        https.add_listener(listener(addr));
+        server.add_service(https);
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `apotheca-proxy` as a test drives it: the real binary in front of a real daemon (see
-//! [`super::daemon`]), on ports picked free on 127.0.0.1, with its settings in a file of its
+//! [`super::daemon`]), on ports of 127.0.0.1 it binds itself (port 0), with its settings in a file of its
 //! own, and plain HTTP/1.1 requests to it, each on a fresh connection and bounded in time.
 
 use std::collections::HashSet;
@@ -46,67 +46,108 @@ pub struct Proxy {
 impl Apotheca {
     /// Starts the proxy in front of `daemon` with these `[proxy]` keys (values in TOML, e.g.
     /// `("public_hosts", r#"["localhost"]"#)`) over the test defaults, and waits until it
-    /// listens. With a `tls_cert` key it also listens for HTTPS. Ports are picked free; when
-    /// one was taken meanwhile, it starts again on others.
+    /// listens. With a `tls_cert` key it also listens for HTTPS. Its listeners are on port 0:
+    /// the proxy binds them and logs the ports it got, which are then written into its
+    /// settings file (a successor started with it takes over the same sockets).
     pub async fn proxy(&self, daemon: &Daemon, keys: &[(&str, &str)]) -> Proxy {
         let https = keys.iter().any(|(k, _)| *k == "tls_cert");
-        let mut last = String::new();
-        for _ in 0..3 {
-            let ports = free_ports(3);
-            let (http, https, admin) = (ports[0], https.then_some(ports[1]), ports[2]);
-            let n = STARTED.fetch_add(1, Ordering::Relaxed);
-            let config = self.dir.path().join(format!("proxy-{n}.toml"));
-            let mut settings: Vec<(String, String)> = vec![
-                ("http_listen".into(), format!("\"127.0.0.1:{http}\"")),
-                ("admin_listen".into(), format!("\"127.0.0.1:{admin}\"")),
-                ("control_socket".into(), toml_path(&daemon.socket)),
-                (
-                    "upgrade_sock".into(),
-                    toml_path(&self.dir.path().join(format!("var/run/proxy-{n}.upgrade"))),
-                ),
-                // A worker may take a while to start on a busy machine; a test that wants a
-                // wake to time out says so.
-                ("wake_timeout_ms".into(), "30000".into()),
-            ];
-            if let Some(port) = https {
-                settings.push(("https_listen".into(), format!("\"127.0.0.1:{port}\"")));
-            }
-            for (k, v) in keys {
-                settings.retain(|(key, _)| key != k);
-                settings.push(((*k).to_owned(), (*v).to_owned()));
-            }
-            let text: String = std::iter::once("[proxy]\n".to_owned())
-                .chain(settings.iter().map(|(k, v)| format!("{k} = {v}\n")))
-                .collect();
-            std::fs::write(&config, text).unwrap();
-            let mut proxy = Proxy {
-                child: spawn(self.dir.path(), &self.db.url(), &config, n, false),
-                http,
-                https,
-                admin,
-                log: self.dir.path().join(format!("proxy-{n}.log")),
-                config,
-                dir: self.dir.path().to_path_buf(),
-                database_url: self.db.url(),
-            };
-            let mut wanted = vec![http, admin];
-            wanted.extend(https);
-            match proxy.wait_listening(&wanted).await {
-                Ok(()) => return proxy,
-                Err(Start::PortTaken(e)) => {
-                    last = e;
-                    let _ = proxy.child.kill().await;
-                }
-                Err(Start::Failed(e)) => panic!("{e}"),
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let config = self.dir.path().join(format!("proxy-{n}.toml"));
+        let mut settings: Vec<(String, String)> = vec![
+            ("http_listen".into(), "\"127.0.0.1:0\"".into()),
+            ("admin_listen".into(), "\"127.0.0.1:0\"".into()),
+            ("control_socket".into(), toml_path(&daemon.socket)),
+            (
+                "upgrade_sock".into(),
+                toml_path(&self.dir.path().join(format!("var/run/proxy-{n}.upgrade"))),
+            ),
+            // A worker may take a while to start on a busy machine; a test that wants a
+            // wake to time out says so.
+            ("wake_timeout_ms".into(), "30000".into()),
+        ];
+        if https {
+            settings.push(("https_listen".into(), "\"127.0.0.1:0\"".into()));
+        }
+        for (k, v) in keys {
+            settings.retain(|(key, _)| key != k);
+            settings.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        write_settings(&config, &settings);
+        let mut child = spawn(self.dir.path(), &self.db.url(), &config, n, false);
+        let log = self.dir.path().join(format!("proxy-{n}.log"));
+        let serving = match serving_line(&mut child, &log).await {
+            Ok(line) => line,
+            Err(e) => panic!("{e}"),
+        };
+        let port = |key: &str| -> Option<u16> {
+            let addr = serving
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))?;
+            addr.rsplit_once(':')?.1.parse().ok()
+        };
+        let (http, admin) = (port("http"), port("admin"));
+        let (Some(http), Some(admin)) = (http, admin) else {
+            panic!("no ports in the proxy's line {serving:?}");
+        };
+        let https = https.then(|| port("https").expect("the HTTPS port in the proxy's line"));
+        for (key, port) in [
+            ("http_listen", Some(http)),
+            ("https_listen", https),
+            ("admin_listen", Some(admin)),
+        ] {
+            if let (Some(port), Some(entry)) = (port, settings.iter_mut().find(|(k, _)| k == key)) {
+                entry.1 = format!("\"127.0.0.1:{port}\"");
             }
         }
-        panic!("the proxy found its ports taken three times: {last}");
+        write_settings(&config, &settings);
+        Proxy {
+            child,
+            http,
+            https,
+            admin,
+            log,
+            config,
+            dir: self.dir.path().to_path_buf(),
+            database_url: self.db.url(),
+        }
     }
 }
 
-enum Start {
-    PortTaken(String),
-    Failed(String),
+fn write_settings(config: &Path, settings: &[(String, String)]) {
+    let text: String = std::iter::once("[proxy]\n".to_owned())
+        .chain(settings.iter().map(|(k, v)| format!("{k} = {v}\n")))
+        .collect();
+    std::fs::write(config, text).unwrap();
+}
+
+/// Waits for the line in which a starting proxy names the addresses it listens on (the
+/// sockets are bound then: connections wait in their backlog until Pingora accepts them).
+async fn serving_line(child: &mut Child, log: &Path) -> Result<String, String> {
+    let started = tokio::time::Instant::now();
+    let tail = || {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("proxy serving")) {
+            return Ok(line.to_owned());
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!(
+                "apotheca-proxy exited ({status}) before it listened:\n{}",
+                tail()
+            ));
+        }
+        if started.elapsed() > PATIENCE {
+            return Err(format!(
+                "apotheca-proxy did not listen within {PATIENCE:?}:\n{}",
+                tail()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn spawn(dir: &Path, database_url: &str, config: &Path, n: usize, upgrade: bool) -> Child {
@@ -125,16 +166,6 @@ fn spawn(dir: &Path, database_url: &str, config: &Path, n: usize, upgrade: bool)
         cmd.arg("--upgrade");
     }
     cmd.spawn().expect("starting apotheca-proxy")
-}
-
-/// `n` distinct ports that were free a moment ago.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
 }
 
 fn toml_path(path: &Path) -> String {
@@ -194,33 +225,25 @@ impl Proxy {
     }
 
     /// Waits until the process holds listening sockets on every port in `ports`.
-    async fn wait_listening(&mut self, ports: &[u16]) -> Result<(), Start> {
+    async fn wait_listening(&mut self, ports: &[u16]) -> Result<(), String> {
         let started = tokio::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // A port taken between picking it and binding it: the proxy says so and exits.
-                if std::fs::read_to_string(&self.log).is_ok_and(|l| l.contains("in use")) {
-                    return Err(Start::PortTaken(self.log_tail()));
-                }
-                return Err(Start::Failed(format!(
+                return Err(format!(
                     "apotheca-proxy exited ({status}) before it listened:\n{}",
                     self.log_tail()
-                )));
+                ));
             }
             let pid = self.child.id().unwrap();
             let listening = listening_ports(pid);
             if ports.iter().all(|p| listening.contains(p)) {
                 return Ok(());
             }
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if log.contains("in use") || log.contains("cannot open the admin listener") {
-                return Err(Start::PortTaken(self.log_tail()));
-            }
             if started.elapsed() > PATIENCE {
-                return Err(Start::Failed(format!(
+                return Err(format!(
                     "apotheca-proxy did not listen on {ports:?} within {PATIENCE:?} (it holds {listening:?}):\n{}",
                     self.log_tail()
-                )));
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -244,9 +267,7 @@ impl Proxy {
         wanted.extend(self.https);
         match next.wait_listening(&wanted).await {
             Ok(()) => next,
-            Err(Start::PortTaken(e) | Start::Failed(e)) => {
-                panic!("the successor did not take over: {e}")
-            }
+            Err(e) => panic!("the successor did not take over: {e}"),
         }
     }
 

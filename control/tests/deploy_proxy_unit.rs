@@ -323,7 +323,11 @@ async fn the_units_start_reload_and_stop_work_on_real_processes() {
 
     // A reload with a broken settings file: the check fails before SIGQUIT, so the running
     // proxy goes on, still the main process.
-    std::fs::write(&config, format!("{}no_such_key = 1\n", settings(http, admin))).unwrap();
+    std::fs::write(
+        &config,
+        format!("{}no_such_key = 1\n", settings(http, admin)),
+    )
+    .unwrap();
     let broken = run_all(&paths, &reload, second, &url, &log).await;
     assert!(
         matches!(&broken, Err((line, s)) if line.contains("--validate-config") && s.code() == Some(2)),

@@ -331,3 +331,35 @@ async fn a_taken_port_is_an_error_at_start() {
         "{err}"
     );
 }
+
+/// A successor finds the sockets it takes over by address: port 0 would name none of them.
+#[tokio::test]
+async fn an_upgrade_needs_the_ports_not_port_0() {
+    let a = Apotheca::migrated().await;
+    let config = a.dir.path().join("upgrade-0.toml");
+    std::fs::write(
+        &config,
+        "[proxy]\nhttp_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new(apotheca_testkit::system::proxy::proxy_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("--upgrade")
+            .current_dir(a.dir.path())
+            .env_remove("APOTHECA_CONFIG")
+            .env("DATABASE_URL", a.db.url())
+            .output(),
+    )
+    .await
+    .expect("the proxy did not exit")
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--upgrade") && err.contains("http_listen") && err.contains("not 127.0.0.1:0"),
+        "{err}"
+    );
+}

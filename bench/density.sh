@@ -142,7 +142,6 @@ fi
 
 # ---- live ----
 PORT=$(free_port)
-ADMIN_PORT=$(free_port)
 log "daemon and proxy on 127.0.0.1:$PORT"
 (cd "$STATE" && exec "${APO_ENV[@]}" RUST_LOG=warn "$A" serve >"$STATE/serve.log" 2>&1) &
 CONTROL_PID=$!
@@ -150,7 +149,7 @@ PIDS+=("$CONTROL_PID")
 for _ in $(seq 1 200); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
 [[ -S $STATE/var/run/apotheca.sock ]] || die "apotheca serve did not start: $(tail -5 "$STATE/serve.log")"
 APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$PORT APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
-  APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
+  APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:0 APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
   DATABASE_URL=$ADMIN_URL RUST_LOG=warn \
   "$P" >"$STATE/proxy.log" 2>&1 &
 PROXY_PID=$!

@@ -145,7 +145,7 @@ apo_serve() {
   for _ in $(seq 1 100); do [[ -S $STATE/var/run/apotheca.sock ]] && break; sleep 0.1; done
   [[ -S $STATE/var/run/apotheca.sock ]] || die "apotheca serve did not start: $(tail -5 "$STATE/serve.log")"
   APOTHECA_PROXY__HTTP_LISTEN=127.0.0.1:$APO_PORT APOTHECA_PROXY__CONTROL_SOCKET=$STATE/var/run/apotheca.sock \
-    APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:$(free_port) APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
+    APOTHECA_PROXY__ADMIN_LISTEN=127.0.0.1:0 APOTHECA_PROXY__UPGRADE_SOCK=$STATE/proxy-upgrade.sock \
     DATABASE_URL=$(apo db url) RUST_LOG=warn \
     "$dir/apotheca-proxy" >>"$STATE/proxy.log" 2>&1 &
   PROXY_PID=$!

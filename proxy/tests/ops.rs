@@ -5,6 +5,7 @@
 //! behind; a taken port stops the start with an error. Requests held at a worker use the
 //! stand-in worker of `apotheca_testkit::system::echo`.
 
+use std::path::Path;
 use std::time::Duration;
 
 use apotheca_testkit::system::daemon::{alive, ready_pids, signal, Daemon, PATIENCE};
@@ -311,21 +312,8 @@ async fn a_taken_port_is_an_error_at_start() {
         format!("[proxy]\nhttp_listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n"),
     )
     .unwrap();
-    let out = tokio::time::timeout(
-        PATIENCE,
-        tokio::process::Command::new(apotheca_testkit::system::proxy::proxy_bin())
-            .arg("--config")
-            .arg(&config)
-            .current_dir(a.dir.path())
-            .env_remove("APOTHECA_CONFIG")
-            .env("DATABASE_URL", a.db.url())
-            .output(),
-    )
-    .await
-    .expect("the proxy neither listened nor exited")
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = proxy_that_exits(&a, &config, &[]).await;
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!("http_listen 127.0.0.1:{port}")) && err.contains("in use"),
         "{err}"
@@ -342,24 +330,33 @@ async fn an_upgrade_needs_the_ports_not_port_0() {
         "[proxy]\nhttp_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n",
     )
     .unwrap();
+    let (code, err) = proxy_that_exits(&a, &config, &["--upgrade"]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--upgrade") && err.contains("http_listen") && err.contains("not 127.0.0.1:0"),
+        "{err}"
+    );
+}
+
+/// Runs the proxy with `config` and `args` where it is expected to refuse to start: its exit
+/// code and what it said on stderr.
+async fn proxy_that_exits(a: &Apotheca, config: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::time::timeout(
         PATIENCE,
         tokio::process::Command::new(apotheca_testkit::system::proxy::proxy_bin())
             .arg("--config")
-            .arg(&config)
-            .arg("--upgrade")
+            .arg(config)
+            .args(args)
             .current_dir(a.dir.path())
             .env_remove("APOTHECA_CONFIG")
             .env("DATABASE_URL", a.db.url())
             .output(),
     )
     .await
-    .expect("the proxy did not exit")
+    .expect("the proxy neither listened nor exited")
     .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("--upgrade") && err.contains("http_listen") && err.contains("not 127.0.0.1:0"),
-        "{err}"
-    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

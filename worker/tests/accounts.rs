@@ -514,3 +514,72 @@ async fn a_hash_with_older_parameters_is_replaced_at_the_next_login() {
     app.login("staff").await;
     assert_eq!(stored().await, new, "a current hash is kept as it is");
 }
+
+/// Users brought from the Django pharmacy app keep their passwords: Django's hash verifies at
+/// login and is replaced by Apotheca's own there.
+#[tokio::test]
+async fn a_django_password_hash_logs_in_and_is_replaced() {
+    let app = TestApp::new("django_hash").await;
+    // Made by Django 5.2's make_password(PASSWORD, hasher=...).
+    let hashes = [
+        "pbkdf2_sha256$1000000$GcOCH5u8fGMiZ1gMFAI6XY$SG2Fqm5XA/Wno5IclUH+AaNsNz1CMBtpzovMKSWZ+M4=",
+        "bcrypt_sha256$$2b$12$CrQqyZg39F73OVyAjZ938.6b3UNbmdtFQKl4R.c13DQQ6I3tM1euu",
+    ];
+    for django in hashes {
+        let db = app.db().await;
+        db.execute(
+            "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
+            &[&django],
+        )
+        .await
+        .unwrap();
+        let r = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "staff", "password": "correct horse batterY"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{django}");
+        app.login("staff").await;
+        let now: String = db
+            .query_one(
+                "SELECT password_hash FROM users WHERE username = 'staff'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            now.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
+            "{django} → {now}"
+        );
+    }
+    // The column takes Django's formats and Apotheca's own, nothing else.
+    let db = app.db().await;
+    for refused in [
+        "md5$salt$0123456789abcdef",
+        "plain text",
+        "pbkdf2_sha256$x$y$z",
+    ] {
+        let e = db
+            .execute(
+                "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
+                &[&refused],
+            )
+            .await
+            .expect_err(refused);
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+            "{refused}"
+        );
+    }
+    db.execute(
+        "UPDATE users SET password_hash = '!dK36PjY2nrDe3BXqpUtKRILnDT4mEhNolzcy1wp2' WHERE username = 'staff'",
+        &[],
+    )
+    .await
+    .expect("Django's unusable password is stored as it is");
+}

@@ -10,6 +10,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod django;
 pub mod logins;
 pub mod password;
 pub use password::{

@@ -25,6 +25,8 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use serde::Serialize;
 
+use super::django;
+
 /// The parameters of every new hash: argon2id, 7 MiB, 5 passes, one lane — the cheapest in
 /// memory of the five equivalent settings OWASP's Password Storage Cheat Sheet lists (46 MiB×1,
 /// 19 MiB×2, 12 MiB×3, 9 MiB×4, 7 MiB×5 passes: the same work for an attacker's hardware, traded
@@ -79,8 +81,9 @@ pub fn hash_password(password: &str) -> String {
     .to_string()
 }
 
-/// Whether `password` matches `hash`, an argon2 PHC string of any variant and parameters
-/// (false for a malformed one, or one asking for more than 256 MiB).
+/// Whether `password` matches `hash`: an argon2 PHC string of any variant and parameters, or a
+/// hash Django made ([`super::django`]); false for a malformed one, an unusable one, or one
+/// asking for more than the bounds (256 MiB of argon2 memory; PBKDF2 iterations, bcrypt cost).
 pub fn verify_password(hash: &str, password: &str) -> bool {
     let Some(job) = Stored::parse(hash) else {
         return false;
@@ -118,9 +121,7 @@ pub async fn verify_password_async(hash: &str, password: &str) -> Result<bool, B
     };
     let password = password.to_owned();
     gate()
-        .run(job.params.m_cost(), move || {
-            job.matches(password.as_bytes())
-        })
+        .run(job.cost_kib(), move || job.matches(password.as_bytes()))
         .await
 }
 
@@ -158,14 +159,49 @@ pub fn stats() -> HashStats {
 }
 
 /// A stored hash, parsed: what computing it again needs.
-struct Stored {
+enum Stored {
+    Argon2(Argon2Hash),
+    /// PBKDF2 or bcrypt, from Django.
+    Django(django::Hash),
+}
+
+impl Stored {
+    fn parse(hash: &str) -> Option<Self> {
+        if !django::is_django(hash) {
+            return Argon2Hash::parse(hash).map(Self::Argon2);
+        }
+        match django::Hash::parse(hash)? {
+            django::Hash::Argon2(phc) => Argon2Hash::parse(&phc).map(Self::Argon2),
+            other => Some(Self::Django(other)),
+        }
+    }
+
+    /// The working memory the gate counts for it: argon2's own; a PBKDF2 or bcrypt check,
+    /// which needs almost none but a core, counts as one computation at [`params`].
+    fn cost_kib(&self) -> u32 {
+        match self {
+            Self::Argon2(a) => a.params.m_cost(),
+            Self::Django(_) => M_COST_KIB,
+        }
+    }
+
+    fn matches(&self, password: &[u8]) -> bool {
+        match self {
+            Self::Argon2(a) => a.matches(password),
+            Self::Django(d) => d.matches(password),
+        }
+    }
+}
+
+/// An argon2 PHC string, parsed.
+struct Argon2Hash {
     argon: Argon2<'static>,
     params: Params,
     salt: Vec<u8>,
     expected: Vec<u8>,
 }
 
-impl Stored {
+impl Argon2Hash {
     fn parse(hash: &str) -> Option<Self> {
         let parsed = PasswordHash::new(hash).ok()?;
         let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;

@@ -530,9 +530,17 @@ pub async fn request_from(
         .map_err(|e| e.to_string())?;
     let exchange = async {
         let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-        socket
-            .bind((from, 0).into())
-            .map_err(|e| format!("bind {from}: {e}"))?;
+        // A port bound before connecting must be free of every socket, TIME_WAIT ones too,
+        // while one connect picks may be shared by connections to other addresses: with a
+        // fresh connection per request, a soak's thousands of requests ran out of ports
+        // ("bind 127.0.0.1: Address already in use"). So only another source address is
+        // bound, and a port in TIME_WAIT may be taken again.
+        if from != std::net::IpAddr::from([127, 0, 0, 1]) {
+            socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
+            socket
+                .bind((from, 0).into())
+                .map_err(|e| format!("bind {from}: {e}"))?;
+        }
         let stream = socket
             .connect(([127, 0, 0, 1], port).into())
             .await

@@ -63,6 +63,9 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         count: Option<usize>,
     },
+    /// Bring a pharmacy's data from the Django pharmacy app Apotheca replaces.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Fill a tenant with a sample pharmacy: company, users (passwords printed once),
     /// suppliers, medicines with batches, customers and a week of sales.
     SeedData {
@@ -302,6 +305,37 @@ pub struct MigrateArgs {
     /// Do not top up the spare schema pool afterwards.
     #[arg(long)]
     pub no_spares: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A new pharmacy made from one database of the Django pharmacy app: created and filled in
+    /// one transaction (nothing is left on failure), with a report of every entity read,
+    /// written, merged and skipped, and of every anomaly and what was done about it.
+    PharmacyApp(ImportPharmacyAppArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportPharmacyAppArgs {
+    /// The database: sqlite:PATH, a postgres:// URL (its schema public), or dumpdata:PATH (the
+    /// app's `manage.py dumpdata` JSON, UTF-8 or UTF-16 with a byte-order mark).
+    #[arg(long, value_name = "SOURCE")]
+    pub from: apotheca_import::Location,
+    /// The new tenant's schema.
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: SchemaName,
+    /// Its first (primary) domain.
+    #[arg(long)]
+    pub domain: DomainName,
+    /// The pharmacy's display name (default: the company's name in the source, else the schema).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Read, map and write everything, print the report, then roll it all back.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

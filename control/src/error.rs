@@ -41,6 +41,9 @@ pub enum ControlError {
         what: String,
         source: std::io::Error,
     },
+    /// A pharmacy's database to import could not be read (`apotheca import`).
+    #[error(transparent)]
+    Source(#[from] apotheca_import::SourceError),
     /// A value could not be written as JSON (`--json`).
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -53,6 +56,7 @@ impl ControlError {
         match self {
             Self::Invalid(_) | Self::Name(_) | Self::Settings(_) => 2,
             Self::Tenancy(e) if e.is_bad_input() => 2,
+            Self::Source(apotheca_import::SourceError::Invalid(_)) => 2,
             _ => 1,
         }
     }

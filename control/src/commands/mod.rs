@@ -8,6 +8,7 @@
 
 mod daemon;
 mod db;
+mod import;
 mod operator;
 mod tenant;
 mod up;
@@ -98,6 +99,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Db(cmd) => db_command(&ctx, cmd).await,
         Command::MigrateSchemas(args) => migrate_schemas(&ctx, args).await,
         Command::CreateTenant(args) => create_tenant(&ctx, args).await,
+        Command::Import(crate::cli::ImportCommand::PharmacyApp(args)) => {
+            import::pharmacy_app(&ctx, args).await
+        }
         Command::PrepareSpares { count } => {
             let set = ctx.migrations()?;
             let db = ctx.database().await?;

@@ -13,7 +13,7 @@ use apotheca_migrations::MigrationSet;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::db::Database;
 use crate::error::{db_message, Error, Result};
@@ -133,13 +133,29 @@ impl Provisioner<'_> {
         domain: &DomainName,
         admin: Option<&FirstAdmin>,
     ) -> Result<TenantInfo> {
+        let tx = client.transaction().await?;
+        let info = self.create_in(&tx, name, schema, domain, admin).await?;
+        tx.commit().await?;
+        Ok(info)
+    }
+
+    /// Creates the tenant in the caller's transaction, for a caller that fills it before the
+    /// commit (`apotheca import`): the tenant exists for others only once that commits, and
+    /// not at all if it rolls back.
+    pub async fn create_in(
+        &self,
+        tx: &Transaction<'_>,
+        name: &str,
+        schema: &SchemaName,
+        domain: &DomainName,
+        admin: Option<&FirstAdmin>,
+    ) -> Result<TenantInfo> {
         let name = parse_display_name(name)?;
         let database = self.db.name();
         let role = roles::role_name(database, schema);
         let password = roles::role_password(self.secret, &role);
-        let tx = client.transaction().await?;
-        migrate::lock_schema(&tx, schema.as_str()).await?;
-        migrate::ensure_database_access(&tx).await?;
+        migrate::lock_schema(tx, schema.as_str()).await?;
+        migrate::ensure_database_access(tx).await?;
         let taken = tx
             .query_opt(
                 "SELECT 1 FROM pg_namespace WHERE nspname = $1",
@@ -151,16 +167,16 @@ impl Provisioner<'_> {
                 "schema \"{schema}\" already exists"
             )));
         }
-        domains::ensure_free(&tx, domain).await?;
+        domains::ensure_free(tx, domain).await?;
         // A spare brings its schema, migrated, and its dormant role, already granted; else
         // both are built here, the role first so its default privileges cover every table.
-        if !spares::claim(&tx, self.migrations, schema.as_str(), &role).await? {
+        if !spares::claim(tx, self.migrations, schema.as_str(), &role).await? {
             let mut ddl = format!("CREATE SCHEMA {};\n", schema.quoted());
             ddl.push_str(&roles::create_dormant_role_sql(&role, database));
             ddl.push_str(&roles::default_privileges_sql(&role, schema.as_str()));
             tx.batch_execute(&ddl).await.map_err(map_conflict)?;
             let all: Vec<_> = self.migrations.tenant.iter().collect();
-            migrate::apply(&tx, schema.as_str(), &all).await?;
+            migrate::apply(tx, schema.as_str(), &all).await?;
         }
         tx.batch_execute(&roles::activate_role_sql(
             &role,
@@ -194,10 +210,8 @@ impl Provisioner<'_> {
             )
             .await?;
         }
-        notify(&tx, "created", schema.as_str()).await?;
-        let info = load(&tx, schema.as_str()).await?;
-        tx.commit().await?;
-        Ok(info)
+        notify(tx, "created", schema.as_str()).await?;
+        load(tx, schema.as_str()).await
     }
 }
 

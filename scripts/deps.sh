@@ -2,7 +2,8 @@
 # Installs what building and running Apotheca needs on Debian, when it is missing:
 # a C toolchain, cmake, pkg-config and OpenSSL's headers (for native crates), and PostgreSQL's server programs
 # (initdb, pg_ctl, postgres, psql, pg_dump), which the private cluster runs; openssl and curl for
-# the development certificate and the proxy's tests; with --lint also what CI's checks use
+# the development certificate and the proxy's tests; Python with venv for the import's tests
+# (Django comes from PyPI into a virtualenv under target/); with --lint also what CI's checks use
 # (rustfmt, clippy, shellcheck).
 # Rust itself must already be installed (rustup); Debian's own cargo is too old.
 set -euo pipefail
@@ -19,6 +20,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 compgen -G '/usr/lib/postgresql/*/bin/pg_dump' >/dev/null || need+=(postgresql-client)
+# The import's tests make the pharmacy app's databases with Django, in a virtualenv.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # --lint (CI): shellcheck for the deploy scripts (deploy/nginx-free/check.sh).
 if [[ ${1:-} == --lint ]]; then
   command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)

@@ -1000,7 +1000,7 @@ fn invoices(
             report.anomaly(
                 t,
                 id,
-                format!("total {total} is not subtotal {subtotal} − discount {discount}"),
+                format!("total {total:.2} is not subtotal {subtotal:.2} − discount {discount:.2}"),
                 "the recorded figures are kept; the invoice is marked imported",
             );
         }
@@ -1031,7 +1031,7 @@ fn invoices(
                 report.anomaly(
                     lt,
                     item.id,
-                    format!("line total {line_total} is not {quantity} × {unit_price}"),
+                    format!("line total {line_total:.2} is not {quantity} × {unit_price:.2}"),
                     "kept as recorded",
                 );
             }
@@ -1096,7 +1096,7 @@ fn invoices(
             report.anomaly(
                 t,
                 id,
-                format!("subtotal {subtotal} is not the lines' {lines_total}"),
+                format!("subtotal {subtotal:.2} is not the lines' {lines_total:.2}"),
                 "the recorded figures are kept; the invoice is marked imported",
             );
         }

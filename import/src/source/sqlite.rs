@@ -16,6 +16,15 @@ pub fn read(path: &Path) -> Result<HashMap<String, Table>, SourceError> {
             path.display()
         )));
     }
+    tables(path).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            SourceError::Invalid(format!("{}: not a SQLite database", path.display()))
+        }
+        e => e.into(),
+    })
+}
+
+fn tables(path: &Path) -> Result<HashMap<String, Table>, rusqlite::Error> {
     let db = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -23,14 +32,8 @@ pub fn read(path: &Path) -> Result<HashMap<String, Table>, SourceError> {
     let present: Vec<String> = {
         let mut stmt = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
         let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        names.collect::<Result<_, _>>()
-    }
-    .map_err(|e: rusqlite::Error| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
-            SourceError::Invalid(format!("{}: not a SQLite database", path.display()))
-        }
-        e => e.into(),
-    })?;
+        names.collect::<Result<_, _>>()?
+    };
     let mut tables = HashMap::new();
     for name in TABLES.iter().filter(|t| present.iter().any(|p| p == *t)) {
         // The name is one of ours, not the file's: safe to put in the statement.

@@ -1,5 +1,5 @@
 """Makes a database of the Django pharmacy app with Django itself, for `apotheca import`'s tests
-and benchmark: the models of PHARMACY_APP.md (pharmacy_app/), `migrate --run-syncdb`, rows
+and benchmark: the models of PHARMACY_APP.md (pharmacy_app/), `makemigrations` and `migrate`, rows
 through the ORM (users with make_password), then the quirks real databases of the app contain,
 written with raw SQL.
 
@@ -33,11 +33,22 @@ PASSWORDS = {
 }
 
 
+APPS = ["pharmacy", "supplier", "medicine", "billing"]
+
+
 def configure(database):
+    """Django with the app's models; their migrations made here (makemigrations into a
+    folder of this run) and applied, so django_migrations says what a real database says."""
     import django
     from django.conf import settings
 
+    migrations = tempfile.mkdtemp()
+    sys.path.insert(0, migrations)
+    for app in APPS:
+        os.makedirs(os.path.join(migrations, f"migrations_{app}"))
+        open(os.path.join(migrations, f"migrations_{app}", "__init__.py"), "w").close()
     settings.configure(
+        MIGRATION_MODULES={app: f"migrations_{app}" for app in APPS},
         DATABASES={"default": database},
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "pharmacy",
                         "supplier", "medicine", "billing"],
@@ -56,7 +67,8 @@ def configure(database):
     django.setup()
     from django.core.management import call_command
 
-    call_command("migrate", run_syncdb=True, verbosity=0)
+    call_command("makemigrations", *APPS, verbosity=0)
+    call_command("migrate", verbosity=0)
 
 
 def postgres_database(url):

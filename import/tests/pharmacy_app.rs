@@ -1,0 +1,481 @@
+//! `apotheca import pharmacy-app` on databases Django itself made (`tests/django/`: the app's
+//! models, rows through the ORM with make_password, then the quirks real databases hold): a
+//! SQLite file, the same rows as a UTF-16 dumpdata JSON, and a PostgreSQL database on the test
+//! cluster. Each test checks the mapping rules on the rows it knows, the report, and the books.
+//!
+//! Django comes from PyPI into a virtualenv under the target folder, made once and kept (its
+//! requirements are `tests/django/requirements.txt`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use apotheca_testkit::system::Apotheca;
+use apotheca_testkit::{column, TestDb};
+use hyper::Method;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+const HERE: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The Python of a virtualenv with the requirements, made on first use.
+async fn python() -> &'static Path {
+    static PYTHON: OnceCell<PathBuf> = OnceCell::const_new();
+    PYTHON
+        .get_or_init(|| async {
+            tokio::task::spawn_blocking(|| {
+                let requirements = Path::new(HERE).join("tests/django/requirements.txt");
+                let wanted = std::fs::read_to_string(&requirements).unwrap();
+                let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("django-venv");
+                let python = venv.join("bin/python");
+                let stamp = venv.join("requirements.txt");
+                if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+                    let _ = std::fs::remove_dir_all(&venv);
+                    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+                    run(Command::new(&python)
+                        .args([
+                            "-m",
+                            "pip",
+                            "install",
+                            "-q",
+                            "--disable-pip-version-check",
+                            "-r",
+                        ])
+                        .arg(&requirements));
+                    std::fs::write(&stamp, &wanted).unwrap();
+                }
+                python
+            })
+            .await
+            .unwrap()
+        })
+        .await
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Makes the small set as `kind` (sqlite, dumpdata: a file in `dir`; postgres: into `url`).
+async fn make(kind: &str, target: &str) {
+    let python = python().await.to_path_buf();
+    let (kind, target) = (kind.to_owned(), target.to_owned());
+    tokio::task::spawn_blocking(move || {
+        run(Command::new(python)
+            .arg(Path::new(HERE).join("tests/django/make_source.py"))
+            .args([&kind, &target]))
+    })
+    .await
+    .unwrap();
+}
+
+/// Imports `from` as schema `sunrise` and returns the JSON report.
+async fn import(a: &Apotheca, from: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "import",
+        "pharmacy-app",
+        "--from",
+        from,
+        "--schema",
+        "sunrise",
+        "--domain",
+        "sunrise.localhost",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&a.ok(&args).await).expect("the report as JSON")
+}
+
+fn count(report: &Value, entity: &str, what: &str) -> u64 {
+    report["counts"][entity][what]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{entity}.{what} in {report}"))
+}
+
+fn has(report: &Value, table: &str, id: i64, problem: &str) -> bool {
+    report["anomalies"].as_array().unwrap().iter().any(|a| {
+        a["table"] == table && a["id"] == id && a["problem"].as_str().unwrap().contains(problem)
+    })
+}
+
+/// Every rule the small set exercises, as a test reads them back from the tenant's schema.
+async fn check_small(a: &Apotheca, report: &Value) {
+    for (entity, read, written) in [
+        ("users", 5, 7),
+        ("suppliers", 2, 2),
+        ("medicines", 10, 9),
+        ("batches", 10, 11),
+        ("customers", 2, 2),
+        ("invoices", 5, 5),
+        ("invoice lines", 8, 8),
+        ("receipts", 2, 2),
+        ("receipt lines", 2, 2),
+    ] {
+        assert_eq!(count(report, entity, "read"), read, "{entity}");
+        assert_eq!(count(report, entity, "written"), written, "{entity}");
+    }
+    assert_eq!(count(report, "medicines", "merged"), 2);
+    for (table, id, problem) in [
+        ("pharmacy_user", 3, "role \"cashier\""),
+        ("pharmacy_user", 5, "unusable"),
+        ("medicine_medicine", 3, "no batch number"),
+        ("medicine_medicine", 7, "appears twice"),
+        (
+            "medicine_medicine",
+            8,
+            "expired on 2025-01-01 with 25 units",
+        ),
+        ("medicine_medicine", 9, "not before its expiry"),
+        ("billing_customer", 2, "not a phone number"),
+        ("billing_invoice", 4, "no amount received"),
+        ("billing_invoice", 4, "total 90.00 is not subtotal 100.00"),
+        ("billing_invoice", 3, "names no user"),
+        ("billing_invoice", 5, "\"ghost\", who does not exist"),
+        ("billing_invoice", 5, "customer 3 does not exist"),
+        (
+            "billing_invoiceitem",
+            7,
+            "line total 100.00 is not 1 × 120.00",
+        ),
+        ("billing_invoiceitem", 8, "medicine row 11 does not exist"),
+    ] {
+        assert!(
+            has(report, table, id, problem),
+            "no anomaly {table} {id} {problem:?} in {report:#}"
+        );
+    }
+
+    let db = a.db.client().await;
+    db.batch_execute("SET search_path = sunrise").await.unwrap();
+    // Users: names, roles, active flags and their Django hashes kept; the unknown made inactive.
+    let users: Vec<(String, String, bool, String)> = db
+        .query(
+            "SELECT username, role, active, password_hash FROM users ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let summary: Vec<(&str, &str, bool)> = users
+        .iter()
+        .map(|(u, r, a, _)| (u.as_str(), r.as_str(), *a))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("admin", "admin", true),
+            ("ram", "pharmacist", true),
+            ("sita", "staff", true),
+            ("hari", "pharmacist", false),
+            ("gopal", "admin", true),
+            ("imported-unknown", "staff", false),
+            ("ghost", "staff", false)
+        ]
+    );
+    let prefixes: Vec<&str> = users
+        .iter()
+        .map(|u| u.3.split('$').next().unwrap())
+        .collect();
+    assert_eq!(
+        prefixes[..4],
+        ["pbkdf2_sha256", "argon2", "bcrypt_sha256", "pbkdf2_sha1"]
+    );
+    assert!(users[4].3.starts_with('!'));
+    // The company.
+    let company: Vec<String> = column(
+        &db,
+        "SELECT name || '|' || coalesce(phone, '') || '|' || coalesce(vat_no, '') FROM company",
+    )
+    .await;
+    assert_eq!(company, ["Sunrise Pharmacy|+977 1-5521234|VAT-77"]);
+    // Medicines: one per name, brand and form, with the batches as rows; forms mapped.
+    let medicines: Vec<String> = column(
+        &db,
+        "SELECT m.name || '|' || m.dosage_form || '|' || m.sale_price || '|' || m.active || '|' ||
+                string_agg(b.batch_no || ':' || b.quantity_on_hand, ',' ORDER BY b.id)
+         FROM medicines m JOIN batches b ON b.medicine_id = m.id GROUP BY m.id ORDER BY m.id",
+    )
+    .await;
+    assert_eq!(
+        medicines,
+        [
+            "Paracetamol 500mg|tablet|2.75|true|PC-001:100,PC-002:50",
+            "Amoxicillin 250mg|tablet|8.00|true|IMPORT-3:40",
+            "Cough Syrup|syrup|120.00|true|CS-9:12",
+            "Insulin pen|other|950.00|true|IP-1:3",
+            "Cetirizine 10mg|tablet|3.00|true|CZ-1:30,CZ-1-7:20",
+            "Vitamin C|tablet|1.00|true|VC-0:25",
+            "ORS sachet|liquid|15.00|true|OR-5:60",
+            "Bandage|patch|0.00|true|BA-1:10",
+            "Medicine #11 (deleted)|other|5.00|false|DELETED-11:0",
+        ]
+    );
+    // Opening balances: one movement per batch with stock, and the books agree.
+    let books: Vec<i64> = column(
+        &db,
+        "SELECT (SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
+                    (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
+              + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
+                    (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))
+              + (SELECT count(*) FROM stock_movements WHERE reason <> 'opening')",
+    )
+    .await;
+    assert_eq!(books, [0]);
+    // Sales: numbers, payment methods (esewa → wallet), who billed them, recorded figures.
+    let invoices: Vec<String> = column(
+        &db,
+        "SELECT i.number || '|' || i.payment_method || '|' || u.username || '|' || i.total || '|' ||
+                i.amount_received || '|' || coalesce(i.customer_id::text, '-') || '|' || i.imported
+         FROM invoices i JOIN users u ON u.id = i.billed_by ORDER BY i.number",
+    )
+    .await;
+    assert_eq!(
+        invoices,
+        [
+            "1|cash|ram|280.00|300.00|1|true",
+            "2|wallet|sita|25.00|25.00|-|true",
+            "3|card|imported-unknown|16.00|16.00|2|true",
+            "4|cash|admin|90.00|90.00|-|true",
+            "5|cash|ghost|50.00|50.00|-|true",
+        ]
+    );
+    let next: Vec<i64> = column(&db, "SELECT last_number FROM invoice_counter").await;
+    assert_eq!(next, [5], "new sales continue after the highest number");
+}
+
+#[tokio::test]
+async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_passwords() {
+    let a = Apotheca::migrated().await;
+    let file = a.dir.path().join("pharmacy.sqlite3");
+    make("sqlite", file.to_str().unwrap()).await;
+    let from = format!("sqlite:{}", file.display());
+
+    // A dry run reports everything and changes nothing.
+    let dry = import(&a, &from, &["--dry-run"]).await;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(count(&dry, "invoices", "written"), 5);
+    assert!(a.tenants().await.is_empty(), "a dry run made a tenant");
+    let schemas: Vec<i64> = column(
+        &a.db.client().await,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'sunrise'",
+    )
+    .await;
+    assert_eq!(schemas, [0]);
+
+    let report = import(&a, &from, &[]).await;
+    check_small(&a, &report).await;
+    assert_eq!(a.tenants().await.len(), 1);
+
+    // The same schema again is refused, and so is a taken domain: nothing changes.
+    let again = a
+        .fails(
+            &[
+                "import",
+                "pharmacy-app",
+                "--from",
+                &from,
+                "--schema",
+                "sunrise",
+                "--domain",
+                "x.localhost",
+            ],
+            2,
+        )
+        .await;
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let taken = a
+        .fails(
+            &[
+                "import",
+                "pharmacy-app",
+                "--from",
+                &from,
+                "--schema",
+                "other",
+                "--domain",
+                "sunrise.localhost",
+            ],
+            2,
+        )
+        .await;
+    assert!(
+        taken.stderr.contains("sunrise.localhost"),
+        "{}",
+        taken.stderr
+    );
+    assert_eq!(a.tenants().await.len(), 1);
+    let none: Vec<i64> = column(
+        &a.db.client().await,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'other'",
+    )
+    .await;
+    assert_eq!(none, [0]);
+
+    // Staff log in through the proxy with the passwords they had in Django; the hash is then
+    // Apotheca's own.
+    let d = a.serve(&[]).await;
+    let proxy = a.proxy(&d, &[]).await;
+    for (user, password) in [
+        ("admin", "admin-old-pass-1"),
+        ("ram", "ram-old-pass-22"),
+        ("sita", "sita-old-pass-333"),
+    ] {
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        let r = proxy
+            .request(
+                Method::POST,
+                "/api/v1/auth/login",
+                &[
+                    ("host", "sunrise.localhost"),
+                    ("content-type", "application/json"),
+                ],
+                &body,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{user}: {}", r.text());
+    }
+    // The inactive user and the unusable password stay out.
+    for (user, password) in [("hari", "hari-old-pass-4444"), ("gopal", "anything-at-all")] {
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        let r = proxy
+            .request(
+                Method::POST,
+                "/api/v1/auth/login",
+                &[
+                    ("host", "sunrise.localhost"),
+                    ("content-type", "application/json"),
+                ],
+                &body,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{user}: {}", r.text());
+    }
+    let db = a.db.client().await;
+    let hashes: Vec<String> = column(
+        &db,
+        "SELECT left(password_hash, 10) FROM sunrise.users WHERE username IN ('admin', 'ram', 'sita') ORDER BY id",
+    )
+    .await;
+    assert_eq!(hashes, ["$argon2id$"; 3]);
+    assert!(d.stop().await.success());
+}
+
+#[tokio::test]
+async fn a_utf16_dumpdata_json_imports_the_same_as_the_database() {
+    let a = Apotheca::migrated().await;
+    let file = a.dir.path().join("dump.json");
+    make("dumpdata", file.to_str().unwrap()).await;
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(
+        bytes[..2],
+        [0xFF, 0xFE],
+        "PowerShell's UTF-16 LE with a byte-order mark"
+    );
+    let report = import(&a, &format!("dumpdata:{}", file.display()), &[]).await;
+    check_small(&a, &report).await;
+}
+
+#[tokio::test]
+async fn a_postgresql_database_of_the_app_imports_the_same() {
+    let a = Apotheca::migrated().await;
+    let source = TestDb::empty().await;
+    make("postgres", &source.url()).await;
+    let report = import(&a, &source.url(), &[]).await;
+    check_small(&a, &report).await;
+    // The source is read, never written.
+    let rows: Vec<i64> = column(
+        &source.client().await,
+        "SELECT count(*) FROM billing_invoice",
+    )
+    .await;
+    assert_eq!(rows, [5]);
+}
+
+#[tokio::test]
+async fn sources_that_cannot_be_read_are_refused_clearly() {
+    let a = Apotheca::migrated().await;
+    let missing = a.dir.path().join("nothing.sqlite3");
+    let run = a
+        .fails(
+            &[
+                "import",
+                "pharmacy-app",
+                "--from",
+                &format!("sqlite:{}", missing.display()),
+                "--schema",
+                "x",
+                "--domain",
+                "x.localhost",
+            ],
+            2,
+        )
+        .await;
+    assert!(run.stderr.contains("no such file"), "{}", run.stderr);
+    let junk = a.dir.path().join("junk.sqlite3");
+    std::fs::write(&junk, "this is not a database").unwrap();
+    let run = a
+        .fails(
+            &[
+                "import",
+                "pharmacy-app",
+                "--from",
+                &format!("sqlite:{}", junk.display()),
+                "--schema",
+                "x",
+                "--domain",
+                "x.localhost",
+            ],
+            2,
+        )
+        .await;
+    assert!(
+        run.stderr.contains("not a SQLite database"),
+        "{}",
+        run.stderr
+    );
+    let json = a.dir.path().join("bad.json");
+    std::fs::write(&json, "{\"not\": \"a list\"}").unwrap();
+    let run = a
+        .fails(
+            &[
+                "import",
+                "pharmacy-app",
+                "--from",
+                &format!("dumpdata:{}", json.display()),
+                "--schema",
+                "x",
+                "--domain",
+                "x.localhost",
+            ],
+            2,
+        )
+        .await;
+    assert!(run.stderr.contains("not a JSON list"), "{}", run.stderr);
+    let run = a
+        .fails(
+            &[
+                "import",
+                "pharmacy-app",
+                "--from",
+                "mysql://x",
+                "--schema",
+                "x",
+                "--domain",
+                "x.localhost",
+            ],
+            2,
+        )
+        .await;
+    assert!(run.stderr.contains("sqlite:PATH"), "{}", run.stderr);
+    assert!(a.tenants().await.is_empty());
+}

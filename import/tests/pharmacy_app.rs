@@ -342,6 +342,42 @@ async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_pass
             .await
             .unwrap();
         assert_eq!(r.status, 200, "{user}: {}", r.text());
+        if user == "admin" {
+            // Past sales are there, marked imported, with the figures the app recorded.
+            let cookie = r.headers["set-cookie"]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            let headers = [("host", "sunrise.localhost"), ("cookie", cookie.as_str())];
+            let api = proxy
+                .request(Method::GET, "/api/v1/invoices/4", &headers, "")
+                .await
+                .unwrap();
+            assert_eq!(api.status, 200, "{}", api.text());
+            let invoice = api.json();
+            assert_eq!(
+                (invoice["imported"].as_bool(), invoice["total"].as_str()),
+                (Some(true), Some("90.00"))
+            );
+            let page = proxy
+                .request(Method::GET, "/invoices/4", &headers, "")
+                .await
+                .unwrap();
+            assert_eq!(page.status, 200, "{}", page.text());
+            assert!(page.text().contains(">imported</span>"), "{}", page.text());
+            let medicines = proxy
+                .request(Method::GET, "/api/v1/medicines?q=Paracetamol", &headers, "")
+                .await
+                .unwrap();
+            assert!(
+                medicines.text().contains("Paracetamol 500mg"),
+                "{}",
+                medicines.text()
+            );
+        }
     }
     // The inactive user and the unusable password stay out.
     for (user, password) in [("hari", "hari-old-pass-4444"), ("gopal", "anything-at-all")] {

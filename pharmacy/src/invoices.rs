@@ -29,6 +29,9 @@ pub struct Invoice {
     pub status: String,
     pub voided_at: Option<DateTime<Utc>>,
     pub void_reason: Option<String>,
+    /// Brought from the Django app (`apotheca import`): its figures are as that app recorded
+    /// them, and may break today's rules.
+    pub imported: bool,
     pub lines: Vec<Line>,
     pub returns: Vec<Return>,
     /// Σ refunds of all returns.
@@ -76,7 +79,7 @@ pub async fn load(
         .query_opt(
             &db.prepare_cached("SELECT i.id, i.number, i.created_at, i.customer_id, i.customer_name, i.customer_phone, i.billed_by,
                     u.username, i.payment_method, i.subtotal, i.discount, i.tax_rate, i.tax, i.total,
-                    i.amount_received, i.change_due, i.status, i.voided_at, i.void_reason
+                    i.amount_received, i.change_due, i.status, i.voided_at, i.void_reason, i.imported
              FROM invoices i JOIN users u ON u.id = i.billed_by
              WHERE i.id = $1 AND ($2::bigint IS NULL OR i.billed_by = $2)").await?,
             &[&id, &only_billed_by],
@@ -154,6 +157,7 @@ pub async fn load(
         status: row.get(16),
         voided_at: row.get(17),
         void_reason: row.get(18),
+        imported: row.get(19),
         lines,
         returns,
         refunded,

@@ -237,6 +237,7 @@ fn invoices(
                 status: "completed".to_owned(),
                 voided_at: None,
                 void_reason: None,
+                imported: false,
                 lines,
                 returns: Vec::new(),
                 refunded: money(Decimal::ZERO),

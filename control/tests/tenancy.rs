@@ -5,6 +5,18 @@ use std::fs;
 
 use apotheca_testkit::system::Apotheca;
 
+/// The last built-in tenant migration's version (they are numbered from 1 without gaps).
+fn built() -> i32 {
+    apotheca_migrations::MigrationSet::embedded()
+        .unwrap()
+        .tenant_version()
+}
+
+/// The file name of a tenant migration `n` versions after the built-in ones.
+fn later(n: i32, name: &str) -> String {
+    format!("{:04}_{name}.sql", built() + n)
+}
+
 #[tokio::test]
 async fn lifecycle_from_fresh_database_to_delete() {
     let a = Apotheca::empty().await;
@@ -18,7 +30,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
     assert_eq!(schemas, ["alpha", "bravo", "charlie"]);
     assert_eq!(list[0]["domains"][0], "alpha.localhost");
     assert_eq!(list[0]["status"], "active");
-    assert_eq!(list[0]["migration_version"], 2);
+    assert_eq!(list[0]["migration_version"], built());
     assert_eq!(list[0]["policy"]["max_workers"], 4);
     let plain = a.ok(&["list-tenants"]).await;
     assert!(
@@ -35,7 +47,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
     // A new migration in a folder applies to every tenant.
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0003_medicine_note.sql"),
+        dir.join(format!("tenant/{}", later(1, "medicine_note"))),
         "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);\n",
     )
     .unwrap();
@@ -43,7 +55,11 @@ async fn lifecycle_from_fresh_database_to_delete() {
     let plan = a
         .ok(&["--migrations-dir", d, "migrate-schemas", "--plan"])
         .await;
-    assert_eq!(plan.matches("0003_medicine_note.sql").count(), 3, "{plan}");
+    assert_eq!(
+        plan.matches(&later(1, "medicine_note")).count(),
+        3,
+        "{plan}"
+    );
     let out = a.ok(&["--migrations-dir", d, "migrate-schemas"]).await;
     assert!(
         out.contains("migrated 3 schema(s) (3 migration(s) applied), 1 already current, 0 failed"),
@@ -60,7 +76,7 @@ async fn lifecycle_from_fresh_database_to_delete() {
         .get(0);
     assert_eq!(with_note, 3);
     let recorded: i64 = c
-        .query_one("SELECT count(*) FROM apotheca_migrations WHERE version = 3 AND name = 'medicine_note' AND duration_ms >= 0", &[])
+        .query_one("SELECT count(*) FROM apotheca_migrations WHERE version = $1 AND name = 'medicine_note' AND duration_ms >= 0", &[&(built() + 1)])
         .await
         .unwrap()
         .get(0);
@@ -75,12 +91,12 @@ async fn lifecycle_from_fresh_database_to_delete() {
 
     // An applied file that changed is refused before anything runs, naming the file.
     fs::write(
-        dir.join("tenant/0003_medicine_note.sql"),
+        dir.join(format!("tenant/{}", later(1, "medicine_note"))),
         "ALTER TABLE medicines ADD COLUMN note2 text;\n",
     )
     .unwrap();
     fs::write(
-        dir.join("tenant/0004_more.sql"),
+        dir.join(format!("tenant/{}", later(2, "more"))),
         "ALTER TABLE medicines ADD COLUMN more text;\n",
     )
     .unwrap();
@@ -93,8 +109,10 @@ async fn lifecycle_from_fresh_database_to_delete() {
         .fails(&["--migrations-dir", d, "migrate-schemas"], 1)
         .await;
     assert!(
-        run.stderr
-            .contains("migrations/tenant/0003_medicine_note.sql changed after it was applied"),
+        run.stderr.contains(&format!(
+            "migrations/tenant/{} changed after it was applied",
+            later(1, "medicine_note")
+        )),
         "{}",
         run.stderr
     );
@@ -150,12 +168,12 @@ async fn two_concurrent_runs_apply_each_migration_once() {
     }
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0003_a.sql"),
+        dir.join(format!("tenant/{}", later(1, "a"))),
         "ALTER TABLE medicines ADD COLUMN a text;\n",
     )
     .unwrap();
     fs::write(
-        dir.join("tenant/0004_b.sql"),
+        dir.join(format!("tenant/{}", later(2, "b"))),
         "ALTER TABLE suppliers ADD COLUMN b text;\n",
     )
     .unwrap();
@@ -189,8 +207,8 @@ async fn two_concurrent_runs_apply_each_migration_once() {
     let c = a.db.client().await;
     let rows: i64 = c
         .query_one(
-            "SELECT count(*) FROM apotheca_migrations WHERE version IN (3, 4) AND schema_name <> 'public'",
-            &[],
+            "SELECT count(*) FROM apotheca_migrations WHERE version IN ($1, $2) AND schema_name <> 'public'",
+            &[&(built() + 1), &(built() + 2)],
         )
         .await
         .unwrap()
@@ -211,7 +229,7 @@ async fn a_schema_broken_by_hand_fails_alone() {
         .unwrap();
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0003_note.sql"),
+        dir.join(format!("tenant/{}", later(1, "note"))),
         "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id serial PRIMARY KEY, body text);\n",
     )
     .unwrap();
@@ -228,7 +246,8 @@ async fn a_schema_broken_by_hand_fails_alone() {
     );
     assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
     assert!(
-        run.stdout.contains("FAILED bravo: 0003_note.sql"),
+        run.stdout
+            .contains(&format!("FAILED bravo: {}", later(1, "note"))),
         "{}",
         run.stdout
     );
@@ -244,9 +263,9 @@ async fn a_schema_broken_by_hand_fails_alone() {
     assert_eq!(
         versions,
         [
-            ("alpha".into(), 3),
-            ("bravo".into(), 2),
-            ("charlie".into(), 3)
+            ("alpha".into(), built() + 1),
+            ("bravo".into(), built()),
+            ("charlie".into(), built() + 1)
         ]
     );
 }
@@ -257,7 +276,7 @@ async fn a_failed_create_leaves_nothing_behind() {
     let dir = a.migrations_copy();
     // The failure comes after the schema, tables and records were made in the transaction.
     fs::write(
-        dir.join("tenant/0003_boom.sql"),
+        dir.join(format!("tenant/{}", later(1, "boom"))),
         "CREATE TABLE x (i int);\nSELECT 1/0;\n",
     )
     .unwrap();
@@ -278,7 +297,7 @@ async fn a_failed_create_leaves_nothing_behind() {
         )
         .await;
     assert!(
-        run.stderr.contains("0003_boom.sql") && run.stderr.contains("division by zero"),
+        run.stderr.contains(&later(1, "boom")) && run.stderr.contains("division by zero"),
         "{}",
         run.stderr
     );
@@ -293,7 +312,10 @@ async fn a_failed_create_leaves_nothing_behind() {
     assert_eq!(domains, 0);
     // And the same tenant can then be created.
     a.create("alpha").await;
-    assert_eq!(a.traces_of("alpha").await, (true, true, 3));
+    assert_eq!(
+        a.traces_of("alpha").await,
+        (true, true, 1 + i64::from(built()))
+    );
 }
 
 #[tokio::test]
@@ -329,13 +351,16 @@ async fn spare_schemas_are_claimed_and_migrated() {
         .unwrap()
         .get(0);
     assert_eq!(moved, 0);
-    assert_eq!(a.traces_of("alpha").await, (true, true, 3));
-    assert_eq!(a.tenants().await[0]["migration_version"], 2);
+    assert_eq!(
+        a.traces_of("alpha").await,
+        (true, true, 1 + i64::from(built()))
+    );
+    assert_eq!(a.tenants().await[0]["migration_version"], built());
 
     // Spares are migrated with the tenants, and a spare of the old version is not claimed.
     let dir = a.migrations_copy();
     fs::write(
-        dir.join("tenant/0003_note.sql"),
+        dir.join(format!("tenant/{}", later(1, "note"))),
         "ALTER TABLE medicines ADD COLUMN note text;\nCREATE TABLE notes (id serial PRIMARY KEY, body text);\n",
     )
     .unwrap();
@@ -352,7 +377,7 @@ async fn spare_schemas_are_claimed_and_migrated() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(spare_v, 3);
+    assert_eq!(spare_v, built() + 1);
     a.ok(&[
         "--migrations-dir",
         d,

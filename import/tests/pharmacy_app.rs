@@ -92,6 +92,43 @@ async fn import(a: &Apotheca, from: &str, extra: &[&str]) -> Value {
     serde_json::from_str(&a.ok(&args).await).expect("the report as JSON")
 }
 
+/// A login to the imported pharmacy through the proxy.
+async fn log_in(
+    proxy: &apotheca_testkit::system::proxy::Proxy,
+    user: &str,
+    password: &str,
+) -> apotheca_testkit::system::proxy::Reply {
+    let body = serde_json::json!({"username": user, "password": password}).to_string();
+    let headers = [
+        ("host", "sunrise.localhost"),
+        ("content-type", "application/json"),
+    ];
+    proxy
+        .request(Method::POST, "/api/v1/auth/login", &headers, &body)
+        .await
+        .unwrap()
+}
+
+/// An import of `from` as `schema` on `domain` that is to be refused as bad input (exit 2).
+async fn refused(
+    a: &Apotheca,
+    from: &str,
+    schema: &str,
+    domain: &str,
+) -> apotheca_testkit::system::Run {
+    let args = [
+        "import",
+        "pharmacy-app",
+        "--from",
+        from,
+        "--schema",
+        schema,
+        "--domain",
+        domain,
+    ];
+    a.fails(&args, 2).await
+}
+
 fn count(report: &Value, entity: &str, what: &str) -> u64 {
     report["counts"][entity][what]
         .as_u64()
@@ -275,37 +312,9 @@ async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_pass
     assert_eq!(a.tenants().await.len(), 1);
 
     // The same schema again is refused, and so is a taken domain: nothing changes.
-    let again = a
-        .fails(
-            &[
-                "import",
-                "pharmacy-app",
-                "--from",
-                &from,
-                "--schema",
-                "sunrise",
-                "--domain",
-                "x.localhost",
-            ],
-            2,
-        )
-        .await;
+    let again = refused(&a, &from, "sunrise", "x.localhost").await;
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
-    let taken = a
-        .fails(
-            &[
-                "import",
-                "pharmacy-app",
-                "--from",
-                &from,
-                "--schema",
-                "other",
-                "--domain",
-                "sunrise.localhost",
-            ],
-            2,
-        )
-        .await;
+    let taken = refused(&a, &from, "other", "sunrise.localhost").await;
     assert!(
         taken.stderr.contains("sunrise.localhost"),
         "{}",
@@ -328,19 +337,7 @@ async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_pass
         ("ram", "ram-old-pass-22"),
         ("sita", "sita-old-pass-333"),
     ] {
-        let body = serde_json::json!({"username": user, "password": password}).to_string();
-        let r = proxy
-            .request(
-                Method::POST,
-                "/api/v1/auth/login",
-                &[
-                    ("host", "sunrise.localhost"),
-                    ("content-type", "application/json"),
-                ],
-                &body,
-            )
-            .await
-            .unwrap();
+        let r = log_in(&proxy, user, password).await;
         assert_eq!(r.status, 200, "{user}: {}", r.text());
         if user == "admin" {
             // Past sales are there, marked imported, with the figures the app recorded.
@@ -381,19 +378,7 @@ async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_pass
     }
     // The inactive user and the unusable password stay out.
     for (user, password) in [("hari", "hari-old-pass-4444"), ("gopal", "anything-at-all")] {
-        let body = serde_json::json!({"username": user, "password": password}).to_string();
-        let r = proxy
-            .request(
-                Method::POST,
-                "/api/v1/auth/login",
-                &[
-                    ("host", "sunrise.localhost"),
-                    ("content-type", "application/json"),
-                ],
-                &body,
-            )
-            .await
-            .unwrap();
+        let r = log_in(&proxy, user, password).await;
         assert_eq!(r.status, 401, "{user}: {}", r.text());
     }
     let db = a.db.client().await;
@@ -441,39 +426,23 @@ async fn a_postgresql_database_of_the_app_imports_the_same() {
 async fn sources_that_cannot_be_read_are_refused_clearly() {
     let a = Apotheca::migrated().await;
     let missing = a.dir.path().join("nothing.sqlite3");
-    let run = a
-        .fails(
-            &[
-                "import",
-                "pharmacy-app",
-                "--from",
-                &format!("sqlite:{}", missing.display()),
-                "--schema",
-                "x",
-                "--domain",
-                "x.localhost",
-            ],
-            2,
-        )
-        .await;
+    let run = refused(
+        &a,
+        &format!("sqlite:{}", missing.display()),
+        "x",
+        "x.localhost",
+    )
+    .await;
     assert!(run.stderr.contains("no such file"), "{}", run.stderr);
     let junk = a.dir.path().join("junk.sqlite3");
     std::fs::write(&junk, "this is not a database").unwrap();
-    let run = a
-        .fails(
-            &[
-                "import",
-                "pharmacy-app",
-                "--from",
-                &format!("sqlite:{}", junk.display()),
-                "--schema",
-                "x",
-                "--domain",
-                "x.localhost",
-            ],
-            2,
-        )
-        .await;
+    let run = refused(
+        &a,
+        &format!("sqlite:{}", junk.display()),
+        "x",
+        "x.localhost",
+    )
+    .await;
     assert!(
         run.stderr.contains("not a SQLite database"),
         "{}",
@@ -481,37 +450,15 @@ async fn sources_that_cannot_be_read_are_refused_clearly() {
     );
     let json = a.dir.path().join("bad.json");
     std::fs::write(&json, "{\"not\": \"a list\"}").unwrap();
-    let run = a
-        .fails(
-            &[
-                "import",
-                "pharmacy-app",
-                "--from",
-                &format!("dumpdata:{}", json.display()),
-                "--schema",
-                "x",
-                "--domain",
-                "x.localhost",
-            ],
-            2,
-        )
-        .await;
+    let run = refused(
+        &a,
+        &format!("dumpdata:{}", json.display()),
+        "x",
+        "x.localhost",
+    )
+    .await;
     assert!(run.stderr.contains("not a JSON list"), "{}", run.stderr);
-    let run = a
-        .fails(
-            &[
-                "import",
-                "pharmacy-app",
-                "--from",
-                "mysql://x",
-                "--schema",
-                "x",
-                "--domain",
-                "x.localhost",
-            ],
-            2,
-        )
-        .await;
+    let run = refused(&a, "mysql://x", "x", "x.localhost").await;
     assert!(run.stderr.contains("sqlite:PATH"), "{}", run.stderr);
     assert!(a.tenants().await.is_empty());
 }

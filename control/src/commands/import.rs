@@ -6,7 +6,7 @@ use super::{ensure_public_migrated, Context};
 use crate::cli::ImportPharmacyAppArgs;
 use crate::error::Result;
 use apotheca_import::{plan, write, Report};
-use apotheca_tenancy::tenants::{self, Provisioner};
+use apotheca_tenancy::tenants;
 
 pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> Result<()> {
     let snapshot = apotheca_import::read(&args.from).await?;
@@ -34,12 +34,7 @@ pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> 
     let mut client = db.connect().await?;
     ensure_public_migrated(&client).await?;
     let secret = ctx.secret(&client).await?;
-    let provisioner = Provisioner {
-        db: &db,
-        secret: &secret,
-        migrations: &set,
-        role_limits: &ctx.settings.control.tenant_role,
-    };
+    let provisioner = ctx.provisioner(&db, &secret, &set);
     let tx = client.transaction().await?;
     provisioner
         .create_in(&tx, &name, &args.schema, &args.domain, None)

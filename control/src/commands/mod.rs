@@ -58,6 +58,21 @@ impl Context {
     }
 
     /// The server secret, checked against the database's record of it.
+    /// What creates tenants, on `db` with its `secret` and the migrations `set`.
+    fn provisioner<'a>(
+        &'a self,
+        db: &'a Database,
+        secret: &'a Secret,
+        set: &'a MigrationSet,
+    ) -> tenants::Provisioner<'a> {
+        tenants::Provisioner {
+            db,
+            secret,
+            migrations: set,
+            role_limits: &self.settings.control.tenant_role,
+        }
+    }
+
     async fn secret(&self, client: &tokio_postgres::Client) -> Result<Secret> {
         let secret = Secret::load(
             self.settings.control.secret_key.as_deref(),

@@ -9,7 +9,7 @@ use crate::cli::CreateTenantArgs;
 use crate::error::{ControlError, Result};
 use apotheca_tenancy::db::Database;
 use apotheca_tenancy::roles;
-use apotheca_tenancy::tenants::{self, FirstAdmin, Provisioner};
+use apotheca_tenancy::tenants::{self, FirstAdmin};
 
 pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Result<()> {
     // Input first: a refused name must not start a cluster or generate a secret.
@@ -30,12 +30,7 @@ pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Resu
     let mut client = db.connect().await?;
     ensure_public_migrated(&client).await?;
     let secret = ctx.secret(&client).await?;
-    let provisioner = Provisioner {
-        db: &db,
-        secret: &secret,
-        migrations: &set,
-        role_limits: &ctx.settings.control.tenant_role,
-    };
+    let provisioner = ctx.provisioner(&db, &secret, &set);
     let info = provisioner
         .create(
             &mut client,

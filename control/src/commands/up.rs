@@ -17,7 +17,7 @@ use crate::error::{ControlError, Result};
 use apotheca_tenancy::migrate::{self, Target};
 
 use crate::progress::Reporter;
-use apotheca_tenancy::tenants::{self, Provisioner};
+use apotheca_tenancy::tenants;
 
 /// The demo tenants `up` creates on an empty system: (schema, name, domain).
 const DEMO_TENANTS: [(&str, &str, &str); 2] = [
@@ -69,12 +69,7 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     let mut client = db.connect().await?;
     if tenants::list(&client).await?.is_empty() {
         let secret = ctx.secret(&client).await?;
-        let provisioner = Provisioner {
-            db: &db,
-            secret: &secret,
-            migrations: &set,
-            role_limits: &ctx.settings.control.tenant_role,
-        };
+        let provisioner = ctx.provisioner(&db, &secret, &set);
         for (schema, name, domain) in DEMO_TENANTS {
             let schema = SchemaName::parse(schema)?;
             let domain = DomainName::parse(domain)?;

@@ -120,6 +120,11 @@ pub const TABLES: [&str; 9] = [
     "billing_invoiceitem",
 ];
 
+/// `make` of every row of `table`.
+fn rows<T>(table: &Table, make: impl Fn(&Table, &[Cell]) -> T) -> Vec<T> {
+    table.rows.iter().map(|r| make(table, r)).collect()
+}
+
 /// Reads the app's rows from `tables` (table name → its rows; a table absent from the map is
 /// one the database does not have).
 pub fn snapshot(tables: &HashMap<String, Table>) -> Snapshot {
@@ -147,21 +152,18 @@ pub fn snapshot(tables: &HashMap<String, Table>) -> Snapshot {
     let int = |t: &Table, r: &[Cell], c: &str| t.cell(r, c).int();
     let dec = |t: &Table, r: &[Cell], c: &str| t.cell(r, c).decimal();
 
-    let t = get("pharmacy_user");
-    for r in &t.rows {
-        s.users.push(app::User {
-            id: int(t, r, "id").unwrap_or_default(),
-            username: text(t, r, "username"),
-            password: text(t, r, "password"),
-            first_name: text(t, r, "first_name"),
-            last_name: text(t, r, "last_name"),
-            email: text(t, r, "email"),
-            is_active: t.cell(r, "is_active").bool().unwrap_or(true),
-            role: text(t, r, "role"),
-            date_joined: at(t, r, "date_joined"),
-            last_login: at(t, r, "last_login"),
-        });
-    }
+    s.users = rows(get("pharmacy_user"), |t, r| app::User {
+        id: int(t, r, "id").unwrap_or_default(),
+        username: text(t, r, "username"),
+        password: text(t, r, "password"),
+        first_name: text(t, r, "first_name"),
+        last_name: text(t, r, "last_name"),
+        email: text(t, r, "email"),
+        is_active: t.cell(r, "is_active").bool().unwrap_or(true),
+        role: text(t, r, "role"),
+        date_joined: at(t, r, "date_joined"),
+        last_login: at(t, r, "last_login"),
+    });
     if tables.contains_key("pharmacy_company") {
         let t = get("pharmacy_company");
         s.company = Some(
@@ -179,35 +181,28 @@ pub fn snapshot(tables: &HashMap<String, Table>) -> Snapshot {
                 .collect(),
         );
     }
-    let t = get("supplier_supplier");
-    for r in &t.rows {
-        s.suppliers.push(app::Supplier {
-            id: int(t, r, "id").unwrap_or_default(),
-            name: text(t, r, "name"),
-            contact: text(t, r, "contact"),
-            address: text(t, r, "address"),
-            email: opt_text(t, r, "email"),
-            pan_number: opt_text(t, r, "pan_number"),
-        });
-    }
-    let t = get("medicine_medicine");
-    for r in &t.rows {
-        s.medicines.push(app::Medicine {
-            medicine_id: int(t, r, "medicine_id").unwrap_or_default(),
-            name: text(t, r, "name"),
-            brand_name: text(t, r, "brand_name"),
-            batch_number: opt_text(t, r, "batch_number"),
-            category: text(t, r, "category"),
-            mfg_date: date(t, r, "mfg_date"),
-            exp_date: date(t, r, "exp_date"),
-            price: dec(t, r, "price"),
-            stock_qty: int(t, r, "stock_qty").unwrap_or_default(),
-            supplier_id: int(t, r, "supplier_id"),
-        });
-    }
-    let t = get("supplier_supplierinvoice");
-    for r in &t.rows {
-        s.supplier_invoices.push(app::SupplierInvoice {
+    s.suppliers = rows(get("supplier_supplier"), |t, r| app::Supplier {
+        id: int(t, r, "id").unwrap_or_default(),
+        name: text(t, r, "name"),
+        contact: text(t, r, "contact"),
+        address: text(t, r, "address"),
+        email: opt_text(t, r, "email"),
+        pan_number: opt_text(t, r, "pan_number"),
+    });
+    s.medicines = rows(get("medicine_medicine"), |t, r| app::Medicine {
+        medicine_id: int(t, r, "medicine_id").unwrap_or_default(),
+        name: text(t, r, "name"),
+        brand_name: text(t, r, "brand_name"),
+        batch_number: opt_text(t, r, "batch_number"),
+        category: text(t, r, "category"),
+        mfg_date: date(t, r, "mfg_date"),
+        exp_date: date(t, r, "exp_date"),
+        price: dec(t, r, "price"),
+        stock_qty: int(t, r, "stock_qty").unwrap_or_default(),
+        supplier_id: int(t, r, "supplier_id"),
+    });
+    s.supplier_invoices = rows(get("supplier_supplierinvoice"), |t, r| {
+        app::SupplierInvoice {
             id: int(t, r, "id").unwrap_or_default(),
             invoice_number: text(t, r, "invoice_number"),
             date: date(t, r, "date"),
@@ -215,11 +210,10 @@ pub fn snapshot(tables: &HashMap<String, Table>) -> Snapshot {
             supplier_id: int(t, r, "supplier_id"),
             total_amount: dec(t, r, "total_amount"),
             received_by: opt_text(t, r, "received_by"),
-        });
-    }
-    let t = get("supplier_supplierinvoiceitem");
-    for r in &t.rows {
-        s.supplier_invoice_items.push(app::SupplierInvoiceItem {
+        }
+    });
+    s.supplier_invoice_items = rows(get("supplier_supplierinvoiceitem"), |t, r| {
+        app::SupplierInvoiceItem {
             id: int(t, r, "id").unwrap_or_default(),
             invoice_id: int(t, r, "invoice_id").unwrap_or_default(),
             medicine_name: text(t, r, "medicine_name"),
@@ -230,48 +224,40 @@ pub fn snapshot(tables: &HashMap<String, Table>) -> Snapshot {
             exp_date: date(t, r, "exp_date"),
             quantity: int(t, r, "quantity").unwrap_or_default(),
             price: dec(t, r, "price"),
-        });
-    }
-    let t = get("billing_customer");
-    for r in &t.rows {
-        s.customers.push(app::Customer {
-            customer_id: int(t, r, "customer_id").unwrap_or_default(),
-            name: text(t, r, "name"),
-            email: opt_text(t, r, "email"),
-            phone_number: text(t, r, "phone_number"),
-            address: text(t, r, "address"),
-            created_at: at(t, r, "created_at"),
-        });
-    }
+        }
+    });
+    s.customers = rows(get("billing_customer"), |t, r| app::Customer {
+        customer_id: int(t, r, "customer_id").unwrap_or_default(),
+        name: text(t, r, "name"),
+        email: opt_text(t, r, "email"),
+        phone_number: text(t, r, "phone_number"),
+        address: text(t, r, "address"),
+        created_at: at(t, r, "created_at"),
+    });
     let t = get("billing_invoice");
     // Versions before billing.0004 called the discount `tax`.
     let discount = if t.has("discount") { "discount" } else { "tax" };
-    for r in &t.rows {
-        s.invoices.push(app::Invoice {
-            invoice_id: int(t, r, "invoice_id").unwrap_or_default(),
-            customer_id: int(t, r, "customer_id"),
-            customer_name: text(t, r, "customer_name"),
-            phone_number: text(t, r, "phone_number"),
-            payment_method: text(t, r, "payment_method"),
-            amount_received: dec(t, r, "amount_received"),
-            return_amount: dec(t, r, "return_amount"),
-            subtotal: dec(t, r, "subtotal"),
-            discount: dec(t, r, discount),
-            total: dec(t, r, "total"),
-            billed_by: text(t, r, "billed_by"),
-            created_at: at(t, r, "created_at"),
-        });
-    }
-    let t = get("billing_invoiceitem");
-    for r in &t.rows {
-        s.invoice_items.push(app::InvoiceItem {
-            id: int(t, r, "id").unwrap_or_default(),
-            invoice_id: int(t, r, "invoice_id").unwrap_or_default(),
-            medicine_id: int(t, r, "medicine_id").unwrap_or_default(),
-            quantity: int(t, r, "quantity").unwrap_or_default(),
-            price: dec(t, r, "price"),
-            total: dec(t, r, "total"),
-        });
-    }
+    s.invoices = rows(t, |t, r| app::Invoice {
+        invoice_id: int(t, r, "invoice_id").unwrap_or_default(),
+        customer_id: int(t, r, "customer_id"),
+        customer_name: text(t, r, "customer_name"),
+        phone_number: text(t, r, "phone_number"),
+        payment_method: text(t, r, "payment_method"),
+        amount_received: dec(t, r, "amount_received"),
+        return_amount: dec(t, r, "return_amount"),
+        subtotal: dec(t, r, "subtotal"),
+        discount: dec(t, r, discount),
+        total: dec(t, r, "total"),
+        billed_by: text(t, r, "billed_by"),
+        created_at: at(t, r, "created_at"),
+    });
+    s.invoice_items = rows(get("billing_invoiceitem"), |t, r| app::InvoiceItem {
+        id: int(t, r, "id").unwrap_or_default(),
+        invoice_id: int(t, r, "invoice_id").unwrap_or_default(),
+        medicine_id: int(t, r, "medicine_id").unwrap_or_default(),
+        quantity: int(t, r, "quantity").unwrap_or_default(),
+        price: dec(t, r, "price"),
+        total: dec(t, r, "total"),
+    });
     s
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `apotheca import pharmacy-app` on a big pharmacy (issue #21): the Django pharmacy app's
+# database made by Django itself (import/tests/django/make_source.py --bench: MEDICINES medicine
+# rows, a tenth of them second batches, and INVOICES invoices of three lines each, as SQLite and
+# as PostgreSQL), then imported into a throwaway private cluster by the release build, timed from
+# the command's start to its exit (reading, mapping, creating the tenant and writing it all, one
+# transaction, fsync on). Also the dry run. Prints one JSON line per figure and a summary.
+# Knobs: MEDICINES (5000), INVOICES (100000), SOURCES ("sqlite postgres"), SKIP_BUILD=1.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MEDICINES=${MEDICINES:-5000}
+INVOICES=${INVOICES:-100000}
+SOURCES=${SOURCES:-sqlite postgres}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release -q -p apotheca-control
+A=$ROOT/target/release/apotheca
+PSQL=$(find /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
+
+# Django in a virtualenv of the benchmark's own (the tests keep theirs under target/tmp).
+VENV=$ROOT/target/bench/django-venv
+REQ=$ROOT/import/tests/django/requirements.txt
+if ! cmp -s "$REQ" "$VENV/requirements.txt" 2>/dev/null; then
+  log "making $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+  cp "$REQ" "$VENV/requirements.txt"
+fi
+PY=$VENV/bin/python
+MAKE=$ROOT/import/tests/django/make_source.py
+
+STATE=$(mktemp -d /tmp/apotheca-import-bench.XXXXXX)
+chmod 755 "$STATE"
+apo() {
+  env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$STATE/pg" \
+    APOTHECA_PRIVATE_DB__RUN_DIR="$STATE/run" APOTHECA_CONTROL__STATE_DIR="$STATE" \
+    APOTHECA_CONTROL__SPARE_SCHEMAS=0 "$A" "$@"
+}
+cleanup() { apo db stop >/dev/null 2>&1 || true; rm -rf "$STATE"; }
+trap cleanup EXIT
+(cd "$STATE" && apo migrate-schemas >/dev/null 2>&1)
+ADMIN_URL=$(cd "$STATE" && apo db url)
+
+source_of() {  # kind: makes the source, prints its --from
+  local kind=$1 t0
+  t0=$(now)
+  case $kind in
+    sqlite)
+      "$PY" "$MAKE" sqlite "$STATE/big.sqlite3" --bench "$MEDICINES" "$INVOICES" >/dev/null
+      echo "sqlite:$STATE/big.sqlite3" ;;
+    postgres)
+      "$PSQL" -q -X -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS django_source" -c "CREATE DATABASE django_source" >/dev/null
+      local url=${ADMIN_URL/\/postgres\?//django_source?}
+      "$PY" "$MAKE" postgres "$url" --bench "$MEDICINES" "$INVOICES" >/dev/null
+      echo "$url" ;;
+  esac
+  log "$kind source made by Django in $(since "$t0") s"
+}
+
+n=0
+for kind in $SOURCES; do
+  from=$(source_of "$kind")
+  n=$((n + 1))
+  for mode in dry real; do
+    args=(import pharmacy-app --from "$from" --schema "big$n" --domain "big$n.localhost" --json)
+    [[ $mode == dry ]] && args+=(--dry-run)
+    t0=$(now)
+    (cd "$STATE" && apo "${args[@]}") >"$STATE/report.json"
+    secs=$(since "$t0")
+    jq -c --arg kind "$kind" --arg mode "$mode" --argjson s "$secs" \
+      --argjson m "$MEDICINES" --argjson i "$INVOICES" \
+      '{source: $kind, mode: $mode, seconds: $s, medicine_rows: $m, invoices: $i,
+        lines_written: .counts["invoice lines"].written, anomalies: (.anomalies | length)}' \
+      "$STATE/report.json"
+    log "$kind $mode: $secs s ($(jq -r '.counts["invoice lines"].written' "$STATE/report.json") lines, $(jq '.anomalies | length' "$STATE/report.json") anomalies)"
+  done
+  books=$("$PSQL" -X -At -d "$ADMIN_URL" -c "SET search_path = big$n; SELECT
+      (SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
+          (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
+    + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
+          (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))")
+  log "$kind: books disagreeing after the import: $books"
+  [[ $books == 0 ]] || die "the books of big$n disagree"
+done

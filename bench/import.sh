@@ -54,7 +54,8 @@ source_of() {  # kind: makes the source, prints its --from
       echo "sqlite:$STATE/big.sqlite3" ;;
     postgres)
       "$PSQL" -q -X -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS django_source" -c "CREATE DATABASE django_source" >/dev/null
-      local url=${ADMIN_URL/\/postgres\?//django_source?}
+      local url
+      url=$(sed -E 's#/[^/?]+\?#/django_source?#' <<<"$ADMIN_URL")
       "$PY" "$MAKE" postgres "$url" --bench "$MEDICINES" "$INVOICES" >/dev/null
       echo "$url" ;;
   esac

@@ -313,6 +313,31 @@ pub enum ImportCommand {
     /// one transaction (nothing is left on failure), with a report of every entity read,
     /// written, merged and skipped, and of every anomaly and what was done about it.
     PharmacyApp(ImportPharmacyAppArgs),
+    /// Every pharmacy of a django-tenants database (the public tenant skipped), with its
+    /// domains (the primary kept), each in its own transaction, several at once; an inactive
+    /// one arrives suspended. One whose schema or a domain exists already is skipped. Prints a
+    /// summary (imported, skipped, failed with the reason) and each pharmacy's report; exits 1
+    /// when any failed.
+    DjangoTenants(ImportDjangoTenantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportDjangoTenantsArgs {
+    /// The django-tenants database: a postgres:// URL.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// Only this schema (repeat for more).
+    #[arg(long, value_name = "SCHEMA")]
+    pub only: Vec<String>,
+    /// Pharmacies imported at once (default: 2).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Import each, print the reports, then roll every one back.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The summary and the reports as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -117,6 +117,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Import(crate::cli::ImportCommand::PharmacyApp(args)) => {
             import::pharmacy_app(&ctx, args).await
         }
+        Command::Import(crate::cli::ImportCommand::DjangoTenants(args)) => {
+            import::django_tenants(&ctx, args).await
+        }
         Command::PrepareSpares { count } => {
             let set = ctx.migrations()?;
             let db = ctx.database().await?;

@@ -1,11 +1,13 @@
 //! Where a pharmacy's database comes from: a SQLite file ([`sqlite`]), a PostgreSQL schema
-//! ([`postgres`]) or a `manage.py dumpdata` JSON ([`dumpdata`]). Each gives its tables as
+//! ([`postgres`]; the schemas of a django-tenants database are listed by [`tenants`]) or a
+//! `manage.py dumpdata` JSON ([`dumpdata`]). Each gives its tables as
 //! [`Table`]s of plain cells; [`snapshot`] reads the app's rows from them the same way for
 //! all three, taking the columns a version of the app has and defaults for those it lacks.
 
 pub mod dumpdata;
 pub mod postgres;
 pub mod sqlite;
+pub mod tenants;
 
 use std::collections::HashMap;
 

@@ -7,6 +7,11 @@ written with raw SQL.
     python make_source.py postgres URL [--bench MEDICINES INVOICES]
     python make_source.py dumpdata PATH        # the small set, as `manage.py dumpdata` JSON in
                                                # UTF-16 LE with a byte-order mark and CRLF
+    python make_source.py tenants URL [--bench PHARMACIES MEDICINES INVOICES]
+        # django-tenants (section 2): the public tenant and three pharmacies (sunrise: the
+        # small set, with a second domain; moonlight: the small set without its company table,
+        # an older version; closed: inactive, the small set), or PHARMACIES pharmacies of the
+        # bench's sizes
 
 The small set is fixed (the tests check it row by row); --bench makes MEDICINES medicine rows
 and INVOICES invoices of three lines each, with the same quirks. Prints one JSON line: what
@@ -69,6 +74,84 @@ def configure(database):
 
     call_command("makemigrations", *APPS, verbosity=0)
     call_command("migrate", verbosity=0)
+
+
+def configure_tenants(database):
+    """django-tenants: the tenants app shared, the pharmacy app's apps in every schema."""
+    import django
+    from django.conf import settings
+
+    migrations = tempfile.mkdtemp()
+    sys.path.insert(0, migrations)
+    apps = APPS + ["tenants"]
+    for app in apps:
+        os.makedirs(os.path.join(migrations, f"migrations_{app}"))
+        open(os.path.join(migrations, f"migrations_{app}", "__init__.py"), "w").close()
+    database = dict(database, ENGINE="django_tenants.postgresql_backend")
+    shared = ["django_tenants", "tenants", "django.contrib.contenttypes"]
+    tenant = ["django.contrib.contenttypes", "django.contrib.auth"] + APPS
+    settings.configure(
+        MIGRATION_MODULES={app: f"migrations_{app}" for app in apps},
+        DATABASES={"default": database},
+        DATABASE_ROUTERS=["django_tenants.routers.TenantSyncRouter"],
+        SHARED_APPS=shared,
+        TENANT_APPS=tenant,
+        INSTALLED_APPS=shared + [a for a in tenant if a not in shared],
+        TENANT_MODEL="tenants.Client",
+        TENANT_DOMAIN_MODEL="tenants.Domain",
+        AUTH_USER_MODEL="pharmacy.User",
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        PASSWORD_HASHERS=[
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+            "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+            "django.contrib.auth.hashers.Argon2PasswordHasher",
+            "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+        ],
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("makemigrations", *apps, verbosity=0)
+    call_command("migrate_schemas", shared=True, verbosity=0)
+
+
+def tenants(size):
+    """The public tenant and the pharmacies, each filled in its own schema."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+    from tenants.models import Client, Domain
+
+    public = Client(schema_name="public", name="Public")
+    public.save()
+    Domain.objects.create(domain="localhost", tenant=public, is_primary=True)
+    if size:
+        made = []
+        for i in range(size[0]):
+            schema = f"ph{i + 1:03d}"
+            c = Client(schema_name=schema, name=f"Pharmacy {i + 1}")
+            c.save()
+            Domain.objects.create(domain=f"{schema}.pharmacies.test", tenant=c, is_primary=True)
+            with schema_context(schema):
+                bench(size[1], size[2])
+            made.append(schema)
+        return made
+    for schema, name, active in (("sunrise", "Sunrise Pharmacy", True),
+                                 ("moonlight", "Moonlight Chemists", True),
+                                 ("closed", "Closed Pharmacy", False)):
+        c = Client(schema_name=schema, name=name, is_active=active)
+        c.save()
+        Domain.objects.create(domain=f"{schema}.pharmacies.test", tenant=c, is_primary=True)
+        if schema == "sunrise":
+            Domain.objects.create(domain="www.sunrise.test", tenant=c, is_primary=False)
+        with schema_context(schema):
+            gone = small()
+            quirks(gone.customer_id)
+            if schema == "moonlight":
+                with connection.cursor() as cur:
+                    cur.execute("DROP TABLE pharmacy_company")
+    return ["sunrise", "moonlight", "closed"]
 
 
 def postgres_database(url):
@@ -299,13 +382,18 @@ def main():
     size = None
     if "--bench" in sys.argv:
         i = sys.argv.index("--bench")
-        size = (int(sys.argv[i + 1]), int(sys.argv[i + 2]))
+        size = tuple(int(x) for x in sys.argv[i + 1:])
     if kind == "sqlite":
         if os.path.exists(target):
             os.remove(target)
         configure({"ENGINE": "django.db.backends.sqlite3", "NAME": target})
     elif kind == "postgres":
         configure(postgres_database(target))
+    elif kind == "tenants":
+        configure_tenants(postgres_database(target))
+        made = tenants(size)
+        print(json.dumps({"kind": kind, "target": target, "schemas": made}))
+        return
     elif kind == "dumpdata":
         work = tempfile.mkdtemp()
         configure({"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(work, "db.sqlite3")})

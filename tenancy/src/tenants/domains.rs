@@ -2,7 +2,7 @@
 //! per tenant.
 
 use apotheca_common::names::DomainName;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::{notify, unknown};
 use crate::error::{Error, Result};
@@ -33,6 +33,18 @@ pub async fn add(
     primary: bool,
 ) -> Result<()> {
     let tx = client.transaction().await?;
+    add_in(&tx, schema, domain, primary).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`add`] in the caller's transaction.
+pub async fn add_in(
+    tx: &Transaction<'_>,
+    schema: &str,
+    domain: &DomainName,
+    primary: bool,
+) -> Result<()> {
     let id: i64 = tx
         .query_opt(
             "SELECT id FROM public.tenants WHERE schema_name = $1 FOR UPDATE",
@@ -41,7 +53,7 @@ pub async fn add(
         .await?
         .map(|r| r.get(0))
         .ok_or_else(|| unknown(schema))?;
-    ensure_free(&tx, domain).await?;
+    ensure_free(tx, domain).await?;
     if primary {
         tx.execute(
             "UPDATE public.domains SET is_primary = false WHERE tenant_id = $1 AND is_primary",
@@ -55,8 +67,7 @@ pub async fn add(
     )
     .await
     .map_err(super::map_conflict)?;
-    notify(&tx, "domain_added", schema).await?;
-    tx.commit().await?;
+    notify(tx, "domain_added", schema).await?;
     Ok(())
 }
 

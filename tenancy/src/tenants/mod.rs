@@ -350,6 +350,13 @@ pub(crate) fn unknown(schema: &str) -> Error {
 /// Sets the status; returns false when it already was.
 pub async fn set_status(client: &mut Client, schema: &str, status: &str) -> Result<bool> {
     let tx = client.transaction().await?;
+    let changed = set_status_in(&tx, schema, status).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// [`set_status`] in the caller's transaction.
+pub async fn set_status_in(tx: &Transaction<'_>, schema: &str, status: &str) -> Result<bool> {
     let before: Option<String> = tx
         .query_opt(
             "SELECT status FROM public.tenants WHERE schema_name = $1 FOR UPDATE",
@@ -371,8 +378,7 @@ pub async fn set_status(client: &mut Client, schema: &str, status: &str) -> Resu
             } else {
                 "resumed"
             };
-            notify(&tx, op, schema).await?;
-            tx.commit().await?;
+            notify(tx, op, schema).await?;
             Ok(true)
         }
     }

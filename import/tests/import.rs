@@ -1,4 +1,4 @@
-//! `apotheca import pharmacy-app` on databases Django itself made (`tests/django/`: the app's
+//! `apotheca import` (pharmacy-app and django-tenants) on databases Django itself made (`tests/django/`: the app's
 //! models, rows through the ORM with make_password, then the quirks real databases hold): a
 //! SQLite file, the same rows as a UTF-16 dumpdata JSON, and a PostgreSQL database on the test
 //! cluster. Each test checks the mapping rules on the rows it knows, the report, and the books.
@@ -461,4 +461,150 @@ async fn sources_that_cannot_be_read_are_refused_clearly() {
     let run = refused(&a, "mysql://x", "x", "x.localhost").await;
     assert!(run.stderr.contains("sqlite:PATH"), "{}", run.stderr);
     assert!(a.tenants().await.is_empty());
+}
+
+/// A django-tenants database (on the test cluster) with its three pharmacies, and one tenant
+/// row whose schema holds nothing.
+async fn django_tenants() -> TestDb {
+    let source = TestDb::empty().await;
+    make("tenants", &source.url()).await;
+    source
+        .client()
+        .await
+        .batch_execute(
+            "INSERT INTO public.tenants_client (schema_name, name, created_on, is_active)
+                 VALUES ('ghost', 'Ghost Pharmacy', current_date, true);
+             INSERT INTO public.tenants_domain (domain, tenant_id, is_primary)
+                 SELECT 'ghost.pharmacies.test', id, true FROM public.tenants_client
+                 WHERE schema_name = 'ghost';",
+        )
+        .await
+        .unwrap();
+    source
+}
+
+#[tokio::test]
+async fn every_pharmacy_of_a_django_tenants_database_is_imported_with_its_domains() {
+    let a = Apotheca::migrated().await;
+    let source = django_tenants().await;
+    let url = source.url();
+    let import = |extra: &'static [&'static str]| {
+        let mut args = vec!["import", "django-tenants", "--from", url.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    // A dry run: every pharmacy's report, nothing made.
+    let run = a.fails(&import(&["--dry-run"]), 1).await;
+    let dry: Value = serde_json::from_str(&run.stdout).expect("the summary as JSON");
+    assert_eq!(
+        (dry["imported"].as_u64(), dry["failed"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert!(a.tenants().await.is_empty(), "a dry run made tenants");
+
+    // --only, two at once.
+    let only: Value = serde_json::from_str(
+        &a.ok(&import(&[
+            "--only", "sunrise", "--only", "closed", "--jobs", "2",
+        ]))
+        .await,
+    )
+    .unwrap();
+    assert_eq!(only["imported"], 2, "{only:#}");
+
+    // All: the two already there are skipped, the third imported, the empty one failed.
+    let run = a.fails(&import(&[]), 1).await;
+    assert!(
+        run.stderr.contains("1 of 4 pharmacies failed"),
+        "{}",
+        run.stderr
+    );
+    let all: Value = serde_json::from_str(&run.stdout).unwrap();
+    let results: Vec<(String, String)> = all["pharmacies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["schema"].as_str().unwrap().to_owned(),
+                p["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("closed".into(), "skipped".into()),
+            ("ghost".into(), "failed".into()),
+            ("moonlight".into(), "imported".into()),
+            ("sunrise".into(), "skipped".into()),
+        ]
+    );
+    let moonlight = &all["pharmacies"][2]["report"];
+    assert_eq!(
+        moonlight["missing_tables"],
+        serde_json::json!(["pharmacy_company"])
+    );
+    assert_eq!(count(moonlight, "invoices", "written"), 5);
+
+    // The tenants: names, domains (the primary first), an inactive one suspended.
+    let tenants = a.tenants().await;
+    let summary: Vec<(String, String, Vec<String>)> = tenants
+        .iter()
+        .map(|t| {
+            (
+                t["schema"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+                t["domains"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "closed".into(),
+                "suspended".into(),
+                vec!["closed.pharmacies.test".to_owned()]
+            ),
+            (
+                "moonlight".into(),
+                "active".into(),
+                vec!["moonlight.pharmacies.test".to_owned()]
+            ),
+            (
+                "sunrise".into(),
+                "active".into(),
+                vec![
+                    "sunrise.pharmacies.test".to_owned(),
+                    "www.sunrise.test".to_owned()
+                ]
+            ),
+        ]
+    );
+    // Moonlight had no company table: its company is its name.
+    let db = a.db.client().await;
+    let company: Vec<String> = column(&db, "SELECT name FROM moonlight.company").await;
+    assert_eq!(company, ["Moonlight Chemists"]);
+    for schema in ["closed", "moonlight", "sunrise"] {
+        let books: Vec<i64> = column(
+            &db,
+            &format!(
+                "SELECT (SELECT count(*) FROM {schema}.batches b WHERE b.quantity_on_hand <>
+                            (SELECT coalesce(sum(m.quantity), 0) FROM {schema}.stock_movements m WHERE m.batch_id = b.id))
+                      + (SELECT count(*) FROM {schema}.invoice_lines l WHERE l.quantity <>
+                            (SELECT coalesce(sum(x.quantity), 0) FROM {schema}.invoice_line_batches x WHERE x.invoice_line_id = l.id))"
+            ),
+        )
+        .await;
+        assert_eq!(books, [0], "{schema}");
+    }
+    // The failed one left nothing.
+    assert_eq!(a.traces_of("ghost").await, (false, false, 0));
 }

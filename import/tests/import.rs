@@ -1,7 +1,8 @@
-//! `apotheca import` (pharmacy-app and django-tenants) on databases Django itself made (`tests/django/`: the app's
-//! models, rows through the ORM with make_password, then the quirks real databases hold): a
-//! SQLite file, the same rows as a UTF-16 dumpdata JSON, and a PostgreSQL database on the test
-//! cluster. Each test checks the mapping rules on the rows it knows, the report, and the books.
+//! `apotheca import` (pharmacy-app and django-tenants) on databases Django itself made
+//! (`tests/django/`: the app's models, rows through the ORM with make_password, then the
+//! quirks real databases hold): a SQLite file, the same rows as a UTF-16 dumpdata JSON, a
+//! PostgreSQL database on the test cluster, and a django-tenants database of three pharmacies.
+//! Each test checks the mapping rules on the rows it knows, the report, and the books.
 //!
 //! Django comes from PyPI into a virtualenv under the target folder, made once and kept (its
 //! requirements are `tests/django/requirements.txt`).

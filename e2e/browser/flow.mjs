@@ -3,6 +3,8 @@
 //     pharmacy" with a taken subdomain (TAKEN_SUBDOMAIN, default acme) and then a new one,
 //     which lands on the new pharmacy's login on its own subdomain; there, the pharmacy's flow
 //     as the admin just created (pharmacy.mjs); then "Find my pharmacy" finds it.
+//     With IMPORTED_URL (a pharmacy imported from the Django app's database the import tests
+//     make), its admin logs in with the old Django password and finds what was brought.
 //   - BASE_URL (one pharmacy, e.g. http://acme.localhost:8080) with ADMIN_USER and
 //     ADMIN_PASSWORD (an admin of it): the pharmacy's flow alone.
 // Every page of every browser context is watched: a 5xx answer, a script error or a request
@@ -14,6 +16,7 @@ import { chromium } from 'playwright-core';
 
 import { artifacts, current, person, problems, stepsDone } from './lib.mjs';
 import { pharmacy } from './pharmacy.mjs';
+import { imported } from './imported.mjs';
 import { findMyPharmacy, publicOnPhone, signUp } from './site.mjs';
 
 const trim = (url) => (url || '').replace(/\/$/, '');
@@ -42,6 +45,11 @@ try {
     });
     await publicOnPhone(p, site, created);
     await phone.close();
+    if (process.env.IMPORTED_URL) {
+      const { context, page: q } = await person(browser, { viewport: { width: 1280, height: 900 } });
+      await imported(q, trim(process.env.IMPORTED_URL));
+      await context.close();
+    }
   } else {
     await pharmacy(browser, page, {
       base,

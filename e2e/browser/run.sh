@@ -104,7 +104,7 @@ fi
 
 log "flow against ${SITE_URL:-$BASE_URL} with $CHROMIUM"
 status=0
-BASE_URL=$BASE_URL SITE_URL=$SITE_URL TAKEN_SUBDOMAIN=${TAKEN_SUBDOMAIN:-acme} \
+BASE_URL=$BASE_URL SITE_URL=$SITE_URL TAKEN_SUBDOMAIN=${TAKEN_SUBDOMAIN:-acme} IMPORTED_URL=${IMPORTED_URL:-} \
   ADMIN_USER=${ADMIN_USER:-admin} ADMIN_PASSWORD=${ADMIN_PASSWORD:-} ARTIFACTS=$ARTIFACTS \
   node e2e/browser/flow.mjs || status=$?
 if [[ $status -ne 0 || -n ${KEEP_LOGS:-} ]]; then

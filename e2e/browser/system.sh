@@ -13,7 +13,7 @@
 
 STATE='' DAEMON_PID='' PROXY_PID='' PROXY_PORT=''
 # Set for run.sh by start_system.
-export SITE_URL TAKEN_SUBDOMAIN
+export SITE_URL TAKEN_SUBDOMAIN IMPORTED_URL
 # Seconds: only ever an upper bound on a wait (the machine is small and shared).
 PATIENCE=${PATIENCE:-90}
 
@@ -122,6 +122,7 @@ EOF
     return 1
   fi
   TAKEN_SUBDOMAIN=acme
+  import_pharmacy || return 1
 
   log "apotheca serve (API on $STATE/run/apotheca.sock)"
   (cd "$STATE" && exec "$BIN/apotheca" serve) >"$STATE/serve.out" 2>"$STATE/daemon-and-workers.log" &
@@ -141,6 +142,36 @@ EOF
     return 1
   fi
   SITE_URL=http://localhost:$PROXY_PORT
+  IMPORTED_URL=http://sunrise.localhost:$PROXY_PORT
+}
+
+# A pharmacy brought from the Django app: a SQLite file Django makes with the import tests'
+# models and rows (import/tests/django), imported as schema sunrise. Django comes from PyPI into
+# the virtualenv the import tests use (target/tmp/django-venv), made when missing.
+import_pharmacy() {
+  local venv=$ROOT/target/tmp/django-venv req=$ROOT/import/tests/django/requirements.txt
+  if ! cmp -s "$req" "$venv/requirements.txt" 2>/dev/null; then
+    log "Django into $venv (for the imported pharmacy)"
+    rm -rf "$venv"
+    if ! { python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"; } \
+      >"$STATE/venv.log" 2>&1; then
+      echo "browser tests: making the Django virtualenv failed:" >&2
+      cat "$STATE/venv.log" >&2
+      return 1
+    fi
+    cp "$req" "$venv/requirements.txt"
+  fi
+  log "a pharmacy imported from the Django app (sunrise)"
+  if ! (
+    cd "$STATE"
+    "$venv/bin/python" "$ROOT/import/tests/django/make_source.py" sqlite "$STATE/django.sqlite3"
+    "$BIN/apotheca" import pharmacy-app --from "sqlite:$STATE/django.sqlite3" --schema sunrise \
+      --domain sunrise.localhost
+  ) >"$STATE/import.log" 2>&1; then
+    echo "browser tests: importing the Django pharmacy failed:" >&2
+    cat "$STATE/import.log" >&2
+    return 1
+  fi
 }
 
 keep_system_logs() {

@@ -4,15 +4,23 @@
 # rows, a tenth of them second batches, and INVOICES invoices of three lines each, as SQLite and
 # as PostgreSQL), then imported into a throwaway private cluster by the release build, timed from
 # the command's start to its exit (reading, mapping, creating the tenant and writing it all, one
-# transaction, fsync on). Also the dry run. Prints one JSON line per figure and a summary.
-# Knobs: MEDICINES (5000), INVOICES (100000), SOURCES ("sqlite postgres"), SKIP_BUILD=1.
+# transaction, fsync on). Also the dry run. With `tenants` in SOURCES, a django-tenants database of
+# TENANTS pharmacies (the peer's seed sizes: TENANT_MEDICINES medicine rows and 5 suppliers each,
+# and TENANT_INVOICES invoices) made by django-tenants, imported whole by `apotheca import
+# django-tenants` (--jobs JOBS). Prints one JSON line per figure and a summary.
+# Knobs: MEDICINES (5000), INVOICES (100000), TENANTS (200), TENANT_MEDICINES (50),
+# TENANT_INVOICES (50), JOBS (2), SOURCES ("sqlite postgres tenants"), SKIP_BUILD=1.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 MEDICINES=${MEDICINES:-5000}
 INVOICES=${INVOICES:-100000}
-SOURCES=${SOURCES:-sqlite postgres}
+TENANTS=${TENANTS:-200}
+TENANT_MEDICINES=${TENANT_MEDICINES:-50}
+TENANT_INVOICES=${TENANT_INVOICES:-50}
+JOBS=${JOBS:-2}
+SOURCES=${SOURCES:-sqlite postgres tenants}
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
@@ -62,8 +70,48 @@ source_of() {  # kind: makes the source, prints its --from
   log "$kind source made by Django in $(since "$t0") s"
 }
 
+books_of() {  # schema: batches or lines disagreeing with the ledger
+  "$PSQL" -X -At -d "$ADMIN_URL" -c "SET search_path = $1; SELECT
+      (SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
+          (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
+    + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
+          (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))"
+}
+
+tenants_source() {  # makes the django-tenants database, prints its URL
+  local t0 url
+  t0=$(now)
+  "$PSQL" -q -X -d "$ADMIN_URL" -c "DROP DATABASE IF EXISTS django_tenants" -c "CREATE DATABASE django_tenants" >/dev/null
+  url=$(sed -E 's#/[^/?]+\?#/django_tenants?#' <<<"$ADMIN_URL")
+  "$PY" "$MAKE" tenants "$url" --bench "$TENANTS" "$TENANT_MEDICINES" "$TENANT_INVOICES" >/dev/null
+  log "django-tenants source of $TENANTS pharmacies made by django-tenants in $(since "$t0") s"
+  echo "$url"
+}
+
 n=0
 for kind in $SOURCES; do
+  if [[ $kind == tenants ]]; then
+    url=$(tenants_source)
+    for mode in dry real; do
+      args=(import django-tenants --from "$url" --jobs "$JOBS" --json)
+      [[ $mode == dry ]] && args+=(--dry-run)
+      t0=$(now)
+      (cd "$STATE" && apo "${args[@]}") >"$STATE/tenants.json"
+      secs=$(since "$t0")
+      jq -c --arg mode "$mode" --argjson s "$secs" --argjson t "$TENANTS" --argjson j "$JOBS" \
+        '{source: "django-tenants", mode: $mode, seconds: $s, pharmacies: $t, jobs: $j,
+          imported, skipped, failed,
+          invoices: ([.pharmacies[].report.counts.invoices.written // 0] | add)}' "$STATE/tenants.json"
+      log "django-tenants $mode: $secs s for $TENANTS pharmacies ($(jq -r '"imported \(.imported), failed \(.failed)"' "$STATE/tenants.json"))"
+    done
+    bad=0
+    for schema in $(jq -r '.pharmacies[].schema' "$STATE/tenants.json"); do
+      [[ $(books_of "$schema") == 0 ]] || bad=$((bad + 1))
+    done
+    log "django-tenants: pharmacies whose books disagree after the import: $bad"
+    [[ $bad == 0 ]] || die "books disagree"
+    continue
+  fi
   from=$(source_of "$kind")
   n=$((n + 1))
   for mode in dry real; do
@@ -79,11 +127,7 @@ for kind in $SOURCES; do
       "$STATE/report.json"
     log "$kind $mode: $secs s ($(jq -r '.counts["invoice lines"].written' "$STATE/report.json") lines, $(jq '.anomalies | length' "$STATE/report.json") anomalies)"
   done
-  books=$("$PSQL" -X -At -d "$ADMIN_URL" -c "SET search_path = big$n; SELECT
-      (SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
-          (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
-    + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
-          (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))")
+  books=$(books_of "big$n")
   log "$kind: books disagreeing after the import: $books"
   [[ $books == 0 ]] || die "the books of big$n disagree"
 done

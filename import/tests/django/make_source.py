@@ -319,7 +319,7 @@ def bench(medicines, invoices):
         u = User(username=name, role=role)
         u.password = make_password(PASSWORDS[name], hasher="pbkdf2_sha256")
         u.save()
-    suppliers = [Supplier.objects.create(name=f"Supplier {i}", contact=f"98{i:08d}") for i in range(20)]
+    suppliers = [Supplier.objects.create(name=f"Supplier {i}", contact=f"98{i:08d}") for i in range(5)]
     cats = ["tablet/capsule", "liquid", "patch", "dose form", "ointment", "syrup", "injection",
             "cream"]
     rows = []
@@ -331,11 +331,12 @@ def bench(medicines, invoices):
                              mfg_date=datetime.date(2025, 1, 1),
                              exp_date=datetime.date(2027 + i % 3, 1 + i % 12, 1),
                              price=D(f"{1 + i % 500}.{i % 100:02d}"), stock_qty=1000 + i % 100,
-                             supplier=suppliers[i % 20]))
+                             supplier=suppliers[i % 5]))
     Medicine.objects.bulk_create(rows, batch_size=2000)
     ids = list(Medicine.objects.values_list("medicine_id", "price"))
+    n_customers = max(1, min(2000, invoices // 50))
     customers = Customer.objects.bulk_create(
-        [Customer(name=f"Customer {i}", phone_number=f"98{i:08d}") for i in range(2000)])
+        [Customer(name=f"Customer {i}", phone_number=f"98{i:08d}") for i in range(n_customers)])
     methods = ["cash", "card", "esewa"]
     at = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
     done = 0
@@ -344,8 +345,8 @@ def bench(medicines, invoices):
         invs = []
         for k in range(n):
             i = done + k
-            invs.append(Invoice(customer=customers[i % 2000] if i % 3 else None,
-                                customer_name=f"Customer {i % 2000}", phone_number="",
+            invs.append(Invoice(customer=customers[i % n_customers] if i % 3 else None,
+                                customer_name=f"Customer {i % n_customers}", phone_number="",
                                 payment_method=methods[i % 3], amount_received=None,
                                 return_amount=None, subtotal=D(0), discount=D(0), total=D(0),
                                 billed_by=["admin", "ram", "sita", ""][i % 4]))

@@ -71,7 +71,7 @@ source_of() {  # kind: makes the source, prints its --from
 }
 
 books_of() {  # schema: batches or lines disagreeing with the ledger
-  "$PSQL" -X -At -d "$ADMIN_URL" -c "SET search_path = $1; SELECT
+  "$PSQL" -q -X -At -d "$ADMIN_URL" -c "SET search_path = $1; SELECT
       (SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
           (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
     + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>

@@ -818,18 +818,28 @@ fn receipts(
             report.counts("receipt lines").skipped += 1;
             continue;
         };
-        let Ok(quantity) = i32::try_from(i.quantity) else {
-            continue;
+        let quantity = match i32::try_from(i.quantity) {
+            Ok(q) if q > 0 => q,
+            _ => {
+                report.anomaly(t, i.id, format!("quantity {}", i.quantity), "not imported");
+                report.counts("receipt lines").skipped += 1;
+                continue;
+            }
         };
-        if quantity <= 0 {
-            report.anomaly(t, i.id, format!("quantity {}", i.quantity), "not imported");
-            report.counts("receipt lines").skipped += 1;
-            continue;
-        }
         let unit_cost = i
             .price
             .and_then(|x| Money::parse("price", x).ok())
             .map_or(Decimal::ZERO, Money::get);
+        if Money::checked(unit_cost * Decimal::from(quantity)).is_none() {
+            report.anomaly(
+                t,
+                i.id,
+                format!("{quantity} × {unit_cost:.2} is more than an amount Apotheca keeps"),
+                "not imported",
+            );
+            report.counts("receipt lines").skipped += 1;
+            continue;
+        }
         let (medicine_id, batch_no) = batches.by_row[&row].clone();
         let batch = p
             .batches
@@ -934,8 +944,18 @@ fn invoices(
     report.counts("invoice lines").read = snapshot.invoice_items.len();
     let mut rows: Vec<&app::Invoice> = snapshot.invoices.iter().collect();
     rows.sort_by_key(|i| i.invoice_id);
+    // A recorded figure is kept as it is, if a numeric(14,2) column can hold it.
     let amount = |raw: Option<Decimal>, what: &str, id: i64, report: &mut Report| match raw {
-        Some(x) => x.round_dp(2),
+        Some(x) if x.abs() <= Money::MAX.get() => x.round_dp(2),
+        Some(x) => {
+            report.anomaly(
+                t,
+                id,
+                format!("{what} {x} does not fit an amount"),
+                format!("{what} imported as 0"),
+            );
+            Decimal::ZERO
+        }
         None => {
             report.anomaly(t, id, format!("no {what}"), format!("{what} imported as 0"));
             Decimal::ZERO
@@ -983,7 +1003,7 @@ fn invoices(
         let discount = amount(inv.discount, "discount", id, report);
         let total = amount(inv.total, "total", id, report);
         let amount_received = match inv.amount_received {
-            Some(x) => x.round_dp(2),
+            Some(x) => amount(Some(x), "amount received", id, report),
             None if payment_method == "cash" => {
                 report.anomaly(
                     t,
@@ -995,7 +1015,10 @@ fn invoices(
             }
             None => total,
         };
-        let change_due = inv.return_amount.map_or(Decimal::ZERO, |x| x.round_dp(2));
+        let change_due = match inv.return_amount {
+            Some(x) => amount(Some(x), "change", id, report),
+            None => Decimal::ZERO,
+        };
         if total != subtotal - discount {
             report.anomaly(
                 t,
@@ -1010,23 +1033,37 @@ fn invoices(
         let mut line_no = 0;
         for item in sorted {
             let lt = "billing_invoiceitem";
-            let Ok(quantity) = i32::try_from(item.quantity) else {
-                continue;
+            let quantity = match i32::try_from(item.quantity) {
+                Ok(q) if q > 0 => q,
+                _ => {
+                    report.anomaly(
+                        lt,
+                        item.id,
+                        format!("quantity {}", item.quantity),
+                        "not imported",
+                    );
+                    report.counts("invoice lines").skipped += 1;
+                    continue;
+                }
             };
-            if quantity <= 0 {
+            let fits = |x: Decimal| x.abs() <= Money::MAX.get();
+            let unit_price = item
+                .price
+                .filter(|x| fits(*x))
+                .map_or(Decimal::ZERO, |x| x.round_dp(2));
+            let line_total = item
+                .total
+                .map_or(unit_price * Decimal::from(quantity), |x| x.round_dp(2));
+            if !fits(line_total) || item.price.is_some_and(|x| !fits(x)) {
                 report.anomaly(
                     lt,
                     item.id,
-                    format!("quantity {}", item.quantity),
+                    "an amount that does not fit numeric(14,2)",
                     "not imported",
                 );
                 report.counts("invoice lines").skipped += 1;
                 continue;
             }
-            let unit_price = item.price.map_or(Decimal::ZERO, |x| x.round_dp(2));
-            let line_total = item
-                .total
-                .map_or(unit_price * Decimal::from(quantity), |x| x.round_dp(2));
             if line_total != unit_price * Decimal::from(quantity) {
                 report.anomaly(
                     lt,
@@ -1133,4 +1170,96 @@ fn invoices(
     report.counts("invoice lines").written = p.lines.len();
     report.counts("medicines").written = p.medicines.len();
     report.counts("batches").written = p.batches.len();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invoice(id: i64, total: &str) -> app::Invoice {
+        app::Invoice {
+            invoice_id: id,
+            customer_id: None,
+            customer_name: "Walk-in".into(),
+            phone_number: String::new(),
+            payment_method: "card".into(),
+            amount_received: None,
+            return_amount: None,
+            subtotal: app::decimal_from_text(total),
+            discount: Some(Decimal::ZERO),
+            total: app::decimal_from_text(total),
+            billed_by: String::new(),
+            created_at: None,
+        }
+    }
+
+    fn item(id: i64, invoice_id: i64, quantity: i64, price: &str) -> app::InvoiceItem {
+        app::InvoiceItem {
+            id,
+            invoice_id,
+            medicine_id: 1,
+            quantity,
+            price: app::decimal_from_text(price),
+            total: None,
+        }
+    }
+
+    #[test]
+    fn values_no_column_holds_are_reported_and_left_out() {
+        let snapshot = Snapshot {
+            invoices: vec![invoice(1, "10"), invoice(2, "1e20")],
+            invoice_items: vec![
+                item(1, 1, 0, "1"),
+                item(2, 1, 3_000_000_000, "1"),
+                item(3, 1, 2, "1e20"),
+                item(4, 1, 2, "5"),
+                item(5, 9, 1, "1"),
+            ],
+            ..Snapshot::default()
+        };
+        let mut report = Report::default();
+        let plan = plan(&snapshot, "P", &mut report);
+        let has = |table: &str, id: i64, problem: &str| {
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.table == table && a.id == id && a.problem.contains(problem))
+        };
+        assert!(has("billing_invoiceitem", 1, "quantity 0"));
+        assert!(has("billing_invoiceitem", 2, "quantity 3000000000"));
+        assert!(has("billing_invoiceitem", 3, "does not fit"));
+        assert!(has("billing_invoiceitem", 5, "invoice 9 does not exist"));
+        assert!(has("billing_invoice", 2, "does not fit"));
+        assert_eq!(report.counts["invoice lines"].skipped, 4);
+        assert_eq!(plan.lines.len(), 1);
+        assert_eq!(plan.invoices[1].total, Decimal::ZERO);
+        // The one line kept sold from a medicine row that does not exist: a placeholder.
+        assert_eq!(plan.medicines[0].name, "Medicine #1 (deleted)");
+        assert!(!plan.medicines[0].active);
+    }
+
+    #[test]
+    fn hashes_the_schema_takes() {
+        for ok in [
+            "$argon2id$v=19$m=7168,t=5,p=1$c2FsdA$aGFzaA",
+            "pbkdf2_sha256$1000000$salt$IFI+M5c1yTShotbBl2lC6I1WS6g18SN0zjeBcXRqV7o=",
+            "argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA",
+            "bcrypt_sha256$$2b$12$Udq89Gp5Hx9Ah/VzhbZC3u1XHQerf/GdhiZcK8Xgu6IsyZqkEO9RO",
+            "!dK36PjY2nrDe3BXqpUtKRILnDT4mEhNolzcy1wp2",
+        ] {
+            assert!(storable_hash(ok), "{ok}");
+        }
+        for bad in [
+            "md5$x$y",
+            "pbkdf2_sha256$x$y$z",
+            "sha1$$abc",
+            "!not unusable",
+            "",
+        ] {
+            assert!(!storable_hash(bad), "{bad}");
+        }
+        assert_eq!(dosage_form("Tablet/Capsule"), Some("tablet"));
+        assert_eq!(dosage_form("dose form"), Some("other"));
+        assert_eq!(dosage_form("lozenge"), None);
+    }
 }

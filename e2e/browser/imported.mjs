@@ -29,7 +29,7 @@ export async function imported(page, base) {
     await page.goto(`${base}/invoices/4`);
     check(await page.getByRole('heading', { name: /Invoice 4/ }).isVisible(), 'invoice 4 kept its number');
     check(await page.locator('h1 .badge', { hasText: 'imported' }).isVisible(), 'marked imported');
-    check((await page.locator('main').innerText()).includes('90.00'), 'the total Django recorded (90.00)');
+    check((await page.locator('main').innerText()).includes('180.00'), 'the total Django recorded (180.00)');
     await shot(page, 'imported-invoice');
   });
 }

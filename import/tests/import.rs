@@ -172,14 +172,14 @@ async fn check_small(a: &Apotheca, report: &Value) {
         ("medicine_medicine", 9, "not before its expiry"),
         ("billing_customer", 2, "not a phone number"),
         ("billing_invoice", 4, "no amount received"),
-        ("billing_invoice", 4, "total 90.00 is not subtotal 100.00"),
+        ("billing_invoice", 4, "total 180.00 is not subtotal 200.00"),
         ("billing_invoice", 3, "names no user"),
         ("billing_invoice", 5, "\"ghost\", who does not exist"),
         ("billing_invoice", 5, "customer 3 does not exist"),
         (
             "billing_invoiceitem",
             7,
-            "line total 100.00 is not 1 × 120.00",
+            "line total 200.00 is not 2 × 120.00",
         ),
         ("billing_invoiceitem", 8, "medicine row 11 does not exist"),
     ] {
@@ -281,7 +281,7 @@ async fn check_small(a: &Apotheca, report: &Value) {
             "1|cash|ram|280.00|300.00|1|true",
             "2|wallet|sita|25.00|25.00|-|true",
             "3|card|imported-unknown|16.00|16.00|2|true",
-            "4|cash|admin|90.00|90.00|-|true",
+            "4|cash|admin|180.00|180.00|-|true",
             "5|cash|ghost|50.00|50.00|-|true",
         ]
     );
@@ -358,7 +358,7 @@ async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_pass
             let invoice = api.json();
             assert_eq!(
                 (invoice["imported"].as_bool(), invoice["total"].as_str()),
-                (Some(true), Some("90.00"))
+                (Some(true), Some("180.00"))
             );
             let page = proxy
                 .request(Method::GET, "/invoices/4", &headers, "")
@@ -375,6 +375,33 @@ async fn a_sqlite_file_becomes_a_pharmacy_whose_staff_log_in_with_their_old_pass
                 "{}",
                 medicines.text()
             );
+            // A unit returned from an imported line is worth its share of the total the line
+            // recorded (200.00 for 2, not 2 × 120.00), scaled as every refund is by total ÷
+            // subtotal (180 ÷ 200): 90.00, and it goes back on the shelf.
+            let csrf = r.json()["csrf_token"].as_str().unwrap().to_owned();
+            let line = invoice["lines"][0]["id"].as_i64().unwrap();
+            let body = serde_json::json!({"reason": "unopened", "lines": [{"invoice_line_id": line, "quantity": 1}]});
+            let returned = proxy
+                .request(
+                    Method::POST,
+                    "/api/v1/invoices/4/returns",
+                    &[
+                        ("host", "sunrise.localhost"),
+                        ("cookie", cookie.as_str()),
+                        ("x-csrf-token", csrf.as_str()),
+                        ("content-type", "application/json"),
+                    ],
+                    &body.to_string(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(returned.status, 201, "{}", returned.text());
+            let refunds: Vec<String> = column(
+                &a.db.client().await,
+                "SELECT refund::text FROM sunrise.returns",
+            )
+            .await;
+            assert_eq!(refunds, ["90.00"]);
         }
     }
     // The inactive user and the unusable password stay out.

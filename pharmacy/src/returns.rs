@@ -93,7 +93,10 @@ pub async fn post_return(
         let mut left = Quantity::parse(&field, line.quantity)?.get();
         let row = tx
             .query_opt(
-                "SELECT unit_price FROM invoice_lines WHERE id = $1 AND invoice_id = $2",
+                // A line imported from the Django app keeps the total it recorded, which may
+                // not be quantity × price: a unit is worth its share of that total.
+                "SELECT CASE WHEN imported THEN line_total / quantity ELSE unit_price END
+                 FROM invoice_lines WHERE id = $1 AND invoice_id = $2",
                 &[&line.invoice_line_id, &invoice_id],
             )
             .await?

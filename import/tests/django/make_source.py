@@ -281,8 +281,8 @@ def small():
     # 3: card, billed by nobody.
     sale(odd, "Bikash", "card", None, None, "16.00", "0", "16.00", "", [("amox", 2, "8.00", "16.00")])
     # 4: cash with no amount received; totals that do not add up.
-    sale(None, "Walk-in", "cash", None, None, "100.00", "0", "90.00", "admin",
-         [("syrup", 1, "120.00", "100.00")])
+    sale(None, "Walk-in", "cash", None, None, "200.00", "0", "180.00", "admin",
+         [("syrup", 2, "120.00", "200.00")])
     # 5: billed by a user who no longer exists; its medicine row is deleted below.
     sale(gone_customer, "Left Town", "cash", "50.00", "0", "50.00", "0", "50.00", "ghost",
          [("gone", 10, "5.00", "50.00")])

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::{ensure_public_migrated, Context};
+use super::Context;
 use crate::cli::{ImportDjangoTenantsArgs, ImportPharmacyAppArgs};
 use crate::error::{ControlError, Result};
 use apotheca_import::source::{self, tenants::DjangoTenant};
@@ -38,11 +38,12 @@ pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> 
     };
     let plan = plan::plan(&snapshot, &name, &mut report);
 
-    let set = ctx.migrations()?;
-    let db = ctx.database().await?;
-    let mut client = db.connect().await?;
-    ensure_public_migrated(&client).await?;
-    let secret = ctx.secret(&client).await?;
+    let super::Provisioning {
+        set,
+        db,
+        mut client,
+        secret,
+    } = ctx.provisioning().await?;
     let provisioner = ctx.provisioner(&db, &secret, &set);
     let tx = client.transaction().await?;
     provisioner
@@ -116,13 +117,9 @@ pub(super) async fn django_tenants(ctx: &Context, args: ImportDjangoTenantsArgs)
         pharmacies.retain(|p| args.only.contains(&p.schema_name));
     }
 
-    let set = ctx.migrations()?;
-    let db = ctx.database().await?;
-    let secret = {
-        let client = db.connect().await?;
-        ensure_public_migrated(&client).await?;
-        ctx.secret(&client).await?
-    };
+    let super::Provisioning {
+        set, db, secret, ..
+    } = ctx.provisioning().await?;
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(pharmacies.len() as u64);
         bar.set_style(

@@ -32,6 +32,14 @@ use tenant::{create_tenant, list_tenants, seed_tenant, set_status, sync_roles};
 use up::up;
 
 /// The loaded settings and command-line overrides every command works from.
+/// See [`Context::provisioning`].
+struct Provisioning {
+    set: MigrationSet,
+    db: Database,
+    client: tokio_postgres::Client,
+    secret: Secret,
+}
+
 struct Context {
     settings: Settings,
     cli_url: Option<String>,
@@ -58,6 +66,22 @@ impl Context {
     }
 
     /// The server secret, checked against the database's record of it.
+    /// What creating tenants needs, ready: the migrations, the database, a connection with
+    /// `public` migrated, and the server secret.
+    async fn provisioning(&self) -> Result<Provisioning> {
+        let set = self.migrations()?;
+        let db = self.database().await?;
+        let client = db.connect().await?;
+        ensure_public_migrated(&client).await?;
+        let secret = self.secret(&client).await?;
+        Ok(Provisioning {
+            set,
+            db,
+            client,
+            secret,
+        })
+    }
+
     /// What creates tenants, on `db` with its `secret` and the migrations `set`.
     fn provisioner<'a>(
         &'a self,

@@ -25,11 +25,12 @@ pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Resu
             (Some(admin), generated.then_some(password))
         }
     };
-    let set = ctx.migrations()?;
-    let db = ctx.database().await?;
-    let mut client = db.connect().await?;
-    ensure_public_migrated(&client).await?;
-    let secret = ctx.secret(&client).await?;
+    let super::Provisioning {
+        set,
+        db,
+        mut client,
+        secret,
+    } = ctx.provisioning().await?;
     let provisioner = ctx.provisioner(&db, &secret, &set);
     let info = provisioner
         .create(

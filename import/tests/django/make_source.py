@@ -40,6 +40,24 @@ PASSWORDS = {
 
 APPS = ["pharmacy", "supplier", "medicine", "billing"]
 
+# Every hasher a site may have configured: the users below use several.
+HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+]
+
+
+def migration_modules(apps):
+    """Empty migration packages in a folder of this run, for makemigrations to fill."""
+    folder = tempfile.mkdtemp()
+    sys.path.insert(0, folder)
+    for app in apps:
+        os.makedirs(os.path.join(folder, f"migrations_{app}"))
+        open(os.path.join(folder, f"migrations_{app}", "__init__.py"), "w").close()
+    return {app: f"migrations_{app}" for app in apps}
+
 
 def configure(database):
     """Django with the app's models; their migrations made here (makemigrations into a
@@ -47,13 +65,8 @@ def configure(database):
     import django
     from django.conf import settings
 
-    migrations = tempfile.mkdtemp()
-    sys.path.insert(0, migrations)
-    for app in APPS:
-        os.makedirs(os.path.join(migrations, f"migrations_{app}"))
-        open(os.path.join(migrations, f"migrations_{app}", "__init__.py"), "w").close()
     settings.configure(
-        MIGRATION_MODULES={app: f"migrations_{app}" for app in APPS},
+        MIGRATION_MODULES=migration_modules(APPS),
         DATABASES={"default": database},
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "pharmacy",
                         "supplier", "medicine", "billing"],
@@ -61,13 +74,7 @@ def configure(database):
         USE_TZ=True,
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
-        # Every hasher a site may have configured: the users below use several.
-        PASSWORD_HASHERS=[
-            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-            "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
-            "django.contrib.auth.hashers.Argon2PasswordHasher",
-            "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
-        ],
+        PASSWORD_HASHERS=HASHERS,
     )
     django.setup()
     from django.core.management import call_command
@@ -81,17 +88,12 @@ def configure_tenants(database):
     import django
     from django.conf import settings
 
-    migrations = tempfile.mkdtemp()
-    sys.path.insert(0, migrations)
     apps = APPS + ["tenants"]
-    for app in apps:
-        os.makedirs(os.path.join(migrations, f"migrations_{app}"))
-        open(os.path.join(migrations, f"migrations_{app}", "__init__.py"), "w").close()
     database = dict(database, ENGINE="django_tenants.postgresql_backend")
     shared = ["django_tenants", "tenants", "django.contrib.contenttypes"]
     tenant = ["django.contrib.contenttypes", "django.contrib.auth"] + APPS
     settings.configure(
-        MIGRATION_MODULES={app: f"migrations_{app}" for app in apps},
+        MIGRATION_MODULES=migration_modules(apps),
         DATABASES={"default": database},
         DATABASE_ROUTERS=["django_tenants.routers.TenantSyncRouter"],
         SHARED_APPS=shared,
@@ -103,12 +105,7 @@ def configure_tenants(database):
         USE_TZ=True,
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
-        PASSWORD_HASHERS=[
-            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-            "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
-            "django.contrib.auth.hashers.Argon2PasswordHasher",
-            "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
-        ],
+        PASSWORD_HASHERS=HASHERS,
     )
     django.setup()
     from django.core.management import call_command

@@ -347,7 +347,16 @@ impl Users {
                     format!("imported as {name:?}"),
                 );
             }
-            name = users.unique(name);
+            let unique = users.unique(name.clone());
+            if unique != name {
+                report.anomaly(
+                    t,
+                    u.id,
+                    format!("username {name:?} is another user's too (Apotheca ignores case)"),
+                    format!("imported as {unique:?}"),
+                );
+                name = unique;
+            }
             let role = match u.role.trim() {
                 "admin" => "admin",
                 "pharmacist" => "pharmacist",
@@ -1261,5 +1270,50 @@ mod tests {
         assert_eq!(dosage_form("Tablet/Capsule"), Some("tablet"));
         assert_eq!(dosage_form("dose form"), Some("other"));
         assert_eq!(dosage_form("lozenge"), None);
+    }
+}
+
+#[cfg(test)]
+mod users_tests {
+    use super::*;
+
+    fn user(id: i64, username: &str, role: &str) -> app::User {
+        app::User {
+            id,
+            username: username.into(),
+            password: "pbkdf2_sha256$1000$salt$IFI+M5c1yTShotbBl2lC6I1WS6g18SN0zjeBcXRqV7o=".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            is_active: true,
+            role: role.into(),
+            date_joined: None,
+            last_login: None,
+        }
+    }
+
+    #[test]
+    fn usernames_apotheca_takes_and_unique_in_any_case() {
+        let snapshot = Snapshot {
+            users: vec![
+                user(1, "admin", "admin"),
+                user(2, "Admin", "pharmacist"),
+                user(3, "ram karki", "pharmacist"),
+                user(4, "", "staff"),
+            ],
+            ..Snapshot::default()
+        };
+        let mut report = Report::default();
+        let p = plan(&snapshot, "P", &mut report);
+        let names: Vec<&str> = p.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["admin", "Admin-2", "ram_karki", "imported-user"]);
+        assert!(report
+            .anomalies
+            .iter()
+            .any(|a| a.id == 3 && a.action.contains("\"ram_karki\"")));
+        assert!(report
+            .anomalies
+            .iter()
+            .any(|a| a.id == 2 && a.action.contains("\"Admin-2\"")));
     }
 }

@@ -125,3 +125,71 @@ fn cell(value: &Value) -> Cell {
         other => Cell::Text(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_encoding_a_dump_comes_in() {
+        let text =
+            "[{\"model\": \"billing.customer\", \"pk\": 7, \"fields\": {\"name\": \"Maya\"}}]";
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        let bom: Vec<u8> = [0xEF, 0xBB, 0xBF].into_iter().chain(text.bytes()).collect();
+        for bytes in [le, be, bom, text.as_bytes().to_vec()] {
+            assert_eq!(decode(&bytes).unwrap(), text);
+        }
+        assert!(
+            decode(&[0xFF, 0xFE, 0x00, 0xD8]).is_err(),
+            "a lone surrogate"
+        );
+        assert!(decode(&[0xC3, 0x28]).is_err(), "not UTF-8");
+    }
+
+    #[test]
+    fn models_become_the_tables_django_names() {
+        let tables = read(
+            r#"[{"model": "billing.invoice", "pk": 3, "fields": {"customer": 7, "tax": "2.50", "payment_method": "esewa"}},
+                {"model": "auth.permission", "pk": 1, "fields": {"name": "x"}},
+                {"model": "medicine.medicine", "pk": 9, "fields": {"supplier": null, "price": 2.75}}]"#,
+        )
+        .unwrap();
+        assert_eq!(tables.len(), 2, "Django's own tables are left out");
+        let invoices = &tables["billing_invoice"];
+        let row = &invoices.rows[0];
+        assert_eq!(invoices.cell(row, "invoice_id"), &Cell::Int(3));
+        assert_eq!(invoices.cell(row, "customer_id"), &Cell::Int(7));
+        let medicines = &tables["medicine_medicine"];
+        assert_eq!(
+            medicines.cell(&medicines.rows[0], "medicine_id"),
+            &Cell::Int(9)
+        );
+        assert_eq!(
+            medicines
+                .cell(&medicines.rows[0], "price")
+                .decimal()
+                .map(|d| d.to_string())
+                .as_deref(),
+            Some("2.75")
+        );
+        // An older version's `tax` is the discount.
+        let snapshot = crate::source::snapshot(&tables);
+        assert_eq!(
+            snapshot.invoices[0]
+                .discount
+                .map(|d| d.to_string())
+                .as_deref(),
+            Some("2.50")
+        );
+        assert!(snapshot.missing_tables.contains(&"pharmacy_user"));
+        assert!(read("{\"not\": \"a list\"}").is_err());
+        assert!(read("[{\"pk\": 1}]").is_err(), "an object without a model");
+    }
+}

@@ -4,6 +4,7 @@
 //! transaction that creates its tenant, and prints the reports.
 
 use std::io::IsTerminal;
+use std::time::Instant;
 
 use apotheca_common::names::{DomainName, SchemaName};
 use futures::StreamExt;
@@ -18,7 +19,17 @@ use apotheca_import::{plan, write, Location, Report, SourceError};
 use apotheca_tenancy::tenants::{self, domains, Provisioner};
 
 pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> Result<()> {
+    // Each step's time on stderr: a big pharmacy takes seconds, and this says where they went.
+    let started = Instant::now();
     let snapshot = apotheca_import::read(&args.from).await?;
+    tracing::info!(
+        invoices = snapshot.invoices.len(),
+        lines = snapshot.invoice_items.len(),
+        medicine_rows = snapshot.medicines.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "read {}",
+        args.from
+    );
     let name = match &args.name {
         Some(name) => name.clone(),
         None => snapshot
@@ -36,7 +47,14 @@ pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> 
         dry_run: args.dry_run,
         ..Report::default()
     };
+    let step = Instant::now();
     let plan = plan::plan(&snapshot, &name, &mut report);
+    drop(snapshot);
+    tracing::info!(
+        anomalies = report.anomalies.len(),
+        ms = step.elapsed().as_millis() as u64,
+        "mapped"
+    );
 
     let super::Provisioning {
         set,
@@ -46,15 +64,34 @@ pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> 
     } = ctx.provisioning().await?;
     let provisioner = ctx.provisioner(&db, &secret, &set);
     let tx = client.transaction().await?;
+    let step = Instant::now();
     provisioner
         .create_in(&tx, &name, &args.schema, &args.domain, None)
         .await?;
+    tracing::info!(
+        ms = step.elapsed().as_millis() as u64,
+        "created tenant {}",
+        args.schema
+    );
+    let step = Instant::now();
     write::write(&tx, &args.schema.quoted(), &plan).await?;
+    tracing::info!(ms = step.elapsed().as_millis() as u64, "wrote the rows");
+    let step = Instant::now();
     if args.dry_run {
         tx.rollback().await?;
     } else {
         tx.commit().await?;
     }
+    tracing::info!(
+        ms = step.elapsed().as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "{}",
+        if args.dry_run {
+            "rolled back (dry run)"
+        } else {
+            "committed"
+        }
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

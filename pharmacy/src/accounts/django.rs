@@ -23,7 +23,15 @@ pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 /// Django's default is 12; each step doubles the work.
 pub const MAX_BCRYPT_COST: u32 = 16;
 
-/// A Django hash, parsed.
+/// The PHC string inside Django's argon2 hash ("argon2$argon2id$v=19…" → "$argon2id$v=19…"),
+/// which the caller verifies as it does Apotheca's own.
+pub(super) fn argon2_phc(stored: &str) -> Option<&str> {
+    stored
+        .strip_prefix("argon2")
+        .filter(|phc| phc.starts_with('$'))
+}
+
+/// A Django hash other than argon2, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Hash {
     Pbkdf2 {
@@ -32,8 +40,6 @@ pub(super) enum Hash {
         salt: String,
         expected: Vec<u8>,
     },
-    /// The PHC string after Django's `argon2` prefix.
-    Argon2(String),
     /// The bcrypt hash after Django's `bcrypt_sha256$` prefix.
     BcryptSha256(String),
 }
@@ -60,13 +66,9 @@ pub fn is_django(stored: &str) -> bool {
 }
 
 impl Hash {
-    /// `None`: not a Django hash this verifies (unusable, another algorithm, malformed, or past
-    /// the bounds).
+    /// `None`: not a PBKDF2 or bcrypt hash this verifies (unusable, argon2 ([`argon2_phc`]),
+    /// another algorithm, malformed, or past the bounds).
     pub(super) fn parse(stored: &str) -> Option<Self> {
-        if stored.starts_with("argon2$") {
-            // The PHC string keeps its leading `$`: "argon2$argon2id$v=19…" → "$argon2id$v=19…".
-            return Some(Self::Argon2(stored["argon2".len()..].to_owned()));
-        }
         if let Some(bcrypt) = stored.strip_prefix("bcrypt_sha256$") {
             let cost: u32 = bcrypt.split('$').nth(2)?.parse().ok()?;
             if cost > MAX_BCRYPT_COST {
@@ -105,7 +107,7 @@ impl Hash {
         })
     }
 
-    /// Whether `password` matches (argon2 is verified by the caller, within its memory bound).
+    /// Whether `password` matches.
     pub(super) fn matches(&self, password: &[u8]) -> bool {
         match self {
             Self::Pbkdf2 {
@@ -132,16 +134,11 @@ impl Hash {
                 super::same_secret(&out, expected)
             }
             Self::BcryptSha256(bcrypt) => {
-                let digest = hex_lower(&sha2::Sha256::digest(password));
+                let digest = hex::encode(sha2::Sha256::digest(password));
                 bcrypt::verify(digest, bcrypt).unwrap_or(false)
             }
-            Self::Argon2(_) => false,
         }
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -167,12 +167,12 @@ enum Stored {
 
 impl Stored {
     fn parse(hash: &str) -> Option<Self> {
-        if !django::is_django(hash) {
-            return Argon2Hash::parse(hash).map(Self::Argon2);
-        }
-        match django::Hash::parse(hash)? {
-            django::Hash::Argon2(phc) => Argon2Hash::parse(&phc).map(Self::Argon2),
-            other => Some(Self::Django(other)),
+        if let Some(phc) = django::argon2_phc(hash) {
+            Argon2Hash::parse(phc).map(Self::Argon2)
+        } else if django::is_django(hash) {
+            django::Hash::parse(hash).map(Self::Django)
+        } else {
+            Argon2Hash::parse(hash).map(Self::Argon2)
         }
     }
 

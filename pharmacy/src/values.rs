@@ -1,6 +1,6 @@
 //! Untrusted input becomes valid values here: trimmed bounded text, emails, phone numbers,
-//! money and quantities as types of their own ([`Money`], [`Quantity`]), and pages. Every parser names
-//! the field it refuses, so the API can answer 422 with `field` set.
+//! money and quantities as types of their own ([`Money`], [`Quantity`]), and pages. Every
+//! parser names the field it refuses, so the API can answer 422 with `field` set.
 
 use bytes::BytesMut;
 use rust_decimal::Decimal;
@@ -94,9 +94,6 @@ pub fn opt_phone(field: &str, raw: Option<&str>) -> Result<Option<String>> {
 pub struct Money(Decimal);
 
 impl Money {
-    /// Nothing.
-    pub const ZERO: Money = Money(Decimal::ZERO);
-
     /// The largest amount a numeric(14,2) column holds.
     pub const MAX: Money = Money(Decimal::from_parts(276_447_231, 23_283, 0, false, 2));
 

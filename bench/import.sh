@@ -28,17 +28,7 @@ SOURCES=${SOURCES:-sqlite postgres tenants}
 A=$ROOT/target/release/apotheca
 PSQL=$(find /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
 
-# Django in a virtualenv of the benchmark's own (the tests keep theirs under target/tmp).
-VENV=$ROOT/target/bench/django-venv
-REQ=$ROOT/import/tests/django/requirements.txt
-if ! cmp -s "$REQ" "$VENV/requirements.txt" 2>/dev/null; then
-  log "making $VENV"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
-  cp "$REQ" "$VENV/requirements.txt"
-fi
-PY=$VENV/bin/python
+PY=$("$ROOT/scripts/django-venv.sh")
 MAKE=$ROOT/import/tests/django/make_source.py
 
 STATE=$(mktemp -d /tmp/apotheca-import-bench.XXXXXX)
@@ -71,11 +61,7 @@ source_of() {  # kind: makes the source, prints its --from
 }
 
 books_of() {  # schema: batches or lines disagreeing with the ledger
-  "$PSQL" -q -X -At -d "$ADMIN_URL" -c "SET search_path = $1; SELECT
-      (SELECT count(*) FROM batches b WHERE b.quantity_on_hand <>
-          (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
-    + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
-          (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))"
+  "$PSQL" -q -X -At -d "$ADMIN_URL" -c "SET search_path = $1; $BOOKS_SQL"
 }
 
 tenants_source() {  # makes the django-tenants database, prints its URL

@@ -1,12 +1,21 @@
-# Shared by the benchmarks that run whole systems (compare/run.sh, density.sh): progress lines,
-# timing, a free loopback port, stopping the processes a run started (by PID, from PIDS), and
-# the PIDs of process trees. Sourced, not run.
+# Shared by the benchmarks that run whole systems (compare/run.sh, density.sh, import.sh):
+# progress lines, timing, a free loopback port, the books' check, stopping the processes a run
+# started (by PID, from PIDS), and the PIDs of process trees. Sourced, not run.
 # shellcheck shell=bash
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# How many of a pharmacy's batches and invoice lines disagree with its ledger (0: the books
+# agree): a batch below zero or not the sum of its movements, a line not the sum of its
+# allocations. Run in the tenant's schema.
+# shellcheck disable=SC2034 # used by the scripts that source this
+BOOKS_SQL="SELECT
+    (SELECT count(*) FROM batches b WHERE b.quantity_on_hand < 0 OR b.quantity_on_hand <>
+        (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
+  + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
+        (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))"
 # Stops this run's processes (PIDS), by PID.
 stop_pids() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done

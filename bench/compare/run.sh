@@ -236,12 +236,7 @@ books() {  # n: both systems' stock checks over every tenant
     >"$STATE/peer-verify.out" 2>&1 || bad=1
   for ((i = 1; i <= n; i++)); do
     url=$(apo db url --schema "t$i")
-    "$PSQL" -X -At -d "$url" -c "SELECT
-        (SELECT count(*) FROM batches b WHERE b.quantity_on_hand < 0 OR b.quantity_on_hand <>
-            (SELECT coalesce(sum(m.quantity), 0) FROM stock_movements m WHERE m.batch_id = b.id))
-      + (SELECT count(*) FROM invoice_lines l WHERE l.quantity <>
-            (SELECT coalesce(sum(a.quantity), 0) FROM invoice_line_batches a WHERE a.invoice_line_id = l.id))" \
-      >>"$STATE/apo-verify.out"
+    "$PSQL" -X -At -d "$url" -c "$BOOKS_SQL" >>"$STATE/apo-verify.out"
   done
   local apo_bad; apo_bad=$(awk '{ s += $1 } END { print s + 0 }' "$STATE/apo-verify.out")
   record -n --argjson n "$n" --argjson peer "$bad" --argjson apo "$apo_bad" --arg pv "$(tail -3 "$STATE/peer-verify.out")" \

@@ -124,7 +124,7 @@ def variant_rows(rows):
         by_row.setdefault((p["n"], p["scenario"], p["conns"]), []).append(q)
         print(f"| {p['n']} | {p['scenario']} | {p['conns']} | {first} | {p['rps']} | "
               f"{a['rps']} ({ratio(a['rps'], p['rps'])}) | {v['rps']} ({ratio(v['rps'], p['rps'])}) | "
-              f"{q:.3f} | {a['p99_ms']} / {v['p99_ms']} |")
+              f"{'–' if q is None else f'{q:.3f}'} | {a['p99_ms']} / {v['p99_ms']} |")
     for (n, scenario, conns), qs in sorted(by_row.items()):
         qs = sorted(q for q in qs if q)
         if qs:

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use apotheca_testkit::system::daemon::PATIENCE;
+use apotheca_testkit::system::daemon::{Daemon, PATIENCE};
 use apotheca_testkit::system::pharmacy::{audit, Shop};
 use apotheca_testkit::system::proxy::{Proxy, CLIENT_TIMEOUT};
 use apotheca_testkit::system::Apotheca;
@@ -84,12 +84,7 @@ fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or("")
 }
 
-async fn open() -> (
-    Apotheca,
-    apotheca_testkit::system::daemon::Daemon,
-    Proxy,
-    Shop,
-) {
+async fn open() -> (Apotheca, Daemon, Proxy, Shop) {
     let a = Apotheca::migrated().await;
     a.create_pharmacy("alpha").await;
     let d = a.serve(&[]).await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use apotheca_testkit::system::daemon::{alive, signal, wait_gone, PATIENCE};
 use apotheca_testkit::system::load::Load;
-use apotheca_testkit::system::proxy::{listening_ports, port_in_use, request};
+use apotheca_testkit::system::proxy::{listening_ports, logged_port, port_in_use, request};
 use apotheca_testkit::system::Apotheca;
 use nix::sys::signal::Signal;
 
@@ -198,10 +198,7 @@ fn bound_ports(log: &Path) -> (u16, u16) {
         .find(|l| l.contains("proxy serving"))
         .unwrap_or_else(|| panic!("no \"proxy serving\" line in the proxy's log:\n{text}"));
     let port = |key: &str| -> u16 {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
-            .and_then(|addr| addr.rsplit_once(':')?.1.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} port in {line:?}"))
+        logged_port(line, key).unwrap_or_else(|| panic!("no {key} port in {line:?}"))
     };
     (port("http"), port("admin"))
 }

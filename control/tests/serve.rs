@@ -127,7 +127,7 @@ async fn sigterm_drains_every_worker_and_leaves_no_process_or_socket() {
     assert!(d.socket.exists());
 
     signal(d.pid(), nix::sys::signal::Signal::SIGTERM);
-    let status = tokio::time::timeout(apotheca_testkit::system::daemon::PATIENCE, d.child.wait())
+    let status = tokio::time::timeout(PATIENCE, d.child.wait())
         .await
         .expect("apotheca serve stops")
         .unwrap();

@@ -7,9 +7,12 @@ use apotheca_testkit::system::Apotheca;
 
 /// The last built-in tenant migration's version (they are numbered from 1 without gaps).
 fn built() -> i32 {
-    apotheca_migrations::MigrationSet::embedded()
-        .unwrap()
-        .tenant_version()
+    static BUILT: std::sync::LazyLock<i32> = std::sync::LazyLock::new(|| {
+        apotheca_migrations::MigrationSet::embedded()
+            .unwrap()
+            .tenant_version()
+    });
+    *BUILT
 }
 
 /// The file name of a tenant migration `n` versions after the built-in ones.

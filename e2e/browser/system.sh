@@ -147,24 +147,18 @@ EOF
 
 # A pharmacy brought from the Django app: a SQLite file Django makes with the import tests'
 # models and rows (import/tests/django), imported as schema sunrise. Django comes from PyPI into
-# the virtualenv the import tests use (target/tmp/django-venv), made when missing.
+# the virtualenv the import tests use (scripts/django-venv.sh).
 import_pharmacy() {
-  local venv=$ROOT/target/tmp/django-venv req=$ROOT/import/tests/django/requirements.txt
-  if ! cmp -s "$req" "$venv/requirements.txt" 2>/dev/null; then
-    log "Django into $venv (for the imported pharmacy)"
-    rm -rf "$venv"
-    if ! { python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"; } \
-      >"$STATE/venv.log" 2>&1; then
-      echo "browser tests: making the Django virtualenv failed:" >&2
-      cat "$STATE/venv.log" >&2
-      return 1
-    fi
-    cp "$req" "$venv/requirements.txt"
+  local python
+  if ! python=$("$ROOT/scripts/django-venv.sh" 2>"$STATE/venv.log"); then
+    echo "browser tests: making the Django virtualenv failed:" >&2
+    cat "$STATE/venv.log" >&2
+    return 1
   fi
   log "a pharmacy imported from the Django app (sunrise)"
   if ! (
     cd "$STATE"
-    "$venv/bin/python" "$ROOT/import/tests/django/make_source.py" sqlite "$STATE/django.sqlite3"
+    "$python" "$ROOT/import/tests/django/make_source.py" sqlite "$STATE/django.sqlite3"
     "$BIN/apotheca" import pharmacy-app --from "sqlite:$STATE/django.sqlite3" --schema sunrise \
       --domain sunrise.localhost
   ) >"$STATE/import.log" 2>&1; then

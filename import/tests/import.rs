@@ -4,8 +4,8 @@
 //! PostgreSQL database on the test cluster, and a django-tenants database of three pharmacies.
 //! Each test checks the mapping rules on the rows it knows, the report, and the books.
 //!
-//! Django comes from PyPI into a virtualenv under the target folder, made once and kept (its
-//! requirements are `tests/django/requirements.txt`).
+//! Django comes from PyPI into a virtualenv under the target folder, made once and kept
+//! (`scripts/django-venv.sh`; the requirements are `tests/django/requirements.txt`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,33 +18,15 @@ use tokio::sync::OnceCell;
 
 const HERE: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The Python of a virtualenv with the requirements, made on first use.
+/// The Python of the virtualenv with the requirements (`scripts/django-venv.sh`, shared with
+/// the browser flow and `bench/import.sh`), made on first use.
 async fn python() -> &'static Path {
     static PYTHON: OnceCell<PathBuf> = OnceCell::const_new();
     PYTHON
         .get_or_init(|| async {
             tokio::task::spawn_blocking(|| {
-                let requirements = Path::new(HERE).join("tests/django/requirements.txt");
-                let wanted = std::fs::read_to_string(&requirements).unwrap();
-                let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("django-venv");
-                let python = venv.join("bin/python");
-                let stamp = venv.join("requirements.txt");
-                if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-                    let _ = std::fs::remove_dir_all(&venv);
-                    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-                    run(Command::new(&python)
-                        .args([
-                            "-m",
-                            "pip",
-                            "install",
-                            "-q",
-                            "--disable-pip-version-check",
-                            "-r",
-                        ])
-                        .arg(&requirements));
-                    std::fs::write(&stamp, &wanted).unwrap();
-                }
-                python
+                let script = Path::new(HERE).join("../scripts/django-venv.sh");
+                PathBuf::from(run(&mut Command::new(script)).trim())
             })
             .await
             .unwrap()

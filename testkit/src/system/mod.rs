@@ -125,9 +125,15 @@ impl Apotheca {
     }
 
     pub async fn create(&self, schema: &str) {
+        self.create_with(schema, &[]).await;
+    }
+
+    /// `create-tenant` named "Pharmacy `schema`" on `<schema>.localhost` (`_` as `-`), with
+    /// `extra` arguments.
+    pub async fn create_with(&self, schema: &str, extra: &[&str]) {
         let name = format!("Pharmacy {schema}");
         let domain = format!("{}.localhost", schema.replace('_', "-"));
-        self.ok(&[
+        let mut args = vec![
             "create-tenant",
             "--name",
             &name,
@@ -135,8 +141,9 @@ impl Apotheca {
             schema,
             "--domain",
             &domain,
-        ])
-        .await;
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args).await;
     }
 
     pub async fn tenants(&self) -> Vec<serde_json::Value> {

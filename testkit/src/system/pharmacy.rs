@@ -25,21 +25,11 @@ impl Apotheca {
         // One file per tenant: pharmacies are created concurrently.
         let file = self.dir.path().join(format!("admin-password-{schema}"));
         std::fs::write(&file, format!("{ADMIN_PASSWORD}\n")).unwrap();
-        let name = format!("Pharmacy {schema}");
-        let domain = format!("{}.localhost", schema.replace('_', "-"));
-        self.ok(&[
-            "create-tenant",
-            "--name",
-            &name,
-            "--schema",
+        let file = file.to_str().unwrap();
+        self.create_with(
             schema,
-            "--domain",
-            &domain,
-            "--admin-user",
-            "admin",
-            "--admin-password-file",
-            file.to_str().unwrap(),
-        ])
+            &["--admin-user", "admin", "--admin-password-file", file],
+        )
         .await;
     }
 }

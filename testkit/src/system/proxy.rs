@@ -79,12 +79,7 @@ impl Apotheca {
             Ok(line) => line,
             Err(e) => panic!("{e}"),
         };
-        let port = |key: &str| -> Option<u16> {
-            let addr = serving
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))?;
-            addr.rsplit_once(':')?.1.parse().ok()
-        };
+        let port = |key: &str| logged_port(&serving, key);
         let (http, admin) = (port("http"), port("admin"));
         let (Some(http), Some(admin)) = (http, admin) else {
             panic!("no ports in the proxy's line {serving:?}");
@@ -120,15 +115,26 @@ fn write_settings(config: &Path, settings: &[(String, String)]) {
     std::fs::write(config, text).unwrap();
 }
 
+/// The port of `key` (`http`, `https`, `admin`) in a proxy's line "proxy serving http=…
+/// https=… admin=…".
+pub fn logged_port(line: &str, key: &str) -> Option<u16> {
+    let addr = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))?;
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// The last 30 lines of a log file.
+fn tail(log: &Path) -> String {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
 /// Waits for the line in which a starting proxy names the addresses it listens on (the
 /// sockets are bound then: connections wait in their backlog until Pingora accepts them).
 async fn serving_line(child: &mut Child, log: &Path) -> Result<String, String> {
     let started = tokio::time::Instant::now();
-    let tail = || {
-        let log = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    };
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(line) = text.lines().find(|l| l.contains("proxy serving")) {
@@ -137,13 +143,13 @@ async fn serving_line(child: &mut Child, log: &Path) -> Result<String, String> {
         if let Some(status) = child.try_wait().unwrap() {
             return Err(format!(
                 "apotheca-proxy exited ({status}) before it listened:\n{}",
-                tail()
+                tail(log)
             ));
         }
         if started.elapsed() > PATIENCE {
             return Err(format!(
                 "apotheca-proxy did not listen within {PATIENCE:?}:\n{}",
-                tail()
+                tail(log)
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -273,9 +279,7 @@ impl Proxy {
 
     /// The end of the proxy's log.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        tail(&self.log)
     }
 
     /// A request on a fresh connection to the HTTP listener; an error when there is no

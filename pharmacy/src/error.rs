@@ -1,6 +1,6 @@
-//! The domain's one error: what went wrong in the pharmacy's terms, with no HTTP in it. The
-//! worker maps each variant to a status (`worker/src/http/error.rs`); `apotheca seed-data`
-//! prints it. A database error is classified here once ([`Error::from`]), so a broken rule
+//! The domain's one error: what went wrong in the pharmacy's terms, with no HTTP in it. Its
+//! status on the web is `apotheca_web::error::status_of`'s, for the API as for the pages;
+//! `apotheca seed-data` prints it. A database error is classified here once ([`Error::from`]), so a broken rule
 //! the schema caught reads the same as one the code caught, and nothing of SQL leaks.
 
 use tokio_postgres::error::SqlState;

@@ -93,10 +93,10 @@ pub async fn post_return(
         let mut left = Quantity::parse(&field, line.quantity)?.get();
         let row = tx
             .query_opt(
-                // A line imported from the Django app keeps the total it recorded, which may
-                // not be quantity × price: a unit is worth its share of that total.
-                "SELECT CASE WHEN imported THEN line_total / quantity ELSE unit_price END
-                 FROM invoice_lines WHERE id = $1 AND invoice_id = $2",
+                // A unit is worth its share of the line's total: unit_price for a line sold
+                // here (its total is quantity × price), and for a line imported from the Django
+                // app, whose recorded total may not be, that share.
+                "SELECT line_total / quantity FROM invoice_lines WHERE id = $1 AND invoice_id = $2",
                 &[&line.invoice_line_id, &invoice_id],
             )
             .await?

@@ -87,8 +87,9 @@ pub fn opt_phone(field: &str, raw: Option<&str>) -> Result<Option<String>> {
 }
 
 /// An amount of money as the books keep it: exact, at least zero, at most two decimal places,
-/// within numeric(14,2). Only [`Money::parse`] makes one, so a `Money` is always valid; it binds
-/// as a numeric parameter.
+/// within numeric(14,2). Only [`Money::parse`] (input, refused with the field's name) and
+/// [`Money::checked`] (a computed amount, rounded to cents) make one, so a `Money` is always
+/// valid; it binds as a numeric parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Money(Decimal);

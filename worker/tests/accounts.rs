@@ -476,25 +476,8 @@ async fn a_hash_with_older_parameters_is_replaced_at_the_next_login() {
         .unwrap()
         .to_string();
     assert!(old.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{old}");
-    let stored = || async {
-        app.db()
-            .await
-            .query_one(
-                "SELECT password_hash FROM users WHERE username = 'staff'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, String>(0)
-    };
-    app.db()
-        .await
-        .execute(
-            "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
-            &[&old],
-        )
-        .await
-        .unwrap();
+    let stored = || staff_hash(&app);
+    set_staff_hash(&app, &old).await.unwrap();
     // A wrong password changes nothing.
     let r = app
         .call(
@@ -526,13 +509,7 @@ async fn a_django_password_hash_logs_in_and_is_replaced() {
         "bcrypt_sha256$$2b$12$CrQqyZg39F73OVyAjZ938.6b3UNbmdtFQKl4R.c13DQQ6I3tM1euu",
     ];
     for django in hashes {
-        let db = app.db().await;
-        db.execute(
-            "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
-            &[&django],
-        )
-        .await
-        .unwrap();
+        set_staff_hash(&app, django).await.unwrap();
         let r = app
             .call(
                 Method::POST,
@@ -543,43 +520,50 @@ async fn a_django_password_hash_logs_in_and_is_replaced() {
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{django}");
         app.login("staff").await;
-        let now: String = db
-            .query_one(
-                "SELECT password_hash FROM users WHERE username = 'staff'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let now = staff_hash(&app).await;
         assert!(
             now.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
             "{django} → {now}"
         );
     }
     // The column takes Django's formats and Apotheca's own, nothing else.
-    let db = app.db().await;
     for refused in [
         "md5$salt$0123456789abcdef",
         "plain text",
         "pbkdf2_sha256$x$y$z",
     ] {
-        let e = db
-            .execute(
-                "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
-                &[&refused],
-            )
-            .await
-            .expect_err(refused);
+        let e = set_staff_hash(&app, refused).await.expect_err(refused);
         assert_eq!(
             e.code(),
             Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
             "{refused}"
         );
     }
-    db.execute(
-        "UPDATE users SET password_hash = '!dK36PjY2nrDe3BXqpUtKRILnDT4mEhNolzcy1wp2' WHERE username = 'staff'",
-        &[],
-    )
-    .await
-    .expect("Django's unusable password is stored as it is");
+    set_staff_hash(&app, "!dK36PjY2nrDe3BXqpUtKRILnDT4mEhNolzcy1wp2")
+        .await
+        .expect("Django's unusable password is stored as it is");
+}
+
+/// The staff user's stored password hash.
+async fn staff_hash(app: &TestApp) -> String {
+    app.db()
+        .await
+        .query_one(
+            "SELECT password_hash FROM users WHERE username = 'staff'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Stores `hash` as the staff user's password hash, as the column's CHECK takes it or not.
+async fn set_staff_hash(app: &TestApp, hash: &str) -> Result<u64, tokio_postgres::Error> {
+    app.db()
+        .await
+        .execute(
+            "UPDATE users SET password_hash = $1 WHERE username = 'staff'",
+            &[&hash],
+        )
+        .await
 }

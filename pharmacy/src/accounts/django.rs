@@ -51,20 +51,6 @@ pub(super) enum Digest2 {
     Sha1,
 }
 
-/// Whether `stored` is written the way Django writes hashes (an algorithm name, then `$`), or
-/// is Django's unusable password.
-pub fn is_django(stored: &str) -> bool {
-    stored.starts_with('!')
-        || [
-            "pbkdf2_sha256$",
-            "pbkdf2_sha1$",
-            "argon2$",
-            "bcrypt_sha256$",
-        ]
-        .iter()
-        .any(|p| stored.starts_with(p))
-}
-
 impl Hash {
     /// `None`: not a PBKDF2 or bcrypt hash this verifies (unusable, argon2 ([`argon2_phc`]),
     /// another algorithm, malformed, or past the bounds).
@@ -161,7 +147,6 @@ mod tests {
     #[test]
     fn every_django_hash_verifies_its_password_and_no_other() {
         for hash in [PBKDF2_SHA256, PBKDF2_SHA1, ARGON2, BCRYPT_SHA256] {
-            assert!(is_django(hash), "{hash}");
             assert!(verify_password(hash, PASSWORD), "{hash}");
             assert!(!verify_password(hash, "Sé-cret 13"), "{hash}");
             // A successful login replaces it with Apotheca's own.
@@ -180,7 +165,6 @@ mod tests {
 
     #[test]
     fn unusable_malformed_and_unbounded_hashes_verify_nothing() {
-        assert!(is_django(UNUSABLE));
         assert!(!verify_password(UNUSABLE, PASSWORD));
         assert!(!verify_password("!", ""));
         for bad in [

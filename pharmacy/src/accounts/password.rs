@@ -167,13 +167,9 @@ enum Stored {
 
 impl Stored {
     fn parse(hash: &str) -> Option<Self> {
-        if let Some(phc) = django::argon2_phc(hash) {
-            Argon2Hash::parse(phc).map(Self::Argon2)
-        } else if django::is_django(hash) {
-            django::Hash::parse(hash).map(Self::Django)
-        } else {
-            Argon2Hash::parse(hash).map(Self::Argon2)
-        }
+        django::Hash::parse(hash).map(Self::Django).or_else(|| {
+            Argon2Hash::parse(django::argon2_phc(hash).unwrap_or(hash)).map(Self::Argon2)
+        })
     }
 
     /// The working memory the gate counts for it: argon2's own; a PBKDF2 or bcrypt check,

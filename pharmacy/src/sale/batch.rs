@@ -266,15 +266,7 @@ fn judge_all(sales: &[Pending], reads: &mut Reads) -> (Vec<Judged>, Vec<Accepted
                 continue;
             }
         }
-        let r = &*reads;
-        match judge(
-            index,
-            pending,
-            &r.medicines,
-            &r.customers,
-            &r.stock,
-            r.tax_rate,
-        ) {
+        match judge(index, pending, reads) {
             Ok(sale) => {
                 for line in &sale.lines {
                     for (b, q) in &line.takes {
@@ -322,14 +314,14 @@ fn outcomes(
 }
 
 /// Checks one sale against the batch's reads and allocates its stock (without taking it yet).
-fn judge(
-    index: usize,
-    pending: &Pending,
-    medicines: &HashMap<i64, (String, Decimal, bool)>,
-    customers: &HashMap<i64, (String, Option<String>)>,
-    stock: &[Stock],
-    tax_rate: Decimal,
-) -> Result<Accepted> {
+fn judge(index: usize, pending: &Pending, reads: &Reads) -> Result<Accepted> {
+    let Reads {
+        medicines,
+        customers,
+        stock,
+        tax_rate,
+        ..
+    } = reads;
     let sale = &pending.sale;
     for (i, (id, _)) in sale.lines.iter().enumerate() {
         match medicines.get(id) {

@@ -131,17 +131,16 @@ impl From<apotheca_pharmacy::Error> for ApiError {
     fn from(e: apotheca_pharmacy::Error) -> Self {
         use apotheca_pharmacy::Error as E;
         let status = status_of(&e);
-        let message = e.to_string();
-        let (code, field, detail) = match e {
-            E::Invalid { field, .. } => ("invalid", Some(field), None),
-            E::NotFound { field, .. } => ("not_found", field, None),
+        let (code, message, field, detail) = match e {
+            E::Invalid { field, message } => ("invalid", message, Some(field), None),
+            E::NotFound { what, field } => ("not_found", format!("{what} not found"), field, None),
             E::Conflict {
                 code,
+                message,
                 field,
                 detail,
-                ..
-            } => (code, field, detail),
-            E::Unavailable(_) => return Self::unavailable(message),
+            } => (code, message, field, detail),
+            E::Unavailable(message) => return Self::unavailable(message),
             E::Internal => return Self::internal(),
         };
         let mut e = Self::new(status, code, message);

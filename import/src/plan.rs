@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::app::{self, Snapshot};
 use crate::report::Report;
+use apotheca_pharmacy::accounts;
 use apotheca_pharmacy::values::{self, Money};
 
 /// Everything to write into the new schema.
@@ -181,10 +182,25 @@ fn no_expiry() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
 }
 
-/// Trimmed text cut to `max` characters; `None` when blank.
+/// Trimmed text cut to `max` characters (and trimmed again: the schema's names are); `None`
+/// when blank.
 fn bounded(raw: &str, max: usize) -> Option<String> {
     let t = raw.trim();
-    (!t.is_empty()).then(|| t.chars().take(max).collect())
+    (!t.is_empty()).then(|| cut(t, max))
+}
+
+/// `text` cut to `max` characters, with no space left at its end.
+fn cut(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// Whether a recorded amount fits a numeric(14,2) column (either sign).
+fn fits(x: Decimal) -> bool {
+    x.abs() <= Money::MAX.get()
 }
 
 fn email(raw: Option<&str>) -> Result<Option<String>, String> {
@@ -195,9 +211,14 @@ fn email(raw: Option<&str>) -> Result<Option<String>, String> {
     }
 }
 
-/// A password hash the tenant schema takes as it is: Apotheca's own, or one of Django's that
-/// `pharmacy::accounts::django` verifies (the same shapes as the column's CHECK).
+/// A password hash kept as it is: of a shape the tenant schema's CHECK takes, and one
+/// Apotheca's login verifies (`accounts::verifiable`), or Django's unusable password.
 pub fn storable_hash(hash: &str) -> bool {
+    shaped(hash) && (hash.starts_with('!') || accounts::verifiable(hash))
+}
+
+/// The shapes the column's CHECK takes (tenant migration 3).
+fn shaped(hash: &str) -> bool {
     let b64 = |s: &str| {
         !s.is_empty()
             && s.bytes()
@@ -226,7 +247,7 @@ pub fn storable_hash(hash: &str) -> bool {
         return ["id$", "i$", "d$"].iter().any(|v| rest.starts_with(v));
     }
     if let Some(rest) = hash.strip_prefix("bcrypt_sha256$$2") {
-        let rest = rest.trim_start_matches(['a', 'b', 'x', 'y']);
+        let rest = rest.strip_prefix(['a', 'b', 'x', 'y']).unwrap_or(rest);
         let mut parts = rest.splitn(3, '$');
         return parts.next() == Some("")
             && parts
@@ -272,7 +293,10 @@ pub fn plan(snapshot: &Snapshot, name: &str, report: &mut Report) -> Plan {
         snapshot, &mut p, &mut users, &batches, &customers, report, now,
     );
     p.users = users.rows;
+    // Placeholders for deleted medicine rows come with the sales: counted at the end.
     report.counts("users").written = p.users.len();
+    report.counts("medicines").written = p.medicines.len();
+    report.counts("batches").written = p.batches.len();
     p
 }
 
@@ -313,10 +337,13 @@ fn company(snapshot: &Snapshot, name: &str, p: &mut Plan, report: &mut Report) {
 /// The users, and those made for names that sales and receipts give but no user has.
 struct Users {
     rows: Vec<User>,
-    /// Lower-cased username → id.
+    /// Lower-cased username → id (Apotheca's usernames are unique in any case).
     by_name: HashMap<String, i64>,
-    /// The users made for names no user had.
-    made: HashSet<i64>,
+    /// The username as the source wrote it (Django's are case-sensitive) → id: what sales and
+    /// receipts name.
+    by_source: HashMap<String, i64>,
+    /// The users made for names no user had: id → username.
+    made: HashMap<i64, String>,
     next_id: i64,
     now: DateTime<Utc>,
 }
@@ -327,7 +354,8 @@ impl Users {
         let mut users = Self {
             rows: Vec::new(),
             by_name: HashMap::new(),
-            made: HashSet::new(),
+            by_source: HashMap::new(),
+            made: HashMap::new(),
             next_id: snapshot.users.iter().map(|u| u.id).max().unwrap_or(0) + 1,
             now,
         };
@@ -372,17 +400,7 @@ impl Users {
                     "staff"
                 }
             };
-            let password_hash = if u.password.starts_with('!') && storable_hash(&u.password) {
-                report.anomaly(
-                    t,
-                    u.id,
-                    "the password is unusable (set so in Django)",
-                    "imported; the user must reset the password to log in",
-                );
-                u.password.clone()
-            } else if storable_hash(&u.password) {
-                u.password.clone()
-            } else {
+            let password_hash = if !storable_hash(&u.password) {
                 report.anomaly(
                     t,
                     u.id,
@@ -390,6 +408,16 @@ impl Users {
                     "imported as unusable; the user must reset the password to log in",
                 );
                 "!".to_owned()
+            } else {
+                if u.password.starts_with('!') {
+                    report.anomaly(
+                        t,
+                        u.id,
+                        "the password is unusable (set so in Django)",
+                        "imported; the user must reset the password to log in",
+                    );
+                }
+                u.password.clone()
             };
             let email = email(Some(&u.email)).unwrap_or_else(|e| {
                 report.anomaly(t, u.id, e, "left out");
@@ -401,6 +429,7 @@ impl Users {
                 .take(200)
                 .collect();
             users.by_name.insert(name.to_lowercase(), u.id);
+            users.by_source.insert(u.username.clone(), u.id);
             users.rows.push(User {
                 id: u.id,
                 username: name,
@@ -434,40 +463,39 @@ impl Users {
     /// The user a sale or receipt names (`billed_by`, `received_by`, a username as text); one
     /// is made, inactive and without a usable password, when no user has that name.
     fn named(&mut self, raw: &str, table: &'static str, id: i64, report: &mut Report) -> i64 {
-        let wanted = if raw.trim().is_empty() {
-            "imported-unknown".to_owned()
-        } else {
-            username(raw)
+        let raw = raw.trim();
+        let user = match self.by_source.get(raw) {
+            Some(&user) if !self.made.contains_key(&user) => return user,
+            Some(&user) => user,
+            None => self.make(raw),
         };
-        if let Some(&user) = self.by_name.get(&wanted.to_lowercase()) {
-            if self.made.contains(&user) {
-                report.anomaly(
-                    table,
-                    id,
-                    if raw.trim().is_empty() {
-                        "names no user".to_owned()
-                    } else {
-                        format!("names user {raw:?}, who does not exist")
-                    },
-                    format!("attributed to {wanted:?}, an inactive user made for it"),
-                );
-            }
-            return user;
-        }
-        let made = self.next_id;
-        self.made.insert(made);
-        self.next_id += 1;
+        let problem = if raw.is_empty() {
+            "names no user".to_owned()
+        } else {
+            format!("names user {raw:?}, who does not exist")
+        };
+        let username = &self.made[&user];
         report.anomaly(
             table,
             id,
-            if raw.trim().is_empty() {
-                "names no user".to_owned()
-            } else {
-                format!("names user {raw:?}, who does not exist")
-            },
-            format!("attributed to {wanted:?}, an inactive user made for it"),
+            problem,
+            format!("attributed to {username:?}, an inactive user made for it"),
         );
+        user
+    }
+
+    /// An inactive user without a usable password for `raw`, a name no user has.
+    fn make(&mut self, raw: &str) -> i64 {
+        let wanted = self.unique(if raw.is_empty() {
+            "imported-unknown".to_owned()
+        } else {
+            username(raw)
+        });
+        let made = self.next_id;
+        self.next_id += 1;
+        self.made.insert(made, wanted.clone());
         self.by_name.insert(wanted.to_lowercase(), made);
+        self.by_source.insert(raw.to_owned(), made);
         self.rows.push(User {
             id: made,
             username: wanted,
@@ -522,8 +550,8 @@ fn suppliers(snapshot: &Snapshot, p: &mut Plan, report: &mut Report) {
 
 /// Where each app medicine row (a batch) went: its batch id is its own id.
 struct Batches {
-    /// App medicine row id → (medicine id, batch number as written).
-    by_row: HashMap<i64, (i64, String)>,
+    /// App medicine row id → its batch: (medicine id, batch number, expiry).
+    by_row: HashMap<i64, (i64, String, NaiveDate)>,
     /// (lower name, lower brand, batch number) → app medicine row id.
     by_names: HashMap<(String, String, String), i64>,
 }
@@ -632,10 +660,7 @@ fn medicines(snapshot: &Snapshot, p: &mut Plan, report: &mut Report) -> Batches 
             }
         };
         if !batch_nos.insert((medicine_id, batch_no.clone())) {
-            let made: String = format!("{batch_no}-{}", m.medicine_id)
-                .chars()
-                .take(50)
-                .collect();
+            let made = cut(&format!("{batch_no}-{}", m.medicine_id), 50);
             report.anomaly(
                 t,
                 m.medicine_id,
@@ -701,7 +726,7 @@ fn medicines(snapshot: &Snapshot, p: &mut Plan, report: &mut Report) -> Batches 
             );
         }
         out.by_row
-            .insert(m.medicine_id, (medicine_id, batch_no.clone()));
+            .insert(m.medicine_id, (medicine_id, batch_no.clone(), expires_on));
         out.by_names.entry(names).or_insert(m.medicine_id);
         p.batches.push(Batch {
             id: m.medicine_id,
@@ -724,8 +749,6 @@ fn medicines(snapshot: &Snapshot, p: &mut Plan, report: &mut Report) -> Batches 
             "unit cost 0",
         );
     }
-    report.counts("medicines").written = p.medicines.len();
-    report.counts("batches").written = p.batches.len();
     out
 }
 
@@ -769,11 +792,25 @@ fn receipts(
             report.counts("receipts").skipped += 1;
             continue;
         };
-        let mut invoice_no =
-            bounded(&r.invoice_number, 50).unwrap_or_else(|| format!("IMPORT-{}", r.id));
+        let mut invoice_no = bounded(&r.invoice_number, 50).unwrap_or_else(|| {
+            report.anomaly(
+                t,
+                r.id,
+                "no invoice number",
+                format!("numbered \"IMPORT-{}\"", r.id),
+            );
+            format!("IMPORT-{}", r.id)
+        });
         if !numbers.insert((supplier_id, invoice_no.clone())) {
-            invoice_no = format!("{invoice_no}-{}", r.id).chars().take(50).collect();
-            numbers.insert((supplier_id, invoice_no.clone()));
+            let made = cut(&format!("{invoice_no}-{}", r.id), 50);
+            report.anomaly(
+                t,
+                r.id,
+                format!("invoice number {invoice_no:?} is another receipt's of this supplier too"),
+                format!("this one numbered {made:?}"),
+            );
+            numbers.insert((supplier_id, made.clone()));
+            invoice_no = made;
         }
         let received_by = users.named(r.received_by.as_deref().unwrap_or(""), t, r.id, report);
         let total = r
@@ -835,10 +872,18 @@ fn receipts(
                 continue;
             }
         };
-        let unit_cost = i
-            .price
-            .and_then(|x| Money::parse("price", x).ok())
-            .map_or(Decimal::ZERO, Money::get);
+        let unit_cost = match i.price.map(|x| Money::parse("price", x)) {
+            Some(Ok(cost)) => cost.get(),
+            _ => {
+                report.anomaly(
+                    t,
+                    i.id,
+                    format!("unit cost {:?} is not an amount Apotheca keeps", i.price),
+                    "imported as 0",
+                );
+                Decimal::ZERO
+            }
+        };
         if Money::checked(unit_cost * Decimal::from(quantity)).is_none() {
             report.anomaly(
                 t,
@@ -849,20 +894,27 @@ fn receipts(
             report.counts("receipt lines").skipped += 1;
             continue;
         }
-        let (medicine_id, batch_no) = batches.by_row[&row].clone();
-        let batch = p
-            .batches
-            .iter()
-            .find(|b| b.id == row)
-            .expect("the batch just planned");
-        let expires_on = i.exp_date.unwrap_or(batch.expires_on);
+        let (medicine_id, batch_no, batch_expiry) = batches.by_row[&row].clone();
+        let expires_on = i.exp_date.unwrap_or(batch_expiry);
+        let manufactured_on = match i.mfg_date {
+            Some(made) if made >= expires_on => {
+                report.anomaly(
+                    t,
+                    i.id,
+                    format!("made {made}, not before its expiry {expires_on}"),
+                    "manufacture date left out",
+                );
+                None
+            }
+            other => other,
+        };
         p.receipt_lines.push(ReceiptLine {
             id: i.id,
             receipt_id: i.invoice_id,
             medicine_id,
             batch_id: row,
             batch_no,
-            manufactured_on: i.mfg_date.filter(|m| *m < expires_on),
+            manufactured_on,
             expires_on,
             quantity,
             unit_cost,
@@ -955,7 +1007,7 @@ fn invoices(
     rows.sort_by_key(|i| i.invoice_id);
     // A recorded figure is kept as it is, if a numeric(14,2) column can hold it.
     let amount = |raw: Option<Decimal>, what: &str, id: i64, report: &mut Report| match raw {
-        Some(x) if x.abs() <= Money::MAX.get() => x.round_dp(2),
+        Some(x) if fits(x) => x.round_dp(2),
         Some(x) => {
             report.anomaly(
                 t,
@@ -1055,14 +1107,10 @@ fn invoices(
                     continue;
                 }
             };
-            let fits = |x: Decimal| x.abs() <= Money::MAX.get();
-            let unit_price = item
-                .price
-                .filter(|x| fits(*x))
-                .map_or(Decimal::ZERO, |x| x.round_dp(2));
-            let line_total = item
-                .total
-                .map_or(unit_price * Decimal::from(quantity), |x| x.round_dp(2));
+            let line_total = item.total.map_or_else(
+                || item.price.unwrap_or_default() * Decimal::from(quantity),
+                |x| x.round_dp(2),
+            );
             if !fits(line_total) || item.price.is_some_and(|x| !fits(x)) {
                 report.anomaly(
                     lt,
@@ -1073,6 +1121,19 @@ fn invoices(
                 report.counts("invoice lines").skipped += 1;
                 continue;
             }
+            // The column takes a price of 0 or more (the line's recorded total is kept).
+            let unit_price = match item.price.map(|x| (x, Money::checked(x))) {
+                Some((_, Some(price))) => price.get(),
+                price => {
+                    report.anomaly(
+                        lt,
+                        item.id,
+                        format!("price {:?} is not one Apotheca keeps", price.map(|p| p.0)),
+                        "imported as 0",
+                    );
+                    Decimal::ZERO
+                }
+            };
             if line_total != unit_price * Decimal::from(quantity) {
                 report.anomaly(
                     lt,
@@ -1083,7 +1144,7 @@ fn invoices(
             }
             lines_total += line_total;
             let (medicine_id, batch_id) = match batches.by_row.get(&item.medicine_id) {
-                Some((m, _)) => (*m, item.medicine_id),
+                Some((m, ..)) => (*m, item.medicine_id),
                 None => {
                     let m = *placeholders.entry(item.medicine_id).or_insert_with(|| {
                         report.anomaly(
@@ -1119,12 +1180,8 @@ fn invoices(
                     (m, item.medicine_id)
                 }
             };
-            let medicine_name = p
-                .medicines
-                .iter()
-                .find(|m| m.id == medicine_id)
-                .map(|m| m.name.clone())
-                .unwrap_or_default();
+            // Medicines are numbered from 1 in the order they were planned.
+            let medicine_name = p.medicines[(medicine_id - 1) as usize].name.clone();
             line_no += 1;
             p.lines.push(Line {
                 id: item.id,
@@ -1177,8 +1234,6 @@ fn invoices(
     }
     report.counts("invoices").written = p.invoices.len();
     report.counts("invoice lines").written = p.lines.len();
-    report.counts("medicines").written = p.medicines.len();
-    report.counts("batches").written = p.batches.len();
 }
 
 #[cfg(test)]
@@ -1223,6 +1278,7 @@ mod tests {
                 item(3, 1, 2, "1e20"),
                 item(4, 1, 2, "5"),
                 item(5, 9, 1, "1"),
+                item(6, 1, 1, "-5"),
             ],
             ..Snapshot::default()
         };
@@ -1240,7 +1296,12 @@ mod tests {
         assert!(has("billing_invoiceitem", 5, "invoice 9 does not exist"));
         assert!(has("billing_invoice", 2, "does not fit"));
         assert_eq!(report.counts["invoice lines"].skipped, 4);
-        assert_eq!(plan.lines.len(), 1);
+        assert!(has("billing_invoiceitem", 6, "price Some(-5)"));
+        assert_eq!(
+            plan.lines.iter().find(|l| l.id == 6).map(|l| l.unit_price),
+            Some(Decimal::ZERO)
+        );
+        assert_eq!(plan.lines.len(), 2);
         assert_eq!(plan.invoices[1].total, Decimal::ZERO);
         // The one line kept sold from a medicine row that does not exist: a placeholder.
         assert_eq!(plan.medicines[0].name, "Medicine #1 (deleted)");
@@ -1249,10 +1310,12 @@ mod tests {
 
     #[test]
     fn hashes_the_schema_takes() {
+        // Apotheca's own, then Django's (made by Django 5.2).
+        let own = accounts::hash_password("a password");
         for ok in [
-            "$argon2id$v=19$m=7168,t=5,p=1$c2FsdA$aGFzaA",
-            "pbkdf2_sha256$1000000$salt$IFI+M5c1yTShotbBl2lC6I1WS6g18SN0zjeBcXRqV7o=",
-            "argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA",
+            own.as_str(),
+            "pbkdf2_sha256$1000000$nvzyuUFlNYuD44MfpIWBa4$IFI+M5c1yTShotbBl2lC6I1WS6g18SN0zjeBcXRqV7o=",
+            "argon2$argon2id$v=19$m=102400,t=2,p=8$cXBxN2g1NkIyZ2lOeUluN1NONGJwQQ$tBjJBQUWeo0Y2OfRsObcufAzop4UVcwtyB8CysS/auw",
             "bcrypt_sha256$$2b$12$Udq89Gp5Hx9Ah/VzhbZC3u1XHQerf/GdhiZcK8Xgu6IsyZqkEO9RO",
             "!dK36PjY2nrDe3BXqpUtKRILnDT4mEhNolzcy1wp2",
         ] {
@@ -1264,9 +1327,18 @@ mod tests {
             "sha1$$abc",
             "!not unusable",
             "",
+            // Shaped as the column takes them, but no login could verify them.
+            "pbkdf2_sha256$0$salt$IFI+M5c1yTShotbBl2lC6I1WS6g18SN0zjeBcXRqV7o=",
+            "pbkdf2_sha256$1000$salt$xebWIfy9vJJcFM9XA9ff0ypLj9I=",
+            // Not a shape the column takes.
+            "bcrypt_sha256$$2ab$12$Udq89Gp5Hx9Ah/VzhbZC3u1XHQerf/GdhiZcK8Xgu6IsyZqkEO9RO",
         ] {
             assert!(!storable_hash(bad), "{bad}");
         }
+        assert_eq!(
+            bounded(&format!("{}   x", "a".repeat(9)), 10).as_deref(),
+            Some("aaaaaaaaa")
+        );
         assert_eq!(dosage_form("Tablet/Capsule"), Some("tablet"));
         assert_eq!(dosage_form("dose form"), Some("other"));
         assert_eq!(dosage_form("lozenge"), None);
@@ -1305,6 +1377,19 @@ mod users_tests {
         };
         let mut report = Report::default();
         let p = plan(&snapshot, "P", &mut report);
+        // Django's usernames are case-sensitive: a sale billed by "Admin" is Admin's.
+        let mut users = Users::new(&snapshot, &mut report, Utc::now());
+        assert_eq!(users.named("Admin", "billing_invoice", 1, &mut report), 2);
+        assert_eq!(
+            users.named("ram karki", "billing_invoice", 1, &mut report),
+            3
+        );
+        let ghost = users.named("ADMIN", "billing_invoice", 2, &mut report);
+        assert!(
+            ghost > 4 && users.made[&ghost] == "ADMIN-3",
+            "{:?}",
+            users.made
+        );
         let names: Vec<&str> = p.users.iter().map(|u| u.username.as_str()).collect();
         assert_eq!(names, ["admin", "Admin-2", "ram_karki", "imported-user"]);
         assert!(report

@@ -30,26 +30,25 @@ pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> 
         "read {}",
         args.from
     );
-    let name = match &args.name {
-        Some(name) => name.clone(),
-        None => snapshot
-            .company
-            .iter()
-            .flatten()
-            .min_by_key(|c| c.id)
-            .map(|c| c.company_name.trim().chars().take(200).collect::<String>())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| args.schema.to_string()),
-    };
-    tenants::parse_display_name(&name)?;
     let mut report = Report {
         schema: args.schema.to_string(),
         dry_run: args.dry_run,
         ..Report::default()
     };
     let step = Instant::now();
-    let plan = plan::plan(&snapshot, &name, &mut report);
+    let schema = args.schema.to_string();
+    let plan = plan::plan(
+        &snapshot,
+        args.name.as_deref().unwrap_or(&schema),
+        &mut report,
+    );
     drop(snapshot);
+    // The pharmacy's name: --name, else the company's as the plan took it, else the schema.
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| plan.company.name.clone());
+    tenants::parse_display_name(&name)?;
     tracing::info!(
         anomalies = report.anomalies.len(),
         ms = step.elapsed().as_millis() as u64,
@@ -174,29 +173,17 @@ pub(super) async fn django_tenants(ctx: &Context, args: ImportDjangoTenantsArgs)
         .map(|p| {
             let (provisioner, url, bar) = (&provisioner, &url, &bar);
             async move {
-                let result = one(provisioner, url, &p, args.dry_run).await;
-                let outcome = match result {
-                    Ok(report) => Outcome {
-                        schema: p.schema_name,
-                        name: p.name,
-                        result: "imported",
-                        reason: None,
-                        report: Some(report),
-                    },
-                    Err(NotImported::Skipped(reason)) => Outcome {
-                        schema: p.schema_name,
-                        name: p.name,
-                        result: "skipped",
-                        reason: Some(reason),
-                        report: None,
-                    },
-                    Err(NotImported::Failed(reason)) => Outcome {
-                        schema: p.schema_name,
-                        name: p.name,
-                        result: "failed",
-                        reason: Some(reason),
-                        report: None,
-                    },
+                let (result, reason, report) = match one(provisioner, url, &p, args.dry_run).await {
+                    Ok(report) => ("imported", None, Some(report)),
+                    Err(NotImported::Skipped(reason)) => ("skipped", Some(reason), None),
+                    Err(NotImported::Failed(reason)) => ("failed", Some(reason), None),
+                };
+                let outcome = Outcome {
+                    schema: p.schema_name,
+                    name: p.name,
+                    result,
+                    reason,
+                    report,
                 };
                 if let Some(bar) = bar {
                     if outcome.result != "imported" {
@@ -285,7 +272,7 @@ async fn one(
         NotImported::Failed(format!("the schema name is not one Apotheca takes: {e}"))
     })?;
     let mut domains = Vec::new();
-    for (raw, _) in &p.domains {
+    for raw in &p.domains {
         match DomainName::parse(raw) {
             Ok(d) => domains.push(d),
             Err(e) => report.anomaly(

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use apotheca_common::names::quote_ident;
 use tokio_postgres::{Client, IsolationLevel};
 
 use super::{Cell, SourceError, Table, TABLES};
@@ -48,12 +49,16 @@ pub async fn read(
             .collect();
         let list = columns
             .iter()
-            .map(|c| format!("{}::text", quote(c)))
+            .map(|c| format!("{}::text", quote_ident(c)))
             .collect::<Vec<_>>()
             .join(", ");
         let rows = tx
             .query(
-                &format!("SELECT {list} FROM {}.{}", quote(schema), quote(name)),
+                &format!(
+                    "SELECT {list} FROM {}.{}",
+                    quote_ident(schema),
+                    quote_ident(name)
+                ),
                 &[],
             )
             .await?
@@ -71,9 +76,4 @@ pub async fn read(
     }
     tx.commit().await?;
     Ok(tables)
-}
-
-/// An identifier quoted for PostgreSQL.
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }

@@ -12,8 +12,8 @@ pub struct DjangoTenant {
     pub name: String,
     /// Versions before `is_active` was added count every tenant as active.
     pub is_active: bool,
-    /// (domain, is_primary), the primary first.
-    pub domains: Vec<(String, bool)>,
+    /// Its domains, the primary first.
+    pub domains: Vec<String>,
 }
 
 /// Every tenant but the public one, in schema order.
@@ -44,8 +44,7 @@ pub async fn list(client: &Client) -> Result<Vec<DjangoTenant>, SourceError> {
         .await?
         .get::<_, bool>(0);
     let domains = if has("tenants_domain").await? {
-        "coalesce((SELECT array_agg(d.domain::text || '|' || d.is_primary::text
-                                    ORDER BY NOT d.is_primary, d.domain)
+        "coalesce((SELECT array_agg(d.domain::text ORDER BY NOT d.is_primary, d.domain)
                    FROM public.tenants_domain d WHERE d.tenant_id = c.id), '{}')"
     } else {
         "'{}'::text[]"
@@ -67,14 +66,7 @@ pub async fn list(client: &Client) -> Result<Vec<DjangoTenant>, SourceError> {
             schema_name: r.get(0),
             name: r.get(1),
             is_active: r.get(2),
-            domains: r
-                .get::<_, Vec<String>>(3)
-                .into_iter()
-                .filter_map(|d| {
-                    let (domain, primary) = d.rsplit_once('|')?;
-                    Some((domain.to_owned(), primary == "true"))
-                })
-                .collect(),
+            domains: r.get(3),
         })
         .collect())
 }

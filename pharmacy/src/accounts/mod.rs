@@ -14,7 +14,7 @@ pub mod django;
 pub mod logins;
 pub mod password;
 pub use password::{
-    dummy_hash, hash_password, hash_password_async, needs_rehash, verify_password,
+    dummy_hash, hash_password, hash_password_async, needs_rehash, verifiable, verify_password,
     verify_password_async, Busy,
 };
 

@@ -91,6 +91,12 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     job.matches(password.as_bytes())
 }
 
+/// Whether `hash` is one [`verify_password`] can check at all (of a kind it verifies, well
+/// formed, within the bounds), whatever the password.
+pub fn verifiable(hash: &str) -> bool {
+    Stored::parse(hash).is_some()
+}
+
 /// Whether `hash` should be replaced by one at [`params`] (it verified, but was made with
 /// other parameters or another argon2 variant).
 pub fn needs_rehash(hash: &str) -> bool {

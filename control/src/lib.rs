@@ -1,12 +1,14 @@
 //! Apotheca control (`apotheca`): the ops CLI over the tenancy core, and the daemon. It is the
 //! only component that changes the database's shape: it runs the private cluster ([`db`]),
 //! applies migrations ([`migrate`]) and provisions tenants with their roles and domains
-//! ([`tenants`], [`roles`]). `apotheca serve` ([`serve`]) supervises every tenant's workers.
+//! ([`tenants`], [`roles`]) and makes tenants of pharmacies brought from the Django app
+//! ([`import`]). `apotheca serve` ([`serve`]) supervises every tenant's workers.
 //! `main.rs` only parses the command line and calls [`run`].
 
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod import;
 pub mod progress;
 pub mod serve;
 pub mod settings;

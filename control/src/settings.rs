@@ -79,6 +79,9 @@ impl Settings {
         if !(1..=24 * 30).contains(&self.control.operator_session_hours) {
             return Err("[control] operator_session_hours must be 1 to 720".into());
         }
+        if self.control.import_max_bytes == 0 {
+            return Err("[control] import_max_bytes must be more than 0".into());
+        }
         self.control.serve.check()
     }
 }
@@ -113,6 +116,10 @@ pub struct ControlSettings {
     pub signup_domain: String,
     /// An operator console login lasts this long (hours), then the operator logs in again.
     pub operator_session_hours: u64,
+    /// The largest file the operator console's "Import a pharmacy" takes (bytes). Uploads
+    /// also pass the proxy's `[proxy] max_upload_bytes`; bigger pharmacies are imported with
+    /// `apotheca import pharmacy-app` on the host.
+    pub import_max_bytes: u64,
     pub tenant_role: TenantRoleSettings,
     pub serve: ServeSettings,
 }
@@ -127,6 +134,7 @@ impl Default for ControlSettings {
             tenant_url: "http://{domain}:8080/".to_owned(),
             signup_domain: "localhost".to_owned(),
             operator_session_hours: 8,
+            import_max_bytes: 64 * 1024 * 1024,
             tenant_role: TenantRoleSettings::default(),
             serve: ServeSettings::default(),
         }

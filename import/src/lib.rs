@@ -79,7 +79,8 @@ fn without_password(url: &str) -> String {
     }
 }
 
-/// Reads the pharmacy at `from` whole.
+/// Reads the pharmacy at `from` whole; one without a single row of the app's is refused
+/// (another program's database, a dump of other apps).
 pub async fn read(from: &Location) -> Result<Snapshot, SourceError> {
     let tables = match from {
         Location::Sqlite(path) => {
@@ -105,6 +106,11 @@ pub async fn read(from: &Location) -> Result<Snapshot, SourceError> {
             tables?
         }
     };
+    if tables.values().all(|t| t.rows.is_empty()) {
+        return Err(SourceError::Invalid(format!(
+            "{from} holds no row of the pharmacy app's tables: is it the app's database, or a dumpdata of it?"
+        )));
+    }
     Ok(source::snapshot(&tables))
 }
 

@@ -618,3 +618,256 @@ async fn every_pharmacy_of_a_django_tenants_database_is_imported_with_its_domain
     // The failed one left nothing.
     assert_eq!(a.traces_of("ghost").await, (false, false, 0));
 }
+
+/// One browser on the public site through the proxy, with its cookies.
+struct Browser<'a> {
+    proxy: &'a apotheca_testkit::system::proxy::Proxy,
+    cookies: Vec<String>,
+}
+
+impl Browser<'_> {
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> apotheca_testkit::system::proxy::Reply {
+        let cookie = self.cookies.join("; ");
+        let mut headers = vec![("host", "localhost"), ("cookie", cookie.as_str())];
+        if let Some(t) = content_type {
+            headers.push(("content-type", t));
+        }
+        let r = self
+            .proxy
+            .request(method, path, &headers, body)
+            .await
+            .unwrap();
+        for v in r.headers.get_all("set-cookie") {
+            let pair = v.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
+            self.cookies.push(pair);
+        }
+        r
+    }
+
+    async fn get(&mut self, path: &str) -> apotheca_testkit::system::proxy::Reply {
+        self.send(Method::GET, path, None, b"").await
+    }
+
+    async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> apotheca_testkit::system::proxy::Reply {
+        let body = apotheca_testkit::system::site::encode(fields);
+        let form = "application/x-www-form-urlencoded";
+        self.send(Method::POST, path, Some(form), body.as_bytes())
+            .await
+    }
+
+    /// The import form sent with `file` as the upload, after the page's CSRF token.
+    async fn upload(
+        &mut self,
+        schema: &str,
+        domain: &str,
+        file: (&str, &[u8]),
+    ) -> apotheca_testkit::system::proxy::Reply {
+        let page = self.get("/operator/imports/new").await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let csrf = csrf(&page.text());
+        let boundary = "----apotheca-test-boundary";
+        let mut body = Vec::new();
+        for (name, value) in [
+            ("csrf_token", csrf.as_str()),
+            ("schema", schema),
+            ("domain", domain),
+            ("name", ""),
+        ] {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n", file.0).as_bytes(),
+        );
+        body.extend_from_slice(file.1);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let ctype = format!("multipart/form-data; boundary={boundary}");
+        self.send(Method::POST, "/operator/imports", Some(&ctype), &body)
+            .await
+    }
+}
+
+fn csrf(html: &str) -> String {
+    let key = "name=\"csrf_token\" value=\"";
+    let at = html
+        .find(key)
+        .unwrap_or_else(|| panic!("no csrf_token in {html}"));
+    let rest = &html[at + key.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Files the daemon keeps for uploads waiting for their confirmation.
+fn kept_uploads(a: &Apotheca) -> usize {
+    std::fs::read_dir(a.dir.path().join("imports")).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn an_operator_uploads_a_pharmacy_reads_the_report_and_imports_it_from_the_console() {
+    let a = Apotheca::migrated().await;
+    a.create_operator("ops", "correct horse battery").await;
+    let file = a.dir.path().join("pharmacy.sqlite3");
+    make("sqlite", file.to_str().unwrap()).await;
+    let sqlite = std::fs::read(&file).unwrap();
+    // Control takes files up to 4 MiB here; the proxy, its default 64 MiB.
+    let d = a
+        .serve(&[("APOTHECA_CONTROL__IMPORT_MAX_BYTES", "4194304")])
+        .await;
+    let proxy = a.proxy(&d, &[]).await;
+    let mut b = Browser {
+        proxy: &proxy,
+        cookies: Vec::new(),
+    };
+    let login = b.get("/operator/login").await;
+    let token = csrf(&login.text());
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("username", "ops"),
+        ("password", "correct horse battery"),
+    ];
+    assert_eq!(b.post("/operator/login", &fields).await.status, 303);
+
+    // The upload: a dry run, nothing made, its report on the next page.
+    let sent = b
+        .upload(
+            "sunrise",
+            "sunrise.localhost",
+            ("pharmacy.sqlite3", &sqlite),
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.text());
+    let at = sent.header("location").unwrap().to_owned();
+    let upload = at.strip_prefix("/operator/imports/").unwrap().to_owned();
+    assert!(a.tenants().await.is_empty(), "the check made a tenant");
+    assert_eq!(kept_uploads(&a), 2, "the file and what it is for");
+    let page = b.get(&at).await;
+    let html = page.text();
+    assert_eq!(page.status, 200, "{html}");
+    for shown in [
+        "Import Sunrise Pharmacy?",
+        "pharmacy.sqlite3",
+        "<th scope=\"row\">invoices</th><td class=\"num\">5</td>",
+        "billing_invoice",
+    ] {
+        assert!(html.contains(shown), "{shown}: {html}");
+    }
+    // The same report as the CLI's (control's API, with the operator's session).
+    let session = b
+        .cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("apotheca_operator="))
+        .unwrap()
+        .to_owned();
+    let (status, pending) = apotheca_testkit::system::site::api(
+        &d,
+        Method::GET,
+        &format!("/v1/console/imports/{upload}"),
+        Some(&session),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{pending}");
+
+    // Confirmed: the pharmacy is there, every rule of the import held, its staff log in
+    // with their old passwords, and the file is gone.
+    let csrf_now = csrf(&html);
+    let done = b.post(&at, &[("csrf_token", &csrf_now)]).await;
+    assert_eq!(done.status, 303, "{}", done.text());
+    assert_eq!(
+        done.header("location"),
+        Some("/operator/tenants/sunrise?notice=imported")
+    );
+    check_small(&a, &pending["report"]).await;
+    assert_eq!(kept_uploads(&a), 0);
+    let r = log_in(&proxy, "ram", "ram-old-pass-22").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Confirming twice does nothing more.
+    let again = b.post(&at, &[("csrf_token", &csrf_now)]).await;
+    assert_eq!(again.status, 404, "{}", again.text());
+
+    // Refused: the schema taken, a file that is no pharmacy, one over control's limit; each
+    // with its message next to its field, and nothing kept.
+    let taken = b
+        .upload(
+            "sunrise",
+            "elsewhere.localhost",
+            ("pharmacy.sqlite3", &sqlite),
+        )
+        .await;
+    assert_eq!(taken.status, 409, "{}", taken.text());
+    assert!(taken.text().contains("id=\"e-schema\""), "{}", taken.text());
+    let junk = b
+        .upload(
+            "other",
+            "other.localhost",
+            ("notes.json", b"{\"not\": \"a list\"}"),
+        )
+        .await;
+    assert_eq!(junk.status, 422, "{}", junk.text());
+    assert!(junk.text().contains("id=\"e-file\""), "{}", junk.text());
+    assert!(
+        junk.text().contains("notes.json is not a pharmacy"),
+        "{}",
+        junk.text()
+    );
+    let big = vec![b'x'; 5 * 1024 * 1024];
+    let over = b
+        .upload("other", "other.localhost", ("big.sqlite3", &big))
+        .await;
+    assert_eq!(over.status, 413, "{}", over.text());
+    assert!(over.text().contains("larger than 4 MiB"), "{}", over.text());
+    assert_eq!(kept_uploads(&a), 0);
+    assert_eq!(a.tenants().await.len(), 1);
+
+    // Cancelled: the file goes, nothing is made.
+    let sent = b
+        .upload("other", "other.localhost", ("pharmacy.sqlite3", &sqlite))
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.text());
+    let at = sent.header("location").unwrap().to_owned();
+    let page = b.get(&at).await;
+    let cancel = b
+        .post(
+            &format!("{at}/cancel"),
+            &[("csrf_token", &csrf(&page.text()))],
+        )
+        .await;
+    assert_eq!(cancel.status, 303, "{}", cancel.text());
+    assert_eq!(kept_uploads(&a), 0);
+    assert_eq!(a.tenants().await.len(), 1);
+
+    // The proxy bounds the upload itself (`max_upload_bytes`), other requests' bodies stay
+    // at `max_body_bytes`.
+    let strict = a
+        .proxy(
+            &d,
+            &[("max_upload_bytes", "1000"), ("max_body_bytes", "100")],
+        )
+        .await;
+    let mut s = Browser {
+        proxy: &strict,
+        cookies: b.cookies.clone(),
+    };
+    let refused = s
+        .upload("other", "other.localhost", ("pharmacy.sqlite3", &sqlite))
+        .await;
+    assert_eq!(refused.status, 413, "{}", refused.text());
+    let small = s
+        .upload("other", "other.localhost", ("small.json", b"[]"))
+        .await;
+    assert_eq!(small.status, 422, "passed the proxy: {}", small.text());
+    assert_eq!(kept_uploads(&a), 0);
+    assert!(d.stop().await.success());
+}

@@ -223,3 +223,48 @@ mod tests {
         }
     }
 }
+
+/// An import's report as the operator console reads it (`apotheca_import::Report`,
+/// serialised by control).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub schema: String,
+    pub dry_run: bool,
+    /// Entity → counts.
+    pub counts: BTreeMap<String, ImportCounts>,
+    pub anomalies: Vec<ImportAnomaly>,
+    /// Tables of the app's that the source does not have.
+    pub missing_tables: Vec<String>,
+}
+
+/// Rows of one kind: read from the source, written, folded into another, not imported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportCounts {
+    pub read: usize,
+    pub written: usize,
+    pub merged: usize,
+    pub skipped: usize,
+}
+
+/// Something in the source that needed a decision, and what was done about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportAnomaly {
+    pub table: String,
+    pub id: i64,
+    pub problem: String,
+    pub action: String,
+}
+
+/// An upload waiting for the operator's confirmation (`/v1/console/imports/{token}`), with
+/// its dry run's report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingImport {
+    pub token: String,
+    pub schema: String,
+    pub domain: String,
+    /// The name the pharmacy would get.
+    pub name: String,
+    pub filename: String,
+    pub bytes: u64,
+    pub report: ImportReport,
+}

@@ -1,7 +1,8 @@
 //! The one client of control's API socket, used by the CLI (`apotheca wake|status|restart`),
 //! the proxy (wake, metrics, the endpoint feed) and the public site (sign-up, the operator
 //! console): one HTTP/1.1 exchange per connection over the Unix socket (hyper), JSON both
-//! ways, an operator's session token as a bearer token when there is one.
+//! ways (or a file streamed up: the console's import), an operator's session token as a
+//! bearer token when there is one.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,8 +111,45 @@ impl Client {
         bearer: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, CallError> {
+        let (content_type, payload) = json_body(body);
+        self.exchange(method, path, bearer, content_type, Full::new(payload))
+            .await
+    }
+
+    /// `method path` with a bearer token and a body sent as it comes (an upload), and the
+    /// whole answer. The timeout counts the upload too.
+    pub async fn send<B>(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: B,
+    ) -> Result<Answer, CallError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.exchange(method, path, bearer, Some(content_type), body)
+            .await
+    }
+
+    async fn exchange<B>(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: Option<&str>,
+        body: B,
+    ) -> Result<Answer, CallError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let exchange = async {
-            let response = self.open(method, path, bearer, body).await?;
+            let response = self
+                .request(method, path, bearer, content_type, body)
+                .await?;
             let status = response.status();
             let body = response.into_body().collect().await?.to_bytes();
             Ok(Answer { status, body })
@@ -132,6 +170,23 @@ impl Client {
         bearer: Option<&str>,
         body: Option<&serde_json::Value>,
     ) -> Result<Response<Incoming>, CallError> {
+        let (content_type, payload) = json_body(body);
+        self.request(method, path, bearer, content_type, Full::new(payload))
+            .await
+    }
+
+    async fn request<B>(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: Option<&str>,
+        body: B,
+    ) -> Result<Response<Incoming>, CallError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| CallError::Unreachable {
@@ -150,17 +205,21 @@ impl Client {
         if let Some(token) = bearer {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let payload = match body {
-            Some(json) => {
-                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-                Bytes::from(json.to_string())
-            }
-            None => Bytes::new(),
-        };
+        if let Some(content_type) = content_type {
+            request = request.header(hyper::header::CONTENT_TYPE, content_type);
+        }
         let request = request
-            .body(Full::new(payload))
+            .body(body)
             .map_err(|e| CallError::Unreadable(format!("request {path:?}: {e}")))?;
         Ok(sender.send_request(request).await?)
+    }
+}
+
+/// A JSON body and its content type, or none.
+fn json_body(body: Option<&serde_json::Value>) -> (Option<&'static str>, Bytes) {
+    match body {
+        Some(json) => (Some("application/json"), Bytes::from(json.to_string())),
+        None => (None, Bytes::new()),
     }
 }
 

@@ -133,14 +133,9 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
             return response;
         }
     };
-    let s = &edge.settings;
-    let limited = Limited::new(body, s.max_body_bytes);
-    let body = match tokio::time::timeout(
-        Duration::from_millis(s.client_body_timeout_ms),
-        limited.collect(),
-    )
-    .await
-    {
+    let (max, within) = edge.body_limits(&target, method, path);
+    let limited = Limited::new(body, max);
+    let body = match tokio::time::timeout(within, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) => {
             let page = if e.is::<http_body_util::LengthLimitError>() {

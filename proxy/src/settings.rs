@@ -57,6 +57,10 @@ pub struct ProxySettings {
     /// (413 beyond); it is read whole before the request takes a slot of its tenant.
     pub client_body_timeout_ms: u64,
     pub max_body_bytes: usize,
+    /// The same for the operator console's import upload (`POST /operator/imports` on the
+    /// public site): a pharmacy's database, up to `[control] import_max_bytes`.
+    pub upload_timeout_secs: u64,
+    pub max_upload_bytes: usize,
     /// Each write of an answer to a client must go through within this, else the connection
     /// is closed (a client that stops reading holds nothing for long).
     pub client_send_timeout_ms: u64,
@@ -107,6 +111,8 @@ impl Default for ProxySettings {
             max_header_bytes: 32 * 1024,
             client_body_timeout_ms: 30_000,
             max_body_bytes: 10 * 1024 * 1024,
+            upload_timeout_secs: 600,
+            max_upload_bytes: 64 * 1024 * 1024,
             client_send_timeout_ms: 30_000,
             keepalive_timeout_secs: 60,
             max_connections: 10_000,
@@ -151,6 +157,7 @@ impl ProxySettings {
         for (name, v) in [
             ("client_header_timeout_ms", self.client_header_timeout_ms),
             ("client_body_timeout_ms", self.client_body_timeout_ms),
+            ("upload_timeout_secs", self.upload_timeout_secs),
             ("client_send_timeout_ms", self.client_send_timeout_ms),
             ("keepalive_timeout_secs", self.keepalive_timeout_secs),
             (

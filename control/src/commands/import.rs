@@ -1,10 +1,9 @@
 //! `apotheca import pharmacy-app`: a new tenant made from one database of the Django pharmacy
 //! app; `apotheca import django-tenants`: one for every pharmacy of a django-tenants database,
-//! several at once. `apotheca_import` reads, maps and writes; this runs each pharmacy in the
-//! transaction that creates its tenant, and prints the reports.
+//! several at once. Each pharmacy becomes its tenant through [`crate::import`], the code the
+//! operator console's import runs too; this reads the command line and prints the reports.
 
 use std::io::IsTerminal;
-use std::time::Instant;
 
 use apotheca_common::names::{DomainName, SchemaName};
 use futures::StreamExt;
@@ -14,47 +13,12 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::{ImportDjangoTenantsArgs, ImportPharmacyAppArgs};
 use crate::error::{ControlError, Result};
+use crate::import;
 use apotheca_import::source::{self, tenants::DjangoTenant};
-use apotheca_import::{plan, write, Location, Report, SourceError};
-use apotheca_tenancy::tenants::{self, domains, Provisioner};
+use apotheca_import::{plan, Location, Report, SourceError};
+use apotheca_tenancy::tenants::{self, Provisioner};
 
 pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> Result<()> {
-    // Each step's time on stderr: a big pharmacy takes seconds, and this says where they went.
-    let started = Instant::now();
-    let snapshot = apotheca_import::read(&args.from).await?;
-    tracing::info!(
-        invoices = snapshot.invoices.len(),
-        lines = snapshot.invoice_items.len(),
-        medicine_rows = snapshot.medicines.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "read {}",
-        args.from
-    );
-    let mut report = Report {
-        schema: args.schema.to_string(),
-        dry_run: args.dry_run,
-        ..Report::default()
-    };
-    let step = Instant::now();
-    let schema = args.schema.to_string();
-    let plan = plan::plan(
-        &snapshot,
-        args.name.as_deref().unwrap_or(&schema),
-        &mut report,
-    );
-    drop(snapshot);
-    // The pharmacy's name: --name, else the company's as the plan took it, else the schema.
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| plan.company.name.clone());
-    tenants::parse_display_name(&name)?;
-    tracing::info!(
-        anomalies = report.anomalies.len(),
-        ms = step.elapsed().as_millis() as u64,
-        "mapped"
-    );
-
     let super::Provisioning {
         set,
         db,
@@ -62,35 +26,16 @@ pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> 
         secret,
     } = ctx.provisioning().await?;
     let provisioner = ctx.provisioner(&db, &secret, &set);
-    let tx = client.transaction().await?;
-    let step = Instant::now();
-    provisioner
-        .create_in(&tx, &name, &args.schema, &args.domain, None)
-        .await?;
-    tracing::info!(
-        ms = step.elapsed().as_millis() as u64,
-        "created tenant {}",
-        args.schema
-    );
-    let step = Instant::now();
-    write::write(&tx, &args.schema.quoted(), &plan).await?;
-    tracing::info!(ms = step.elapsed().as_millis() as u64, "wrote the rows");
-    let step = Instant::now();
-    if args.dry_run {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
-    }
-    tracing::info!(
-        ms = step.elapsed().as_millis() as u64,
-        total_ms = started.elapsed().as_millis() as u64,
-        "{}",
-        if args.dry_run {
-            "rolled back (dry run)"
-        } else {
-            "committed"
-        }
-    );
+    let job = import::PharmacyApp {
+        from: &args.from,
+        schema: &args.schema,
+        domain: &args.domain,
+        name: args.name.as_deref(),
+        dry_run: args.dry_run,
+    };
+    let report = import::pharmacy_app(&provisioner, &mut client, &job)
+        .await?
+        .report;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -283,9 +228,9 @@ async fn one(
             ),
         }
     }
-    let Some(primary) = domains.first().cloned() else {
+    if domains.is_empty() {
         return Err(NotImported::Failed("no domain Apotheca can route".into()));
-    };
+    }
     let mut client = provisioner.db.connect().await?;
     for domain in &domains {
         if tenants::taken(&client, &schema, domain).await? {
@@ -315,27 +260,20 @@ async fn one(
         }
     };
     let plan = plan::plan(&source::snapshot(&tables), &name, &mut report);
-    let tx = client.transaction().await?;
-    provisioner
-        .create_in(&tx, &name, &schema, &primary, None)
-        .await?;
-    for domain in &domains[1..] {
-        domains::add_in(&tx, schema.as_str(), domain, false).await?;
-    }
-    write::write(&tx, &schema.quoted(), &plan).await?;
+    let target = import::Target {
+        name: &name,
+        schema: &schema,
+        domains: &domains,
+        suspended: !p.is_active,
+    };
+    import::create(provisioner, &mut client, &plan, &target, dry_run).await?;
     if !p.is_active {
-        tenants::set_status_in(&tx, schema.as_str(), "suspended").await?;
         report.anomaly(
             "tenants_client",
             0,
             "inactive in django-tenants",
             "imported suspended",
         );
-    }
-    if dry_run {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
     }
     Ok(report)
 }

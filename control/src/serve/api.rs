@@ -20,6 +20,9 @@
 //! | `POST /v1/console/tenants/{schema}/domains` `{domain, primary}` | add-domain: 201 `{schema, domain}` |
 //! | `DELETE /v1/console/tenants/{schema}/domains/{domain}[?new_primary=D]` | remove-domain: 200 `{schema, domain}` |
 //! | `PUT /v1/console/tenants/{schema}/policy` `{min_workers, max_workers, idle_timeout_secs}` | scale: 200 the policy now in force |
+//! | `POST /v1/console/imports?schema=S&domain=D[&name=N][&filename=F]`, a SQLite file or dumpdata JSON as the body | ([`super::imports`]) import pharmacy-app --dry-run: 200 `{token, schema, domain, name, filename, bytes, report}`; 413 over `[control] import_max_bytes` |
+//! | `GET /v1/console/imports/{token}` | the same answer again |
+//! | `POST /v1/console/imports/{token}`, `DELETE /v1/console/imports/{token}` | the import itself: 201 `{schema, domain, name, login_url, report}` / the upload dropped |
 //!
 //! Errors are `{"error": {"code", "message"}}`; refused input also names its `field` and, when
 //! several fields are wrong, `fields: {field: message}`. Every `/v1/console/` route and
@@ -44,6 +47,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catalog::Catalog;
 use super::console;
+use super::imports::{self, Imports};
 use super::operator_api::{self, Logins};
 use super::signup::{self, NewTenant, Signup};
 use super::status::WakeError;
@@ -63,6 +67,8 @@ pub struct Api {
     /// The connection the status's database figures are asked on, kept between calls (a
     /// scrape of `/metrics` every few seconds would otherwise start a backend each time).
     pub figures_db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    /// The console's import uploads.
+    pub imports: Arc<Imports>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -78,6 +84,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/endpoints/watch", get(watch_endpoints))
         .merge(operator_api::router())
         .merge(console::router())
+        .merge(imports::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })

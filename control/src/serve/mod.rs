@@ -11,7 +11,7 @@
 //!   start;
 //! - [`api`]: the HTTP/1.1 + JSON API on a Unix socket; [`client`]: the CLI's side of it;
 //! - [`signup`]: the public sign-up; [`operator_api`]: operator console logins and sessions;
-//!   [`console`]: the console's actions on tenants;
+//!   [`console`]: the console's actions on tenants; [`imports`]: its "Import a pharmacy";
 //! - [`status`]: the API's answers, shared by both sides;
 //! - [`readiness`]: whether the daemon serves (every tenant's minimum ready); [`systemd`]:
 //!   telling the service manager (sd_notify: READY, STATUS, STOPPING, WATCHDOG).
@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod client;
 pub mod console;
 pub mod feed;
+pub mod imports;
 pub mod link;
 pub mod operator_api;
 pub mod process;
@@ -214,6 +215,10 @@ pub async fn run(
             settings.control.operator_session_hours * 3600,
         ))),
         figures_db: Arc::default(),
+        imports: Arc::new(imports::Imports {
+            dir: settings.control.state_dir.join("imports"),
+            max_bytes: settings.control.import_max_bytes,
+        }),
     };
     let (stop_api, api_stop) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

@@ -228,6 +228,25 @@ impl Edge {
         }
     }
 
+    /// How long a request's body may be, and how long it may take to arrive: the operator
+    /// console's import upload (`POST /operator/imports` on the public site) gets
+    /// `max_upload_bytes` and `upload_timeout_secs`, every other request `max_body_bytes` and
+    /// `client_body_timeout_ms`.
+    pub fn body_limits(&self, to: &Target, method: &str, target: &str) -> (usize, Duration) {
+        let s = &self.settings;
+        let path = target.split('?').next().unwrap_or(target);
+        if &*to.schema == "public" && method == "POST" && path == "/operator/imports" {
+            return (
+                s.max_upload_bytes,
+                Duration::from_secs(s.upload_timeout_secs),
+            );
+        }
+        (
+            s.max_body_bytes,
+            Duration::from_millis(s.client_body_timeout_ms),
+        )
+    }
+
     fn public(&self) -> Route {
         Route::Tenant(Target {
             upstream: self.upstreams.get("public"),

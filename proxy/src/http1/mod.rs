@@ -1,7 +1,7 @@
 //! The HTTP/1.1 front: one client connection, its requests one after another (keep-alive and
 //! pipelining), each read whole — its head within `client_header_timeout_ms` and at most
 //! `max_header_bytes`, its body within `client_body_timeout_ms` and at most `max_body_bytes`
-//! (a chunked body is decoded; the worker always gets a `Content-Length`) — before it takes a
+//! (the console's import upload: [`Edge::body_limits`]; a chunked body is decoded; the worker always gets a `Content-Length`) — before it takes a
 //! slot of its tenant, so a slow client never holds a worker. The answer goes back in one write
 //! when it came in one read (head and body together), else piece by piece as the worker sends
 //! it, each write to the client bounded by `client_send_timeout_ms`; the worker's connection
@@ -225,7 +225,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         };
         r.tenant = Some(target.schema.clone());
 
-        let body = match self.read_body(head).await {
+        let limits = edge.body_limits(&target, head.method(&self.buf), head.target(&self.buf));
+        let body = match self.read_body(head, limits).await {
             Ok(body) => body,
             Err(page) => {
                 r.keep_alive = false;
@@ -296,11 +297,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     /// Reads the request's body: its place in `buf` (or, decoded, in `body`) and how many bytes
     /// of `buf` the request took. `Err(Some(page))`: refused with that page; `Err(None)`: the
     /// client went away.
-    async fn read_body(&mut self, head: &RequestHead) -> Result<ReadBody, Option<Page>> {
-        let s = &self.edge.settings;
-        let max = s.max_body_bytes;
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(s.client_body_timeout_ms);
+    async fn read_body(
+        &mut self,
+        head: &RequestHead,
+        (max, within): (usize, Duration),
+    ) -> Result<ReadBody, Option<Page>> {
+        let deadline = tokio::time::Instant::now() + within;
         match head.body {
             Framing::None | Framing::UntilClose => Ok(ReadBody {
                 range: Some(head.len..head.len),

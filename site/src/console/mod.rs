@@ -8,8 +8,10 @@
 //! Secure behind https); the forms carry a CSRF token derived from it (the login form a
 //! double-submitted one, like the site's other public forms). Without a cookie, or when
 //! control says the session is over, a page goes to `/operator/login`. This module owns the
-//! session, the call to control and the login and logout pages; [`tenants`] the rest.
+//! session, the call to control and the login and logout pages; [`tenants`] the tenants'
+//! pages, [`imports`] "Import a pharmacy".
 
+mod imports;
 mod tenants;
 
 use askama::Template;
@@ -54,6 +56,7 @@ pub fn router() -> Router<SiteState> {
         .route("/operator/login", get(login_form).post(login))
         .route("/operator/logout", post(logout))
         .merge(tenants::routes())
+        .merge(imports::routes())
 }
 
 /// How a console page fails: to the login page, or an error page with the console's links.
@@ -193,6 +196,28 @@ pub async fn ask(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> ConsoleResult<Answer> {
+    call(state, operator, method, path, body, CONTROL_TIMEOUT).await
+}
+
+/// [`ask`] without a body, waiting at most `timeout` (an import takes longer).
+pub async fn ask_within(
+    state: &SiteState,
+    operator: Option<&Operator>,
+    method: Method,
+    path: &str,
+    timeout: std::time::Duration,
+) -> ConsoleResult<Answer> {
+    call(state, operator, method, path, None, timeout).await
+}
+
+async fn call(
+    state: &SiteState,
+    operator: Option<&Operator>,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    timeout: std::time::Duration,
+) -> ConsoleResult<Answer> {
     let Some(socket) = state.control_socket.as_deref() else {
         tracing::error!("operator console without a control socket (--control-socket)");
         return Err(ConsoleError::Page(
@@ -201,7 +226,7 @@ pub async fn ask(
         ));
     };
     let bearer = operator.map(|o| o.token.as_str());
-    let client = Client::new(socket).with_timeout(CONTROL_TIMEOUT);
+    let client = Client::new(socket).with_timeout(timeout);
     match client.call(method, path, bearer, body).await {
         Ok(a) if a.status.as_u16() == 401 && operator.is_some() => Err(ConsoleError::Login),
         Ok(a) => Ok(a),
@@ -223,6 +248,8 @@ pub fn notice_text(code: &str) -> Option<&'static str> {
         "domain_added" => "The domain was added.",
         "domain_removed" => "The domain was removed.",
         "policy" => "The worker policy was changed.",
+        "imported" => "The pharmacy was imported: its staff log in with their old passwords.",
+        "import_cancelled" => "The import was cancelled; the uploaded file was removed.",
         _ => return None,
     })
 }

@@ -50,7 +50,12 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn new(who: &Operator, operator: &str, section: &'static str, notice: Option<&str>) -> Self {
+    pub(super) fn new(
+        who: &Operator,
+        operator: &str,
+        section: &'static str,
+        notice: Option<&str>,
+    ) -> Self {
         Self {
             operator: operator.to_owned(),
             csrf: who.csrf.clone(),
@@ -66,7 +71,7 @@ impl Frame {
     }
 }
 
-fn read<T: serde::de::DeserializeOwned>(a: &Answer, key: &str) -> ConsoleResult<T> {
+pub(super) fn read<T: serde::de::DeserializeOwned>(a: &Answer, key: &str) -> ConsoleResult<T> {
     if a.status.as_u16() != 200 {
         return Err(ConsoleError::from_answer(a));
     }
@@ -88,7 +93,7 @@ async fn tenant(
 }
 
 /// A form's refusal from control: each field's message next to it, else above the form.
-fn refused(form: &mut FormState, a: &Answer, fields: &[&str]) {
+pub(super) fn refused(form: &mut FormState, a: &Answer, fields: &[&str]) {
     let errors = a.field_errors();
     let mut placed = false;
     for (field, message) in &errors {

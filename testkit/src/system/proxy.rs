@@ -289,7 +289,7 @@ impl Proxy {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-        body: &str,
+        body: impl AsRef<[u8]>,
     ) -> Result<Reply, String> {
         request(self.http, method, path, headers, body).await
     }
@@ -510,7 +510,7 @@ pub async fn request(
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl AsRef<[u8]>,
 ) -> Result<Reply, String> {
     request_from([127, 0, 0, 1].into(), port, method, path, headers, body).await
 }
@@ -523,14 +523,14 @@ pub async fn request_from(
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
+    body: impl AsRef<[u8]>,
 ) -> Result<Reply, String> {
     let mut req = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
     let req = req
-        .body(Full::new(Bytes::from(body.to_owned())))
+        .body(Full::new(Bytes::copy_from_slice(body.as_ref())))
         .map_err(|e| e.to_string())?;
     let exchange = async {
         let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;

@@ -3,8 +3,9 @@
 //     pharmacy" with a taken subdomain (TAKEN_SUBDOMAIN, default acme) and then a new one,
 //     which lands on the new pharmacy's login on its own subdomain; there, the pharmacy's flow
 //     as the admin just created (pharmacy.mjs); then "Find my pharmacy" finds it.
-//     With IMPORTED_URL (a pharmacy imported from the Django app's database the import tests
-//     make), its admin logs in with the old Django password and finds what was brought.
+//     With IMPORT_FILE (a Django pharmacy's SQLite file, as the import tests make it),
+//     OPERATOR_USER and OPERATOR_PASSWORD: an operator imports it in the console, then its
+//     admin logs in with the old Django password and finds what was brought (imported.mjs).
 //   - BASE_URL (one pharmacy, e.g. http://acme.localhost:8080) with ADMIN_USER and
 //     ADMIN_PASSWORD (an admin of it): the pharmacy's flow alone.
 // Every page of every browser context is watched: a 5xx answer, a script error or a request
@@ -45,9 +46,13 @@ try {
     });
     await publicOnPhone(p, site, created);
     await phone.close();
-    if (process.env.IMPORTED_URL) {
+    if (process.env.IMPORT_FILE) {
       const { context, page: q } = await person(browser, { viewport: { width: 1280, height: 900 } });
-      await imported(q, trim(process.env.IMPORTED_URL));
+      await imported(q, site, {
+        file: process.env.IMPORT_FILE,
+        user: process.env.OPERATOR_USER,
+        password: process.env.OPERATOR_PASSWORD,
+      });
       await context.close();
     }
   } else {

@@ -1,11 +1,43 @@
-// A pharmacy imported from the Django app (e2e/browser/system.sh makes it from the import
-// tests' SQLite database): its admin logs in with the password they had in Django, and finds
-// the medicines with their stock, and the past sales, marked imported, with the figures the
-// app recorded.
-import { check, on, shot, step } from './lib.mjs';
+// A pharmacy brought from the Django app: an operator uploads its SQLite file (e2e/browser/
+// system.sh makes it as the import tests do) in the console's "Import a pharmacy", reads the
+// dry run's report and imports it. Then its admin logs in with the password they had in
+// Django, and finds the medicines with their stock, and the past sales, marked imported, with
+// the figures the app recorded.
+import { check, on, run, shot, step, NAVIGATION_MS } from './lib.mjs';
 
-export async function imported(page, base) {
+export async function imported(page, site, operator) {
   on(page);
+  const schema = `sunrise_${run}`;
+  const domain = `sunrise-${run}.localhost`;
+  const base = `http://${domain}:${new URL(site).port}`;
+
+  await step('an operator uploads a Django pharmacy and reads the dry run', async () => {
+    await page.goto(`${site}/operator/login`);
+    await page.getByLabel('Username').fill(operator.user);
+    await page.getByLabel('Password').fill(operator.password);
+    await page.getByLabel('Password').press('Enter');
+    await page.waitForURL(`${site}/operator/tenants`);
+    await page.getByRole('link', { name: 'Import a pharmacy' }).click();
+    await page.getByLabel('Schema').fill(schema);
+    await page.getByLabel('Domain').fill(domain);
+    await page.getByLabel('SQLite file or dumpdata JSON').setInputFiles(operator.file);
+    await page.getByRole('button', { name: 'Check the import' }).click();
+    await page.getByRole('heading', { name: 'Import Sunrise Pharmacy?' }).waitFor({ timeout: NAVIGATION_MS });
+    const rows = page.getByRole('table', { name: 'Rows read and written' });
+    const invoices = await rows.locator('tr', { hasText: 'invoices' }).locator('td').allInnerTexts();
+    check(invoices[0] === '5' && invoices[1] === '5', `5 invoices read and written (${invoices.join(' | ')})`);
+    const problems = page.getByRole('table', { name: 'Problems found' });
+    check((await problems.locator('tbody tr').count()) > 0, 'the anomalies of the source, listed');
+    await shot(page, 'import-report');
+  });
+
+  await step('the operator confirms, and the pharmacy is there', async () => {
+    await page.getByRole('button', { name: 'Import the pharmacy' }).click();
+    await page.waitForURL(`${site}/operator/tenants/${schema}?notice=imported`, { timeout: NAVIGATION_MS });
+    check(await page.getByText('The pharmacy was imported').isVisible(), 'the notice');
+    check(await page.getByText(domain).first().isVisible(), 'its domain');
+  });
+
   await step('an imported pharmacy: the admin logs in with the old Django password', async () => {
     await page.goto(`${base}/dashboard`);
     check(page.url().startsWith(`${base}/login?next=`), 'a page without a session goes to the login');

@@ -7,13 +7,15 @@
 # answer (the daemon's API, the proxy's line with its ports, then the public site through the
 # proxy), bounded by $PATIENCE seconds; none is a fixed sleep.
 #
-# start_system sets SITE_URL (http://localhost:PORT) and TAKEN_SUBDOMAIN; stop_system stops
+# start_system sets SITE_URL (http://localhost:PORT), TAKEN_SUBDOMAIN, and for the console's
+# import IMPORT_FILE (a Django pharmacy's SQLite file), OPERATOR_USER and OPERATOR_PASSWORD;
+# stop_system stops
 # the proxy, drains the daemon's workers, stops the cluster and removes the folder;
 # keep_system_logs DIR copies the logs there first.
 
 STATE='' DAEMON_PID='' PROXY_PID='' PROXY_PORT=''
 # Set for run.sh by start_system.
-export SITE_URL TAKEN_SUBDOMAIN IMPORTED_URL
+export SITE_URL TAKEN_SUBDOMAIN IMPORT_FILE OPERATOR_USER OPERATOR_PASSWORD
 # Seconds: only ever an upper bound on a wait (the machine is small and shared).
 PATIENCE=${PATIENCE:-90}
 
@@ -142,12 +144,11 @@ EOF
     return 1
   fi
   SITE_URL=http://localhost:$PROXY_PORT
-  IMPORTED_URL=http://sunrise.localhost:$PROXY_PORT
 }
 
-# A pharmacy brought from the Django app: a SQLite file Django makes with the import tests'
-# models and rows (import/tests/django), imported as schema sunrise. Django comes from PyPI into
-# the virtualenv the import tests use (scripts/django-venv.sh).
+# A pharmacy to bring from the Django app through the operator console: a SQLite file Django
+# makes with the import tests' models and rows (import/tests/django; Django comes from PyPI
+# into the virtualenv the import tests use, scripts/django-venv.sh), and an operator.
 import_pharmacy() {
   local python
   if ! python=$("$ROOT/scripts/django-venv.sh" 2>"$STATE/venv.log"); then
@@ -155,14 +156,15 @@ import_pharmacy() {
     cat "$STATE/venv.log" >&2
     return 1
   fi
-  log "a pharmacy imported from the Django app (sunrise)"
+  log "a Django pharmacy's SQLite file, and an operator to import it"
+  IMPORT_FILE=$STATE/django.sqlite3 OPERATOR_USER=ops OPERATOR_PASSWORD="browser-ops-$RANDOM-pass"
   if ! (
     cd "$STATE"
-    "$python" "$ROOT/import/tests/django/make_source.py" sqlite "$STATE/django.sqlite3"
-    "$BIN/apotheca" import pharmacy-app --from "sqlite:$STATE/django.sqlite3" --schema sunrise \
-      --domain sunrise.localhost
+    "$python" "$ROOT/import/tests/django/make_source.py" sqlite "$IMPORT_FILE"
+    printf '%s\n' "$OPERATOR_PASSWORD" |
+      "$BIN/apotheca" create-operator --username "$OPERATOR_USER" --password-stdin
   ) >"$STATE/import.log" 2>&1; then
-    echo "browser tests: importing the Django pharmacy failed:" >&2
+    echo "browser tests: making the Django pharmacy or the operator failed:" >&2
     cat "$STATE/import.log" >&2
     return 1
   fi

@@ -20,6 +20,8 @@ pub struct Target<'a> {
     pub domains: &'a [DomainName],
     /// Imported suspended (inactive in django-tenants).
     pub suspended: bool,
+    /// Log each step's time (one pharmacy at a time; not under a progress bar).
+    pub log_steps: bool,
 }
 
 /// Creates `target` with `plan`'s rows in one transaction on `client`; a dry run rolls it
@@ -42,14 +44,13 @@ pub async fn create(
     for domain in others {
         domains::add_in(&tx, target.schema.as_str(), domain, false).await?;
     }
-    tracing::info!(
-        ms = step.elapsed().as_millis() as u64,
-        "created tenant {}",
-        target.schema
-    );
+    let created_ms = step.elapsed().as_millis() as u64;
     let step = Instant::now();
     write::write(&tx, &target.schema.quoted(), plan).await?;
-    tracing::info!(ms = step.elapsed().as_millis() as u64, "wrote the rows");
+    if target.log_steps {
+        tracing::info!(ms = created_ms, "created tenant {}", target.schema);
+        tracing::info!(ms = step.elapsed().as_millis() as u64, "wrote the rows");
+    }
     if target.suspended {
         tenants::set_status_in(&tx, target.schema.as_str(), "suspended").await?;
     }
@@ -120,6 +121,7 @@ pub async fn pharmacy_app(
         schema: job.schema,
         domains: std::slice::from_ref(job.domain),
         suspended: false,
+        log_steps: true,
     };
     create(provisioner, client, &plan, &target, job.dry_run).await?;
     tracing::info!(

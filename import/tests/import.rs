@@ -763,6 +763,14 @@ async fn an_operator_uploads_a_pharmacy_reads_the_report_and_imports_it_from_the
     ] {
         assert!(html.contains(shown), "{shown}: {html}");
     }
+    // The whole report, to download.
+    let json = b.get(&format!("{at}/report.json")).await;
+    assert_eq!(json.status, 200, "{}", json.text());
+    assert_eq!(
+        json.header("content-disposition"),
+        Some("attachment; filename=\"import-sunrise-dry-run.json\"")
+    );
+    assert_eq!(count(&json.json(), "invoices", "written"), 5);
     // The same report as the CLI's (control's API, with the operator's session).
     let session = b
         .cookies
@@ -831,12 +839,29 @@ async fn an_operator_uploads_a_pharmacy_reads_the_report_and_imports_it_from_the
     assert_eq!(kept_uploads(&a), 0);
     assert_eq!(a.tenants().await.len(), 1);
 
-    // Cancelled: the file goes, nothing is made.
+    // Another operator sees, confirms and cancels nothing of it; its owner cancels it: the
+    // file goes, nothing is made.
     let sent = b
         .upload("other", "other.localhost", ("pharmacy.sqlite3", &sqlite))
         .await;
     assert_eq!(sent.status, 303, "{}", sent.text());
     let at = sent.header("location").unwrap().to_owned();
+    let other = at.strip_prefix("/operator/imports/").unwrap().to_owned();
+    a.create_operator("ops2", "another horse battery").await;
+    let login =
+        r#"{"username": "ops2", "password": "another horse battery", "address": "192.0.2.3"}"#;
+    let (status, body) =
+        apotheca_testkit::system::site::api(&d, Method::POST, "/v1/operators/login", None, login)
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let stranger = body["token"].as_str().unwrap().to_owned();
+    for method in [Method::GET, Method::POST, Method::DELETE] {
+        let path = format!("/v1/console/imports/{other}");
+        let (status, body) =
+            apotheca_testkit::system::site::api(&d, method.clone(), &path, Some(&stranger), "")
+                .await;
+        assert_eq!(status, 404, "{method}: {body}");
+    }
     let page = b.get(&at).await;
     let cancel = b
         .post(
@@ -847,6 +872,32 @@ async fn an_operator_uploads_a_pharmacy_reads_the_report_and_imports_it_from_the
     assert_eq!(cancel.status, 303, "{}", cancel.text());
     assert_eq!(kept_uploads(&a), 0);
     assert_eq!(a.tenants().await.len(), 1);
+    // Cancelled already: an error page, not a second "cancelled".
+    let twice = b
+        .post(
+            &format!("{at}/cancel"),
+            &[("csrf_token", &csrf(&page.text()))],
+        )
+        .await;
+    assert_eq!(twice.status, 404, "{}", twice.text());
+
+    // Two confirmations at once (a double click): one imports, the other finds it gone.
+    let sent = b
+        .upload("third", "third.localhost", ("pharmacy.sqlite3", &sqlite))
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.text());
+    let third = sent
+        .header("location")
+        .unwrap()
+        .replace("/operator/imports/", "/v1/console/imports/");
+    let confirm =
+        || apotheca_testkit::system::site::api(&d, Method::POST, &third, Some(&session), "");
+    let (one, two) = tokio::join!(confirm(), confirm());
+    let mut statuses = [one.0, two.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 404], "{} / {}", one.1, two.1);
+    assert_eq!(a.tenants().await.len(), 2);
+    assert_eq!(kept_uploads(&a), 0);
 
     // The proxy bounds the upload itself (`max_upload_bytes`), other requests' bodies stay
     // at `max_body_bytes`.

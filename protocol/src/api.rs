@@ -203,27 +203,6 @@ pub enum FeedLine {
     },
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn feed_lines_read_back() {
-        for line in [
-            FeedLine::Snapshot {
-                snapshot: [("acme".to_owned(), vec!["unix:/run/a.sock".to_owned()])].into(),
-            },
-            FeedLine::Change {
-                schema: "acme".into(),
-                endpoints: vec![],
-            },
-        ] {
-            let text = serde_json::to_string(&line).unwrap();
-            assert_eq!(serde_json::from_str::<FeedLine>(&text).unwrap(), line);
-        }
-    }
-}
-
 /// An import's report as the operator console reads it (`apotheca_import::Report`,
 /// serialised by control).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -267,4 +246,25 @@ pub struct PendingImport {
     pub filename: String,
     pub bytes: u64,
     pub report: ImportReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_lines_read_back() {
+        for line in [
+            FeedLine::Snapshot {
+                snapshot: [("acme".to_owned(), vec!["unix:/run/a.sock".to_owned()])].into(),
+            },
+            FeedLine::Change {
+                schema: "acme".into(),
+                endpoints: vec![],
+            },
+        ] {
+            let text = serde_json::to_string(&line).unwrap();
+            assert_eq!(serde_json::from_str::<FeedLine>(&text).unwrap(), line);
+        }
+    }
 }

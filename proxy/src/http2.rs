@@ -133,9 +133,17 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
             return response;
         }
     };
-    let (max, within) = edge.body_limits(&target, method, path);
-    let limited = Limited::new(body, max);
-    let body = match tokio::time::timeout(within, limited.collect()).await {
+    let cookies = parts
+        .headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes());
+    let limits = match edge.limits(&target, method, path, cookies) {
+        Ok(limits) => limits,
+        Err(page) => return refuse(&target.schema, &host, page, None),
+    };
+    let limited = Limited::new(body, limits.max_body);
+    let body = match tokio::time::timeout(limits.body_within, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) => {
             let page = if e.is::<http_body_util::LengthLimitError>() {
@@ -177,7 +185,13 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
         &body,
     );
     let answered = edge
-        .exchange(&target, &up, forward::idempotent(method), method == "HEAD")
+        .exchange(
+            &target,
+            &up,
+            forward::idempotent(method),
+            method == "HEAD",
+            limits.answer_within,
+        )
         .await;
     match answered {
         Ok(answered) => {

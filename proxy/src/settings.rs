@@ -58,7 +58,8 @@ pub struct ProxySettings {
     pub client_body_timeout_ms: u64,
     pub max_body_bytes: usize,
     /// The same for the operator console's import upload (`POST /operator/imports` on the
-    /// public site): a pharmacy's database, up to `[control] import_max_bytes`.
+    /// public site, with an operator's cookie; see `Edge::limits`): a pharmacy's database of up
+    /// to `[control] import_max_bytes` in a multipart form, so a little more than that.
     pub upload_timeout_secs: u64,
     pub max_upload_bytes: usize,
     /// Each write of an answer to a client must go through within this, else the connection
@@ -112,7 +113,7 @@ impl Default for ProxySettings {
             client_body_timeout_ms: 30_000,
             max_body_bytes: 10 * 1024 * 1024,
             upload_timeout_secs: 600,
-            max_upload_bytes: 64 * 1024 * 1024,
+            max_upload_bytes: 65 * 1024 * 1024,
             client_send_timeout_ms: 30_000,
             keepalive_timeout_secs: 60,
             max_connections: 10_000,
@@ -150,6 +151,9 @@ impl ProxySettings {
         }
         if self.max_header_bytes < 1024 {
             return Err("[proxy] max_header_bytes must be at least 1024".into());
+        }
+        if self.max_upload_bytes < self.max_body_bytes {
+            return Err("[proxy] max_upload_bytes must be at least max_body_bytes".into());
         }
         if self.max_connections == 0 {
             return Err("[proxy] max_connections must be at least 1".into());

@@ -265,6 +265,7 @@ async fn one(
         schema: &schema,
         domains: &domains,
         suspended: !p.is_active,
+        log_steps: false,
     };
     import::create(provisioner, &mut client, &plan, &target, dry_run).await?;
     if !p.is_active {

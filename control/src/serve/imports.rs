@@ -6,19 +6,26 @@
 //! - `POST /v1/console/imports?schema=S&domain=D[&name=N][&filename=F]`, the file as the body:
 //!   the file is kept as `<state_dir>/imports/<token>.upload` (at most
 //!   `[control] import_max_bytes`, else 413 and nothing kept), its kind told by its first
-//!   bytes, and imported as a dry run. 200 `{token, name, report}`; a file that cannot be read
-//!   or a schema, domain or name refused is a 422 naming its `field`, and nothing is kept.
+//!   bytes, and imported as a dry run. 200 `{token, schema, domain, name, filename, bytes,
+//!   report}`; a schema or domain taken is a 409, a file that cannot be read (or data the
+//!   tenant schema refuses) or a name refused a 422, each naming its `field`, and nothing is
+//!   kept.
 //! - `GET /v1/console/imports/{token}`: the same answer again.
-//! - `POST /v1/console/imports/{token}`: the real import, for the operator who uploaded it.
-//!   201 `{schema, domain, name, login_url, report}`; the file is removed.
+//! - `POST /v1/console/imports/{token}`: the real import. 201 `{schema, domain, name,
+//!   login_url, report}`; the file is removed.
 //! - `DELETE /v1/console/imports/{token}`: the file is removed.
 //!
-//! An upload nobody confirmed is removed an hour later (looked for at every upload).
+//! Only the operator who uploaded a file sees, confirms or cancels it, once: confirming or
+//! cancelling first claims the upload (its `<token>.json` renamed, which only one request
+//! can do). The files are the operator's pharmacy (password hashes, customers): readable by
+//! control's user only. An upload nobody confirmed is gone an hour later (refused from then
+//! on, removed at the next upload).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use apotheca_common::names::{DomainName, SchemaName};
+use apotheca_common::names::{DomainName, NameError, SchemaName};
 use apotheca_import::{Location, SourceError};
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -151,47 +158,71 @@ fn valid_token(raw: &str) -> bool {
     raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn paths(dir: &Path, token: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{token}.upload")),
-        dir.join(format!("{token}.json")),
-    )
+/// The files of an upload: the file, what it is for (until claimed), and that once claimed.
+struct Files {
+    file: PathBuf,
+    pending: PathBuf,
+    claimed: PathBuf,
+}
+
+fn files(dir: &Path, token: &str) -> Files {
+    Files {
+        file: dir.join(format!("{token}.upload")),
+        pending: dir.join(format!("{token}.json")),
+        claimed: dir.join(format!("{token}.claimed")),
+    }
 }
 
 async fn remove(dir: &Path, token: &str) {
-    let (file, pending) = paths(dir, token);
-    let _ = tokio::fs::remove_file(file).await;
-    let _ = tokio::fs::remove_file(pending).await;
+    let f = files(dir, token);
+    for path in [f.file, f.pending, f.claimed] {
+        let _ = tokio::fs::remove_file(path).await;
+    }
 }
 
-/// Removes uploads older than [`KEPT`].
+fn age(meta: &std::fs::Metadata) -> Duration {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default()
+}
+
+/// Removes the uploads older than [`KEPT`], each token's files together (judged by what it
+/// is for; a file without that, by its own age).
 async fn sweep(dir: &Path) {
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
         return;
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
-        let old = entry
-            .metadata()
+        let path = entry.path();
+        let Some(token) = path.file_stem().and_then(|t| t.to_str()) else {
+            continue;
+        };
+        let pending = files(dir, token).pending;
+        let judged = if pending.exists() { &pending } else { &path };
+        let old = tokio::fs::metadata(judged)
             .await
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > KEPT);
-        if old {
-            tracing::info!(file = %entry.path().display(), "console import: an unconfirmed upload removed");
-            let _ = tokio::fs::remove_file(entry.path()).await;
+            .is_ok_and(|m| age(&m) > KEPT);
+        if old && valid_token(token) {
+            tracing::info!(%token, "console import: an unconfirmed upload removed");
+            remove(dir, token).await;
         }
     }
 }
 
-/// Writes the body to `path`, at most `max` bytes: its length, or why not.
-async fn keep(body: Body, path: &Path, max: u64) -> Result<u64, ApiError> {
-    let mut file = tokio::fs::OpenOptions::new()
+/// A new file only control's user can read.
+async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .await
-        .map_err(io_failed)?;
+}
+
+/// Writes the body to `path`, at most `max` bytes: its length, or why not.
+async fn keep(body: Body, path: &Path, max: u64) -> Result<u64, ApiError> {
+    let mut file = create_private(path).await.map_err(io_failed)?;
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -249,23 +280,38 @@ fn failed(e: ControlError, file: &Path, filename: &str) -> ApiError {
             )
         }
         ControlError::Tenancy(e) if e.is_bad_input() => {
+            // The provisioning's refusals say what they are about first.
             let message = e.to_string();
-            let field = if message.contains("domain") {
+            let field = if message.starts_with("domain ") {
                 "domain"
-            } else if message.contains("name") {
+            } else if message.starts_with("the tenant name") {
                 "name"
             } else {
                 "schema"
             };
             let mut e = ApiError::invalid(field, capitalized(&message));
-            if message.contains("already") {
+            if message.contains(" already ") {
                 (e.status, e.code) = (StatusCode::CONFLICT, "taken");
             }
             e
         }
         ControlError::Invalid(m) => ApiError::invalid("file", capitalized(&m)),
+        // A value of the file the tenant schema refuses: the same every time.
+        ControlError::Db(e) if data_refused(&e) => ApiError::invalid(
+            "file",
+            format!(
+                "{filename} holds data the pharmacy's tables refuse: {}",
+                crate::error::db_message(&e)
+            ),
+        ),
         other => ApiError::database(other),
     }
+}
+
+/// A data exception (SQLSTATE class 22) or an integrity violation (23).
+fn data_refused(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
 }
 
 /// Runs [`import::pharmacy_app`] on a kept upload.
@@ -275,9 +321,9 @@ async fn run(
     pending: &Pending,
     dry_run: bool,
 ) -> Result<import::Imported, ApiError> {
-    let invalid = |e: apotheca_common::names::NameError| ApiError::invalid("schema", e.to_string());
-    let schema = SchemaName::parse(&pending.schema).map_err(invalid)?;
-    let domain = DomainName::parse(&pending.domain).map_err(invalid)?;
+    let invalid = |field| move |e: NameError| ApiError::invalid(field, capitalized(&e.to_string()));
+    let schema = SchemaName::parse(&pending.schema).map_err(invalid("schema"))?;
+    let domain = DomainName::parse(&pending.domain).map_err(invalid("domain"))?;
     let from = location(file).await?;
     let s = &api.signup;
     let _turn = s.running.acquire().await.map_err(ApiError::database)?;
@@ -300,6 +346,39 @@ async fn run(
         .map_err(|e| failed(e, file, &pending.filename))
 }
 
+/// Refuses a schema or domain in use already, each on its own field.
+async fn taken(api: &Api, schema: &SchemaName, domain: &DomainName) -> Result<(), ApiError> {
+    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)
+                 OR EXISTS (SELECT 1 FROM public.tenants WHERE schema_name = $1),
+                    EXISTS (SELECT 1 FROM public.domains WHERE domain = $2)",
+            &[&schema.as_str(), &domain.as_str()],
+        )
+        .await
+        .map_err(ApiError::database)?;
+    let mut wrong: Vec<(&'static str, String)> = Vec::new();
+    if row.get::<_, bool>(0) {
+        wrong.push(("schema", format!("Schema {schema} is taken already.")));
+    }
+    if row.get::<_, bool>(1) {
+        wrong.push((
+            "domain",
+            format!("Domain {domain} is used by a tenant already."),
+        ));
+    }
+    match wrong.first().cloned() {
+        None => Ok(()),
+        Some((field, message)) => {
+            let mut e = ApiError::invalid(field, message);
+            (e.status, e.code) = (StatusCode::CONFLICT, "taken");
+            e.fields = wrong;
+            Err(e)
+        }
+    }
+}
+
 async fn upload(
     State(api): State<Api>,
     who: Operator,
@@ -315,25 +394,19 @@ async fn upload(
     if declared.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
-    {
-        let client = api.signup.db.connect().await.map_err(ApiError::database)?;
-        if tenants::taken(&client, &schema, &domain)
-            .await
-            .map_err(ApiError::database)?
-        {
-            let mut e = ApiError::invalid(
-                "schema",
-                format!("Schema {schema} or domain {domain} is taken by another tenant."),
-            );
-            (e.status, e.code) = (StatusCode::CONFLICT, "taken");
-            return Err(e);
-        }
-    }
+    taken(&api, &schema, &domain).await?;
     let dir = &api.imports.dir;
     tokio::fs::create_dir_all(dir).await.map_err(io_failed)?;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .await
+        .map_err(io_failed)?;
     sweep(dir).await;
     let token = format!("{:032x}", rand::random::<u128>());
-    let (file, pending_path) = paths(dir, &token);
+    let Files {
+        file,
+        pending: pending_path,
+        ..
+    } = files(dir, &token);
     let bytes = match keep(body, &file, max).await {
         Ok(0) => {
             remove(dir, &token).await;
@@ -369,7 +442,12 @@ async fn upload(
     pending.checked_name = dry.name;
     pending.report = json!(dry.report);
     let kept = serde_json::to_vec(&pending).map_err(|e| io_failed(std::io::Error::other(e)))?;
-    if let Err(e) = tokio::fs::write(&pending_path, kept).await {
+    let written = async {
+        let mut f = create_private(&pending_path).await?;
+        f.write_all(&kept).await?;
+        f.flush().await
+    };
+    if let Err(e) = written.await {
         remove(dir, &token).await;
         return Err(io_failed(e));
     }
@@ -389,16 +467,22 @@ fn gone() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "unknown_import",
-        "There is no such upload: it was imported, cancelled, or left unconfirmed for an hour. Upload the file again.",
+        "There is no such upload: it was imported or cancelled (or is being), or left unconfirmed for an hour. Upload the file again if you need to.",
     )
 }
 
-/// The upload `token` names, if the operator `who` made it.
+/// The upload `token` names, if the operator `who` made it and it is not over an hour old.
 async fn pending(api: &Api, who: &Operator, token: &str) -> Result<Pending, ApiError> {
     if !valid_token(token) {
         return Err(gone());
     }
-    let (_, path) = paths(&api.imports.dir, token);
+    let dir = &api.imports.dir;
+    let path = files(dir, token).pending;
+    let meta = tokio::fs::metadata(&path).await.map_err(|_| gone())?;
+    if age(&meta) > KEPT {
+        remove(dir, token).await;
+        return Err(gone());
+    }
     let raw = tokio::fs::read(&path).await.map_err(|_| gone())?;
     let pending: Pending = serde_json::from_slice(&raw).map_err(|_| gone())?;
     if pending.operator_id != who.operator.id {
@@ -407,20 +491,33 @@ async fn pending(api: &Api, who: &Operator, token: &str) -> Result<Pending, ApiE
     Ok(pending)
 }
 
+/// Takes the upload for this request alone: a second confirmation, or a cancel meanwhile,
+/// finds it gone.
+async fn claim(api: &Api, who: &Operator, token: &str) -> Result<Pending, ApiError> {
+    let pending = pending(api, who, token).await?;
+    let f = files(&api.imports.dir, token);
+    tokio::fs::rename(&f.pending, &f.claimed)
+        .await
+        .map_err(|_| gone())?;
+    Ok(pending)
+}
+
 async fn confirm(
     State(api): State<Api>,
     who: Operator,
     UrlPath(token): UrlPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let pending = pending(&api, &who, &token).await?;
+    let pending = claim(&api, &who, &token).await?;
     let dir = &api.imports.dir;
-    let (file, _) = paths(dir, &token);
-    let imported = match run(&api, &file, &pending, false).await {
+    let f = files(dir, &token);
+    let imported = match run(&api, &f.file, &pending, false).await {
         Ok(imported) => imported,
         Err(e) => {
             // Refused input will be refused again: the upload goes. A failing database
-            // keeps it for another try.
-            if e.status != StatusCode::SERVICE_UNAVAILABLE {
+            // leaves it to be confirmed again.
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                let _ = tokio::fs::rename(&f.claimed, &f.pending).await;
+            } else {
                 remove(dir, &token).await;
             }
             return Err(e);
@@ -446,7 +543,7 @@ async fn cancel(
     who: Operator,
     UrlPath(token): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let pending = pending(&api, &who, &token).await?;
+    let pending = claim(&api, &who, &token).await?;
     remove(&api.imports.dir, &token).await;
     Ok(Json(json!({"schema": pending.schema, "cancelled": true})))
 }

@@ -72,6 +72,8 @@ pub struct Edge {
     /// `:port` of the HTTPS listener for redirects, empty on 443.
     https_port: String,
     request_ids: RequestIds,
+    /// Turns of the import uploads ([`UPLOADS_AT_ONCE`]).
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where a request goes.
@@ -81,6 +83,29 @@ pub enum Route {
     /// To HTTPS, at this location.
     Redirect(String),
     Tenant(Target),
+}
+
+/// Import uploads read at once, over every client: each may hold `max_upload_bytes`.
+pub const UPLOADS_AT_ONCE: usize = 2;
+
+/// What one request's body and answer may take ([`Edge::limits`]).
+pub struct Limits {
+    pub max_body: usize,
+    pub body_within: Duration,
+    /// The worker's answer head within this.
+    pub answer_within: Duration,
+    /// An import upload's turn, held until the request is done.
+    _upload: Option<OwnedSemaphorePermit>,
+}
+
+/// Whether a `Cookie` header's value carries the operator console's session cookie (any
+/// value: the site and control check it; this only keeps strangers to the small body limit).
+fn has_operator_cookie(value: &[u8]) -> bool {
+    value.split(|b| *b == b';').any(|pair| {
+        pair.trim_ascii_start()
+            .strip_prefix(b"apotheca_operator=")
+            .is_some_and(|v| !v.is_empty())
+    })
 }
 
 /// A tenant (or the public site) and its limits.
@@ -184,6 +209,7 @@ impl Edge {
             public_hosts,
             https_port,
             request_ids: RequestIds::new(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
         }
     }
 
@@ -228,23 +254,45 @@ impl Edge {
         }
     }
 
-    /// How long a request's body may be, and how long it may take to arrive: the operator
-    /// console's import upload (`POST /operator/imports` on the public site) gets
-    /// `max_upload_bytes` and `upload_timeout_secs`, every other request `max_body_bytes` and
-    /// `client_body_timeout_ms`.
-    pub fn body_limits(&self, to: &Target, method: &str, target: &str) -> (usize, Duration) {
+    /// What one request's body and answer may take. The operator console's import upload
+    /// (`POST /operator/imports` on the public site, with an operator's session cookie) may be
+    /// `max_upload_bytes` long and take `upload_timeout_secs` to arrive and to be answered, at
+    /// most [`UPLOADS_AT_ONCE`] at a time over every client (503 beyond); its confirmation
+    /// (`POST /operator/imports/{token}`) may take as long to be answered. Every other request
+    /// has `max_body_bytes`, `client_body_timeout_ms` and `upstream_read_timeout_secs`.
+    pub fn limits<'a>(
+        &self,
+        to: &Target,
+        method: &str,
+        target: &str,
+        mut cookies: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Limits, Page> {
         let s = &self.settings;
-        let path = target.split('?').next().unwrap_or(target);
-        if &*to.schema == "public" && method == "POST" && path == "/operator/imports" {
-            return (
-                s.max_upload_bytes,
-                Duration::from_secs(s.upload_timeout_secs),
-            );
+        let mut limits = Limits {
+            max_body: s.max_body_bytes,
+            body_within: Duration::from_millis(s.client_body_timeout_ms),
+            answer_within: Duration::from_secs(s.upstream_read_timeout_secs),
+            _upload: None,
+        };
+        if &*to.schema != "public" || method != "POST" {
+            return Ok(limits);
         }
-        (
-            s.max_body_bytes,
-            Duration::from_millis(s.client_body_timeout_ms),
-        )
+        let path = target.split('?').next().unwrap_or(target);
+        let upload = Duration::from_secs(s.upload_timeout_secs);
+        if path == "/operator/imports" && cookies.any(has_operator_cookie) {
+            let turn = self
+                .uploads
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Page::Overloaded)?;
+            limits.max_body = s.max_upload_bytes;
+            limits.body_within = upload;
+            limits.answer_within = upload;
+            limits._upload = Some(turn);
+        } else if path.starts_with("/operator/imports/") {
+            limits.answer_within = upload;
+        }
+        Ok(limits)
     }
 
     fn public(&self) -> Route {
@@ -297,17 +345,18 @@ impl Edge {
     }
 
     /// Sends `request` (head and body, written by [`write_request`]) to one of the tenant's
-    /// workers and reads the answer's head, retrying as the module's doc says.
+    /// workers and reads the answer's head (within `read_timeout`), retrying as the module's
+    /// doc says.
     pub async fn exchange(
         &self,
         target: &Target,
         request: &[u8],
         idempotent: bool,
         head_request: bool,
+        read_timeout: Duration,
     ) -> Result<Answered, (Page, String)> {
         let s = &self.settings;
         let connect_timeout = Duration::from_millis(s.upstream_connect_timeout_ms);
-        let read_timeout = Duration::from_secs(s.upstream_read_timeout_secs);
         let mut failed: Vec<PathBuf> = Vec::new();
         let mut retried_after_send = false;
         loop {
@@ -558,7 +607,16 @@ impl Drop for Counted {
 
 #[cfg(test)]
 mod tests {
-    use super::is_internal;
+    use super::{has_operator_cookie, is_internal};
+
+    #[test]
+    fn the_operator_cookie_among_others() {
+        assert!(has_operator_cookie(b"apotheca_operator=abc"));
+        assert!(has_operator_cookie(b"a=1; apotheca_operator=abc; b=2"));
+        assert!(!has_operator_cookie(b"apotheca_operator="));
+        assert!(!has_operator_cookie(b"x_apotheca_operator=abc"));
+        assert!(!has_operator_cookie(b"apotheca_csrf=abc"));
+    }
 
     #[test]
     fn internal_paths_however_spelled() {

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 front: one client connection, its requests one after another (keep-alive and
 //! pipelining), each read whole — its head within `client_header_timeout_ms` and at most
 //! `max_header_bytes`, its body within `client_body_timeout_ms` and at most `max_body_bytes`
-//! (the console's import upload: [`Edge::body_limits`]; a chunked body is decoded; the worker always gets a `Content-Length`) — before it takes a
+//! (the console's import upload: [`Edge::limits`]; a chunked body is decoded; the worker always gets a `Content-Length`) — before it takes a
 //! slot of its tenant, so a slow client never holds a worker. The answer goes back in one write
 //! when it came in one read (head and body together), else piece by piece as the worker sends
 //! it, each write to the client bounded by `client_send_timeout_ms`; the worker's connection
@@ -225,8 +225,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         };
         r.tenant = Some(target.schema.clone());
 
-        let limits = edge.body_limits(&target, head.method(&self.buf), head.target(&self.buf));
-        let body = match self.read_body(head, limits).await {
+        let cookies = self
+            .headers
+            .iter()
+            .filter(|h| h.name(&self.buf).eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value(&self.buf));
+        let limits = match edge.limits(
+            &target,
+            head.method(&self.buf),
+            head.target(&self.buf),
+            cookies,
+        ) {
+            Ok(limits) => limits,
+            Err(page) => return self.own_and_log(page, &mut r, head).await,
+        };
+        let body = match self.read_body(head, &limits).await {
             Ok(body) => body,
             Err(page) => {
                 r.keep_alive = false;
@@ -270,7 +283,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         }
         let method = head.method(&self.buf);
         let answered = edge
-            .exchange(&target, &self.up, forward::idempotent(method), r.is_head)
+            .exchange(
+                &target,
+                &self.up,
+                forward::idempotent(method),
+                r.is_head,
+                limits.answer_within,
+            )
             .await;
         let kept = match answered {
             Ok(answered) => {
@@ -300,9 +319,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     async fn read_body(
         &mut self,
         head: &RequestHead,
-        (max, within): (usize, Duration),
+        limits: &forward::Limits,
     ) -> Result<ReadBody, Option<Page>> {
-        let deadline = tokio::time::Instant::now() + within;
+        let max = limits.max_body;
+        let deadline = tokio::time::Instant::now() + limits.body_within;
         match head.body {
             Framing::None | Framing::UntilClose => Ok(ReadBody {
                 range: Some(head.len..head.len),

@@ -6,21 +6,25 @@
 
 use askama::Template;
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
 use super::tenants::{read, refused, Frame};
-use super::{ask, ask_within, ConsoleError, ConsoleResult, NoticeQuery, Operator, OperatorForm};
+use super::{answered, ask, ask_within, control};
+use super::{ConsoleError, ConsoleResult, NoticeQuery, Operator, OperatorForm};
 use apotheca_web::error::{render, see_other, PageError};
 use apotheca_web::form::{FormState, CSRF_FIELD};
+use futures::SinkExt;
 
 use crate::SiteState;
 use apotheca_common::names::percent_encode as encode;
 use apotheca_pharmacy::accounts::same_secret;
 use apotheca_protocol::api::PendingImport;
-use apotheca_protocol::client::{Answer, Client};
+use apotheca_protocol::client::Answer;
 
 /// The form's fields, each with what to say when it is missing; the file comes last.
 const FIELDS: [(&str, &str); 2] = [
@@ -29,6 +33,8 @@ const FIELDS: [(&str, &str); 2] = [
 ];
 /// A text field of the form is at most this long.
 const TEXT_MAX: usize = 1000;
+/// The report page lists this many anomalies; all of them are in the report's download.
+const ANOMALIES_SHOWN: usize = 500;
 /// Reading and checking a big pharmacy takes seconds; an upload over a slow link, minutes.
 const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -42,6 +48,7 @@ pub fn routes() -> Router<SiteState> {
             post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/operator/imports/{token}", get(show).post(confirm))
+        .route("/operator/imports/{token}/report.json", get(download))
         .route("/operator/imports/{token}/cancel", post(cancel))
 }
 
@@ -89,14 +96,9 @@ async fn send(
     state: &SiteState,
     who: &Operator,
     form: &FormState,
-    field: axum::extract::multipart::Field<'_>,
+    mut field: Field<'_>,
 ) -> ConsoleResult<Answer> {
-    let Some(socket) = state.control_socket.as_deref() else {
-        return Err(ConsoleError::Page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The operator console is not available here.".to_owned(),
-        ));
-    };
+    let client = control(state)?.with_timeout(UPLOAD_TIMEOUT);
     let filename = field.file_name().unwrap_or_default().to_owned();
     let path = format!(
         "/v1/console/imports?schema={}&domain={}&name={}&filename={}",
@@ -105,21 +107,17 @@ async fn send(
         encode(form.v("name").trim()),
         encode(&filename),
     );
-    let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let body = Body::from_stream(rx);
-    let client = Client::new(socket).with_timeout(UPLOAD_TIMEOUT);
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let call = client.send(
         Method::POST,
         &path,
         Some(&who.token),
         "application/octet-stream",
-        body,
+        Body::from_stream(rx),
     );
     // The file's pieces go into the body while control reads it; a broken upload ends the
     // body with an error, so control keeps nothing.
     let pump = async move {
-        let mut tx = tx;
-        let mut field = field;
         loop {
             let next = match field.chunk().await {
                 Ok(Some(bytes)) => Ok(bytes),
@@ -127,23 +125,25 @@ async fn send(
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             let failed = next.is_err();
-            if futures::SinkExt::send(&mut tx, next).await.is_err() || failed {
+            if tx.send(next).await.is_err() || failed {
                 break;
             }
         }
     };
     let (answer, ()) = tokio::join!(call, pump);
-    match answer {
-        Ok(a) if a.status.as_u16() == 401 => Err(ConsoleError::Login),
-        Ok(a) => Ok(a),
-        Err(e) => {
-            tracing::error!(error = %e, "operator console: the import upload failed");
-            Err(ConsoleError::Page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The control daemon did not take the file; try again in a moment.".to_owned(),
-            ))
+    answered(answer, true, &path)
+}
+
+/// A text field of the form, at most [`TEXT_MAX`] bytes read.
+async fn text(mut field: Field<'_>) -> ConsoleResult<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+        if bytes.len() + chunk.len() > TEXT_MAX {
+            return Err(unreadable("a field is too long"));
         }
+        bytes.extend_from_slice(&chunk);
     }
+    String::from_utf8(bytes).map_err(|_| unreadable("a field is not UTF-8 text"))
 }
 
 async fn upload(
@@ -156,10 +156,7 @@ async fn upload(
     while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name != "file" {
-            let value = field.text().await.map_err(unreadable)?;
-            if value.len() > TEXT_MAX {
-                return Err(unreadable(format!("{name} is too long")));
-            }
+            let value = text(field).await?;
             if name == CSRF_FIELD {
                 csrf = value;
             } else if ["schema", "domain", "name"].contains(&name.as_str()) {
@@ -218,6 +215,18 @@ struct ReportPage {
     p: PendingImport,
     /// Entity, read, written, merged, skipped.
     rows: Vec<(String, usize, usize, usize, usize)>,
+    /// Anomalies beyond the first [`ANOMALIES_SHOWN`], left to the download.
+    more: usize,
+}
+
+/// The upload `token` names, as control has it (the operator's own only).
+async fn pending(state: &SiteState, who: &Operator, token: &str) -> ConsoleResult<Answer> {
+    let path = format!("/v1/console/imports/{}", encode(token));
+    let a = ask(state, Some(who), Method::GET, &path, None).await?;
+    if a.status.as_u16() != 200 {
+        return Err(ConsoleError::from_answer(&a));
+    }
+    Ok(a)
 }
 
 async fn show(
@@ -225,12 +234,9 @@ async fn show(
     who: Operator,
     Path(token): Path<String>,
 ) -> ConsoleResult {
-    let path = format!("/v1/console/imports/{}", encode(&token));
-    let a = ask(&state, Some(&who), Method::GET, &path, None).await?;
-    if a.status.as_u16() != 200 {
-        return Err(ConsoleError::from_answer(&a));
-    }
-    let p = read_pending(&a)?;
+    let mut p = read_pending(&pending(&state, &who, &token).await?)?;
+    let more = p.report.anomalies.len().saturating_sub(ANOMALIES_SHOWN);
+    p.report.anomalies.truncate(ANOMALIES_SHOWN);
     let me = ask(&state, Some(&who), Method::GET, "/v1/operators/me", None).await?;
     let operator: String = read(&me, "username")?;
     let rows = p
@@ -243,8 +249,35 @@ async fn show(
         frame: Frame::new(&who, &operator, "import", None),
         p,
         rows,
+        more,
     };
     Ok(render(StatusCode::OK, &page)?)
+}
+
+/// The dry run's whole report as JSON (what `import pharmacy-app --dry-run --json` prints).
+async fn download(
+    State(state): State<SiteState>,
+    who: Operator,
+    Path(token): Path<String>,
+) -> ConsoleResult {
+    let a = pending(&state, &who, &token).await?;
+    let json = a.json();
+    let name = format!(
+        "attachment; filename=\"import-{}-dry-run.json\"",
+        json["schema"].as_str().unwrap_or("pharmacy")
+    );
+    let body = serde_json::to_vec_pretty(&json["report"]).map_err(|e| {
+        tracing::error!(error = %e, "operator console: writing the report");
+        ConsoleError::unavailable()
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 async fn confirm(
@@ -274,7 +307,7 @@ async fn cancel(
     let path = format!("/v1/console/imports/{}", encode(&token));
     let a = ask(&state, Some(&operator), Method::DELETE, &path, None).await?;
     match a.status.as_u16() {
-        200 | 404 => Ok(see_other("/operator/imports/new?notice=import_cancelled")),
+        200 => Ok(see_other("/operator/imports/new?notice=import_cancelled")),
         _ => Err(ConsoleError::from_answer(&a)),
     }
 }

@@ -31,7 +31,7 @@ use apotheca_web::request::{client_address, cookie_value, secure};
 
 use crate::SiteState;
 use apotheca_pharmacy::accounts::same_secret;
-use apotheca_protocol::client::{Answer, Client};
+use apotheca_protocol::client::{Answer, CallError, Client};
 
 pub const OPERATOR_COOKIE: &str = "apotheca_operator";
 const SITE: &str = "Apotheca operators";
@@ -218,17 +218,35 @@ async fn call(
     body: Option<&serde_json::Value>,
     timeout: std::time::Duration,
 ) -> ConsoleResult<Answer> {
-    let Some(socket) = state.control_socket.as_deref() else {
-        tracing::error!("operator console without a control socket (--control-socket)");
-        return Err(ConsoleError::Page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The operator console is not available here.".to_owned(),
-        ));
-    };
     let bearer = operator.map(|o| o.token.as_str());
-    let client = Client::new(socket).with_timeout(timeout);
-    match client.call(method, path, bearer, body).await {
-        Ok(a) if a.status.as_u16() == 401 && operator.is_some() => Err(ConsoleError::Login),
+    let client = control(state)?.with_timeout(timeout);
+    let answer = client.call(method, path, bearer, body).await;
+    answered(answer, operator.is_some(), path)
+}
+
+/// Control's API, when the site was given its socket.
+fn control(state: &SiteState) -> ConsoleResult<Client> {
+    match state.control_socket.as_deref() {
+        Some(socket) => Ok(Client::new(socket)),
+        None => {
+            tracing::error!("operator console without a control socket (--control-socket)");
+            Err(ConsoleError::Page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The operator console is not available here.".to_owned(),
+            ))
+        }
+    }
+}
+
+/// Control's answer to a call, as the console takes it: 401 for an operator's request means
+/// their session is over; no answer, a page saying to try again.
+fn answered(
+    answer: Result<Answer, CallError>,
+    operator: bool,
+    path: &str,
+) -> ConsoleResult<Answer> {
+    match answer {
+        Ok(a) if a.status.as_u16() == 401 && operator => Err(ConsoleError::Login),
         Ok(a) => Ok(a),
         Err(e) => {
             tracing::error!(error = %e, %path, "operator console: control failed");

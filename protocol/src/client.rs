@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -112,7 +113,7 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, CallError> {
         let (content_type, payload) = json_body(body);
-        self.exchange(method, path, bearer, content_type, Full::new(payload))
+        self.exchange(method, path, bearer, content_type, payload)
             .await
     }
 
@@ -128,24 +129,21 @@ impl Client {
     ) -> Result<Answer, CallError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B::Error: Into<BoxError>,
     {
+        let body = body.map_err(Into::into).boxed_unsync();
         self.exchange(method, path, bearer, Some(content_type), body)
             .await
     }
 
-    async fn exchange<B>(
+    async fn exchange(
         &self,
         method: Method,
         path: &str,
         bearer: Option<&str>,
         content_type: Option<&str>,
-        body: B,
-    ) -> Result<Answer, CallError>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+        body: impl Into<RequestBody>,
+    ) -> Result<Answer, CallError> {
         let exchange = async {
             let response = self
                 .request(method, path, bearer, content_type, body)
@@ -171,22 +169,18 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<Response<Incoming>, CallError> {
         let (content_type, payload) = json_body(body);
-        self.request(method, path, bearer, content_type, Full::new(payload))
+        self.request(method, path, bearer, content_type, payload)
             .await
     }
 
-    async fn request<B>(
+    async fn request(
         &self,
         method: Method,
         path: &str,
         bearer: Option<&str>,
         content_type: Option<&str>,
-        body: B,
-    ) -> Result<Response<Incoming>, CallError>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+        body: impl Into<RequestBody>,
+    ) -> Result<Response<Incoming>, CallError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| CallError::Unreachable {
@@ -209,9 +203,30 @@ impl Client {
             request = request.header(hyper::header::CONTENT_TYPE, content_type);
         }
         let request = request
-            .body(body)
+            .body(body.into().0)
             .map_err(|e| CallError::Unreadable(format!("request {path:?}: {e}")))?;
         Ok(sender.send_request(request).await?)
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a request carries: a JSON body whole, or an upload as it comes.
+struct RequestBody(UnsyncBoxBody<Bytes, BoxError>);
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> Self {
+        Self(
+            Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+    }
+}
+
+impl From<UnsyncBoxBody<Bytes, BoxError>> for RequestBody {
+    fn from(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
+        Self(body)
     }
 }
 

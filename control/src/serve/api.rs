@@ -123,6 +123,17 @@ impl ApiError {
         e
     }
 
+    /// Every field at fault at once (422, the first also as `field`), so a form shows them
+    /// all; none when `wrong` is empty.
+    pub fn fields(wrong: Vec<(&'static str, String)>) -> Result<(), Self> {
+        let Some((field, message)) = wrong.first().cloned() else {
+            return Ok(());
+        };
+        let mut e = Self::invalid(field, message);
+        e.fields = wrong;
+        Err(e)
+    }
+
     /// The database failed: logged, and a 503 that says to try again.
     pub fn database(e: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %e, "API: the database failed");

@@ -175,14 +175,10 @@ fn check_new(form: &NewTenant) -> Result<(String, SchemaName, DomainName), ApiEr
     if let Err(m) = apotheca_pharmacy::accounts::check_new_password(&form.admin_password) {
         wrong.push(("admin_password", capitalized(&m)));
     }
-    match (name, schema, domain, wrong.first()) {
-        (Some(n), Some(s), Some(d), None) => Ok((n, s, d)),
-        (_, _, _, first) => {
-            let (field, message) = first.cloned().unwrap_or(("name", "Invalid.".to_owned()));
-            let mut e = ApiError::invalid(field, message);
-            e.fields = wrong;
-            Err(e)
-        }
+    ApiError::fields(wrong)?;
+    match (name, schema, domain) {
+        (Some(n), Some(s), Some(d)) => Ok((n, s, d)),
+        _ => Err(ApiError::invalid("name", "Invalid.")),
     }
 }
 
@@ -405,11 +401,7 @@ async fn set_policy(
             "Give 1 second or more (at most 68 years).".to_owned(),
         ));
     }
-    if let Some((field, message)) = wrong.first().cloned() {
-        let mut e = ApiError::invalid(field, message);
-        e.fields = wrong;
-        return Err(e);
-    }
+    ApiError::fields(wrong)?;
     let mut client = connect(&api).await?;
     let info = existing(&client, &raw).await?;
     let change = PolicyChange {

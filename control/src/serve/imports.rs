@@ -120,14 +120,10 @@ fn check(q: &UploadQuery) -> Result<(SchemaName, DomainName, Option<String>), Ap
             .map_err(|e| wrong.push(("name", capitalized(&e.to_string()))))
             .ok(),
     };
-    match (schema, domain, wrong.first()) {
-        (Some(s), Some(d), None) => Ok((s, d, name)),
-        (_, _, first) => {
-            let (field, message) = first.cloned().unwrap_or(("schema", "Invalid.".to_owned()));
-            let mut e = ApiError::invalid(field, message);
-            e.fields = wrong;
-            Err(e)
-        }
+    ApiError::fields(wrong)?;
+    match (schema, domain) {
+        (Some(s), Some(d)) => Ok((s, d, name)),
+        _ => Err(ApiError::invalid("schema", "Invalid.")),
     }
 }
 
@@ -368,15 +364,10 @@ async fn taken(api: &Api, schema: &SchemaName, domain: &DomainName) -> Result<()
             format!("Domain {domain} is used by a tenant already."),
         ));
     }
-    match wrong.first().cloned() {
-        None => Ok(()),
-        Some((field, message)) => {
-            let mut e = ApiError::invalid(field, message);
-            (e.status, e.code) = (StatusCode::CONFLICT, "taken");
-            e.fields = wrong;
-            Err(e)
-        }
-    }
+    ApiError::fields(wrong).map_err(|mut e| {
+        (e.status, e.code) = (StatusCode::CONFLICT, "taken");
+        e
+    })
 }
 
 async fn upload(

@@ -184,6 +184,15 @@ pub struct ServeSettings {
     /// Workers of the public site (schema `public`): always at least 1.
     pub public_min_workers: u32,
     pub public_max_workers: u32,
+    /// This host's name among the hosts that share the database (`public.hosts`,
+    /// `apotheca status --cluster`): letters, digits, `.`, `_`, `-`. Unset: the machine's.
+    pub host_name: Option<String>,
+    /// Where this host's proxy is reached, shown beside its name (e.g. `10.0.0.5:8080`).
+    pub host_address: String,
+    /// The daemon records a beat, with the tenants it has ready workers for, this often.
+    pub heartbeat_secs: u64,
+    /// A host without a beat for this long is marked gone.
+    pub host_gone_secs: u64,
 }
 
 impl Default for ServeSettings {
@@ -206,6 +215,10 @@ impl Default for ServeSettings {
             shutdown_timeout_secs: 20,
             public_min_workers: 1,
             public_max_workers: 2,
+            host_name: None,
+            host_address: String::new(),
+            heartbeat_secs: 2,
+            host_gone_secs: 10,
         }
     }
 }
@@ -240,8 +253,48 @@ impl ServeSettings {
         if self.report_interval_ms > 3_600_000 {
             return Err("[control.serve] report_interval_ms must be at most 3600000".into());
         }
+        at_least("heartbeat_secs", self.heartbeat_secs, 1)?;
+        at_least(
+            "host_gone_secs",
+            self.host_gone_secs,
+            3 * self.heartbeat_secs,
+        )?;
+        if let Some(name) = &self.host_name {
+            if !valid_host_name(name) {
+                return Err(format!(
+                    "[control.serve] host_name {name:?}: use 1 to 63 letters, digits, '.', '_' or '-', a letter or digit first"
+                ));
+            }
+        }
         Ok(())
     }
+
+    /// `host_name`, else the machine's host name (cut to what `public.hosts` takes).
+    pub fn host_name(&self) -> String {
+        if let Some(name) = &self.host_name {
+            return name.clone();
+        }
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name: String = machine
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || ".-_".contains(*c))
+            .take(63)
+            .collect();
+        if valid_host_name(&name) {
+            name
+        } else {
+            "localhost".to_owned()
+        }
+    }
+}
+
+/// A name `public.hosts` takes.
+pub fn valid_host_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
 }
 
 #[cfg(test)]

@@ -103,8 +103,13 @@ async fn lifecycle_from_fresh_database_to_delete() {
         "ALTER TABLE medicines ADD COLUMN more text;\n",
     )
     .unwrap();
+    let shared_next = apotheca_migrations::MigrationSet::embedded()
+        .unwrap()
+        .shared
+        .last()
+        .map_or(1, |m| m.version + 1);
     fs::write(
-        dir.join("shared/0003_more.sql"),
+        dir.join(format!("shared/{shared_next:04}_more.sql")),
         "CREATE TABLE public.more (i int);\n",
     )
     .unwrap();

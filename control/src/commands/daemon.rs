@@ -42,6 +42,67 @@ pub(super) async fn serve(ctx: &Context) -> Result<()> {
     .await
 }
 
+/// `status --cluster`: the hosts from `public.hosts`, then each tenant's hosts.
+pub(super) async fn cluster(ctx: &Context, json: bool) -> Result<()> {
+    let client = ctx.database().await?.connect().await?;
+    ensure_public_migrated(&client).await?;
+    let gone_after = Duration::from_secs(ctx.settings.control.serve.host_gone_secs);
+    let hosts = crate::serve::hosts::list(&client, gone_after).await?;
+    if json {
+        println!("{}", to_json(&hosts)?);
+        return Ok(());
+    }
+    if hosts.is_empty() {
+        println!("no host has run `apotheca serve` on this database yet");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<22} {:<9} {:<8} {:>10}  TENANTS (ready workers)",
+        "HOST", "ADDRESS", "VERSION", "STATE", "LAST BEAT"
+    );
+    let mut tenants: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for h in &hosts {
+        let ago = format!("{:.0} s ago", h.beat_secs_ago.max(0.0));
+        let held: Vec<String> = h
+            .workers
+            .iter()
+            .map(|(s, n)| format!("{s} ({n})"))
+            .collect();
+        println!(
+            "{:<20} {:<22} {:<9} {:<8} {:>10}  {}",
+            h.name,
+            if h.address.is_empty() {
+                "-"
+            } else {
+                &h.address
+            },
+            h.version,
+            h.state,
+            ago,
+            if held.is_empty() {
+                "-".to_owned()
+            } else {
+                held.join(", ")
+            }
+        );
+        for (schema, n) in &h.workers {
+            tenants
+                .entry(schema)
+                .or_default()
+                .push(format!("{} ({n})", h.name));
+        }
+    }
+    let shared: Vec<_> = tenants.iter().filter(|(_, on)| on.len() > 1).collect();
+    for (schema, on) in shared {
+        println!(
+            "note: {schema} has workers on {} hosts: {}",
+            on.len(),
+            on.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub(super) async fn wake(
     ctx: &Context,
     schema: &str,

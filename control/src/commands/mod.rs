@@ -205,7 +205,12 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             timeout,
             json,
         } => daemon::wake(&ctx, &schema, timeout, json).await,
-        Command::Status { schema, json } => daemon::status(&ctx, schema.as_deref(), json).await,
+        Command::Status {
+            cluster: true,
+            json,
+            ..
+        } => daemon::cluster(&ctx, json).await,
+        Command::Status { schema, json, .. } => daemon::status(&ctx, schema.as_deref(), json).await,
         Command::Scale(args) => daemon::scale(&ctx, args).await,
         Command::Restart {
             schema,

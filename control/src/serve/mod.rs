@@ -13,6 +13,7 @@
 //! - [`signup`]: the public sign-up; [`operator_api`]: operator console logins and sessions;
 //!   [`console`]: the console's actions on tenants; [`imports`]: its "Import a pharmacy";
 //! - [`status`]: the API's answers, shared by both sides;
+//! - [`hosts`]: this host among those sharing the database (`public.hosts`): its beats;
 //! - [`readiness`]: whether the daemon serves (every tenant's minimum ready); [`systemd`]:
 //!   telling the service manager (sd_notify: READY, STATUS, STOPPING, WATCHDOG).
 //!
@@ -26,6 +27,7 @@ pub mod catalog;
 pub mod client;
 pub mod console;
 pub mod feed;
+pub mod hosts;
 pub mod imports;
 pub mod link;
 pub mod operator_api;
@@ -152,6 +154,13 @@ pub async fn run(
         tenant_url: settings.control.tenant_url.clone(),
         running: tokio::sync::Semaphore::new(2),
     });
+    let host = hosts::Host {
+        name: serve.host_name(),
+        address: serve.host_address.clone(),
+        every: Duration::from_secs(serve.heartbeat_secs),
+        gone_after: Duration::from_secs(serve.host_gone_secs),
+    };
+    hosts::register(&db.connect().await?, &host).await?;
     let catalog = Catalog::new(db, secret);
     let public_url = catalog
         .public_role_url(&settings.control.tenant_role)
@@ -202,6 +211,12 @@ pub async fn run(
     ));
     let mut supervised = tokio::spawn(supervisor.run(inbox));
     let (stop_follower, follower_stop) = watch::channel(false);
+    let beats = tokio::spawn(hosts::beat(
+        catalog.db.clone(),
+        host,
+        to.clone(),
+        follower_stop.clone(),
+    ));
     let follower = tokio::spawn(catalog::follow(catalog.clone(), to.clone(), follower_stop));
 
     let api = api::Api {
@@ -243,6 +258,7 @@ pub async fn run(
     )
     .await;
     let _ = follower.await;
+    let _ = beats.await;
     // It ends with the supervisor, once it said so.
     let _ = notifier.await;
     // Endpoint watchers end with the supervisor; then the server stops at once.

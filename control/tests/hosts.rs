@@ -1,12 +1,16 @@
 //! The hosts that share a database (`public.hosts`): a daemon records itself with its name and
 //! address, beats with the tenants it has ready workers for, marks a host whose beat stopped
-//! as gone, and records its own clean stop; `apotheca status --cluster` shows all of it.
+//! as gone, and records its own clean stop; `apotheca status --cluster` shows all of it. A
+//! pharmacy served by two hosts at once (two daemons and proxies on one database) shows every
+//! write and every logout on both at once.
 
 use std::time::Duration;
 
-use apotheca_testkit::system::daemon::PATIENCE;
+use apotheca_testkit::system::daemon::{Daemon, PATIENCE};
+use apotheca_testkit::system::pharmacy::{Shop, ADMIN_PASSWORD};
 use apotheca_testkit::system::Apotheca;
-use serde_json::Value;
+use hyper::Method;
+use serde_json::{json, Value};
 
 async fn cluster(a: &Apotheca) -> Vec<Value> {
     let out = a.ok(&["status", "--cluster", "--json"]).await;
@@ -100,4 +104,148 @@ async fn hosts_beat_with_their_tenants_and_a_silent_one_is_gone() {
     let me = host(&hosts, "host-a");
     assert_eq!(me["state"], "stopped", "{me}");
     assert_eq!(me["workers"], serde_json::json!({}));
+}
+
+/// Host settings for a test: this name, a beat a second, gone after three.
+fn host_env(name: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("APOTHECA_CONTROL__SERVE__HOST_NAME", name),
+        ("APOTHECA_CONTROL__SERVE__HEARTBEAT_SECS", "1"),
+        ("APOTHECA_CONTROL__SERVE__HOST_GONE_SECS", "3"),
+    ]
+}
+
+/// The medicine's sale price in the medicines list (an answer the read cache keeps).
+async fn listed_price(shop: &Shop, medicine: i64) -> String {
+    let list = shop
+        .json(
+            Method::GET,
+            "/api/v1/medicines?per_page=50",
+            &json!(null),
+            200,
+        )
+        .await;
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == medicine)
+        .and_then(|m| m["sale_price"].as_str())
+        .unwrap_or_else(|| panic!("medicine {medicine} in {list}"))
+        .to_owned()
+}
+
+async fn shared_with(d: &Daemon, schema: &str) -> Value {
+    d.tenant(schema).await["shared_with"].clone()
+}
+
+/// Waits until `d` says `schema` is also served by `hosts`.
+async fn until_shared(d: &Daemon, schema: &str, hosts: Value) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while shared_with(d, schema).await != hosts {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{schema} shared with {hosts}: {}",
+            d.tenant(schema).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pharmacy_served_by_two_hosts_shows_every_write_on_both_at_once() {
+    let a = Apotheca::migrated().await;
+    a.create_pharmacy("acme").await;
+    let b = a.another_host();
+    let host_a = a.serve(&host_env("host-a")).await;
+    let host_b = b.serve(&host_env("host-b")).await;
+    let (proxy_a, proxy_b) = (a.proxy(&host_a, &[]).await, b.proxy(&host_b, &[]).await);
+    let on_a = Shop::open(proxy_a.http, "acme", 1, 10).await;
+    let on_b = Shop {
+        port: proxy_b.http,
+        ..on_a.clone()
+    };
+    let medicine = on_a.medicines[0];
+    let set_price = |shop: &Shop, price: &str| {
+        let (shop, body) = (shop.clone(), json!({ "sale_price": price }));
+        async move {
+            let path = format!("/api/v1/medicines/{medicine}");
+            shop.json(Method::PATCH, &path, &body, 200).await;
+        }
+    };
+
+    // Host A alone: it keeps the list (a second read is served from memory).
+    assert_eq!(listed_price(&on_a, medicine).await, "2.50");
+    assert_eq!(listed_price(&on_a, medicine).await, "2.50");
+    assert_eq!(shared_with(&host_a, "acme").await, json!([]));
+    // Host B serves it too: both know it at once.
+    assert_eq!(listed_price(&on_b, medicine).await, "2.50");
+    until_shared(&host_a, "acme", json!(["host-b"])).await;
+    until_shared(&host_b, "acme", json!(["host-a"])).await;
+
+    // A write through one host is what the other answers next, both ways.
+    set_price(&on_b, "3.75").await;
+    assert_eq!(listed_price(&on_a, medicine).await, "3.75");
+    set_price(&on_a, "4.10").await;
+    assert_eq!(listed_price(&on_b, medicine).await, "4.10");
+
+    // A logout on B ends the session on A.
+    let login = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let host = [
+        ("host", "acme.localhost"),
+        ("content-type", "application/json"),
+    ];
+    let r = proxy_a
+        .request(Method::POST, "/api/v1/auth/login", &host, &login)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = r.json()["csrf_token"].as_str().unwrap().to_owned();
+    let me = |proxy: &apotheca_testkit::system::proxy::Proxy| {
+        let headers = [("host", "acme.localhost"), ("cookie", cookie.as_str())];
+        let port = proxy.http;
+        async move {
+            apotheca_testkit::system::proxy::request(
+                port,
+                Method::GET,
+                "/api/v1/auth/me",
+                &headers,
+                "",
+            )
+            .await
+            .unwrap()
+            .status
+        }
+    };
+    assert_eq!(me(&proxy_a).await, 200);
+    assert_eq!(me(&proxy_b).await, 200);
+    let out = proxy_b
+        .request(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &[
+                ("host", "acme.localhost"),
+                ("cookie", cookie.as_str()),
+                ("x-csrf-token", csrf.as_str()),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    assert!(out.status < 300, "{}", out.text());
+    assert_eq!(me(&proxy_a).await, 401);
+
+    // B stops: the pharmacy is A's alone again, and A keeps its caches again.
+    assert!(host_b.stop().await.success());
+    until_shared(&host_a, "acme", json!([])).await;
+    set_price(&on_a, "4.20").await;
+    assert_eq!(listed_price(&on_a, medicine).await, "4.20");
+    assert!(host_a.stop().await.success());
 }

@@ -10,7 +10,6 @@ use apotheca_testkit::system::daemon::ready_pids;
 use apotheca_testkit::system::pharmacy::{assert_agrees, audit, settle, summary, Sales, Shop};
 use apotheca_testkit::system::Apotheca;
 use apotheca_testkit::{OwnCluster, TestDb};
-use tempfile::TempDir;
 use tokio::time::Instant;
 
 const STOCK: i64 = 1_000_000;
@@ -18,11 +17,7 @@ const STOCK: i64 = 1_000_000;
 #[tokio::test]
 async fn a_postgresql_restart_under_sales_is_survived_by_every_process() {
     let own = OwnCluster::start(100).await;
-    let a = Apotheca {
-        db: TestDb::migrated_on(own.cluster.clone()).await,
-        dir: TempDir::new().unwrap(),
-        spares: 0,
-    };
+    let a = Apotheca::on(TestDb::migrated_on(own.cluster.clone()).await);
     a.create_pharmacy("alpha").await;
     let d = a.serve(&[]).await;
     let p = a.proxy(&d, &[]).await;

@@ -18,7 +18,6 @@ use apotheca_testkit::system::Apotheca;
 use apotheca_testkit::{OwnCluster, TestDb};
 use futures::StreamExt;
 use hyper::Method;
-use tempfile::TempDir;
 use tokio::time::Instant;
 
 /// Units of each medicine each pharmacy receives: the traffic sells most of it.
@@ -76,11 +75,7 @@ async fn many_pharmacies_under_random_traffic_commit_every_sale_whole_or_not_at_
     // Each worker: a pool of 2 (and once one LISTEN connection, now control's); control and
     // the proxy a few more.
     let own = OwnCluster::start(u32::try_from(tenants * 3 + 100).unwrap()).await;
-    let a = Apotheca {
-        db: TestDb::migrated_on(own.cluster.clone()).await,
-        dir: TempDir::new().unwrap(),
-        spares: 0,
-    };
+    let a = Apotheca::on(TestDb::migrated_on(own.cluster.clone()).await);
     let setup = Instant::now();
     let schemas: Vec<String> = (0..tenants).map(|i| format!("soak_{i:03}")).collect();
     futures::stream::iter(&schemas)

@@ -95,6 +95,10 @@ pub struct TenantStatus {
     /// The last time it served a request or had one in flight, since the daemon started.
     #[serde(default)]
     pub last_request_at_unix_ms: Option<u64>,
+    /// Other live hosts with ready workers of this tenant (its workers here keep no caches
+    /// meanwhile).
+    #[serde(default)]
+    pub shared_with: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

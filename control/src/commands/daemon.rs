@@ -182,6 +182,12 @@ fn print_tenant(t: &TenantStatus) {
     if let Some(ms) = t.restart_in_ms {
         line.push_str(&format!(", restarting in {ms} ms"));
     }
+    if !t.shared_with.is_empty() {
+        line.push_str(&format!(
+            "; also served by {} (no caches meanwhile)",
+            t.shared_with.join(", ")
+        ));
+    }
     println!("{line}");
     if let Some(exit) = &t.last_exit {
         println!(

@@ -2,9 +2,15 @@
 //! `docs/multi-host.md`): recorded when the daemon starts, a beat every `heartbeat_secs` with
 //! the tenants it has ready workers for, the hosts whose beat stopped marked gone (by whichever
 //! host notices first), and a clean stop recorded. `apotheca status --cluster` reads the table.
-//! A failing database only delays the beats: the daemon serves on, and says so in its log.
+//!
+//! A write drops the read caches of the tenant's workers on this host only (a file beside
+//! their sockets). So a tenant that has ready workers on another live host too keeps no caches
+//! here while it does: the hosts say on [`CHANNEL`] when a tenant gets its first ready worker
+//! on them and loses its last, and each beat reads the same from the rows; the supervisor is
+//! told ([`Msg::Shared`]) and tells the tenant's workers. A failing database only delays the
+//! beats: the daemon serves on, and says so in its log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -57,50 +63,271 @@ pub async fn register(
     Ok(())
 }
 
-/// Beats until `stop`, then records the stop.
-pub async fn beat(
+/// The channel on which hosts say when a tenant gets its first ready worker on them
+/// (`live <host> <schema>`) and loses its last (`idle <host> <schema>`).
+pub const CHANNEL: &str = "apotheca_hosts";
+
+/// What this host knows of the others, and what it told its supervisor.
+#[derive(Default)]
+struct Cluster {
+    /// Tenants with ready workers here.
+    live_here: BTreeSet<String>,
+    /// Tenant → the other live hosts with ready workers of it.
+    others: BTreeMap<String, BTreeSet<String>>,
+    /// Tenant → the hosts the supervisor was last told of.
+    told: BTreeMap<String, Vec<String>>,
+}
+
+impl Cluster {
+    /// Tells the supervisor of every tenant whose other hosts changed; false once it is gone.
+    async fn tell(&mut self, to: &mpsc::Sender<Msg>) -> bool {
+        let schemas: BTreeSet<String> = self
+            .others
+            .keys()
+            .chain(self.told.keys())
+            .cloned()
+            .collect();
+        for schema in schemas {
+            let hosts: Vec<String> = self
+                .others
+                .get(&schema)
+                .map(|h| h.iter().cloned().collect())
+                .unwrap_or_default();
+            if self
+                .told
+                .get(&schema)
+                .map_or(hosts.is_empty(), |t| *t == hosts)
+            {
+                continue;
+            }
+            let msg = Msg::Shared {
+                schema: schema.clone(),
+                hosts: hosts.clone(),
+            };
+            if to.send(msg).await.is_err() {
+                return false;
+            }
+            if hosts.is_empty() {
+                self.told.remove(&schema);
+            } else {
+                self.told.insert(schema, hosts);
+            }
+        }
+        self.others.retain(|_, h| !h.is_empty());
+        true
+    }
+}
+
+/// The connection the host's rows are written on, with what it hears on [`CHANNEL`].
+struct Link {
+    client: tokio_postgres::Client,
+    heard: mpsc::UnboundedReceiver<String>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    async fn open(db: &Database) -> Result<Self, String> {
+        let (client, mut conn) = db.connect_driven().await.map_err(|e| e.to_string())?;
+        let (tx, heard) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(Ok(message)) = futures::StreamExt::next(&mut messages).await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            heard,
+            driver,
+        })
+    }
+
+    async fn say(&self, what: &str, host: &str, schema: &str) -> Result<(), tokio_postgres::Error> {
+        let payload = format!("{what} {host} {schema}");
+        self.client
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Beats until `stop`, then records the stop. Between beats: tells the other hosts when a
+/// tenant gets its first ready worker here or loses its last (`local`, from the supervisor),
+/// hears theirs, and tells the supervisor which tenants other live hosts serve too
+/// ([`Msg::Shared`]); each beat also reads that afresh from the hosts' rows.
+pub async fn run(
     db: Database,
     host: Host,
     to: mpsc::Sender<Msg>,
+    mut local: mpsc::UnboundedReceiver<(String, bool)>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut client: Option<tokio_postgres::Client> = None;
+    let mut link: Option<Link> = None;
+    let mut cluster = Cluster::default();
+    let mut tick = tokio::time::interval(host.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(host.every) => {}
-            _ = stop.changed() => break,
-        }
-        let Some(workers) = ready_workers(&to).await else {
-            break;
+        let heard = async {
+            match link.as_mut() {
+                Some(l) => l.heard.recv().await,
+                None => std::future::pending().await,
+            }
         };
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = match db.connect().await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "host beat: cannot reach the database");
-                    continue;
+        tokio::select! {
+            _ = tick.tick() => {
+                let Some(workers) = ready_workers(&to).await else {
+                    break;
+                };
+                if link.as_ref().is_none_or(|l| l.client.is_closed()) {
+                    link = match Link::open(&db).await {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "host beat: cannot reach the database");
+                            continue;
+                        }
+                    };
                 }
-            };
-        }
-        let Some(c) = &client else { continue };
-        if let Err(e) = one_beat(c, &host, &workers).await {
-            tracing::warn!(error = %e, "host beat failed");
+                let Some(l) = &link else { continue };
+                match one_beat(&l.client, &host, &workers).await {
+                    Ok(others) => cluster.others = others,
+                    Err(e) => tracing::warn!(error = %e, "host beat failed"),
+                }
+                if !cluster.tell(&to).await {
+                    break;
+                }
+            }
+            event = local.recv() => {
+                let Some((schema, live)) = event else { break };
+                if live {
+                    cluster.live_here.insert(schema.clone());
+                } else {
+                    cluster.live_here.remove(&schema);
+                }
+                if let Some(l) = &link {
+                    match went(l, &host, &schema, live).await {
+                        Ok(holders) if live => {
+                            cluster.others.entry(schema).or_default().extend(holders);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not tell the other hosts"),
+                    }
+                }
+                if !cluster.tell(&to).await {
+                    break;
+                }
+            }
+            payload = heard => {
+                match payload {
+                    Some(p) => heard_from(&mut cluster, link.as_ref(), &host, &p).await,
+                    // The connection ended: opened again at the next beat.
+                    None => link = None,
+                }
+                if !cluster.tell(&to).await {
+                    break;
+                }
+            }
+            _ = stop.changed() => break,
         }
     }
     let stopped = async {
-        let c = match client {
-            Some(c) if !c.is_closed() => c,
-            _ => db.connect().await.map_err(|e| e.to_string())?,
+        let l = match link {
+            Some(l) if !l.client.is_closed() => l,
+            _ => Link::open(&db).await?,
         };
-        c.execute(
-            "UPDATE public.hosts SET stopped_at = now(), workers = '{}' WHERE name = $1",
-            &[&host.name],
-        )
-        .await
-        .map_err(|e| e.to_string())
+        for schema in &cluster.live_here {
+            let _ = l.say("idle", &host.name, schema).await;
+        }
+        l.client
+            .execute(
+                "UPDATE public.hosts SET stopped_at = now(), workers = '{}' WHERE name = $1",
+                &[&host.name],
+            )
+            .await
+            .map_err(|e| e.to_string())
     };
     if let Err(e) = stopped.await {
         tracing::warn!(error = %e, "could not record this host's stop");
+    }
+}
+
+/// Records that `schema` got its first ready worker here (`live`) or lost its last, and says
+/// so on [`CHANNEL`]; for a tenant gone live, the other live hosts that serve it too.
+async fn went(
+    l: &Link,
+    host: &Host,
+    schema: &str,
+    live: bool,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    l.client
+        .execute(
+            "UPDATE public.hosts SET workers = CASE WHEN $3 THEN workers || jsonb_build_object($2::text, 1)
+                                                   ELSE workers - $2::text END
+             WHERE name = $1",
+            &[&host.name, &schema, &live],
+        )
+        .await?;
+    l.say(if live { "live" } else { "idle" }, &host.name, schema)
+        .await?;
+    if !live {
+        return Ok(Vec::new());
+    }
+    let rows = l
+        .client
+        .query(
+            "SELECT name FROM public.hosts
+             WHERE name <> $1 AND workers ? $2 AND stopped_at IS NULL AND gone_at IS NULL
+               AND heartbeat_at > now() - make_interval(secs => $3)",
+            &[&host.name, &schema, &host.gone_after.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Another host's `live` or `idle`. A host that newly serves a tenant this host serves too is
+/// answered with this host's own `live`, so it learns at once as well.
+async fn heard_from(cluster: &mut Cluster, link: Option<&Link>, host: &Host, payload: &str) {
+    let mut words = payload.split(' ');
+    let (Some(what), Some(other), Some(schema), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return;
+    };
+    if other == host.name {
+        return;
+    }
+    match what {
+        "live" => {
+            let news = cluster
+                .others
+                .entry(schema.to_owned())
+                .or_default()
+                .insert(other.to_owned());
+            if news && cluster.live_here.contains(schema) {
+                if let Some(l) = link {
+                    let _ = l.say("live", &host.name, schema).await;
+                }
+            }
+        }
+        "idle" => {
+            if let Some(h) = cluster.others.get_mut(schema) {
+                h.remove(other);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -122,11 +349,13 @@ async fn ready_workers(to: &mpsc::Sender<Msg>) -> Option<BTreeMap<String, usize>
     )
 }
 
+/// Records the beat and marks the hosts whose beat stopped as gone; the tenants the other live
+/// hosts have ready workers for, by tenant.
 async fn one_beat(
     c: &tokio_postgres::Client,
     host: &Host,
     workers: &BTreeMap<String, usize>,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<BTreeMap<String, BTreeSet<String>>, tokio_postgres::Error> {
     let workers = serde_json::json!(workers);
     c.execute(
         "UPDATE public.hosts SET heartbeat_at = now(), workers = $2, gone_at = NULL WHERE name = $1",
@@ -146,7 +375,19 @@ async fn one_beat(
         let (name, ago): (String, f64) = (row.get(0), row.get(1));
         tracing::warn!(host = %name, beat_secs_ago = ago, "a host stopped beating: marked gone");
     }
-    Ok(())
+    let rows = c
+        .query(
+            "SELECT name, w.schema FROM public.hosts, jsonb_object_keys(workers) AS w(schema)
+             WHERE name <> $1 AND stopped_at IS NULL AND gone_at IS NULL
+               AND heartbeat_at > now() - make_interval(secs => $2)",
+            &[&host.name, &host.gone_after.as_secs_f64()],
+        )
+        .await?;
+    let mut others: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in rows {
+        others.entry(r.get(1)).or_default().insert(r.get(0));
+    }
+    Ok(others)
 }
 
 /// A host as `apotheca status --cluster` shows it.

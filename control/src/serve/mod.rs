@@ -13,7 +13,8 @@
 //! - [`signup`]: the public sign-up; [`operator_api`]: operator console logins and sessions;
 //!   [`console`]: the console's actions on tenants; [`imports`]: its "Import a pharmacy";
 //! - [`status`]: the API's answers, shared by both sides;
-//! - [`hosts`]: this host among those sharing the database (`public.hosts`): its beats;
+//! - [`hosts`]: this host among those sharing the database (`public.hosts`): its beats, and
+//!   which tenants other hosts serve too (their workers here then keep no caches);
 //! - [`readiness`]: whether the daemon serves (every tenant's minimum ready); [`systemd`]:
 //!   telling the service manager (sd_notify: READY, STATUS, STOPPING, WATCHDOG).
 //!
@@ -205,16 +206,19 @@ pub async fn run(
         to.clone(),
     ))
     .with_feed(feed::Feed::start(catalog.db.clone(), to.clone()));
+    let (cluster_tx, cluster_rx) = mpsc::unbounded_channel();
+    let supervisor = supervisor.with_cluster(cluster_tx);
     let notifier = tokio::spawn(systemd::run(
         supervisor.readiness(),
         Duration::from_millis(serve.report_interval_ms),
     ));
     let mut supervised = tokio::spawn(supervisor.run(inbox));
     let (stop_follower, follower_stop) = watch::channel(false);
-    let beats = tokio::spawn(hosts::beat(
+    let beats = tokio::spawn(hosts::run(
         catalog.db.clone(),
         host,
         to.clone(),
+        cluster_rx,
         follower_stop.clone(),
     ));
     let follower = tokio::spawn(catalog::follow(catalog.clone(), to.clone(), follower_stop));

@@ -73,6 +73,12 @@ pub enum Msg {
     },
     /// The tenants' change feed ([`Feed`]): relayed to the workers concerned.
     Feed(FeedEvent),
+    /// The other live hosts that have ready workers of `schema` now (none: it is this
+    /// host's alone), from [`super::hosts`].
+    Shared {
+        schema: String,
+        hosts: Vec<String>,
+    },
 }
 
 /// Where a tenant's role check stands, for its next spawns.
@@ -113,6 +119,12 @@ pub struct Supervisor {
     feed: Option<Feed>,
     /// The schemas whose channel the feed listens to now.
     heard: HashSet<String>,
+    /// Where this host tells the others which tenants it has ready workers for
+    /// ([`super::hosts`]); none: one host alone.
+    cluster: Option<mpsc::UnboundedSender<(String, bool)>>,
+    /// Tenants with ready workers on other live hosts too, and those hosts: their workers here
+    /// keep no caches, since a write there is not announced here.
+    shared: HashMap<String, Vec<String>>,
 }
 
 impl Supervisor {
@@ -149,7 +161,16 @@ impl Supervisor {
             role_checked: HashMap::new(),
             feed: None,
             heard: HashSet::new(),
+            cluster: None,
+            shared: HashMap::new(),
         }
+    }
+
+    /// Tells the other hosts, through `cluster`, when a tenant gets its first ready worker
+    /// here and when it loses its last ([`super::hosts`]).
+    pub fn with_cluster(mut self, cluster: mpsc::UnboundedSender<(String, bool)>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Re-asserts each tenant's role settings before its workers start (see [`RoleChecks`]).
@@ -317,8 +338,26 @@ impl Supervisor {
                 self.reconcile(&schema);
             }
             Msg::Feed(FeedEvent::Listening(schema)) => {
-                self.relay(&schema, Notice::Listening);
+                if !self.shared.contains_key(&schema) {
+                    self.relay(&schema, Notice::Listening);
+                }
                 self.heard.insert(schema);
+            }
+            Msg::Shared { schema, hosts } => {
+                if hosts.is_empty() {
+                    if self.shared.remove(&schema).is_some() {
+                        tracing::info!(%schema, "no other host serves this tenant: caches back on");
+                        if self.heard.contains(&schema) {
+                            self.relay(&schema, Notice::Listening);
+                        }
+                    }
+                } else {
+                    if !self.shared.contains_key(&schema) {
+                        tracing::info!(%schema, ?hosts, "another host serves this tenant too: its workers here keep no caches");
+                        self.relay(&schema, Notice::Deaf);
+                    }
+                    self.shared.insert(schema, hosts);
+                }
             }
             Msg::Feed(FeedEvent::Changed { schema, what }) => {
                 self.relay(&schema, Notice::Changed(what));
@@ -471,7 +510,9 @@ impl Supervisor {
                         // The tenant's changes: heard already, or asked for (the answer
                         // reaches this worker too).
                         if self.heard.contains(schema) {
-                            link.send(ControlMessage::Feed(Notice::Listening));
+                            if !self.shared.contains_key(schema) {
+                                link.send(ControlMessage::Feed(Notice::Listening));
+                            }
                         } else if let Some(feed) = &self.feed {
                             feed.listen(schema);
                         }
@@ -606,6 +647,11 @@ impl Supervisor {
             .get(schema)
             .cloned()
             .unwrap_or_default();
+        if now.is_empty() != before.is_empty() {
+            if let Some(cluster) = &self.cluster {
+                let _ = cluster.send((schema.to_owned(), !now.is_empty()));
+            }
+        }
         if now != before {
             self.endpoints.send_modify(|map| {
                 let map = Arc::make_mut(map);
@@ -620,7 +666,15 @@ impl Supervisor {
 
     fn status(&self) -> StatusReport {
         let now = Instant::now();
-        let tenants: Vec<_> = self.tenants.values().map(|t| t.status(now)).collect();
+        let tenants: Vec<_> = self
+            .tenants
+            .values()
+            .map(|t| {
+                let mut status = t.status(now);
+                status.shared_with = self.shared.get(&t.schema).cloned().unwrap_or_default();
+                status
+            })
+            .collect();
         StatusReport {
             totals: Totals::of(&tenants),
             pid: std::process::id(),

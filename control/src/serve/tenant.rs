@@ -370,6 +370,8 @@ impl Tenant {
             policy: self.policy.clone(),
             requests_last_minute: self.requests_last_minute(now),
             last_request_at_unix_ms: self.last_request.map(unix_ms),
+            // The supervisor knows this (the other hosts).
+            shared_with: Vec::new(),
         }
     }
 

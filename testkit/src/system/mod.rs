@@ -19,7 +19,8 @@ use crate::TestDb;
 use tempfile::TempDir;
 
 pub struct Apotheca {
-    pub db: TestDb,
+    /// Shared by [`Apotheca::another_host`]s; dropped with the last of them.
+    pub db: std::sync::Arc<TestDb>,
     /// Working folder and state dir of every run (so no ./apotheca.toml is picked up).
     pub dir: TempDir,
     pub spares: usize,
@@ -34,7 +35,7 @@ pub struct Run {
 impl Apotheca {
     pub async fn empty() -> Self {
         Self {
-            db: TestDb::empty().await,
+            db: std::sync::Arc::new(TestDb::empty().await),
             dir: TempDir::new().unwrap(),
             spares: 0,
         }
@@ -42,9 +43,28 @@ impl Apotheca {
 
     pub async fn migrated() -> Self {
         Self {
-            db: TestDb::migrated().await,
+            db: std::sync::Arc::new(TestDb::migrated().await),
             dir: TempDir::new().unwrap(),
             spares: 0,
+        }
+    }
+
+    /// Apotheca on `db` (a database of a cluster of the test's own).
+    pub fn on(db: TestDb) -> Self {
+        Self {
+            db: std::sync::Arc::new(db),
+            dir: TempDir::new().unwrap(),
+            spares: 0,
+        }
+    }
+
+    /// Another Apotheca host on the same database: its own folder (state, sockets, settings)
+    /// and daemon, as a second machine would have.
+    pub fn another_host(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            dir: TempDir::new().unwrap(),
+            spares: self.spares,
         }
     }
 

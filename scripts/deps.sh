@@ -3,7 +3,9 @@
 # a C toolchain, cmake, pkg-config and OpenSSL's headers (for native crates), and PostgreSQL's server programs
 # (initdb, pg_ctl, postgres, psql, pg_dump), which the private cluster runs; openssl and curl for
 # the development certificate and the proxy's tests; Python with venv for the import's tests
-# (Django comes from PyPI into a virtualenv under target/); with --lint also what CI's checks use
+# (Django comes from PyPI into a virtualenv under target/); HAProxy for the multi-host tests
+# (Debian's package also installs its service, idle with the default configuration); with
+# --lint also what CI's checks use
 # (rustfmt, clippy, shellcheck).
 # Rust itself must already be installed (rustup); Debian's own cargo is too old.
 set -euo pipefail
@@ -23,6 +25,8 @@ compgen -G '/usr/lib/postgresql/*/bin/pg_dump' >/dev/null || need+=(postgresql-c
 # The import's tests make the pharmacy app's databases with Django, in a virtualenv.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+# The multi-host tests put Debian's HAProxy in front of two Apotheca hosts.
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
 # --lint (CI): shellcheck for the deploy scripts (deploy/nginx-free/check.sh).
 if [[ ${1:-} == --lint ]]; then
   command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)

@@ -1,7 +1,9 @@
 //! The listeners' application. Every accepted connection is counted against
 //! `[proxy] max_connections`, moved onto the runtime of the thread serving it (Pingora accepts
 //! on one thread's runtime and hands the connection to a random one; left so, every read and
-//! write would be relayed between threads), then, on the HTTPS listener, taken through the TLS
+//! write would be relayed between threads), its PROXY protocol header read when it comes from
+//! a balancer of `proxy_protocol_from` ([`proxyproto`]), then, on the HTTPS listener, taken
+//! through the TLS
 //! handshake here (certificates by SNI, ALPN preferring `h2`, within
 //! `client_header_timeout_ms`), and served by the HTTP/2 front when ALPN chose `h2`, else by
 //! the HTTP/1.1 front. Pingora owns the listening sockets, the hand-over on SIGQUIT and the
@@ -22,7 +24,7 @@ use pingora::server::ShutdownWatch;
 use pingora::tls::ssl::SslAcceptor;
 
 use crate::forward::Edge;
-use crate::{http1, http2, tls};
+use crate::{http1, http2, proxyproto, tls};
 
 /// One listener's connections.
 pub struct Front {
@@ -54,7 +56,7 @@ impl ServerApp for Front {
         let ip = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let tcp = match on_this_runtime(&stream) {
+        let mut tcp = match on_this_runtime(&stream) {
             Ok(tcp) => tcp,
             Err(e) => {
                 tracing::warn!(error = %e, "could not take a connection over; closing it");
@@ -62,11 +64,27 @@ impl ServerApp for Front {
             }
         };
         drop(stream);
+        let within = Duration::from_millis(edge.settings.client_header_timeout_ms);
+        let ip = match ip {
+            Some(balancer) if edge.proxy_from.contains(balancer) => {
+                match tokio::time::timeout(within, proxyproto::read(&mut tcp)).await {
+                    Ok(Ok(client)) => client.or(ip),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %balancer, "PROXY protocol header refused; closing");
+                        return None;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%balancer, "no PROXY protocol header in time; closing");
+                        return None;
+                    }
+                }
+            }
+            ip => ip,
+        };
         let Some(handshake) = &self.tls else {
             http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await;
             return None;
         };
-        let within = Duration::from_millis(edge.settings.client_header_timeout_ms);
         let l4 = pingora::protocols::l4::stream::Stream::from(tcp);
         let shaken = tokio::time::timeout(
             within,

@@ -103,6 +103,7 @@ async fn handle(edge: &Edge, req: Request<Incoming>, ip: Option<IpAddr>) -> Resp
                 latency: started.elapsed(),
                 worker,
                 request_id: &request_id,
+                client: ip,
                 error,
             },
             admitted,

@@ -21,6 +21,7 @@ pub mod http2;
 pub mod listen;
 pub mod metrics;
 pub mod pages;
+pub mod proxyproto;
 pub mod routes;
 pub mod settings;
 pub mod tls;

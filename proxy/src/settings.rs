@@ -89,6 +89,10 @@ pub struct ProxySettings {
     pub max_active: usize,
     /// A request holds its box-wide slot at most this long, then lets the next one in.
     pub active_hold_ms: u64,
+    /// Balancers that send the PROXY protocol (HAProxy's `send-proxy-v2`), as addresses or
+    /// networks (`10.0.0.0/8`): a connection from one of them must start with its header, and
+    /// its client's address is the header's. Empty: no connection is read so.
+    pub proxy_protocol_from: Vec<String>,
 }
 
 impl Default for ProxySettings {
@@ -125,6 +129,7 @@ impl Default for ProxySettings {
             access_log: true,
             max_active: 0,
             active_hold_ms: 50,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -177,6 +182,8 @@ impl ProxySettings {
                 return Err(format!("[proxy] {name} must be more than 0"));
             }
         }
+        crate::proxyproto::Trusted::parse(&self.proxy_protocol_from)
+            .map_err(|e| format!("[proxy] proxy_protocol_from: {e}"))?;
         for host in &self.public_hosts {
             crate::host::normalise(host)
                 .map_err(|e| format!("[proxy] public_hosts: {host:?}: {e}"))?;

@@ -74,6 +74,8 @@ pub struct Edge {
     request_ids: RequestIds,
     /// Turns of the import uploads ([`UPLOADS_AT_ONCE`]).
     uploads: Arc<tokio::sync::Semaphore>,
+    /// `[proxy] proxy_protocol_from`.
+    pub proxy_from: crate::proxyproto::Trusted,
 }
 
 /// Where a request goes.
@@ -192,6 +194,9 @@ impl Edge {
             .filter(|port| *port != "443")
             .map(|port| format!(":{port}"))
             .unwrap_or_default();
+        // Checked with the settings before anything starts.
+        let proxy_from =
+            crate::proxyproto::Trusted::parse(&settings.proxy_protocol_from).unwrap_or_default();
         Self {
             routes,
             upstreams,
@@ -210,6 +215,7 @@ impl Edge {
             https_port,
             request_ids: RequestIds::new(),
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
+            proxy_from,
         }
     }
 

@@ -296,6 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                 latency: started.elapsed(),
                 worker: "-",
                 request_id: &request_id,
+                client: self.ip,
                 error,
             },
             false,

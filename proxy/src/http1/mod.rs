@@ -408,6 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
                 latency: r.started.elapsed(),
                 worker: if r.worker.is_empty() { "-" } else { &r.worker },
                 request_id: &r.request_id,
+                client: self.ip,
                 error: r.error.clone(),
             },
             r.admitted,

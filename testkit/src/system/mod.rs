@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod echo;
+pub mod haproxy;
 pub mod load;
 pub mod pharmacy;
 pub mod proxy;

@@ -181,6 +181,12 @@ fn toml_path(path: &Path) -> String {
 /// The TCP ports `pid` listens on: its socket descriptors matched against the kernel's table
 /// of listening sockets (so a port someone else holds never counts as ours).
 pub fn listening_ports(pid: u32) -> HashSet<u16> {
+    listening(pid).into_iter().map(|(_, port)| port).collect()
+}
+
+/// The addresses `pid` listens on, as [`listening_ports`] finds them (IPv4 ones with their
+/// address; IPv6 ones as unspecified).
+pub fn listening(pid: u32) -> HashSet<(std::net::Ipv4Addr, u16)> {
     let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
             fds.flatten()
@@ -194,24 +200,31 @@ pub fn listening_ports(pid: u32) -> HashSet<u16> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut ports = HashSet::new();
+    let mut found = HashSet::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             // sl local_address rem_address st ... inode (10th column); 0A is LISTEN.
             if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
-                if let Some(port) = f[1]
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| u16::from_str_radix(p, 16).ok())
-                {
-                    ports.insert(port);
-                }
+                let Some((addr, port)) = f[1].rsplit_once(':') else {
+                    continue;
+                };
+                let Ok(port) = u16::from_str_radix(port, 16) else {
+                    continue;
+                };
+                // IPv4 in the table is the address's bytes in host (little-endian) order.
+                let ip = u32::from_str_radix(addr, 16)
+                    .ok()
+                    .filter(|_| addr.len() == 8)
+                    .map_or(std::net::Ipv4Addr::UNSPECIFIED, |n| {
+                        std::net::Ipv4Addr::from(n.swap_bytes())
+                    });
+                found.insert((ip, port));
             }
         }
     }
-    ports
+    found
 }
 
 /// Whether something (anyone) listens on this port of 127.0.0.1. Asked by connecting, not by

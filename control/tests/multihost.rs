@@ -1,0 +1,179 @@
+//! Two Apotheca hosts on one database behind HAProxy configured by
+//! `deploy/multi-host/haproxy.cfg` itself: while both are up each pharmacy is served by one
+//! host only, its HTTP (hashed on the Host header) and its HTTPS (on SNI, TLS passed through to
+//! the host's proxy) by the same one; the client's address reaches Apotheca
+//! through the PROXY protocol; and when a host's proxy and control stop, its pharmacies move to
+//! the other within the health check's interval, the others staying where they were.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use apotheca_testkit::system::daemon::{Daemon, PATIENCE};
+use apotheca_testkit::system::haproxy::Haproxy;
+use apotheca_testkit::system::proxy::{request_from, Reply};
+use apotheca_testkit::system::tls::{https_get, make_cert};
+use apotheca_testkit::system::Apotheca;
+use hyper::Method;
+
+const PHARMACIES: usize = 12;
+/// The client, as HAProxy sees it and passes it on.
+const CLIENT: [u8; 4] = [127, 0, 0, 5];
+
+fn host_env(name: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("APOTHECA_CONTROL__SERVE__HOST_NAME", name),
+        ("APOTHECA_CONTROL__SERVE__HEARTBEAT_SECS", "1"),
+        ("APOTHECA_CONTROL__SERVE__HOST_GONE_SECS", "3"),
+    ]
+}
+
+async fn login_page(lb: &Haproxy, schema: &str) -> Reply {
+    let host = format!("{schema}.localhost");
+    request_from(
+        CLIENT.into(),
+        lb.http,
+        Method::GET,
+        "/login",
+        &[("host", host.as_str())],
+        "",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{schema}: {e}"))
+}
+
+/// Whether `d` has a ready worker of `schema`.
+async fn serves(d: &Daemon, schema: &str) -> bool {
+    !d.ready_pids(schema).await.is_empty()
+}
+
+#[tokio::test]
+async fn haproxy_keeps_each_pharmacy_on_one_host_and_moves_it_when_the_host_dies() {
+    let a = Apotheca::migrated().await;
+    let schemas: Vec<String> = (0..PHARMACIES).map(|i| format!("p{i:02}")).collect();
+    for s in &schemas {
+        a.create(s).await;
+    }
+    let b = a.another_host();
+    let host_a = a.serve(&host_env("host-a")).await;
+    let host_b = b.serve(&host_env("host-b")).await;
+    // Each host terminates TLS with its certificate; HAProxy passes TLS through.
+    let tls = a.dir.path().join("tls");
+    make_cert(&tls, "default", "localhost").await;
+    let (cert, key) = (tls.join("default.crt"), tls.join("default.key"));
+    let (cert, key) = (format!("{cert:?}"), format!("{key:?}"));
+    let keys = [
+        ("proxy_protocol_from", "[\"127.0.0.1\"]"),
+        ("tls_cert", cert.as_str()),
+        ("tls_key", key.as_str()),
+    ];
+    let proxy_a = a.proxy(&host_a, &keys).await;
+    let proxy_b = b.proxy(&host_b, &keys).await;
+    let lb = Haproxy::start(a.dir.path(), &proxy_a, &proxy_b).await;
+
+    // Every pharmacy answers through HAProxy once both hosts passed their health checks.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for s in &schemas {
+        loop {
+            let r = login_page(&lb, s).await;
+            if r.status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{s}: {} {}\n{}",
+                r.status,
+                r.text(),
+                lb.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // More requests, over HTTPS too (hashed on SNI): each pharmacy still has workers on
+    // exactly one host, and both hosts have some.
+    for s in &schemas {
+        let name = format!("{s}.localhost");
+        for _ in 0..2 {
+            assert_eq!(login_page(&lb, s).await.status, 200);
+            let (status, _, _) = https_get(lb.https, &name, &name, "/login").await;
+            assert_eq!(status, 200, "{s} over HTTPS");
+        }
+    }
+    let mut placed: BTreeMap<String, &str> = BTreeMap::new();
+    for s in &schemas {
+        let on = (serves(&host_a, s).await, serves(&host_b, s).await);
+        let host = match on {
+            (true, false) => "host-a",
+            (false, true) => "host-b",
+            other => {
+                let lines = |p: &apotheca_testkit::system::proxy::Proxy| {
+                    std::fs::read_to_string(&p.log)
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| l.contains(&format!("host={s}.localhost")))
+                        .map(|l| l.split(" access: ").nth(1).unwrap_or(l).to_owned())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                panic!(
+                    "{s} on (host-a, host-b) = {other:?}\nA:\n{}\nB:\n{}\n{}",
+                    lines(&proxy_a),
+                    lines(&proxy_b),
+                    lb.log_tail()
+                )
+            }
+        };
+        placed.insert(s.clone(), host);
+    }
+    let on_a = placed.values().filter(|h| **h == "host-a").count();
+    assert!(
+        (1..PHARMACIES).contains(&on_a),
+        "{on_a} of {PHARMACIES} pharmacies on host-a: {placed:?}"
+    );
+    // The client's address came through HAProxy to Apotheca.
+    let (moved, stays) = {
+        let on = |h: &str| {
+            placed
+                .iter()
+                .find(|(_, x)| **x == h)
+                .map(|(s, _)| s.clone())
+        };
+        (on("host-a").unwrap(), on("host-b").unwrap())
+    };
+    let line = proxy_a
+        .access_line(|l| l.contains(&format!("host={moved}.localhost")))
+        .await;
+    assert!(line.contains("client=127.0.0.5"), "{line}");
+
+    // Host A dies (its proxy and control stop): its pharmacies move to host B within the
+    // health check's interval (2 failed checks a second apart), the others stay.
+    let died = tokio::time::Instant::now();
+    assert!(proxy_a.stop().await.success());
+    assert!(host_a.stop().await.success());
+    loop {
+        let r = login_page(&lb, &moved).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            died.elapsed() < PATIENCE,
+            "{moved} never moved: {} {}\n{}",
+            r.status,
+            r.text(),
+            lb.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = died.elapsed();
+    assert!(serves(&host_b, &moved).await);
+    assert_eq!(login_page(&lb, &stays).await.status, 200);
+    for s in &schemas {
+        assert_eq!(
+            login_page(&lb, s).await.status,
+            200,
+            "{s} after host-a died"
+        );
+    }
+    println!("a pharmacy moved {took:?} after its host died");
+    assert!(proxy_b.stop().await.success());
+    assert!(host_b.stop().await.success());
+}

@@ -259,6 +259,9 @@ impl ServeSettings {
             self.host_gone_secs,
             3 * self.heartbeat_secs,
         )?;
+        if self.host_address.len() > 200 {
+            return Err("[control.serve] host_address must be at most 200 characters".into());
+        }
         if let Some(name) = &self.host_name {
             if !valid_host_name(name) {
                 return Err(format!(

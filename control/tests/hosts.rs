@@ -68,17 +68,26 @@ async fn hosts_beat_with_their_tenants_and_a_silent_one_is_gone() {
         ])
         .await;
     d.wake("acme").await;
-    let hosts = until(&a, "host-a beats with acme's worker", |h| {
-        h.iter()
-            .any(|x| x["name"] == "host-a" && x["workers"]["acme"] == 1)
-    })
+    let hosts = until(
+        &a,
+        "host-a beats with acme's worker, and host-b is gone",
+        |h| {
+            h.iter()
+                .any(|x| x["name"] == "host-a" && x["workers"]["acme"] == 1)
+                && h.iter()
+                    .any(|x| x["name"] == "host-b" && x["state"] == "gone")
+        },
+    )
     .await;
     let me = host(&hosts, "host-a");
     assert_eq!(
         (me["state"].as_str(), me["address"].as_str()),
         (Some("live"), Some("10.0.0.1:8080"))
     );
-    assert_eq!(me["workers"]["public"], 1, "{me}");
+    assert!(
+        me["workers"].get("public").is_none(),
+        "the public site runs on every host: {me}"
+    );
     let b = host(&hosts, "host-b");
     assert_eq!(b["state"], "gone", "{b}");
     assert_eq!(
@@ -106,13 +115,28 @@ async fn hosts_beat_with_their_tenants_and_a_silent_one_is_gone() {
     assert_eq!(me["workers"], serde_json::json!({}));
 }
 
-/// Host settings for a test: this name, a beat a second, gone after three.
-fn host_env(name: &'static str) -> [(&'static str, &'static str); 3] {
+/// Host settings for a test: this name, a beat a second, gone after three, and read caches
+/// that keep an answer a minute (so a stale one would show).
+fn host_env(name: &'static str) -> [(&'static str, &'static str); 4] {
     [
         ("APOTHECA_CONTROL__SERVE__HOST_NAME", name),
         ("APOTHECA_CONTROL__SERVE__HEARTBEAT_SECS", "1"),
         ("APOTHECA_CONTROL__SERVE__HOST_GONE_SECS", "3"),
+        ("APOTHECA_WORKER__READ_CACHE_SECS", "60"),
     ]
+}
+
+/// Sets the price behind the app's back (no announcement): only a read that is not cached
+/// sees it.
+async fn price_in_database(a: &Apotheca, medicine: i64, price: &str) {
+    a.db.client()
+        .await
+        .execute(
+            "UPDATE acme.medicines SET sale_price = $2::text::numeric WHERE id = $1",
+            &[&medicine, &price],
+        )
+        .await
+        .unwrap();
 }
 
 /// The medicine's sale price in the medicines list (an answer the read cache keeps).
@@ -174,14 +198,24 @@ async fn a_pharmacy_served_by_two_hosts_shows_every_write_on_both_at_once() {
         }
     };
 
-    // Host A alone: it keeps the list (a second read is served from memory).
+    // Host A alone keeps the list: a change behind the app's back does not show.
     assert_eq!(listed_price(&on_a, medicine).await, "2.50");
-    assert_eq!(listed_price(&on_a, medicine).await, "2.50");
+    price_in_database(&a, medicine, "9.99").await;
+    assert_eq!(
+        listed_price(&on_a, medicine).await,
+        "2.50",
+        "A keeps its list"
+    );
     assert_eq!(shared_with(&host_a, "acme").await, json!([]));
-    // Host B serves it too: both know it at once.
-    assert_eq!(listed_price(&on_b, medicine).await, "2.50");
+    // Host B serves it too: both know it at once, and neither keeps anything.
+    assert_eq!(listed_price(&on_b, medicine).await, "9.99");
     until_shared(&host_a, "acme", json!(["host-b"])).await;
     until_shared(&host_b, "acme", json!(["host-a"])).await;
+    assert_eq!(
+        listed_price(&on_a, medicine).await,
+        "9.99",
+        "A dropped its list"
+    );
 
     // A write through one host is what the other answers next, both ways.
     set_price(&on_b, "3.75").await;
@@ -242,10 +276,16 @@ async fn a_pharmacy_served_by_two_hosts_shows_every_write_on_both_at_once() {
     assert!(out.status < 300, "{}", out.text());
     assert_eq!(me(&proxy_a).await, 401);
 
-    // B stops: the pharmacy is A's alone again, and A keeps its caches again.
+    // B stops: the pharmacy is A's alone again, and A keeps its list again.
     assert!(host_b.stop().await.success());
     until_shared(&host_a, "acme", json!([])).await;
     set_price(&on_a, "4.20").await;
     assert_eq!(listed_price(&on_a, medicine).await, "4.20");
+    price_in_database(&a, medicine, "5.55").await;
+    assert_eq!(
+        listed_price(&on_a, medicine).await,
+        "4.20",
+        "A keeps its list again"
+    );
     assert!(host_a.stop().await.success());
 }

@@ -1,7 +1,7 @@
 -- The Apotheca hosts sharing this database (many hosts behind a balancer, docs/multi-host.md).
 -- Each host's control daemon records itself when it starts and beats every
--- `[control] heartbeat_secs`, with the tenants it has ready workers for; a clean stop says so.
--- A host whose beat is older than `[control] host_gone_secs` is marked gone by the first other
+-- `[control.serve] heartbeat_secs`, with the tenants it runs workers for; a clean stop says so.
+-- A host whose beat is older than `[control.serve] host_gone_secs` is marked gone by the first other
 -- host to notice. Only control reads and writes it (as the admin); no role is granted anything.
 
 CREATE TABLE hosts (

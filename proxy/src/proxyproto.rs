@@ -42,7 +42,21 @@ impl Trusted {
                     .filter(|b| *b <= max)
                     .ok_or_else(|| format!("{entry:?}: the prefix length must be 0 to {max}"))?,
             };
-            nets.push((addr, bits));
+            // An IPv4 network written in IPv6 (`::ffff:10.0.0.0/104`) is kept as IPv4, as the
+            // addresses it is compared with are.
+            let net = match addr {
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) if bits >= 96 => (IpAddr::V4(v4), bits - 96),
+                    Some(_) => {
+                        return Err(format!(
+                            "{entry:?}: an IPv4-mapped network needs a prefix of 96 or more"
+                        ))
+                    }
+                    None => (addr, bits),
+                },
+                v4 => (v4, bits),
+            };
+            nets.push(net);
         }
         Ok(Self(nets))
     }
@@ -132,11 +146,14 @@ fn parse_v1(line: &[u8]) -> Result<Option<IpAddr>, HeaderError> {
     let _proxy = words.next();
     match words.next() {
         Some("UNKNOWN") => Ok(None),
-        Some("TCP4" | "TCP6") => words
+        Some(family @ ("TCP4" | "TCP6")) => words
             .next()
-            .and_then(|a| a.parse().ok())
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .filter(|ip| ip.is_ipv4() == (family == "TCP4"))
             .map(Some)
-            .ok_or(HeaderError::Malformed("version 1 without a source address")),
+            .ok_or(HeaderError::Malformed(
+                "version 1 without a source address of its family",
+            )),
         _ => Err(HeaderError::Malformed("version 1 of an unknown protocol")),
     }
 }
@@ -189,6 +206,8 @@ mod tests {
         assert_eq!(rest, b"GET /");
         let (ip, _) = read_all(b"PROXY TCP6 2001:db8::5 ::1 1 2\r\n").await;
         assert_eq!(ip.unwrap(), Some("2001:db8::5".parse().unwrap()));
+        let (e, _) = read_all(b"PROXY TCP4 2001:db8::5 ::1 1 2\r\n").await;
+        assert!(e.is_err(), "an IPv6 source for TCP4");
         let (ip, _) = read_all(b"PROXY UNKNOWN\r\n").await;
         assert_eq!(ip.unwrap(), None);
         let (e, _) = read_all(b"GET / HTTP/1.1\r\n").await;
@@ -226,6 +245,12 @@ mod tests {
         assert!(t.contains("fd12::1".parse().unwrap()));
         assert!(!t.contains("192.0.2.1".parse().unwrap()));
         assert!(Trusted::parse(&["10.0.0.0/33".into()]).is_err());
+        let mapped =
+            Trusted::parse(&["::ffff:10.0.0.1".into(), "::ffff:192.0.2.0/120".into()]).unwrap();
+        assert!(mapped.contains("10.0.0.1".parse().unwrap()));
+        assert!(mapped.contains("192.0.2.77".parse().unwrap()));
+        assert!(!mapped.contains("10.0.0.2".parse().unwrap()));
+        assert!(Trusted::parse(&["::ffff:10.0.0.0/64".into()]).is_err());
         assert!(Trusted::parse(&["example.com".into()]).is_err());
     }
 }

@@ -1,11 +1,11 @@
 //! This host among the Apotheca hosts that share one database (`public.hosts`,
 //! `docs/multi-host.md`): recorded when the daemon starts, a beat every `heartbeat_secs` with
-//! the tenants it has ready workers for, the hosts whose beat stopped marked gone (by whichever
+//! the tenants it runs workers for, the hosts whose beat stopped marked gone (by whichever
 //! host notices first), and a clean stop recorded. `apotheca status --cluster` reads the table.
 //!
 //! A write drops the read caches of the tenant's workers on this host only (a file beside
 //! their sockets). So a tenant that has ready workers on another live host too keeps no caches
-//! here while it does: the hosts say on [`CHANNEL`] when a tenant gets its first ready worker
+//! here while it does: the hosts say on [`CHANNEL`] when a tenant gets its first worker process
 //! on them and loses its last, and each beat reads the same from the rows; the supervisor is
 //! told ([`Msg::Shared`]) and tells the tenant's workers. A failing database only delays the
 //! beats: the daemon serves on, and says so in its log.
@@ -27,7 +27,9 @@ pub struct Host {
     pub gone_after: Duration,
 }
 
-/// Records this host as started (a row it had before, from an earlier run, is taken over).
+/// Records this host as started (a row it had before, from an earlier run, is taken over; its
+/// tenants stay until the first beat: workers a handed-over or crashed daemon left may still
+/// serve them).
 /// A host of the same name that beat within `gone_after` is another daemon, or this one
 /// restarted quickly: logged, since two live hosts of one name would overwrite each other's
 /// beats.
@@ -56,14 +58,14 @@ pub async fn register(
         .execute(
             "INSERT INTO public.hosts (name, address, version) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET address = $2, version = $3, started_at = now(),
-                 heartbeat_at = now(), workers = '{}', stopped_at = NULL, gone_at = NULL",
+                 heartbeat_at = now(), stopped_at = NULL, gone_at = NULL",
             &[&host.name, &host.address, &env!("CARGO_PKG_VERSION")],
         )
         .await?;
     Ok(())
 }
 
-/// The channel on which hosts say when a tenant gets its first ready worker on them
+/// The channel on which hosts say when a tenant gets its first worker process on them
 /// (`live <host> <schema>`) and loses its last (`idle <host> <schema>`).
 pub const CHANNEL: &str = "apotheca_hosts";
 
@@ -165,19 +167,24 @@ impl Drop for Link {
     }
 }
 
-/// Beats until `stop`, then records the stop. Between beats: tells the other hosts when a
-/// tenant gets its first ready worker here or loses its last (`local`, from the supervisor),
-/// hears theirs, and tells the supervisor which tenants other live hosts serve too
-/// ([`Msg::Shared`]); each beat also reads that afresh from the hosts' rows.
+/// Beats until the supervisor is gone, then records the stop (unless the workers were handed
+/// over to the next daemon: they still serve, and it takes the row over). Between beats: tells
+/// the other hosts when a tenant gets its first worker process here or loses its last
+/// (`local`, from the supervisor), hears theirs, and tells the supervisor which tenants other
+/// live hosts run too ([`Msg::Shared`]), and once that is first known ([`Msg::ClusterKnown`]);
+/// each beat also reads it afresh from the hosts' rows. Every round with the database is
+/// bounded in time: a connection that hangs is dropped and opened again.
 pub async fn run(
     db: Database,
     host: Host,
     to: mpsc::Sender<Msg>,
     mut local: mpsc::UnboundedReceiver<(String, bool)>,
-    mut stop: watch::Receiver<bool>,
+    handed_over: watch::Receiver<bool>,
 ) {
+    let bound = host.every.max(Duration::from_secs(2));
     let mut link: Option<Link> = None;
     let mut cluster = Cluster::default();
+    let mut known = false;
     let mut tick = tokio::time::interval(host.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -189,25 +196,38 @@ pub async fn run(
         };
         tokio::select! {
             _ = tick.tick() => {
-                let Some(workers) = ready_workers(&to).await else {
+                let Some(workers) = running(&to).await else {
                     break;
                 };
-                if link.as_ref().is_none_or(|l| l.client.is_closed()) {
-                    link = match Link::open(&db).await {
-                        Ok(l) => Some(l),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "host beat: cannot reach the database");
-                            continue;
+                let beat = async {
+                    if link.as_ref().is_none_or(|l| l.client.is_closed()) {
+                        link = Some(Link::open(&db).await?);
+                    }
+                    let Some(l) = &link else { return Ok(None) };
+                    one_beat(&l.client, &host, &workers).await.map(Some).map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(bound, beat).await {
+                    Ok(Ok(Some(others))) => {
+                        cluster.others = others;
+                        if !cluster.tell(&to).await {
+                            break;
                         }
-                    };
-                }
-                let Some(l) = &link else { continue };
-                match one_beat(&l.client, &host, &workers).await {
-                    Ok(others) => cluster.others = others,
-                    Err(e) => tracing::warn!(error = %e, "host beat failed"),
-                }
-                if !cluster.tell(&to).await {
-                    break;
+                        if !known {
+                            known = true;
+                            if to.send(Msg::ClusterKnown).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "host beat failed");
+                        link = None;
+                    }
+                    Err(_) => {
+                        tracing::warn!("host beat: the database did not answer in time");
+                        link = None;
+                    }
                 }
             }
             event = local.recv() => {
@@ -217,13 +237,25 @@ pub async fn run(
                 } else {
                     cluster.live_here.remove(&schema);
                 }
-                if let Some(l) = &link {
-                    match went(l, &host, &schema, live).await {
-                        Ok(holders) if live => {
-                            cluster.others.entry(schema).or_default().extend(holders);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not tell the other hosts"),
+                let told = async {
+                    if link.as_ref().is_none_or(|l| l.client.is_closed()) {
+                        link = Some(Link::open(&db).await?);
+                    }
+                    let Some(l) = &link else { return Ok(Vec::new()) };
+                    went(l, &host, &schema, live).await.map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(bound, told).await {
+                    Ok(Ok(holders)) if live => {
+                        cluster.others.entry(schema).or_default().extend(holders);
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "could not tell the other hosts");
+                        link = None;
+                    }
+                    Err(_) => {
+                        tracing::warn!("could not tell the other hosts in time");
+                        link = None;
                     }
                 }
                 if !cluster.tell(&to).await {
@@ -232,7 +264,7 @@ pub async fn run(
             }
             payload = heard => {
                 match payload {
-                    Some(p) => heard_from(&mut cluster, link.as_ref(), &host, &p).await,
+                    Some(p) => heard_from(&mut cluster, link.as_ref(), &host, &p, bound).await,
                     // The connection ended: opened again at the next beat.
                     None => link = None,
                 }
@@ -240,8 +272,10 @@ pub async fn run(
                     break;
                 }
             }
-            _ = stop.changed() => break,
         }
+    }
+    if *handed_over.borrow() {
+        return;
     }
     let stopped = async {
         let l = match link {
@@ -259,13 +293,15 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())
     };
-    if let Err(e) = stopped.await {
-        tracing::warn!(error = %e, "could not record this host's stop");
+    match tokio::time::timeout(bound, stopped).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not record this host's stop"),
+        Err(_) => tracing::warn!("could not record this host's stop in time"),
     }
 }
 
-/// Records that `schema` got its first ready worker here (`live`) or lost its last, and says
-/// so on [`CHANNEL`]; for a tenant gone live, the other live hosts that serve it too.
+/// Records that `schema` got its first worker process here (`live`) or lost its last, and says
+/// so on [`CHANNEL`]; for a tenant gone live, the other live hosts that run it too.
 async fn went(
     l: &Link,
     host: &Host,
@@ -299,7 +335,13 @@ async fn went(
 
 /// Another host's `live` or `idle`. A host that newly serves a tenant this host serves too is
 /// answered with this host's own `live`, so it learns at once as well.
-async fn heard_from(cluster: &mut Cluster, link: Option<&Link>, host: &Host, payload: &str) {
+async fn heard_from(
+    cluster: &mut Cluster,
+    link: Option<&Link>,
+    host: &Host,
+    payload: &str,
+    bound: Duration,
+) {
     let mut words = payload.split(' ');
     let (Some(what), Some(other), Some(schema), None) =
         (words.next(), words.next(), words.next(), words.next())
@@ -318,7 +360,7 @@ async fn heard_from(cluster: &mut Cluster, link: Option<&Link>, host: &Host, pay
                 .insert(other.to_owned());
             if news && cluster.live_here.contains(schema) {
                 if let Some(l) = link {
-                    let _ = l.say("live", &host.name, schema).await;
+                    let _ = tokio::time::timeout(bound, l.say("live", &host.name, schema)).await;
                 }
             }
         }
@@ -331,8 +373,10 @@ async fn heard_from(cluster: &mut Cluster, link: Option<&Link>, host: &Host, pay
     }
 }
 
-/// Schema → ready workers, from the supervisor; None once it is gone.
-async fn ready_workers(to: &mpsc::Sender<Msg>) -> Option<BTreeMap<String, usize>> {
+/// Tenant → its worker processes here (starting, ready, retiring or draining: any of them may
+/// write), from the supervisor; None once it is gone. The public site runs on every host and
+/// is left out.
+async fn running(to: &mpsc::Sender<Msg>) -> Option<BTreeMap<String, usize>> {
     let (reply, answer) = oneshot::channel();
     to.send(Msg::Status { reply }).await.ok()?;
     let report = answer.await.ok()?;
@@ -340,11 +384,8 @@ async fn ready_workers(to: &mpsc::Sender<Msg>) -> Option<BTreeMap<String, usize>
         report
             .tenants
             .iter()
-            .map(|t| {
-                let ready = t.workers.iter().filter(|w| w.state == "ready").count();
-                (t.schema.clone(), ready)
-            })
-            .filter(|(_, ready)| *ready > 0)
+            .filter(|t| t.schema != "public" && !t.workers.is_empty())
+            .map(|t| (t.schema.clone(), t.workers.len()))
             .collect(),
     )
 }

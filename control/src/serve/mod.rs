@@ -214,12 +214,13 @@ pub async fn run(
     ));
     let mut supervised = tokio::spawn(supervisor.run(inbox));
     let (stop_follower, follower_stop) = watch::channel(false);
+    let (handover_tx, handover_rx) = watch::channel(false);
     let beats = tokio::spawn(hosts::run(
         catalog.db.clone(),
         host,
         to.clone(),
         cluster_rx,
-        follower_stop.clone(),
+        handover_rx,
     ));
     let follower = tokio::spawn(catalog::follow(catalog.clone(), to.clone(), follower_stop));
 
@@ -259,6 +260,7 @@ pub async fn run(
         Signals { term, int, quit },
         &to,
         &stop_follower,
+        &handover_tx,
     )
     .await;
     let _ = follower.await;
@@ -307,6 +309,7 @@ async fn until_stopped(
     mut signals: Signals,
     to: &mpsc::Sender<supervisor::Msg>,
     stop_follower: &watch::Sender<bool>,
+    handing_over: &watch::Sender<bool>,
 ) -> (
     std::result::Result<std::io::Result<()>, tokio::task::JoinError>,
     bool,
@@ -324,6 +327,7 @@ async fn until_stopped(
             if !handed_over {
                 tracing::info!("SIGQUIT: leaving every worker to the next daemon");
                 handed_over = true;
+                let _ = handing_over.send(true);
                 let _ = stop_follower.send(true);
                 let _ = to.send(supervisor::Msg::Handover).await;
             }

@@ -73,12 +73,15 @@ pub enum Msg {
     },
     /// The tenants' change feed ([`Feed`]): relayed to the workers concerned.
     Feed(FeedEvent),
-    /// The other live hosts that have ready workers of `schema` now (none: it is this
+    /// The other live hosts that have worker processes of `schema` now (none: it is this
     /// host's alone), from [`super::hosts`].
     Shared {
         schema: String,
         hosts: Vec<String>,
     },
+    /// [`super::hosts`] read the other hosts' rows for the first time (the `Shared` messages
+    /// that follow from them came first).
+    ClusterKnown,
 }
 
 /// Where a tenant's role check stands, for its next spawns.
@@ -122,9 +125,14 @@ pub struct Supervisor {
     /// Where this host tells the others which tenants it has ready workers for
     /// ([`super::hosts`]); none: one host alone.
     cluster: Option<mpsc::UnboundedSender<(String, bool)>>,
-    /// Tenants with ready workers on other live hosts too, and those hosts: their workers here
-    /// keep no caches, since a write there is not announced here.
+    /// Tenants with worker processes on other live hosts too, and those hosts: their workers
+    /// here keep no caches, since a write there is not announced here.
     shared: HashMap<String, Vec<String>>,
+    /// Tenants with worker processes here, as the other hosts were told.
+    running_here: HashSet<String>,
+    /// With other hosts: whether what they serve is known yet (their rows read once). Until
+    /// then no worker keeps caches.
+    cluster_known: bool,
 }
 
 impl Supervisor {
@@ -163,6 +171,8 @@ impl Supervisor {
             heard: HashSet::new(),
             cluster: None,
             shared: HashMap::new(),
+            running_here: HashSet::new(),
+            cluster_known: true,
         }
     }
 
@@ -170,7 +180,15 @@ impl Supervisor {
     /// here and when it loses its last ([`super::hosts`]).
     pub fn with_cluster(mut self, cluster: mpsc::UnboundedSender<(String, bool)>) -> Self {
         self.cluster = Some(cluster);
+        self.cluster_known = false;
         self
+    }
+
+    /// Whether `schema`'s workers may keep caches: its changes are heard, and no other host
+    /// serves it (as far as is known).
+    fn may_cache(&self, schema: &str) -> bool {
+        self.heard.contains(schema)
+            && (schema == "public" || (self.cluster_known && !self.shared.contains_key(schema)))
     }
 
     /// Re-asserts each tenant's role settings before its workers start (see [`RoleChecks`]).
@@ -338,16 +356,30 @@ impl Supervisor {
                 self.reconcile(&schema);
             }
             Msg::Feed(FeedEvent::Listening(schema)) => {
-                if !self.shared.contains_key(&schema) {
+                self.heard.insert(schema.clone());
+                if self.may_cache(&schema) {
                     self.relay(&schema, Notice::Listening);
                 }
-                self.heard.insert(schema);
+            }
+            Msg::ClusterKnown => {
+                if !self.cluster_known {
+                    self.cluster_known = true;
+                    let open: Vec<String> = self
+                        .heard
+                        .iter()
+                        .filter(|s| self.may_cache(s))
+                        .cloned()
+                        .collect();
+                    for schema in open {
+                        self.relay(&schema, Notice::Listening);
+                    }
+                }
             }
             Msg::Shared { schema, hosts } => {
                 if hosts.is_empty() {
                     if self.shared.remove(&schema).is_some() {
                         tracing::info!(%schema, "no other host serves this tenant: caches back on");
-                        if self.heard.contains(&schema) {
+                        if self.may_cache(&schema) {
                             self.relay(&schema, Notice::Listening);
                         }
                     }
@@ -510,7 +542,7 @@ impl Supervisor {
                         // The tenant's changes: heard already, or asked for (the answer
                         // reaches this worker too).
                         if self.heard.contains(schema) {
-                            if !self.shared.contains_key(schema) {
+                            if self.may_cache(schema) {
                                 link.send(ControlMessage::Feed(Notice::Listening));
                             }
                         } else if let Some(feed) = &self.feed {
@@ -647,9 +679,20 @@ impl Supervisor {
             .get(schema)
             .cloned()
             .unwrap_or_default();
-        if now.is_empty() != before.is_empty() {
+        // The other hosts hear of a tenant from its first worker process here (not its first
+        // ready one) to its last one's exit, draining ones included: each of them may write.
+        let running = self
+            .tenants
+            .get(schema)
+            .is_some_and(|t| !t.workers.is_empty());
+        if schema != "public" && running != self.running_here.contains(schema) {
+            if running {
+                self.running_here.insert(schema.to_owned());
+            } else {
+                self.running_here.remove(schema);
+            }
             if let Some(cluster) = &self.cluster {
-                let _ = cluster.send((schema.to_owned(), !now.is_empty()));
+                let _ = cluster.send((schema.to_owned(), running));
             }
         }
         if now != before {

@@ -1,6 +1,7 @@
 //! The system as a user meets it, for the tests that run the real binaries: `apotheca` against
-//! a test database as an operator would ([`Apotheca`]), its daemon ([`daemon`]), the proxy
-//! ([`proxy`]), a stand-in worker that echoes what it gets ([`echo`]), a pharmacy's and the
+//! a test database as an operator would ([`Apotheca`]; another host on the same database:
+//! [`Apotheca::another_host`]), its daemon ([`daemon`]), the proxy ([`proxy`]), HAProxy in
+//! front of two hosts ([`haproxy`]), a stand-in worker that echoes what it gets ([`echo`]), a pharmacy's and the
 //! public site's clients ([`pharmacy`], [`site`]), steady load ([`load`]), certificates and
 //! TLS clients ([`tls`]). Control's tests and the proxy's use it.
 

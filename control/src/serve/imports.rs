@@ -216,7 +216,8 @@ async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
         .await
 }
 
-/// Writes the body to `path`, at most `max` bytes: its length, or why not.
+/// Writes the body to `path`, at most `max` bytes: its length, or why not (a body over `max`
+/// read to its end, up to as much again, before the refusal is answered).
 async fn keep(body: Body, path: &Path, max: u64) -> Result<u64, ApiError> {
     let mut file = create_private(path).await.map_err(io_failed)?;
     let mut stream = body.into_data_stream();
@@ -231,6 +232,16 @@ async fn keep(body: Body, path: &Path, max: u64) -> Result<u64, ApiError> {
         })?;
         written += chunk.len() as u64;
         if written > max {
+            drop(file);
+            // The rest is read and dropped (as much again at most), so that the sender, who
+            // is still writing it, reads this answer rather than a connection reset.
+            let mut rest = 0u64;
+            while let Some(Ok(chunk)) = stream.next().await {
+                rest += chunk.len() as u64;
+                if rest > max {
+                    break;
+                }
+            }
             return Err(too_large(max));
         }
         file.write_all(&chunk).await.map_err(io_failed)?;

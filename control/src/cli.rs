@@ -186,13 +186,13 @@ pub enum Command {
     ///
     /// Each worker with its pid, state, uptime, requests in flight and served, RSS. Needs
     /// `apotheca serve`. With --cluster: every host sharing the database (from the database,
-    /// no daemon needed) and where each tenant has ready workers.
+    /// no daemon needed) and where each tenant has worker processes.
     Status {
         /// Only this tenant (or `public`).
         #[arg(long, value_name = "SCHEMA", value_parser = parse_target, conflicts_with = "cluster")]
         schema: Option<String>,
         /// Every host sharing the database: name, address, version, live, stopped or gone,
-        /// last beat, and the tenants it has ready workers for.
+        /// last beat, and the tenants it runs workers for.
         #[arg(long)]
         cluster: bool,
         #[arg(long)]

@@ -57,7 +57,7 @@ pub(super) async fn cluster(ctx: &Context, json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<22} {:<9} {:<8} {:>10}  TENANTS (ready workers)",
+        "{:<20} {:<22} {:<9} {:<8} {:>10}  TENANTS (worker processes)",
         "HOST", "ADDRESS", "VERSION", "STATE", "LAST BEAT"
     );
     let mut tenants: std::collections::BTreeMap<&str, Vec<String>> = Default::default();

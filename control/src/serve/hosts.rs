@@ -4,10 +4,10 @@
 //! host notices first), and a clean stop recorded. `apotheca status --cluster` reads the table.
 //!
 //! A write drops the read caches of the tenant's workers on this host only (a file beside
-//! their sockets). So a tenant that has ready workers on another live host too keeps no caches
-//! here while it does: the hosts say on [`CHANNEL`] when a tenant gets its first worker process
-//! on them and loses its last, and each beat reads the same from the rows; the supervisor is
-//! told ([`Msg::Shared`]) and tells the tenant's workers. A failing database only delays the
+//! their sockets). So a tenant that has worker processes on another live host too keeps no
+//! caches here while it does: the hosts say on [`CHANNEL`] when a tenant gets its first worker
+//! process on them and loses its last, and each beat reads the same from the rows; the
+//! supervisor is told ([`Msg::Shared`]) and tells the tenant's workers. A failing database only delays the
 //! beats: the daemon serves on, and says so in its log.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,9 +72,9 @@ pub const CHANNEL: &str = "apotheca_hosts";
 /// What this host knows of the others, and what it told its supervisor.
 #[derive(Default)]
 struct Cluster {
-    /// Tenants with ready workers here.
+    /// Tenants with worker processes here.
     live_here: BTreeSet<String>,
-    /// Tenant → the other live hosts with ready workers of it.
+    /// Tenant → the other live hosts with worker processes of it.
     others: BTreeMap<String, BTreeSet<String>>,
     /// Tenant → the hosts the supervisor was last told of.
     told: BTreeMap<String, Vec<String>>,

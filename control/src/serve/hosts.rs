@@ -7,8 +7,8 @@
 //! their sockets). So a tenant that has worker processes on another live host too keeps no
 //! caches here while it does: the hosts say on [`CHANNEL`] when a tenant gets its first worker
 //! process on them and loses its last, and each beat reads the same from the rows; the
-//! supervisor is told ([`Msg::Shared`]) and tells the tenant's workers. A failing database only delays the
-//! beats: the daemon serves on, and says so in its log.
+//! supervisor is told ([`Msg::Shared`]) and tells the tenant's workers. A failing database
+//! only delays the beats: the daemon serves on, and says so in its log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -3,7 +3,8 @@
 //! host only, its HTTP (hashed on the Host header) and its HTTPS (on SNI, TLS passed through to
 //! the host's proxy) by the same one; the client's address reaches Apotheca
 //! through the PROXY protocol; and when a host's proxy and control stop, its pharmacies move to
-//! the other (after two failed health checks, a second apart).
+//! the other (after two failed health checks, a second apart). Two hosts creating pharmacies
+//! from one pool of spare schemas and migrating at once do each thing once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -176,4 +177,70 @@ async fn haproxy_keeps_each_pharmacy_on_one_host_and_moves_it_when_the_host_dies
     println!("a pharmacy moved {took:?} after its host died");
     assert!(proxy_b.stop().await.success());
     assert!(host_b.stop().await.success());
+}
+
+/// Creates pharmacies `<prefix>0` to `<prefix>5` on `host`, one after another.
+async fn create_six(host: &Apotheca, prefix: &str) {
+    for i in 0..6 {
+        host.create(&format!("{prefix}{i}")).await;
+    }
+}
+
+/// Two hosts provisioning at once: each creates six pharmacies from the same pool of spare
+/// schemas, then both run `migrate-schemas` together. Every pharmacy is created, each on a
+/// spare of its own or a schema built for it (a spare taken twice would fail a create), no
+/// pharmacy's schema is left listed as a spare, and every schema is migrated exactly once.
+#[tokio::test]
+async fn two_hosts_creating_pharmacies_and_migrating_at_once_do_each_thing_once() {
+    let a = Apotheca::migrated().await;
+    let out = a.ok(&["prepare-spares", "--count", "8"]).await;
+    assert!(out.contains("8 ready"), "{out}");
+    let b = a.another_host();
+    tokio::join!(create_six(&a, "left"), create_six(&b, "right"));
+    let tenants = a.tenants().await;
+    assert_eq!(tenants.len(), 12, "{tenants:#?}");
+    let db = a.db.client().await;
+    let both: Vec<i64> = apotheca_testkit::column(
+        &db,
+        "SELECT count(*) FROM public.tenants t JOIN public.spare_schemas s
+           ON s.schema_name = t.schema_name",
+    )
+    .await;
+    assert_eq!(both, [0], "a pharmacy's schema still listed as a spare");
+    let left: Vec<i64> =
+        apotheca_testkit::column(&db, "SELECT count(*) FROM public.spare_schemas").await;
+    assert!(
+        left[0] < 8,
+        "the pharmacies were made from the spares: {left:?} left"
+    );
+    let claimed: Vec<i64> = apotheca_testkit::column(
+        &db,
+        "SELECT count(*) FROM public.tenants t
+          WHERE NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = t.schema_name)",
+    )
+    .await;
+    assert_eq!(claimed, [0], "a pharmacy without its schema");
+
+    let (one, two) = tokio::join!(a.run(&["migrate-schemas"]), b.run(&["migrate-schemas"]));
+    assert_eq!(
+        (one.code, two.code),
+        (0, 0),
+        "{}\n{}",
+        one.stderr,
+        two.stderr
+    );
+    let per_schema: Vec<i64> = apotheca_testkit::column(
+        &db,
+        "SELECT count(*) FROM public.apotheca_migrations m JOIN public.tenants t
+           ON t.schema_name = m.schema_name GROUP BY m.schema_name",
+    )
+    .await;
+    let built = apotheca_migrations::MigrationSet::embedded()
+        .unwrap()
+        .tenant_version();
+    assert_eq!(per_schema.len(), 12);
+    assert!(
+        per_schema.iter().all(|n| *n == i64::from(built)),
+        "each tenant schema migrated once: {per_schema:?}"
+    );
 }

@@ -199,34 +199,21 @@ pub async fn run(
                 let Some(workers) = running(&to).await else {
                     break;
                 };
-                let beat = async {
-                    if link.as_ref().is_none_or(|l| l.client.is_closed()) {
-                        link = Some(Link::open(&db).await?);
+                let beat = tokio::time::timeout(bound, async {
+                    let l = connected(&mut link, &db).await?;
+                    one_beat(&l.client, &host, &workers).await.map_err(|e| e.to_string())
+                })
+                .await;
+                if let Some(others) = settle(beat, "host beat", &mut link) {
+                    cluster.others = others;
+                    if !cluster.tell(&to).await {
+                        break;
                     }
-                    let Some(l) = &link else { return Ok(None) };
-                    one_beat(&l.client, &host, &workers).await.map(Some).map_err(|e| e.to_string())
-                };
-                match tokio::time::timeout(bound, beat).await {
-                    Ok(Ok(Some(others))) => {
-                        cluster.others = others;
-                        if !cluster.tell(&to).await {
+                    if !known {
+                        known = true;
+                        if to.send(Msg::ClusterKnown).await.is_err() {
                             break;
                         }
-                        if !known {
-                            known = true;
-                            if to.send(Msg::ClusterKnown).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "host beat failed");
-                        link = None;
-                    }
-                    Err(_) => {
-                        tracing::warn!("host beat: the database did not answer in time");
-                        link = None;
                     }
                 }
             }
@@ -237,25 +224,14 @@ pub async fn run(
                 } else {
                     cluster.live_here.remove(&schema);
                 }
-                let told = async {
-                    if link.as_ref().is_none_or(|l| l.client.is_closed()) {
-                        link = Some(Link::open(&db).await?);
-                    }
-                    let Some(l) = &link else { return Ok(Vec::new()) };
+                let told = tokio::time::timeout(bound, async {
+                    let l = connected(&mut link, &db).await?;
                     went(l, &host, &schema, live).await.map_err(|e| e.to_string())
-                };
-                match tokio::time::timeout(bound, told).await {
-                    Ok(Ok(holders)) if live => {
+                })
+                .await;
+                if let Some(holders) = settle(told, "telling the other hosts", &mut link) {
+                    if live {
                         cluster.others.entry(schema).or_default().extend(holders);
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "could not tell the other hosts");
-                        link = None;
-                    }
-                    Err(_) => {
-                        tracing::warn!("could not tell the other hosts in time");
-                        link = None;
                     }
                 }
                 if !cluster.tell(&to).await {
@@ -277,11 +253,8 @@ pub async fn run(
     if *handed_over.borrow() {
         return;
     }
-    let stopped = async {
-        let l = match link {
-            Some(l) if !l.client.is_closed() => l,
-            _ => Link::open(&db).await?,
-        };
+    let stopped = tokio::time::timeout(bound, async {
+        let l = connected(&mut link, &db).await?;
         for schema in &cluster.live_here {
             let _ = l.say("idle", &host.name, schema).await;
         }
@@ -292,11 +265,38 @@ pub async fn run(
             )
             .await
             .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(bound, stopped).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not record this host's stop"),
-        Err(_) => tracing::warn!("could not record this host's stop in time"),
+    })
+    .await;
+    settle(stopped, "recording this host's stop", &mut link);
+}
+
+/// The link, opened (again) when there is none or it closed.
+async fn connected<'a>(link: &'a mut Option<Link>, db: &Database) -> Result<&'a Link, String> {
+    if link.as_ref().is_none_or(|l| l.client.is_closed()) {
+        *link = Some(Link::open(db).await?);
+    }
+    link.as_ref().ok_or_else(|| "no connection".to_owned())
+}
+
+/// What a bounded database round of the loop gave: its value, else the failure logged and the
+/// link dropped (opened again by the next round).
+fn settle<T>(
+    outcome: Result<Result<T, String>, tokio::time::error::Elapsed>,
+    what: &str,
+    link: &mut Option<Link>,
+) -> Option<T> {
+    match outcome {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "{what} failed");
+            *link = None;
+            None
+        }
+        Err(_) => {
+            tracing::warn!("{what}: the database did not answer in time");
+            *link = None;
+            None
+        }
     }
 }
 

@@ -122,7 +122,7 @@ pub struct Supervisor {
     feed: Option<Feed>,
     /// The schemas whose channel the feed listens to now.
     heard: HashSet<String>,
-    /// Where this host tells the others which tenants it has ready workers for
+    /// Where this host tells the others which tenants it runs workers for
     /// ([`super::hosts`]); none: one host alone.
     cluster: Option<mpsc::UnboundedSender<(String, bool)>>,
     /// Tenants with worker processes on other live hosts too, and those hosts: their workers
@@ -176,7 +176,7 @@ impl Supervisor {
         }
     }
 
-    /// Tells the other hosts, through `cluster`, when a tenant gets its first ready worker
+    /// Tells the other hosts, through `cluster`, when a tenant gets its first worker process
     /// here and when it loses its last ([`super::hosts`]).
     pub fn with_cluster(mut self, cluster: mpsc::UnboundedSender<(String, bool)>) -> Self {
         self.cluster = Some(cluster);
@@ -511,6 +511,28 @@ impl Supervisor {
             }
         }
         self.publish(schema);
+        self.announce(schema);
+    }
+
+    /// Tells the other hosts when `schema` gets its first worker process here (not its first
+    /// ready one) and when its last one exits, draining ones included: each of them may write.
+    fn announce(&mut self, schema: &str) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let running = self
+            .tenants
+            .get(schema)
+            .is_some_and(|t| !t.workers.is_empty());
+        if schema == "public" || running == self.running_here.contains(schema) {
+            return;
+        }
+        let _ = cluster.send((schema.to_owned(), running));
+        if running {
+            self.running_here.insert(schema.to_owned());
+        } else {
+            self.running_here.remove(schema);
+        }
     }
 
     /// Returns true when the tenant must be reconciled again (a spawn failed).
@@ -679,22 +701,6 @@ impl Supervisor {
             .get(schema)
             .cloned()
             .unwrap_or_default();
-        // The other hosts hear of a tenant from its first worker process here (not its first
-        // ready one) to its last one's exit, draining ones included: each of them may write.
-        let running = self
-            .tenants
-            .get(schema)
-            .is_some_and(|t| !t.workers.is_empty());
-        if schema != "public" && running != self.running_here.contains(schema) {
-            if running {
-                self.running_here.insert(schema.to_owned());
-            } else {
-                self.running_here.remove(schema);
-            }
-            if let Some(cluster) = &self.cluster {
-                let _ = cluster.send((schema.to_owned(), running));
-            }
-        }
         if now != before {
             self.endpoints.send_modify(|map| {
                 let map = Arc::make_mut(map);

@@ -142,7 +142,7 @@ impl Client {
         path: &str,
         bearer: Option<&str>,
         content_type: Option<&str>,
-        body: impl Into<RequestBody>,
+        body: RequestBody,
     ) -> Result<Answer, CallError> {
         let exchange = async {
             let response = self
@@ -179,7 +179,7 @@ impl Client {
         path: &str,
         bearer: Option<&str>,
         content_type: Option<&str>,
-        body: impl Into<RequestBody>,
+        body: RequestBody,
     ) -> Result<Response<Incoming>, CallError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
@@ -203,7 +203,7 @@ impl Client {
             request = request.header(hyper::header::CONTENT_TYPE, content_type);
         }
         let request = request
-            .body(body.into().0)
+            .body(body)
             .map_err(|e| CallError::Unreadable(format!("request {path:?}: {e}")))?;
         Ok(sender.send_request(request).await?)
     }
@@ -212,30 +212,16 @@ impl Client {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a request carries: a JSON body whole, or an upload as it comes.
-struct RequestBody(UnsyncBoxBody<Bytes, BoxError>);
-
-impl From<Bytes> for RequestBody {
-    fn from(bytes: Bytes) -> Self {
-        Self(
-            Full::new(bytes)
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-    }
-}
-
-impl From<UnsyncBoxBody<Bytes, BoxError>> for RequestBody {
-    fn from(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
-        Self(body)
-    }
-}
+type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A JSON body and its content type, or none.
-fn json_body(body: Option<&serde_json::Value>) -> (Option<&'static str>, Bytes) {
-    match body {
+fn json_body(body: Option<&serde_json::Value>) -> (Option<&'static str>, RequestBody) {
+    let (content_type, bytes) = match body {
         Some(json) => (Some("application/json"), Bytes::from(json.to_string())),
         None => (None, Bytes::new()),
-    }
+    };
+    let body = Full::new(bytes).map_err(|never| match never {});
+    (content_type, body.boxed_unsync())
 }
 
 #[cfg(test)]

@@ -19,13 +19,8 @@ use apotheca_import::{plan, Location, Report, SourceError};
 use apotheca_tenancy::tenants::{self, Provisioner};
 
 pub(super) async fn pharmacy_app(ctx: &Context, args: ImportPharmacyAppArgs) -> Result<()> {
-    let super::Provisioning {
-        set,
-        db,
-        mut client,
-        secret,
-    } = ctx.provisioning().await?;
-    let provisioner = ctx.provisioner(&db, &secret, &set);
+    let (ready, mut client) = ctx.provisioning().await?;
+    let provisioner = ctx.provisioner_of(&ready);
     let job = import::PharmacyApp {
         from: &args.from,
         schema: &args.schema,
@@ -98,9 +93,7 @@ pub(super) async fn django_tenants(ctx: &Context, args: ImportDjangoTenantsArgs)
         pharmacies.retain(|p| args.only.contains(&p.schema_name));
     }
 
-    let super::Provisioning {
-        set, db, secret, ..
-    } = ctx.provisioning().await?;
+    let (ready, _) = ctx.provisioning().await?;
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(pharmacies.len() as u64);
         bar.set_style(
@@ -113,7 +106,7 @@ pub(super) async fn django_tenants(ctx: &Context, args: ImportDjangoTenantsArgs)
         bar
     });
     let jobs = args.jobs.unwrap_or(2).max(1);
-    let provisioner = ctx.provisioner(&db, &secret, &set);
+    let provisioner = ctx.provisioner_of(&ready);
     let mut outcomes: Vec<Outcome> = futures::stream::iter(pharmacies)
         .map(|p| {
             let (provisioner, url, bar) = (&provisioner, &url, &bar);

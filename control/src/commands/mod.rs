@@ -31,15 +31,15 @@ use db::db_command;
 use tenant::{create_tenant, list_tenants, seed_tenant, set_status, sync_roles};
 use up::up;
 
-/// The loaded settings and command-line overrides every command works from.
-/// See [`Context::provisioning`].
+/// What creating tenants needs: the migrations, the database and the server secret. See
+/// [`Context::provisioning`].
 struct Provisioning {
     set: MigrationSet,
     db: Database,
-    client: tokio_postgres::Client,
     secret: Secret,
 }
 
+/// The loaded settings and command-line overrides every command works from.
 struct Context {
     settings: Settings,
     cli_url: Option<String>,
@@ -65,21 +65,14 @@ impl Context {
         })
     }
 
-    /// The server secret, checked against the database's record of it.
-    /// What creating tenants needs, ready: the migrations, the database, a connection with
-    /// `public` migrated, and the server secret.
-    async fn provisioning(&self) -> Result<Provisioning> {
+    /// What creating tenants needs, ready, and a connection with `public` migrated.
+    async fn provisioning(&self) -> Result<(Provisioning, tokio_postgres::Client)> {
         let set = self.migrations()?;
         let db = self.database().await?;
         let client = db.connect().await?;
         ensure_public_migrated(&client).await?;
         let secret = self.secret(&client).await?;
-        Ok(Provisioning {
-            set,
-            db,
-            client,
-            secret,
-        })
+        Ok((Provisioning { set, db, secret }, client))
     }
 
     /// What creates tenants, on `db` with its `secret` and the migrations `set`.
@@ -97,6 +90,12 @@ impl Context {
         }
     }
 
+    /// [`Context::provisioner`] on what [`Context::provisioning`] made ready.
+    fn provisioner_of<'a>(&'a self, p: &'a Provisioning) -> tenants::Provisioner<'a> {
+        self.provisioner(&p.db, &p.secret, &p.set)
+    }
+
+    /// The server secret, checked against the database's record of it.
     async fn secret(&self, client: &tokio_postgres::Client) -> Result<Secret> {
         let secret = Secret::load(
             self.settings.control.secret_key.as_deref(),

@@ -25,13 +25,8 @@ pub(super) async fn create_tenant(ctx: &Context, args: CreateTenantArgs) -> Resu
             (Some(admin), generated.then_some(password))
         }
     };
-    let super::Provisioning {
-        set,
-        db,
-        mut client,
-        secret,
-    } = ctx.provisioning().await?;
-    let provisioner = ctx.provisioner(&db, &secret, &set);
+    let (ready, mut client) = ctx.provisioning().await?;
+    let provisioner = ctx.provisioner_of(&ready);
     let info = provisioner
         .create(
             &mut client,

@@ -133,7 +133,8 @@ impl From<apotheca_pharmacy::Error> for ApiError {
         let status = status_of(&e);
         let (code, message, field, detail) = match e {
             E::Invalid { field, message } => ("invalid", message, Some(field), None),
-            E::NotFound { what, field } => ("not_found", format!("{what} not found"), field, None),
+            // Its message is its Display ("… not found"), made there only.
+            E::NotFound { ref field, .. } => ("not_found", e.to_string(), field.clone(), None),
             E::Conflict {
                 code,
                 message,

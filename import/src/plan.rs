@@ -182,6 +182,47 @@ fn no_expiry() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
 }
 
+/// How one kind of number (a batch's, a receipt's) is made unique within its owner.
+struct Numbering {
+    /// "batch number"
+    what: &'static str,
+    /// What a number taken already is, after it ("appears twice for this medicine").
+    twice: &'static str,
+    table: &'static str,
+}
+
+impl Numbering {
+    /// `raw` (trimmed, at most 50 characters), else `IMPORT-<id>`; one that `owner` has
+    /// already gets `-<id>` after it. Each such decision is an anomaly of row `id`.
+    fn unique(
+        &self,
+        raw: &str,
+        id: i64,
+        owner: i64,
+        seen: &mut HashSet<(i64, String)>,
+        report: &mut Report,
+    ) -> String {
+        let number = bounded(raw, 50).unwrap_or_else(|| {
+            let made = format!("IMPORT-{id}");
+            let (what, done) = (format!("no {}", self.what), format!("numbered {made:?}"));
+            report.anomaly(self.table, id, what, done);
+            made
+        });
+        if seen.insert((owner, number.clone())) {
+            return number;
+        }
+        let made = cut(&format!("{number}-{id}"), 50);
+        report.anomaly(
+            self.table,
+            id,
+            format!("{} {number:?} {}", self.what, self.twice),
+            format!("this one numbered {made:?}"),
+        );
+        seen.insert((owner, made.clone()));
+        made
+    }
+}
+
 /// Trimmed text cut to `max` characters (and trimmed again: the schema's names are); `None`
 /// when blank.
 fn bounded(raw: &str, max: usize) -> Option<String> {
@@ -646,30 +687,12 @@ fn medicines(snapshot: &Snapshot, p: &mut Plan, report: &mut Report) -> Batches 
         };
         let medicine_id = p.medicines[index].id;
         let written = m.batch_number.as_deref().map(str::trim).unwrap_or("");
-        let mut batch_no = match bounded(written, 50) {
-            Some(b) => b,
-            None => {
-                let made = format!("IMPORT-{}", m.medicine_id);
-                report.anomaly(
-                    t,
-                    m.medicine_id,
-                    "no batch number",
-                    format!("numbered {made:?}"),
-                );
-                made
-            }
-        };
-        if !batch_nos.insert((medicine_id, batch_no.clone())) {
-            let made = cut(&format!("{batch_no}-{}", m.medicine_id), 50);
-            report.anomaly(
-                t,
-                m.medicine_id,
-                format!("batch number {batch_no:?} appears twice for this medicine"),
-                format!("this one numbered {made:?}"),
-            );
-            batch_nos.insert((medicine_id, made.clone()));
-            batch_no = made;
+        let batch_no = Numbering {
+            what: "batch number",
+            twice: "appears twice for this medicine",
+            table: t,
         }
+        .unique(written, m.medicine_id, medicine_id, &mut batch_nos, report);
         let expires_on = m.exp_date.unwrap_or_else(|| {
             report.anomaly(
                 t,
@@ -792,26 +815,12 @@ fn receipts(
             report.counts("receipts").skipped += 1;
             continue;
         };
-        let mut invoice_no = bounded(&r.invoice_number, 50).unwrap_or_else(|| {
-            report.anomaly(
-                t,
-                r.id,
-                "no invoice number",
-                format!("numbered \"IMPORT-{}\"", r.id),
-            );
-            format!("IMPORT-{}", r.id)
-        });
-        if !numbers.insert((supplier_id, invoice_no.clone())) {
-            let made = cut(&format!("{invoice_no}-{}", r.id), 50);
-            report.anomaly(
-                t,
-                r.id,
-                format!("invoice number {invoice_no:?} is another receipt's of this supplier too"),
-                format!("this one numbered {made:?}"),
-            );
-            numbers.insert((supplier_id, made.clone()));
-            invoice_no = made;
+        let invoice_no = Numbering {
+            what: "invoice number",
+            twice: "is another receipt's of this supplier too",
+            table: t,
         }
+        .unique(&r.invoice_number, r.id, supplier_id, &mut numbers, report);
         let received_by = users.named(r.received_by.as_deref().unwrap_or(""), t, r.id, report);
         let total = r
             .total_amount

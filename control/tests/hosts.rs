@@ -2,12 +2,14 @@
 //! address, beats with the tenants it has ready workers for, marks a host whose beat stopped
 //! as gone, and records its own clean stop; `apotheca status --cluster` shows all of it. A
 //! pharmacy served by two hosts at once (two daemons and proxies on one database) shows every
-//! write and every logout on both at once.
+//! write and every logout on both at once; sign-up and operator login limits count what every
+//! host saw.
 
 use std::time::Duration;
 
 use apotheca_testkit::system::daemon::{Daemon, PATIENCE};
 use apotheca_testkit::system::pharmacy::{Shop, ADMIN_PASSWORD};
+use apotheca_testkit::system::site::Site;
 use apotheca_testkit::system::Apotheca;
 use hyper::Method;
 use serde_json::{json, Value};
@@ -287,5 +289,83 @@ async fn a_pharmacy_served_by_two_hosts_shows_every_write_on_both_at_once() {
         "4.20",
         "A keeps its list again"
     );
+    assert!(host_a.stop().await.success());
+}
+
+#[tokio::test]
+async fn sign_up_and_operator_login_limits_count_on_every_host() {
+    let a = Apotheca::migrated().await;
+    a.create_operator("ops", "correct horse battery").await;
+    let b = a.another_host();
+    let limit = ("APOTHECA_WORKER__SIGNUPS_PER_HOUR", "2");
+    let host_a = a.serve(&[host_env("host-a")[0], limit]).await;
+    let host_b = b.serve(&[host_env("host-b")[0], limit]).await;
+    let (mut on_a, mut on_b) = (Site::of(&host_a).await, Site::of(&host_b).await);
+
+    // One address fails to log in three times on A and twice on B: the sixth try is refused on
+    // both, the right password too.
+    for (site, times) in [(&mut on_a, 3), (&mut on_b, 2)] {
+        for _ in 0..times {
+            let wrong = site.log_in("ops", "guess guess guess").await;
+            assert_eq!(wrong.status, 401, "{}", wrong.body);
+        }
+    }
+    for site in [&mut on_a, &mut on_b] {
+        let refused = site.log_in("ops", "correct horse battery").await;
+        assert_eq!(refused.status, 429, "{}", refused.body);
+        assert!(site.token().is_none());
+    }
+    // From another address the operator logs in on B; that forgets the username's failures on
+    // every host.
+    let mut elsewhere = Site::of(&host_b).await;
+    elsewhere.address = "192.0.2.99".to_owned();
+    let home = elsewhere.log_in("ops", "correct horse battery").await;
+    assert_eq!(home.status, 303, "{}", home.body);
+    let again = on_a.log_in("ops", "correct horse battery").await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert!(on_a.token().is_some());
+
+    // Two sign-up attempts an hour from one address (invalid ones count too): one on each
+    // host, then the third is refused on either; another address still may.
+    let attempt = |site: &mut Site| {
+        let mut site = Site {
+            cookies: Vec::new(),
+            socket: site.socket.clone(),
+            address: site.address.clone(),
+            proto: site.proto,
+        };
+        async move {
+            let form = site.get("/tenants/create-tenant/").await;
+            assert_eq!(form.status, 200, "{}", form.body);
+            let token = form.csrf();
+            site.post("/tenants/create-tenant/", &[("csrf_token", &token)])
+                .await
+        }
+    };
+    assert_eq!(attempt(&mut on_a).await.status, 422);
+    assert_eq!(attempt(&mut on_b).await.status, 422);
+    for site in [&mut on_a, &mut on_b] {
+        let refused = attempt(site).await;
+        assert_eq!(refused.status, 429, "{}", refused.body);
+        assert!(
+            refused.body.contains("Too many sign-ups"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(attempt(&mut elsewhere).await.status, 422);
+    // Refused attempts were taken back: two are recorded for the first address.
+    let recorded: i64 =
+        a.db.client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM public.signup_attempts WHERE address = '192.0.2.10'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(recorded, 2);
+    assert!(host_b.stop().await.success());
     assert!(host_a.stop().await.success());
 }

@@ -22,14 +22,13 @@ use axum::Router;
 pub struct SiteState(Arc<Inner>);
 
 pub struct Inner {
-    /// Connections as the public site's role (read-only: tenants' names and domains).
+    /// Connections as the public site's role (tenants' names and domains to read, sign-up
+    /// attempts to count).
     pub pool: deadpool_postgres::Pool,
     /// Control's API socket; none: sign-up and the console answer 503.
     pub control_socket: Option<PathBuf>,
     /// Sign-up attempts allowed per client address and hour.
     pub signups_per_hour: usize,
-    /// Recent sign-up attempts per client address.
-    pub signups: public::Attempts,
 }
 
 impl SiteState {
@@ -42,7 +41,6 @@ impl SiteState {
             pool,
             control_socket,
             signups_per_hour,
-            signups: public::Attempts::default(),
         }))
     }
 }

@@ -3,11 +3,10 @@
 //! form to control's API (`POST /v1/tenants` on `--control-socket`), which provisions the
 //! tenant with the same code as `apotheca create-tenant --admin-user`, then sends the browser
 //! to the new pharmacy's login page. Attempts are limited per client address
-//! (`[worker] signups_per_hour`), counted before anything else is checked.
+//! (`[worker] signups_per_hour`), counted before anything else is checked, in the database so
+//! that every host counts the same ones.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apotheca_protocol::client::Client;
 use askama::Template;
@@ -34,28 +33,43 @@ pub fn routes() -> Router<SiteState> {
         .route("/tenants/find/", get(find))
 }
 
-/// Recent sign-up attempts per client address.
-#[derive(Default)]
-pub struct Attempts(Mutex<HashMap<String, Vec<Instant>>>);
-
-impl Attempts {
-    /// Counts an attempt from `address`; past `limit` within `window`, how long until the
-    /// next one is allowed instead.
-    pub fn hit(&self, address: &str, limit: usize, window: Duration) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < window));
-        }
-        let times = map.entry(address.to_owned()).or_default();
-        times.retain(|t| now.duration_since(*t) < window);
-        if times.len() >= limit {
-            let oldest = times.first().copied().unwrap_or(now);
-            return Err(window.saturating_sub(now.duration_since(oldest)));
-        }
-        times.push(now);
-        Ok(())
+/// Records a sign-up attempt from `address` (`public.signup_attempts`, which every host
+/// counts) and counts those within `window`: past `limit`, the attempt is taken back and the
+/// answer is how long until the next is allowed. Recorded before counting, so parallel
+/// attempts count each other.
+async fn attempt(
+    client: &deadpool_postgres::Client,
+    address: &str,
+    limit: usize,
+    window: Duration,
+) -> Result<Result<(), Duration>, deadpool_postgres::tokio_postgres::Error> {
+    let address: String = address.chars().take(200).collect();
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO public.signup_attempts (address) VALUES ($1) RETURNING id",
+            &[&address],
+        )
+        .await?
+        .get(0);
+    let row = client
+        .query_one(
+            "SELECT count(*),
+                    coalesce(extract(epoch FROM min(at) + make_interval(secs => $2) - now()), 0)::float8
+             FROM public.signup_attempts
+             WHERE address = $1 AND id <> $3 AND at > now() - make_interval(secs => $2)",
+            &[&address, &window.as_secs_f64(), &id],
+        )
+        .await?;
+    let before: i64 = row.get(0);
+    if usize::try_from(before).unwrap_or(usize::MAX) < limit {
+        return Ok(Ok(()));
     }
+    client
+        .execute("DELETE FROM public.signup_attempts WHERE id = $1", &[&id])
+        .await?;
+    Ok(Err(
+        Duration::try_from_secs_f64(row.get(1)).unwrap_or_default()
+    ))
 }
 
 #[derive(Template)]
@@ -126,7 +140,8 @@ async fn signup(
 ) -> PageResult {
     let mut form = FormState::from_data(&data).with("admin_password", "");
     let address = client_address(&headers);
-    if let Err(wait) = state.signups.hit(&address, state.signups_per_hour, HOUR) {
+    let client = state.pool.get().await?;
+    if let Err(wait) = attempt(&client, &address, state.signups_per_hour, HOUR).await? {
         tracing::warn!(%address, "sign-up refused: too many attempts");
         form.error = Some(format!(
             "Too many sign-ups from your address; try again in {} minutes.",
@@ -257,16 +272,6 @@ async fn find(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn attempts_are_limited_per_address() {
-        let a = Attempts::default();
-        for _ in 0..3 {
-            assert!(a.hit("1.2.3.4", 3, HOUR).is_ok());
-        }
-        assert!(a.hit("1.2.3.4", 3, HOUR).is_err());
-        assert!(a.hit("5.6.7.8", 3, HOUR).is_ok());
-    }
 
     #[test]
     fn login_links_keep_the_port_and_scheme() {

@@ -1,8 +1,9 @@
 //! Operators: the hosting provider's people who use the operator console, and their sessions
 //! (`public.operators`, `public.operator_sessions`, which only control reads). This module
 //! owns their SQL: creating, listing, deleting and deactivating operators (`apotheca
-//! create-operator` and friends), and the sessions the console's login opens (the token is
-//! only ever the operator's; its SHA-256 is stored).
+//! create-operator` and friends), the sessions the console's login opens (the token is
+//! only ever the operator's; its SHA-256 is stored), and the failed logins that limit it
+//! (`public.operator_login_failures`, counted alike by every host).
 
 use std::time::Duration;
 
@@ -252,6 +253,82 @@ pub async fn close_session(client: &impl GenericClient, token: &str) -> Result<(
         .execute(
             "DELETE FROM public.operator_sessions WHERE token_hash = $1",
             &[&accounts::token_hash(token)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The failed logins before an attempt, within the window it was counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failures {
+    /// The recorded attempt (deleted again when its password proves good, or when it is
+    /// refused).
+    pub id: i64,
+    /// Of its username from its address.
+    pub from_here: i64,
+    /// Of its username from any address.
+    pub of_username: i64,
+    /// How long until the oldest of `from_here` leaves the window (zero without any).
+    pub oldest_leaves_in: Duration,
+}
+
+/// Records a login attempt as a failure of `username` from `address`
+/// (`public.operator_login_failures`, so every host counts it) before its password is
+/// checked, then counts the failures before it within `window`: recorded first, so that
+/// parallel guesses count each other. Both are cut to the column's 200 characters.
+pub async fn failed_attempt(
+    client: &impl GenericClient,
+    username: &str,
+    address: &str,
+    window: Duration,
+) -> Result<Failures> {
+    let cut = |s: &str| s.chars().take(200).collect::<String>();
+    let (username, address) = (cut(username), cut(address));
+    let id: i64 = client
+        .query_one(
+            "INSERT INTO public.operator_login_failures (username, address) VALUES ($1, $2)
+             RETURNING id",
+            &[&username, &address],
+        )
+        .await?
+        .get(0);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE address = $2 AND id <> $4),
+                    count(*) FILTER (WHERE id <> $4),
+                    coalesce(extract(epoch FROM min(at) FILTER (WHERE address = $2 AND id <> $4)
+                                     + make_interval(secs => $3) - now()), 0)::float8
+             FROM public.operator_login_failures
+             WHERE username = $1 AND at > now() - make_interval(secs => $3)",
+            &[&username, &address, &window.as_secs_f64(), &id],
+        )
+        .await?;
+    Ok(Failures {
+        id,
+        from_here: row.get(0),
+        of_username: row.get(1),
+        oldest_leaves_in: Duration::try_from_secs_f64(row.get::<_, f64>(2)).unwrap_or_default(),
+    })
+}
+
+/// Takes back one recorded attempt (a refused one does not count as a failure).
+pub async fn forget_attempt(client: &impl GenericClient, id: i64) -> Result<()> {
+    client
+        .execute(
+            "DELETE FROM public.operator_login_failures WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A good password: every failure of `username` is forgotten, on every host.
+pub async fn forget_failures(client: &impl GenericClient, username: &str) -> Result<()> {
+    let username: String = username.chars().take(200).collect();
+    client
+        .execute(
+            "DELETE FROM public.operator_login_failures WHERE username = $1",
+            &[&username],
         )
         .await?;
     Ok(())

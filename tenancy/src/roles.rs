@@ -280,7 +280,8 @@ pub fn public_role(database: &str) -> String {
 /// database only (through the tenant group), `search_path` fixed to `public`, the tenant
 /// roles' timeouts and connection limit, and read the migration records, which is how a worker
 /// checks that the schema it serves is at the version it was built for, and read the tenants'
-/// names, statuses and domains (never their roles or schemas), which "Find my pharmacy" shows.
+/// names, statuses and domains (never their roles or schemas), which "Find my pharmacy" shows,
+/// and record and count sign-up attempts (`public.signup_attempts`).
 /// Nothing else: it owns
 /// no objects and may not create any (`public` gives PUBLIC no CREATE).
 pub fn public_role_sql(
@@ -304,7 +305,8 @@ pub fn public_role_sql(
          GRANT USAGE ON SCHEMA public TO {r};
          GRANT SELECT ON public.apotheca_migrations TO {r};
          GRANT SELECT (id, name, status) ON public.tenants TO {r};
-         GRANT SELECT (domain, tenant_id, is_primary) ON public.domains TO {r};\n",
+         GRANT SELECT (domain, tenant_id, is_primary) ON public.domains TO {r};
+         GRANT SELECT, INSERT, DELETE ON public.signup_attempts TO {r};\n",
         lit = quote_literal(role),
         group = quote_ident(&group_role(database)),
         limit = limits.connection_limit,

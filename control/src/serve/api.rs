@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::catalog::Catalog;
 use super::console;
 use super::imports::{self, Imports};
-use super::operator_api::{self, Logins};
+use super::operator_api;
 use super::signup::{self, NewTenant, Signup};
 use super::status::WakeError;
 use super::supervisor::{Endpoints, Msg};
@@ -62,8 +62,8 @@ pub struct Api {
     pub wake_timeout: Duration,
     pub restart_timeout: Duration,
     pub signup: Arc<Signup>,
-    /// Operator console logins: failures per username and address, session lifetime.
-    pub logins: Arc<Logins>,
+    /// How long an operator console session lasts.
+    pub session_lifetime: Duration,
     /// The connection the status's database figures are asked on, kept between calls (a
     /// scrape of `/metrics` every few seconds would otherwise start a backend each time).
     pub figures_db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,

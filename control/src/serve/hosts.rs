@@ -1,7 +1,8 @@
 //! This host among the Apotheca hosts that share one database (`public.hosts`,
 //! `docs/multi-host.md`): recorded when the daemon starts, a beat every `heartbeat_secs` with
 //! the tenants it runs workers for, the hosts whose beat stopped marked gone (by whichever
-//! host notices first), and a clean stop recorded. `apotheca status --cluster` reads the table.
+//! host notices first), day-old rows of the cross-host limits deleted, and a clean stop
+//! recorded. `apotheca status --cluster` reads the table.
 //!
 //! A write drops the read caches of the tenant's workers on this host only (a file beside
 //! their sockets). So a tenant that has worker processes on another live host too keeps no
@@ -390,8 +391,9 @@ async fn running(to: &mpsc::Sender<Msg>) -> Option<BTreeMap<String, usize>> {
     )
 }
 
-/// Records the beat and marks the hosts whose beat stopped as gone; the tenants the other live
-/// hosts have ready workers for, by tenant.
+/// Records the beat, marks the hosts whose beat stopped as gone and forgets day-old sign-up
+/// attempts and operator login failures; the tenants the other live hosts have ready workers
+/// for, by tenant.
 async fn one_beat(
     c: &tokio_postgres::Client,
     host: &Host,
@@ -416,6 +418,12 @@ async fn one_beat(
         let (name, ago): (String, f64) = (row.get(0), row.get(1));
         tracing::warn!(host = %name, beat_secs_ago = ago, "a host stopped beating: marked gone");
     }
+    // The limits' logs keep what their windows (an hour at most) need, and a day for a look.
+    c.batch_execute(
+        "DELETE FROM public.signup_attempts WHERE at < now() - interval '1 day';
+         DELETE FROM public.operator_login_failures WHERE at < now() - interval '1 day';",
+    )
+    .await?;
     let rows = c
         .query(
             "SELECT name, w.schema FROM public.hosts, jsonb_object_keys(workers) AS w(schema)

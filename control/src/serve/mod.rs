@@ -231,9 +231,7 @@ pub async fn run(
         wake_timeout: Duration::from_millis(serve.wake_timeout_ms),
         restart_timeout: RESTART_TIMEOUT,
         signup,
-        logins: Arc::new(operator_api::Logins::new(Duration::from_secs(
-            settings.control.operator_session_hours * 3600,
-        ))),
+        session_lifetime: Duration::from_secs(settings.control.operator_session_hours * 3600),
         figures_db: Arc::default(),
         imports: Arc::new(imports::Imports {
             dir: settings.control.state_dir.join("imports"),

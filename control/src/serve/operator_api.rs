@@ -4,15 +4,14 @@
 //! route takes: a live session's `Authorization: Bearer` token, checked here, else 401.
 //!
 //! The public site forwards logins with the client's address; failures are counted per
-//! username and address (in memory: one daemon answers them all), and past
+//! username and address in the database ([`operators::failed_attempt`]: every host counts
+//! the same ones), and past
 //! [`MAX_FAILURES`] within [`FAILURE_WINDOW`] refused with 429 until the window has passed:
 //! refusal is per address, so guesses from elsewhere never lock an operator out. A username's
 //! failures from all addresses together only slow its further attempts down, past
 //! [`SLOW_AFTER`], by at most [`MAX_DELAY`]. An attempt counts as a failure before the
 //! password is checked, so parallel guesses count each other.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use apotheca_pharmacy::accounts;
@@ -23,15 +22,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use super::api::{Api, ApiError};
 use apotheca_tenancy::operators::{self, SessionOperator};
 
-pub const MAX_FAILURES: usize = 5;
+pub const MAX_FAILURES: i64 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A username's failures (from any address) after which its attempts are slowed down...
-pub const SLOW_AFTER: usize = 3;
+pub const SLOW_AFTER: u64 = 3;
 /// ...by half a second more per failure, at most this long ([`accounts::login_delay`]).
 pub const MAX_DELAY: Duration = accounts::MAX_LOGIN_DELAY;
 
@@ -40,72 +38,6 @@ pub fn router() -> Router<Api> {
         .route("/v1/operators/login", post(login))
         .route("/v1/operators/logout", post(logout))
         .route("/v1/operators/me", get(me))
-}
-
-/// Failed logins per (username, address) and per username, and how long a session lasts.
-pub struct Logins {
-    failures: Mutex<Failures>,
-    pub session_lifetime: Duration,
-}
-
-#[derive(Default)]
-struct Failures {
-    /// What refuses: per username and address.
-    by_address: HashMap<(String, String), Vec<Instant>>,
-    /// What slows down: per username, from every address.
-    by_username: HashMap<String, Vec<Instant>>,
-}
-
-/// Forgets failures older than the window; a map grown large loses its keys without any.
-fn age<K>(map: &mut HashMap<K, Vec<Instant>>, now: Instant) {
-    if map.len() > 10_000 {
-        map.retain(|_, times| {
-            times
-                .iter()
-                .any(|t| now.duration_since(*t) < FAILURE_WINDOW)
-        });
-    }
-}
-
-fn recent(times: &mut Vec<Instant>, now: Instant) -> usize {
-    times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-    times.len()
-}
-
-impl Logins {
-    pub fn new(session_lifetime: Duration) -> Self {
-        Self {
-            failures: Mutex::default(),
-            session_lifetime,
-        }
-    }
-
-    /// Counts an attempt as a failure: `Ok(delay)`, how long to hold it back before checking
-    /// the password (zero, or longer the more its username failed from anywhere); past the
-    /// limit for its address, `Err` with how long until the next is allowed.
-    fn attempt(&self, key: &(String, String), now: Instant) -> Result<Duration, Duration> {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        age(&mut f.by_address, now);
-        age(&mut f.by_username, now);
-        let times = f.by_address.entry(key.clone()).or_default();
-        if recent(times, now) >= MAX_FAILURES {
-            let oldest = times.first().copied().unwrap_or(now);
-            return Err(FAILURE_WINDOW.saturating_sub(now.duration_since(oldest)));
-        }
-        times.push(now);
-        let times = f.by_username.entry(key.0.clone()).or_default();
-        let before = recent(times, now);
-        times.push(now);
-        Ok(accounts::login_delay(before as u64, SLOW_AFTER as u64))
-    }
-
-    /// A good password: the failures of that username are forgotten (those of other
-    /// usernames from that address are not).
-    fn succeeded(&self, key: &(String, String)) {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.by_address.remove(key);
-        f.by_username.remove(&key.0);
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,10 +67,17 @@ async fn login(
         .map(|a| a.trim().chars().take(64).collect::<String>())
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "local".to_owned());
-    let key = (username.clone(), address.clone());
-    match api.logins.attempt(&key, Instant::now()) {
+    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+    let failures = operators::failed_attempt(&client, &username, &address, FAILURE_WINDOW)
+        .await
+        .map_err(ApiError::database)?;
+    match verdict(&failures) {
         Ok(delay) => tokio::time::sleep(delay).await,
         Err(wait) => {
+            // A refused attempt is not a failure: the window ends as the earlier ones age out.
+            operators::forget_attempt(&client, failures.id)
+                .await
+                .map_err(ApiError::database)?;
             tracing::warn!(%username, %address, "operator login refused: too many failures");
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -155,7 +94,6 @@ async fn login(
     if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
         return Err(wrong());
     }
-    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
     let found = operators::credentials(&client, &username)
         .await
         .map_err(ApiError::database)?;
@@ -174,7 +112,9 @@ async fn login(
             return Err(wrong());
         }
     };
-    api.logins.succeeded(&key);
+    operators::forget_failures(&client, &username)
+        .await
+        .map_err(ApiError::database)?;
     if accounts::needs_rehash(&operator.password_hash) {
         // At today's parameters; skipped while busy (the next login tries again).
         if let Ok(new) = accounts::hash_password_async(&body.password).await {
@@ -183,10 +123,9 @@ async fn login(
                 .map_err(ApiError::database)?;
         }
     }
-    let (token, expires_at) =
-        operators::open_session(&client, operator.id, api.logins.session_lifetime)
-            .await
-            .map_err(ApiError::database)?;
+    let (token, expires_at) = operators::open_session(&client, operator.id, api.session_lifetime)
+        .await
+        .map_err(ApiError::database)?;
     tracing::info!(%username, %address, "operator logged in");
     Ok(Json(json!({
         "token": token,
@@ -243,48 +182,51 @@ async fn me(who: Operator) -> Json<Value> {
     Json(json!({ "username": who.operator.username }))
 }
 
+/// What the failures before an attempt call for: `Ok(delay)`, how long to hold it back
+/// before checking the password (zero, or longer the more its username failed from anywhere);
+/// past the limit for its address, `Err` with how long until the next is allowed.
+fn verdict(f: &operators::Failures) -> Result<Duration, Duration> {
+    if f.from_here >= MAX_FAILURES {
+        return Err(f.oldest_leaves_in);
+    }
+    Ok(accounts::login_delay(
+        f.of_username.max(0) as u64,
+        SLOW_AFTER,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn failures_are_limited_per_username_and_address() {
-        let logins = Logins::new(Duration::from_secs(60));
-        let now = Instant::now();
-        let key = ("alice".to_owned(), "10.0.0.1".to_owned());
-        for _ in 0..MAX_FAILURES {
-            assert!(logins.attempt(&key, now).is_ok());
+    fn failures(from_here: i64, of_username: i64) -> operators::Failures {
+        operators::Failures {
+            id: 1,
+            from_here,
+            of_username,
+            oldest_leaves_in: Duration::from_secs(600),
         }
-        assert!(logins.attempt(&key, now).is_err());
-        let elsewhere = ("alice".to_owned(), "10.0.0.2".to_owned());
-        assert!(logins.attempt(&elsewhere, now).is_ok());
-        assert!(logins.attempt(&key, now + FAILURE_WINDOW).is_ok());
-        logins.succeeded(&key);
-        assert!(logins.attempt(&key, now).is_ok());
+    }
+
+    #[test]
+    fn failures_are_refused_per_username_and_address() {
+        assert_eq!(verdict(&failures(0, 0)), Ok(Duration::ZERO));
+        assert!(verdict(&failures(MAX_FAILURES - 1, MAX_FAILURES - 1)).is_ok());
+        assert_eq!(
+            verdict(&failures(MAX_FAILURES, MAX_FAILURES)),
+            Err(Duration::from_secs(600))
+        );
     }
 
     #[test]
     fn a_usernames_failures_from_many_addresses_slow_it_down_but_never_refuse_it() {
-        let logins = Logins::new(Duration::from_secs(60));
-        let now = Instant::now();
-        let from = |n: usize| ("alice".to_owned(), format!("10.0.1.{n}"));
         let delays: Vec<Duration> = (0..40)
-            .map(|n| logins.attempt(&from(n), now).expect("never refused"))
+            .map(|n| verdict(&failures(0, n)).expect("never refused"))
             .collect();
-        assert_eq!(delays[..SLOW_AFTER], [Duration::ZERO; SLOW_AFTER]);
-        assert_eq!(delays[SLOW_AFTER], Duration::from_millis(500));
+        let slow = SLOW_AFTER as usize;
+        assert_eq!(delays[..slow], [Duration::ZERO; 3]);
+        assert_eq!(delays[slow], Duration::from_millis(500));
         assert!(delays.windows(2).all(|d| d[0] <= d[1]), "{delays:?}");
         assert_eq!(delays[39], MAX_DELAY);
-        // Another username is not slowed by them; the window's end forgets them.
-        let bob = ("bob".to_owned(), "10.0.1.1".to_owned());
-        assert_eq!(logins.attempt(&bob, now), Ok(Duration::ZERO));
-        assert_eq!(
-            logins.attempt(&from(99), now + FAILURE_WINDOW),
-            Ok(Duration::ZERO)
-        );
-        // A good password forgets the username's failures.
-        logins.attempt(&from(1), now).unwrap();
-        logins.succeeded(&from(1));
-        assert_eq!(logins.attempt(&from(2), now), Ok(Duration::ZERO));
     }
 }

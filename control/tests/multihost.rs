@@ -4,7 +4,8 @@
 //! the host's proxy) by the same one; the client's address reaches Apotheca
 //! through the PROXY protocol; and when a host's proxy and control stop, its pharmacies move to
 //! the other (after two failed health checks, a second apart). Two hosts creating pharmacies
-//! from one pool of spare schemas and migrating at once do each thing once.
+//! from one pool of spare schemas and migrating at once do each thing once. The development
+//! cluster (`deploy/multi-host/up.sh`) comes up, serves, and stops everything it started.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -243,4 +244,131 @@ async fn two_hosts_creating_pharmacies_and_migrating_at_once_do_each_thing_once(
         per_schema.iter().all(|n| *n == i64::from(built)),
         "each tenant schema migrated once: {per_schema:?}"
     );
+}
+
+/// A port of 127.0.0.1 that is free with the next two (the script gives the hosts +1 and +2).
+fn three_free_ports() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok();
+    for _ in 0..100 {
+        let base = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if base < 65000 && free(base) && free(base + 1) && free(base + 2) {
+            return base;
+        }
+    }
+    panic!("no three free ports in a row");
+}
+
+/// Whether something accepts connections at 127.0.0.1:`port`.
+fn open(port: u16) -> bool {
+    std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+#[tokio::test]
+async fn the_development_cluster_script_serves_each_pharmacy_from_one_host_and_stops_it_all() {
+    use tokio::io::AsyncBufReadExt;
+
+    let a = Apotheca::empty().await;
+    let dir = a.dir.path().join("cluster");
+    let (http, https, admin) = (three_free_ports(), three_free_ports(), three_free_ports());
+    let bin_dir = apotheca_testkit::binary("apotheca")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/multi-host/up.sh");
+    let mut up = tokio::process::Command::new(&script);
+    up.arg("--no-build")
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--http", &http.to_string()])
+        .args(["--https", &https.to_string()])
+        .args(["--admin", &admin.to_string()])
+        .env("APOTHECA_BIN_DIR", &bin_dir)
+        .env("DATABASE_URL", a.db.url())
+        .env("RUST_LOG", "warn")
+        .env_remove("APOTHECA_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut up = up.spawn().expect("running deploy/multi-host/up.sh");
+    let mut out = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    let ready = tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            said.push_str(&line);
+            said.push('\n');
+            if line.starts_with("The cluster is up") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        let mut err = String::new();
+        let _ =
+            tokio::io::AsyncReadExt::read_to_string(up.stderr.as_mut().unwrap(), &mut err).await;
+        panic!("the cluster did not come up ({ready:?}):\n{said}\n{err}");
+    }
+
+    // The demo pharmacies answer through HAProxy, over HTTP and HTTPS, each from one host.
+    for schema in ["acme", "beta"] {
+        let host = format!("{schema}.localhost");
+        for _ in 0..3 {
+            let page = apotheca_testkit::system::proxy::request(
+                http,
+                Method::GET,
+                "/login",
+                &[("host", host.as_str())],
+                "",
+            )
+            .await
+            .unwrap();
+            assert_eq!(page.status, 200, "{schema}: {}", page.text());
+            let (status, _, body) = https_get(https, &host, &host, "/login").await;
+            assert_eq!(status, 200, "{schema} over HTTPS: {body}");
+        }
+    }
+    let status = tokio::process::Command::new(bin_dir.join("apotheca"))
+        .arg("--config")
+        .arg(dir.join("host-a/apotheca.toml"))
+        .args(["status", "--cluster", "--json"])
+        .env("DATABASE_URL", a.db.url())
+        .output()
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let cluster: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let hosts = cluster.as_array().expect("a list of hosts");
+    let live: Vec<&str> = hosts
+        .iter()
+        .filter(|h| h["state"] == "live")
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(live, ["host-a", "host-b"], "{cluster}");
+    for schema in ["acme", "beta"] {
+        let on: Vec<&str> = hosts
+            .iter()
+            .filter(|h| h["workers"].get(schema).is_some())
+            .filter_map(|h| h["name"].as_str())
+            .collect();
+        assert_eq!(on.len(), 1, "{schema} on {on:?}: {cluster}");
+    }
+
+    // SIGTERM stops HAProxy and both hosts: nothing listens any more.
+    let pid = nix::unistd::Pid::from_raw(up.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let ended = tokio::time::timeout(PATIENCE, up.wait()).await;
+    assert!(ended.is_ok(), "the script did not stop");
+    for port in [http, https, admin + 1, admin + 2] {
+        for p in [port, port + 1, port + 2] {
+            if p == admin {
+                continue;
+            }
+            assert!(!open(p), "port {p} still open after the stop");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! `apotheca up`, the development all-in-one: the private PostgreSQL (when no database is
 //! configured), migrations, the spares, the demo tenants (created and seeded on an empty
 //! system), then the control daemon in this process and the proxy as its child, on HTTP and
-//! HTTPS (a self-signed certificate made on first use). Ctrl-C (or SIGTERM) stops the proxy,
+//! HTTPS (`[proxy] https_listen`, else 127.0.0.1:8443; without `[proxy] tls_cert`, a
+//! self-signed certificate made on first use). Ctrl-C (or SIGTERM) stops the proxy,
 //! drains the workers, and stops the database if `up` started it: nothing is left running.
 
 use std::path::{Path, PathBuf};
@@ -95,12 +96,20 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
                 .into_owned(),
         ),
     ];
-    let https = match &proxy.https_listen {
-        Some(addr) => Some(addr.clone()),
+    // HTTPS always: on DEV_HTTPS unless a listener is set, with the development certificate
+    // unless one is.
+    let https = proxy
+        .https_listen
+        .clone()
+        .unwrap_or_else(|| DEV_HTTPS.to_owned());
+    if proxy.https_listen.is_none() {
+        env.push(("APOTHECA_PROXY__HTTPS_LISTEN", https.clone()));
+    }
+    let dev_certificate_dir = match proxy.tls_cert {
+        Some(_) => None,
         None => {
             let domains: Vec<String> = list.iter().flat_map(|t| t.domains.clone()).collect();
             let (cert, key) = dev_certificate(&ctx.settings.control.state_dir, &domains)?;
-            env.push(("APOTHECA_PROXY__HTTPS_LISTEN", DEV_HTTPS.to_owned()));
             env.push((
                 "APOTHECA_PROXY__TLS_CERT",
                 cert.to_string_lossy().into_owned(),
@@ -109,7 +118,7 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
                 "APOTHECA_PROXY__TLS_KEY",
                 key.to_string_lossy().into_owned(),
             ));
-            Some(DEV_HTTPS.to_owned())
+            cert.parent().map(Path::to_path_buf)
         }
     };
     let port = |addr: &str| {
@@ -119,11 +128,11 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
     println!("\nApotheca is up. Each pharmacy on its own host (*.localhost reaches this machine):");
     for t in &list {
         for domain in &t.domains {
-            let mut line = format!("  http://{domain}{}/", port(&proxy.http_listen));
-            if let Some(h) = &https {
-                line.push_str(&format!("   https://{domain}{}/", port(h)));
-            }
-            println!("{line}");
+            println!(
+                "  http://{domain}{}/   https://{domain}{}/",
+                port(&proxy.http_listen),
+                port(&https)
+            );
         }
     }
     println!(
@@ -134,10 +143,10 @@ async fn prepare_and_serve(ctx: &Context) -> Result<()> {
         "  the operator console: http://localhost{}/operator/ (a login: apotheca create-operator --username NAME)",
         port(&proxy.http_listen)
     );
-    if https.is_some() && proxy.https_listen.is_none() {
+    if let Some(dir) = dev_certificate_dir {
         println!(
-            "  (HTTPS uses a self-signed certificate from {}/tls)",
-            ctx.settings.control.state_dir.display()
+            "  (HTTPS uses a self-signed certificate from {})",
+            dir.display()
         );
     }
     if let Some(first) = list.first().and_then(|t| t.domains.first()) {

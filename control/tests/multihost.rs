@@ -4,15 +4,21 @@
 //! the host's proxy) by the same one; the client's address reaches Apotheca
 //! through the PROXY protocol; and when a host's proxy and control stop, its pharmacies move to
 //! the other (after two failed health checks, a second apart). Two hosts creating pharmacies
-//! from one pool of spare schemas and migrating at once do each thing once. The development
-//! cluster (`deploy/multi-host/up.sh`) comes up, serves, and stops everything it started.
+//! from one pool of spare schemas and migrating at once do each thing once. Sales posted all
+//! along, each with its idempotency key (retried until answered), while a host is killed or
+//! while the hosts are upgraded one at a time (drained in HAProxy, restarted, back) leave every
+//! pharmacy's books exact; the upgrade fails none of them. The development cluster
+//! (`deploy/multi-host/up.sh`) comes up, serves, and stops everything it started.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use apotheca_testkit::system::daemon::{Daemon, PATIENCE};
 use apotheca_testkit::system::haproxy::Haproxy;
-use apotheca_testkit::system::proxy::{request_from, Reply};
+use apotheca_testkit::system::pharmacy::{
+    assert_agrees, audit, settle, summary, Attempt, Sales, Shop,
+};
+use apotheca_testkit::system::proxy::{request_from, Proxy, Reply};
 use apotheca_testkit::system::tls::{https_get, make_cert};
 use apotheca_testkit::system::Apotheca;
 use hyper::Method;
@@ -370,5 +376,171 @@ async fn the_development_cluster_script_serves_each_pharmacy_from_one_host_and_s
             }
             assert!(!open(p), "port {p} still open after the stop");
         }
+    }
+}
+
+/// Units of each medicine a pharmacy receives before the sales.
+const STOCK: i64 = 100_000;
+
+/// host-a (on `a`) and host-b (on `b`), each its daemon and its proxy (HTTP, trusting
+/// HAProxy's PROXY protocol), behind HAProxy.
+async fn behind_haproxy(a: &Apotheca, b: &Apotheca) -> (Daemon, Daemon, Proxy, Proxy, Haproxy) {
+    let host_a = a.serve(&host_env("host-a")).await;
+    let host_b = b.serve(&host_env("host-b")).await;
+    let keys = [("proxy_protocol_from", "[\"127.0.0.1\"]")];
+    let proxy_a = a.proxy(&host_a, &keys).await;
+    let proxy_b = b.proxy(&host_b, &keys).await;
+    let lb = Haproxy::start(a.dir.path(), &proxy_a, &proxy_b).await;
+    (host_a, host_b, proxy_a, proxy_b, lb)
+}
+
+/// Pharmacies `names` made with an admin, then opened for business through HAProxy (three
+/// medicines of [`STOCK`] units each).
+async fn open_shops(a: &Apotheca, lb: &Haproxy, names: &[&str]) -> Vec<Shop> {
+    futures::future::join_all(names.iter().map(|s| a.create_pharmacy(s))).await;
+    futures::future::join_all(names.iter().map(|s| Shop::open(lb.http, s, 3, STOCK))).await
+}
+
+/// Every sale retried until answered, then each pharmacy's books against what its clients
+/// were told: stock = batches = ledger, one invoice per key.
+async fn books_agree(a: &Apotheca, shops: &[Shop], attempts: Vec<Vec<Attempt>>) {
+    let db = a.db.client().await;
+    for (shop, attempts) in shops.iter().zip(attempts) {
+        let settled = settle(shop, attempts).await;
+        let audit = audit(&db, &shop.schema).await;
+        assert_agrees(&audit, &settled, STOCK, &shop.medicines);
+    }
+}
+
+#[tokio::test]
+async fn sales_posted_while_a_host_dies_leave_every_pharmacys_books_exact() {
+    let a = Apotheca::migrated().await;
+    let b = a.another_host();
+    let (host_a, host_b, proxy_a, proxy_b, lb) = behind_haproxy(&a, &b).await;
+    let names = ["apple", "birch", "cedar", "daisy", "elder", "fern"];
+    let shops = open_shops(&a, &lb, &names).await;
+    let mut on_a = Vec::new();
+    for (i, s) in names.iter().enumerate() {
+        let here = (serves(&host_a, s).await, serves(&host_b, s).await);
+        assert!(here.0 != here.1, "{s} on (host-a, host-b) = {here:?}");
+        if here.0 {
+            on_a.push(i);
+        }
+    }
+    assert!(
+        !on_a.is_empty() && on_a.len() < names.len(),
+        "host-a serves {on_a:?} of {names:?}"
+    );
+
+    // Two clients per pharmacy post sales all along, each with its idempotency key.
+    let sales: Vec<Sales> = shops.iter().map(|s| Sales::start(s, 2)).collect();
+    for s in &sales {
+        s.wait_more(5).await;
+    }
+    // Host A dies: its proxy and control are killed (its workers follow).
+    let died = tokio::time::Instant::now();
+    proxy_a.kill().await;
+    host_a.kill().await;
+    // Its pharmacies post sales again, through host B; the others never stopped.
+    for s in &sales {
+        s.wait_more(5).await;
+    }
+    let attempts: Vec<Vec<Attempt>> =
+        futures::future::join_all(sales.into_iter().map(Sales::finish)).await;
+    let moved_in = on_a
+        .iter()
+        .filter_map(|i| {
+            attempts[*i]
+                .iter()
+                .filter(|t| t.started >= died && t.posted())
+                .map(|t| t.ended - died)
+                .min()
+        })
+        .max()
+        .expect("sales of host-a's pharmacies after it died");
+    for (name, attempts) in names.iter().zip(&attempts) {
+        println!("{name}: {}", summary(attempts));
+    }
+    println!("host-a's pharmacies posted sales through host-b {moved_in:?} after it died");
+    books_agree(&a, &shops, attempts).await;
+    assert!(proxy_b.stop().await.success());
+    assert!(host_b.stop().await.success());
+}
+
+/// Takes `server` out of HAProxy (drain: no new requests), restarts its control and proxy,
+/// puts it back and waits until HAProxy has it up again.
+async fn upgrade(
+    lb: &Haproxy,
+    server: &'static str,
+    on: &Apotheca,
+    host: Daemon,
+    proxy: Proxy,
+) -> (Daemon, Proxy) {
+    for backend in ["apotheca_http", "apotheca_https"] {
+        let said = lb
+            .command(&format!("set server {backend}/{server} state drain"))
+            .await;
+        assert_eq!(said.trim(), "", "{backend}/{server}: {said}");
+    }
+    // What it was answering ends; nothing new comes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(host.stop().await.success());
+    let host = on.serve(&host_env(server)).await;
+    let proxy = proxy.restart().await;
+    for backend in ["apotheca_http", "apotheca_https"] {
+        let said = lb
+            .command(&format!("set server {backend}/{server} state ready"))
+            .await;
+        assert_eq!(said.trim(), "", "{backend}/{server}: {said}");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while lb.server_state("apotheca_http", server).await != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{server} never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (host, proxy)
+}
+
+#[tokio::test]
+async fn a_rolling_upgrade_under_continuous_sales_fails_none() {
+    let a = Apotheca::migrated().await;
+    let b = a.another_host();
+    let (host_a, host_b, proxy_a, proxy_b, lb) = behind_haproxy(&a, &b).await;
+    let names = ["apple", "birch", "cedar", "daisy"];
+    let shops = open_shops(&a, &lb, &names).await;
+    let sales: Vec<Sales> = shops.iter().map(|s| Sales::start(s, 1)).collect();
+    for s in &sales {
+        s.wait_more(3).await;
+    }
+    // Host by host: drained, restarted, back; sales go on through the other meanwhile.
+    let (host_a, proxy_a) = upgrade(&lb, "host-a", &a, host_a, proxy_a).await;
+    for s in &sales {
+        s.wait_more(3).await;
+    }
+    let (host_b, proxy_b) = upgrade(&lb, "host-b", &b, host_b, proxy_b).await;
+    for s in &sales {
+        s.wait_more(3).await;
+    }
+    let attempts: Vec<Vec<Attempt>> =
+        futures::future::join_all(sales.into_iter().map(Sales::finish)).await;
+    for (name, attempts) in names.iter().zip(&attempts) {
+        let failed: Vec<&Attempt> = attempts.iter().filter(|t| !t.posted()).collect();
+        assert!(
+            failed.is_empty(),
+            "{name}: {} failed of {}: {failed:?}",
+            failed.len(),
+            attempts.len()
+        );
+        println!("{name}: {} sales, none failed", attempts.len());
+    }
+    books_agree(&a, &shops, attempts).await;
+    for p in [proxy_a, proxy_b] {
+        assert!(p.stop().await.success());
+    }
+    for d in [host_a, host_b] {
+        assert!(d.stop().await.success());
     }
 }

@@ -139,6 +139,15 @@ impl Daemon {
         ready_pids(&self.tenant(schema).await)
     }
 
+    /// SIGKILL, as when its host dies (its workers see their channel close and exit); waits
+    /// until it is gone.
+    pub async fn kill(mut self) {
+        signal(self.pid(), nix::sys::signal::Signal::SIGKILL);
+        let _ = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("apotheca serve did not die in time");
+    }
+
     /// SIGTERM, then the exit status (within [`PATIENCE`]).
     pub async fn stop(mut self) -> std::process::ExitStatus {
         signal(self.pid(), nix::sys::signal::Signal::SIGTERM);

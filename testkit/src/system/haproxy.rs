@@ -16,6 +16,8 @@ pub struct Haproxy {
     pub http: u16,
     pub https: u16,
     pub log: PathBuf,
+    /// Its runtime API (the `stats socket` of the file).
+    pub socket: PathBuf,
 }
 
 /// The `haproxy` program: on PATH, else where Debian puts it (/usr/sbin is not on every user's
@@ -93,6 +95,7 @@ impl Haproxy {
                         http,
                         https,
                         log,
+                        socket: dir.join("haproxy.sock"),
                     };
                 }
                 assert!(
@@ -107,6 +110,34 @@ impl Haproxy {
             "haproxy could not start: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+    }
+
+    /// One command on the runtime API (`set server apotheca_http/host-a state drain`); its
+    /// answer.
+    pub async fn command(&self, line: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut api = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .unwrap_or_else(|e| panic!("haproxy's socket {}: {e}", self.socket.display()));
+        api.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(PATIENCE, api.read_to_string(&mut answer))
+            .await
+            .expect("haproxy answered in time")
+            .unwrap();
+        answer
+    }
+
+    /// The operational state of `backend/server` as `show servers state` has it: 0 stopped
+    /// (down), 2 running (up), and the others between.
+    pub async fn server_state(&self, backend: &str, server: &str) -> u8 {
+        let table = self.command(&format!("show servers state {backend}")).await;
+        table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[1] == backend && f[3] == server)
+            .and_then(|f| f[5].parse().ok())
+            .unwrap_or_else(|| panic!("no {backend}/{server} in:\n{table}"))
     }
 
     pub fn log_tail(&self) -> String {

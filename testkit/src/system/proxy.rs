@@ -442,6 +442,41 @@ impl Proxy {
         self.wait().await
     }
 
+    /// SIGKILL, as when its host dies; waits until it is gone.
+    pub async fn kill(mut self) {
+        signal(self.pid(), nix::sys::signal::Signal::SIGKILL);
+        self.wait().await;
+    }
+
+    /// Stops it (SIGTERM: it drains) and starts a new one with the same settings, on the same
+    /// ports, as a host's proxy is restarted in an upgrade; waits until it listens.
+    pub async fn restart(self) -> Proxy {
+        let (dir, database_url, config) = (
+            self.dir.clone(),
+            self.database_url.clone(),
+            self.config.clone(),
+        );
+        let (http, https, admin) = (self.http, self.https, self.admin);
+        assert!(self.stop().await.success());
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let mut next = Proxy {
+            child: spawn(&dir, &database_url, &config, n, false),
+            http,
+            https,
+            admin,
+            log: dir.join(format!("proxy-{n}.log")),
+            config,
+            dir,
+            database_url,
+        };
+        let mut wanted = vec![http, admin];
+        wanted.extend(https);
+        match next.wait_listening(&wanted).await {
+            Ok(()) => next,
+            Err(e) => panic!("the restarted proxy did not listen: {e}"),
+        }
+    }
+
     /// The exit status (within [`PATIENCE`]).
     pub async fn wait(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(PATIENCE, self.child.wait())

@@ -153,7 +153,9 @@ for entry in "host-a 1" "host-b 2"; do
   read -r name n <<<"$entry"
   host_settings "$name" "$n"
   echo "starting $name (log: $dir/$name/up.log)"
-  "$bin/apotheca" --config "$dir/$name/apotheca.toml" up >"$dir/$name/up.log" 2>&1 &
+  # Its own session: a terminal's Ctrl-C reaches this script alone, which stops the others in
+  # order.
+  setsid "$bin/apotheca" --config "$dir/$name/apotheca.toml" up >"$dir/$name/up.log" 2>&1 &
   pids+=("$!")
   wait_for "http://127.0.0.1:$((admin + n))/health" "$!" "$name"
 done
@@ -165,7 +167,7 @@ APOTHECA_HTTP_BIND="127.0.0.1:$http" APOTHECA_HTTPS_BIND="127.0.0.1:$https" \
   APOTHECA_HOST_A_ADMIN_ADDR=127.0.0.1 APOTHECA_HOST_A_ADMIN_PORT="$((admin + 1))" \
   APOTHECA_HOST_B_HTTP="127.0.0.1:$((http + 2))" APOTHECA_HOST_B_HTTPS="127.0.0.1:$((https + 2))" \
   APOTHECA_HOST_B_ADMIN_ADDR=127.0.0.1 APOTHECA_HOST_B_ADMIN_PORT="$((admin + 2))" \
-  "$haproxy" -db -f "$root/deploy/multi-host/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+  setsid "$haproxy" -db -f "$root/deploy/multi-host/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
 pids+=("$!")
 wait_for "http://127.0.0.1:$http/" "$!" "HAProxy" -H "Host: localhost"
 

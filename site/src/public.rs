@@ -33,10 +33,9 @@ pub fn routes() -> Router<SiteState> {
         .route("/tenants/find/", get(find))
 }
 
-/// Records a sign-up attempt from `address` (`public.signup_attempts`, which every host
-/// counts) and counts those within `window`: past `limit`, the attempt is taken back and the
-/// answer is how long until the next is allowed. Recorded before counting, so parallel
-/// attempts count each other.
+/// Records a sign-up attempt from `address` (`public.apotheca_signup_attempt`: every host
+/// counts the same ones) unless `limit` were recorded within `window`; then how long until the
+/// next is allowed instead.
 async fn attempt(
     client: &deadpool_postgres::Client,
     address: &str,
@@ -44,32 +43,18 @@ async fn attempt(
     window: Duration,
 ) -> Result<Result<(), Duration>, deadpool_postgres::tokio_postgres::Error> {
     let address: String = address.chars().take(200).collect();
-    let id: i64 = client
+    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+    let wait: f64 = client
         .query_one(
-            "INSERT INTO public.signup_attempts (address) VALUES ($1) RETURNING id",
-            &[&address],
+            "SELECT public.apotheca_signup_attempt($1, $2, $3)",
+            &[&address, &limit, &window.as_secs_f64()],
         )
         .await?
         .get(0);
-    let row = client
-        .query_one(
-            "SELECT count(*),
-                    coalesce(extract(epoch FROM min(at) + make_interval(secs => $2) - now()), 0)::float8
-             FROM public.signup_attempts
-             WHERE address = $1 AND id <> $3 AND at > now() - make_interval(secs => $2)",
-            &[&address, &window.as_secs_f64(), &id],
-        )
-        .await?;
-    let before: i64 = row.get(0);
-    if usize::try_from(before).unwrap_or(usize::MAX) < limit {
-        return Ok(Ok(()));
+    if wait > 0.0 {
+        return Ok(Err(Duration::try_from_secs_f64(wait).unwrap_or(window)));
     }
-    client
-        .execute("DELETE FROM public.signup_attempts WHERE id = $1", &[&id])
-        .await?;
-    Ok(Err(
-        Duration::try_from_secs_f64(row.get(1)).unwrap_or_default()
-    ))
+    Ok(Ok(()))
 }
 
 #[derive(Template)]
@@ -140,8 +125,12 @@ async fn signup(
 ) -> PageResult {
     let mut form = FormState::from_data(&data).with("admin_password", "");
     let address = client_address(&headers);
-    let client = state.pool.get().await?;
-    if let Err(wait) = attempt(&client, &address, state.signups_per_hour, HOUR).await? {
+    // Its own connection, given back at once: the provisioning below can take a while.
+    let counted = {
+        let client = state.pool.get().await?;
+        attempt(&client, &address, state.signups_per_hour, HOUR).await?
+    };
+    if let Err(wait) = counted {
         tracing::warn!(%address, "sign-up refused: too many attempts");
         form.error = Some(format!(
             "Too many sign-ups from your address; try again in {} minutes.",

@@ -264,26 +264,29 @@ pub struct Failures {
     /// The recorded attempt (deleted again when its password proves good, or when it is
     /// refused).
     pub id: i64,
-    /// Of its username from its address.
+    /// Of its username from its address...
     pub from_here: i64,
-    /// Of its username from any address.
+    /// ...and how long until the oldest of them leaves the window (zero without any).
+    pub here_leaves_in: Duration,
+    /// Of any username from its address...
+    pub from_address: i64,
+    /// ...and how long until the oldest of them leaves the window.
+    pub address_leaves_in: Duration,
+    /// Of its username from any address since that operator last logged in.
     pub of_username: i64,
-    /// How long until the oldest of `from_here` leaves the window (zero without any).
-    pub oldest_leaves_in: Duration,
 }
 
-/// Records a login attempt as a failure of `username` from `address`
-/// (`public.operator_login_failures`, so every host counts it) before its password is
-/// checked, then counts the failures before it within `window`: recorded first, so that
-/// parallel guesses count each other. Both are cut to the column's 200 characters.
+/// Records a login attempt as a failure of `username` (lowercased, 1 to 150 characters) from
+/// `address` (`public.operator_login_failures`, so every host counts it) before its password
+/// is checked, then counts the failures before it within `window`: recorded first, so that
+/// parallel guesses count each other. The address is cut to 200 characters.
 pub async fn failed_attempt(
     client: &impl GenericClient,
     username: &str,
     address: &str,
     window: Duration,
 ) -> Result<Failures> {
-    let cut = |s: &str| s.chars().take(200).collect::<String>();
-    let (username, address) = (cut(username), cut(address));
+    let address: String = address.chars().take(200).collect();
     let id: i64 = client
         .query_one(
             "INSERT INTO public.operator_login_failures (username, address) VALUES ($1, $2)
@@ -294,20 +297,35 @@ pub async fn failed_attempt(
         .get(0);
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE address = $2 AND id <> $4),
-                    count(*) FILTER (WHERE id <> $4),
-                    coalesce(extract(epoch FROM min(at) FILTER (WHERE address = $2 AND id <> $4)
-                                     + make_interval(secs => $3) - now()), 0)::float8
-             FROM public.operator_login_failures
-             WHERE username = $1 AND at > now() - make_interval(secs => $3)",
+            "WITH f AS (
+                 SELECT username = $1 AND address = $2 AS here, address = $2 AS there,
+                        username = $1 AND at > coalesce(
+                            (SELECT last_login_at FROM public.operators WHERE username = $1),
+                            '-infinity') AS since_login,
+                        at
+                 FROM public.operator_login_failures
+                 WHERE (username = $1 OR address = $2) AND id <> $4
+                   AND at > now() - make_interval(secs => $3))
+             SELECT count(*) FILTER (WHERE here),
+                    coalesce(extract(epoch FROM min(at) FILTER (WHERE here)
+                                     + make_interval(secs => $3) - now()), 0)::float8,
+                    count(*) FILTER (WHERE there),
+                    coalesce(extract(epoch FROM min(at) FILTER (WHERE there)
+                                     + make_interval(secs => $3) - now()), 0)::float8,
+                    count(*) FILTER (WHERE since_login)
+             FROM f",
             &[&username, &address, &window.as_secs_f64(), &id],
         )
         .await?;
+    let leaves_in =
+        |i: usize| Duration::try_from_secs_f64(row.get::<_, f64>(i)).unwrap_or_default();
     Ok(Failures {
         id,
         from_here: row.get(0),
-        of_username: row.get(1),
-        oldest_leaves_in: Duration::try_from_secs_f64(row.get::<_, f64>(2)).unwrap_or_default(),
+        here_leaves_in: leaves_in(1),
+        from_address: row.get(2),
+        address_leaves_in: leaves_in(3),
+        of_username: row.get(4),
     })
 }
 
@@ -322,13 +340,19 @@ pub async fn forget_attempt(client: &impl GenericClient, id: i64) -> Result<()> 
     Ok(())
 }
 
-/// A good password: every failure of `username` is forgotten, on every host.
-pub async fn forget_failures(client: &impl GenericClient, username: &str) -> Result<()> {
-    let username: String = username.chars().take(200).collect();
+/// A good password from `address`: the failures of `username` from there are forgotten, on
+/// every host. Those from elsewhere stay (a guesser elsewhere stays refused); they no longer
+/// slow the operator down, since only failures after the last login do.
+pub async fn forget_failures(
+    client: &impl GenericClient,
+    username: &str,
+    address: &str,
+) -> Result<()> {
+    let address: String = address.chars().take(200).collect();
     client
         .execute(
-            "DELETE FROM public.operator_login_failures WHERE username = $1",
-            &[&username],
+            "DELETE FROM public.operator_login_failures WHERE username = $1 AND address = $2",
+            &[&username, &address],
         )
         .await?;
     Ok(())

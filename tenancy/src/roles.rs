@@ -281,7 +281,7 @@ pub fn public_role(database: &str) -> String {
 /// roles' timeouts and connection limit, and read the migration records, which is how a worker
 /// checks that the schema it serves is at the version it was built for, and read the tenants'
 /// names, statuses and domains (never their roles or schemas), which "Find my pharmacy" shows,
-/// and record and count sign-up attempts (`public.signup_attempts`).
+/// and record and count sign-up attempts (`public.apotheca_signup_attempt()`, not the table).
 /// Nothing else: it owns
 /// no objects and may not create any (`public` gives PUBLIC no CREATE).
 pub fn public_role_sql(
@@ -306,7 +306,7 @@ pub fn public_role_sql(
          GRANT SELECT ON public.apotheca_migrations TO {r};
          GRANT SELECT (id, name, status) ON public.tenants TO {r};
          GRANT SELECT (domain, tenant_id, is_primary) ON public.domains TO {r};
-         GRANT SELECT, INSERT, DELETE ON public.signup_attempts TO {r};\n",
+         GRANT EXECUTE ON FUNCTION public.apotheca_signup_attempt(text, integer, double precision) TO {r};\n",
         lit = quote_literal(role),
         group = quote_ident(&group_role(database)),
         limit = limits.connection_limit,

@@ -1,8 +1,8 @@
 //! This host among the Apotheca hosts that share one database (`public.hosts`,
 //! `docs/multi-host.md`): recorded when the daemon starts, a beat every `heartbeat_secs` with
 //! the tenants it runs workers for, the hosts whose beat stopped marked gone (by whichever
-//! host notices first), day-old rows of the cross-host limits deleted, and a clean stop
-//! recorded. `apotheca status --cluster` reads the table.
+//! host notices first), old rows of the cross-host attempt limits deleted about once a
+//! minute, and a clean stop recorded. `apotheca status --cluster` reads the table.
 //!
 //! A write drops the read caches of the tenant's workers on this host only (a file beside
 //! their sockets). So a tenant that has worker processes on another live host too keeps no
@@ -186,6 +186,7 @@ pub async fn run(
     let mut link: Option<Link> = None;
     let mut cluster = Cluster::default();
     let mut known = false;
+    let mut pruned: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(host.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -216,6 +217,16 @@ pub async fn run(
                             break;
                         }
                     }
+                }
+                // After the beat, on its own: a slow or failing delete never holds up a beat.
+                if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    pruned = Some(tokio::time::Instant::now());
+                    let done = tokio::time::timeout(bound, async {
+                        let l = connected(&mut link, &db).await?;
+                        prune_attempts(&l.client).await.map_err(|e| e.to_string())
+                    })
+                    .await;
+                    settle(done, "deleting old attempts", &mut link);
                 }
             }
             event = local.recv() => {
@@ -374,6 +385,19 @@ async fn heard_from(
     }
 }
 
+/// How often a host deletes the attempt limits' old rows.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes sign-up attempts and operator login failures older than an hour, the longest window
+/// that counts them (`migrations/shared/0004_attempts.sql`).
+async fn prune_attempts(c: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    c.batch_execute(
+        "DELETE FROM public.signup_attempts WHERE at < now() - interval '1 hour';
+         DELETE FROM public.operator_login_failures WHERE at < now() - interval '1 hour';",
+    )
+    .await
+}
+
 /// Tenant → its worker processes here (starting, ready, retiring or draining: any of them may
 /// write), from the supervisor; None once it is gone. The public site runs on every host and
 /// is left out.
@@ -391,9 +415,8 @@ async fn running(to: &mpsc::Sender<Msg>) -> Option<BTreeMap<String, usize>> {
     )
 }
 
-/// Records the beat, marks the hosts whose beat stopped as gone and forgets day-old sign-up
-/// attempts and operator login failures; the tenants the other live hosts have ready workers
-/// for, by tenant.
+/// Records the beat and marks the hosts whose beat stopped as gone; the tenants the other live
+/// hosts have ready workers for, by tenant.
 async fn one_beat(
     c: &tokio_postgres::Client,
     host: &Host,
@@ -418,12 +441,6 @@ async fn one_beat(
         let (name, ago): (String, f64) = (row.get(0), row.get(1));
         tracing::warn!(host = %name, beat_secs_ago = ago, "a host stopped beating: marked gone");
     }
-    // The limits' logs keep what their windows (an hour at most) need, and a day for a look.
-    c.batch_execute(
-        "DELETE FROM public.signup_attempts WHERE at < now() - interval '1 day';
-         DELETE FROM public.operator_login_failures WHERE at < now() - interval '1 day';",
-    )
-    .await?;
     let rows = c
         .query(
             "SELECT name, w.schema FROM public.hosts, jsonb_object_keys(workers) AS w(schema)

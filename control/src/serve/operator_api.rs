@@ -3,14 +3,16 @@
 //! `GET /v1/operators/me` says whose it is. [`Operator`] is the extractor every console
 //! route takes: a live session's `Authorization: Bearer` token, checked here, else 401.
 //!
-//! The public site forwards logins with the client's address; failures are counted per
-//! username and address in the database ([`operators::failed_attempt`]: every host counts
-//! the same ones), and past
-//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`] refused with 429 until the window has passed:
-//! refusal is per address, so guesses from elsewhere never lock an operator out. A username's
-//! failures from all addresses together only slow its further attempts down, past
-//! [`SLOW_AFTER`], by at most [`MAX_DELAY`]. An attempt counts as a failure before the
-//! password is checked, so parallel guesses count each other.
+//! The public site forwards logins with the client's address; failures are counted in the
+//! database ([`operators::failed_attempt`]: every host counts the same ones). Past
+//! [`MAX_FAILURES`] of one username from one address within [`FAILURE_WINDOW`], or
+//! [`MAX_ADDRESS_FAILURES`] of any usernames from one address, that address is refused with
+//! 429 until the window has passed: refusal is per address, so guesses from elsewhere never
+//! lock an operator out. A username's failures from all addresses together (since that
+//! operator's last login) only slow its further attempts down, past [`SLOW_AFTER`], by at most
+//! [`MAX_DELAY`]. An attempt counts as a failure before the password is checked, so parallel
+//! guesses count each other; a good password forgets its username's failures from its
+//! address.
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ use super::api::{Api, ApiError};
 use apotheca_tenancy::operators::{self, SessionOperator};
 
 pub const MAX_FAILURES: i64 = 5;
+/// Failures from one address, whatever the usernames, after which it is refused too.
+pub const MAX_ADDRESS_FAILURES: i64 = 50;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A username's failures (from any address) after which its attempts are slowed down...
 pub const SLOW_AFTER: u64 = 3;
@@ -67,17 +71,29 @@ async fn login(
         .map(|a| a.trim().chars().take(64).collect::<String>())
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| "local".to_owned());
-    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
-    let failures = operators::failed_attempt(&client, &username, &address, FAILURE_WINDOW)
-        .await
-        .map_err(ApiError::database)?;
-    match verdict(&failures) {
-        Ok(delay) => tokio::time::sleep(delay).await,
-        Err(wait) => {
+    // No operator has such a name: refused before anything is recorded or checked.
+    if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
+        return Err(wrong());
+    }
+    let verdict = {
+        // Given back before any delay: a held connection per guess would be the guesser's
+        // to exhaust.
+        let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+        let failures = operators::failed_attempt(&client, &username, &address, FAILURE_WINDOW)
+            .await
+            .map_err(ApiError::database)?;
+        let verdict = verdict(&failures);
+        if verdict.is_err() {
             // A refused attempt is not a failure: the window ends as the earlier ones age out.
             operators::forget_attempt(&client, failures.id)
                 .await
                 .map_err(ApiError::database)?;
+        }
+        verdict
+    };
+    match verdict {
+        Ok(delay) => tokio::time::sleep(delay).await,
+        Err(wait) => {
             tracing::warn!(%username, %address, "operator login refused: too many failures");
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -91,9 +107,7 @@ async fn login(
             return Err(e);
         }
     }
-    if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
-        return Err(wrong());
-    }
+    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
     let found = operators::credentials(&client, &username)
         .await
         .map_err(ApiError::database)?;
@@ -112,7 +126,7 @@ async fn login(
             return Err(wrong());
         }
     };
-    operators::forget_failures(&client, &username)
+    operators::forget_failures(&client, &username, &address)
         .await
         .map_err(ApiError::database)?;
     if accounts::needs_rehash(&operator.password_hash) {
@@ -183,11 +197,15 @@ async fn me(who: Operator) -> Json<Value> {
 }
 
 /// What the failures before an attempt call for: `Ok(delay)`, how long to hold it back
-/// before checking the password (zero, or longer the more its username failed from anywhere);
-/// past the limit for its address, `Err` with how long until the next is allowed.
+/// before checking the password (zero, or longer the more its username failed from anywhere
+/// since the operator last logged in); past the limit for its username from its address, or
+/// for its address whatever the username, `Err` with how long until the next is allowed.
 fn verdict(f: &operators::Failures) -> Result<Duration, Duration> {
     if f.from_here >= MAX_FAILURES {
-        return Err(f.oldest_leaves_in);
+        return Err(f.here_leaves_in);
+    }
+    if f.from_address >= MAX_ADDRESS_FAILURES {
+        return Err(f.address_leaves_in);
     }
     Ok(accounts::login_delay(
         f.of_username.max(0) as u64,
@@ -203,18 +221,31 @@ mod tests {
         operators::Failures {
             id: 1,
             from_here,
+            here_leaves_in: Duration::from_secs(600),
+            from_address: from_here,
+            address_leaves_in: Duration::from_secs(300),
             of_username,
-            oldest_leaves_in: Duration::from_secs(600),
         }
     }
 
     #[test]
-    fn failures_are_refused_per_username_and_address() {
+    fn failures_are_refused_per_username_and_address_and_per_address() {
         assert_eq!(verdict(&failures(0, 0)), Ok(Duration::ZERO));
         assert!(verdict(&failures(MAX_FAILURES - 1, MAX_FAILURES - 1)).is_ok());
         assert_eq!(
             verdict(&failures(MAX_FAILURES, MAX_FAILURES)),
             Err(Duration::from_secs(600))
+        );
+        // Many usernames from one address: refused once the address has failed too often.
+        let spray = |n| operators::Failures {
+            from_here: 0,
+            from_address: n,
+            ..failures(0, 0)
+        };
+        assert!(verdict(&spray(MAX_ADDRESS_FAILURES - 1)).is_ok());
+        assert_eq!(
+            verdict(&spray(MAX_ADDRESS_FAILURES)),
+            Err(Duration::from_secs(300))
         );
     }
 

@@ -128,16 +128,17 @@ impl Haproxy {
         answer
     }
 
-    /// The operational state of `backend/server` as `show servers state` has it: 0 stopped
-    /// (down), 2 running (up), and the others between.
-    pub async fn server_state(&self, backend: &str, server: &str) -> u8 {
+    /// Whether `backend/server` takes requests: up by its checks (operational state 2) and
+    /// neither drained nor in maintenance (administrative state 0), as `show servers state`
+    /// has it.
+    pub async fn serving(&self, backend: &str, server: &str) -> bool {
         let table = self.command(&format!("show servers state {backend}")).await;
-        table
+        let row = table
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|f| f.len() > 5 && f[1] == backend && f[3] == server)
-            .and_then(|f| f[5].parse().ok())
-            .unwrap_or_else(|| panic!("no {backend}/{server} in:\n{table}"))
+            .find(|f| f.len() > 6 && f[1] == backend && f[3] == server)
+            .unwrap_or_else(|| panic!("no {backend}/{server} in:\n{table}"));
+        row[5] == "2" && row[6] == "0"
     }
 
     pub fn log_tail(&self) -> String {

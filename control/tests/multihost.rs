@@ -3,7 +3,8 @@
 //! host only, its HTTP (hashed on the Host header) and its HTTPS (on SNI, TLS passed through to
 //! the host's proxy) by the same one; the client's address reaches Apotheca
 //! through the PROXY protocol; and when a host's proxy and control stop, its pharmacies move to
-//! the other (after two failed health checks, a second apart). Two hosts creating pharmacies
+//! the other (after two failed health checks, a second apart); so do those of a host whose
+//! control alone died (its proxy's `/ready` says so). Two hosts creating pharmacies
 //! from one pool of spare schemas and migrating at once do each thing once. Sales posted all
 //! along, each with its idempotency key (retried until answered), while a host is killed or
 //! while the hosts are upgraded one at a time (drained in HAProxy, restarted, back) leave every
@@ -556,4 +557,55 @@ async fn a_rolling_upgrade_under_continuous_sales_fails_none() {
     for d in [host_a, host_b] {
         assert!(d.stop().await.success());
     }
+}
+
+#[tokio::test]
+async fn a_host_whose_control_died_is_taken_out_and_its_pharmacies_move() {
+    let a = Apotheca::migrated().await;
+    let names = ["apple", "birch", "cedar", "daisy", "elder", "fern"];
+    for s in names {
+        a.create(s).await;
+    }
+    let b = a.another_host();
+    let (host_a, host_b, proxy_a, proxy_b, lb) = behind_haproxy(&a, &b).await;
+    let mut on_a = None;
+    for s in names {
+        assert_eq!(login_page(&lb, s).await.status, 200, "{s}");
+        if serves(&host_a, s).await {
+            on_a = Some(s);
+        }
+    }
+    let moved = on_a.expect("a pharmacy on host-a");
+    let ready = |port: u16| async move {
+        apotheca_testkit::system::proxy::request(port, Method::GET, "/ready", &[], "")
+            .await
+            .map(|r| r.status)
+    };
+    assert_eq!(ready(proxy_a.admin).await, Ok(200));
+
+    // Host A's control dies; its proxy runs on, but says it is not ready, and HAProxy sends
+    // its pharmacies to host B.
+    host_a.kill().await;
+    assert_eq!(ready(proxy_a.admin).await, Ok(503));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let page = login_page(&lb, moved).await;
+        if page.status == 200 && serves(&host_b, moved).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{moved} never moved: {} {}\n{}\nB: {}",
+            page.status,
+            page.text(),
+            lb.log_tail(),
+            proxy_b.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!lb.serving("apotheca_http", "host-a").await);
+    for p in [proxy_a, proxy_b] {
+        assert!(p.stop().await.success());
+    }
+    assert!(host_b.stop().await.success());
 }

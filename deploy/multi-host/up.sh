@@ -13,7 +13,7 @@
 #   --http PORT    HAProxy's HTTP port on 127.0.0.1 (8080); host-a's proxy takes PORT+1,
 #                  host-b's PORT+2
 #   --https PORT   HAProxy's HTTPS port (8443); the hosts PORT+1 and PORT+2
-#   --admin PORT   the hosts' admin listeners (/health, /metrics) are PORT+1 and PORT+2 (9180)
+#   --admin PORT   the hosts' admin listeners (/ready, /metrics) are PORT+1 and PORT+2 (9180)
 #   --no-build     skip scripts/deps.sh and the build; the binaries are APOTHECA_BIN_DIR's
 #                  (default target/release)
 #
@@ -157,7 +157,7 @@ for entry in "host-a 1" "host-b 2"; do
   # order.
   setsid "$bin/apotheca" --config "$dir/$name/apotheca.toml" up >"$dir/$name/up.log" 2>&1 &
   pids+=("$!")
-  wait_for "http://127.0.0.1:$((admin + n))/health" "$!" "$name"
+  wait_for "http://127.0.0.1:$((admin + n))/ready" "$!" "$name"
 done
 
 echo "starting HAProxy (log: $dir/haproxy.log)"

@@ -1,5 +1,5 @@
 //! The proxy's side of control's API (HTTP/1.1 + JSON on its Unix socket): wake a tenant and
-//! learn its endpoints, fetch control's metrics, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
+//! learn its endpoints, fetch control's metrics, see whether control answers, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
 //! then one line per tenant whose ready workers changed) into [`Upstreams`].
 
 use std::path::{Path, PathBuf};
@@ -76,6 +76,22 @@ impl Control {
             return Err(format!("control answered {}", answer.status));
         }
         Ok(String::from_utf8_lossy(&answer.body).into_owned())
+    }
+
+    /// Whether control answers at all within `timeout` (`GET /v1/endpoints`: from its
+    /// memory, no database), for the admin listener's `/ready`.
+    pub async fn answers(&self, timeout: Duration) -> Result<(), String> {
+        let answer = self
+            .client
+            .clone()
+            .with_timeout(timeout)
+            .call(Method::GET, "/v1/endpoints", None, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.status != StatusCode::OK {
+            return Err(format!("control answered {}", answer.status));
+        }
+        Ok(())
     }
 
     /// Follows the endpoint feed until the process ends, reconnecting with backoff; while

@@ -183,7 +183,8 @@ impl Metrics {
 }
 
 /// The admin listener's answers; `/metrics` adds control's figures (each tenant's workers and
-/// their memory) to the proxy's own.
+/// their memory) to the proxy's own; `/health` says the proxy runs, `/ready` that its control
+/// answers too.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub control: Arc<Control>,
@@ -208,6 +209,15 @@ impl ServeHttp for Admin {
                 (StatusCode::OK, body)
             }
             "/health" => (StatusCode::OK, "ok\n".to_owned()),
+            // What a balancer checks: this host can serve only while its control answers
+            // (it wakes the workers, and they end soon after it does).
+            "/ready" => match self.control.answers(Duration::from_secs(1)).await {
+                Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                Err(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("control does not answer: {e}\n"),
+                ),
+            },
             _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
         };
         Response::builder()

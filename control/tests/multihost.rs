@@ -72,6 +72,7 @@ async fn haproxy_keeps_each_pharmacy_on_one_host_and_moves_it_when_the_host_dies
     let (cert, key) = (format!("{cert:?}"), format!("{key:?}"));
     let keys = [
         ("proxy_protocol_from", "[\"127.0.0.1\"]"),
+        ("forwarded_for_from", "[\"127.0.0.1\"]"),
         ("tls_cert", cert.as_str()),
         ("tls_key", key.as_str()),
     ];
@@ -151,6 +152,21 @@ async fn haproxy_keeps_each_pharmacy_on_one_host_and_moves_it_when_the_host_dies
     let line = proxy_a
         .access_line(|l| l.contains(&format!("host={moved}.localhost")))
         .await;
+    assert!(line.contains("client=127.0.0.5"), "{line}");
+    // An address the client wrote itself is not believed: HAProxy's comes last.
+    let host = format!("{moved}.localhost");
+    let headers = [("host", host.as_str()), ("x-forwarded-for", "6.6.6.6")];
+    request_from(
+        CLIENT.into(),
+        lb.http,
+        Method::GET,
+        "/spoof-check",
+        &headers,
+        "",
+    )
+    .await
+    .unwrap();
+    let line = proxy_a.access_line(|l| l.contains("/spoof-check")).await;
     assert!(line.contains("client=127.0.0.5"), "{line}");
 
     // Host A dies (its proxy and control stop): its pharmacies move to host B within the
@@ -401,7 +417,10 @@ const STOCK: i64 = 100_000;
 async fn behind_haproxy(a: &Apotheca, b: &Apotheca) -> (Daemon, Daemon, Proxy, Proxy, Haproxy) {
     let host_a = a.serve(&host_env("host-a")).await;
     let host_b = b.serve(&host_env("host-b")).await;
-    let keys = [("proxy_protocol_from", "[\"127.0.0.1\"]")];
+    let keys = [
+        ("proxy_protocol_from", "[\"127.0.0.1\"]"),
+        ("forwarded_for_from", "[\"127.0.0.1\"]"),
+    ];
     let proxy_a = a.proxy(&host_a, &keys).await;
     let proxy_b = b.proxy(&host_b, &keys).await;
     let lb = Haproxy::start(a.dir.path(), &proxy_a, &proxy_b).await;

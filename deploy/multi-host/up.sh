@@ -20,8 +20,9 @@
 # The database is DATABASE_URL when it is set (its admin URL), else the private cluster in
 # DIR/pg, started here. The hosts share the server secret (DIR/secret, copied into each host's
 # folder). The first host creates and seeds the demo tenants on an empty system; the second
-# starts once the first serves. Each host's proxy trusts the PROXY protocol from 127.0.0.1 only
-# (HAProxy), so reach a host directly with `curl --haproxy-protocol`.
+# starts once the first serves. Each host's proxy believes the client's address that 127.0.0.1
+# (HAProxy) gives: X-Forwarded-For on HTTP, a PROXY header on HTTPS (so reach a host's HTTPS
+# directly with `curl --haproxy-protocol`).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir="$root/var/multi-host"
@@ -131,7 +132,8 @@ https_listen = "127.0.0.1:$((https + n))"
 admin_listen = "127.0.0.1:$((admin + n))"
 control_socket = "$home/run/apotheca.sock"
 upgrade_sock = "$home/run/proxy-upgrade.sock"
-# HAProxy sends the PROXY protocol, which carries each client's address.
+# HAProxy names each client: in X-Forwarded-For on HTTP, in a PROXY header on HTTPS.
+forwarded_for_from = ["127.0.0.1"]
 proxy_protocol_from = ["127.0.0.1"]
 EOF
 }

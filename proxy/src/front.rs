@@ -2,7 +2,8 @@
 //! `[proxy] max_connections`, moved onto the runtime of the thread serving it (Pingora accepts
 //! on one thread's runtime and hands the connection to a random one; left so, every read and
 //! write would be relayed between threads), its PROXY protocol header read when it comes from
-//! a balancer of `proxy_protocol_from` ([`proxyproto`]), then, on the HTTPS listener, taken
+//! a balancer of `proxy_protocol_from` ([`proxyproto`]) (on the HTTP listener, a balancer of
+//! `forwarded_for_from` is not: its requests name their clients), then, on the HTTPS listener, taken
 //! through the TLS
 //! handshake here (certificates by SNI, ALPN preferring `h2`, within
 //! `client_header_timeout_ms`), and served by the HTTP/2 front when ALPN chose `h2`, else by
@@ -65,7 +66,10 @@ impl ServerApp for Front {
         };
         drop(stream);
         let within = Duration::from_millis(edge.settings.client_header_timeout_ms);
+        // A balancer's HTTP connection, shared by its clients: each request says whose it is.
+        let forwarded = self.tls.is_none() && ip.is_some_and(|b| edge.forwarded_from.contains(b));
         let ip = match ip {
+            _ if forwarded => ip,
             Some(balancer) if edge.proxy_from.contains(balancer) => {
                 match tokio::time::timeout(within, proxyproto::read(&mut tcp)).await {
                     Ok(Ok(client)) => client.or(ip),
@@ -82,7 +86,12 @@ impl ServerApp for Front {
             ip => ip,
         };
         let Some(handshake) = &self.tls else {
-            http1::serve(edge.clone(), tcp, false, ip, shutdown.clone()).await;
+            let client = if forwarded {
+                http1::Peer::Balancer(ip)
+            } else {
+                http1::Peer::Client(ip)
+            };
+            http1::serve(edge.clone(), tcp, false, client, shutdown.clone()).await;
             return None;
         };
         let l4 = pingora::protocols::l4::stream::Stream::from(tcp);
@@ -105,7 +114,14 @@ impl ServerApp for Front {
         if tls.ssl().selected_alpn_protocol() == Some(b"h2") {
             http2::serve(edge.clone(), tls, ip, shutdown.clone()).await;
         } else {
-            http1::serve(edge.clone(), tls, true, ip, shutdown.clone()).await;
+            http1::serve(
+                edge.clone(),
+                tls,
+                true,
+                http1::Peer::Client(ip),
+                shutdown.clone(),
+            )
+            .await;
         }
         None
     }

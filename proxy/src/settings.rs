@@ -93,6 +93,12 @@ pub struct ProxySettings {
     /// networks (`10.0.0.0/8`): a connection from one of them must start with its header, and
     /// its client's address is the header's. Empty: no connection is read so.
     pub proxy_protocol_from: Vec<String>,
+    /// Balancers whose `X-Forwarded-For` is believed on the HTTP listener (HAProxy's `option
+    /// forwardfor`, which appends the client's address): a request on a connection from one of
+    /// them came from the header's last address. Those connections are not read for a PROXY
+    /// header, so the balancer can reuse them for every client's requests. Empty: the
+    /// header is never believed.
+    pub forwarded_for_from: Vec<String>,
 }
 
 impl Default for ProxySettings {
@@ -130,6 +136,7 @@ impl Default for ProxySettings {
             max_active: 0,
             active_hold_ms: 50,
             proxy_protocol_from: Vec::new(),
+            forwarded_for_from: Vec::new(),
         }
     }
 }
@@ -184,6 +191,8 @@ impl ProxySettings {
         }
         crate::proxyproto::Trusted::parse(&self.proxy_protocol_from)
             .map_err(|e| format!("[proxy] proxy_protocol_from: {e}"))?;
+        crate::proxyproto::Trusted::parse(&self.forwarded_for_from)
+            .map_err(|e| format!("[proxy] forwarded_for_from: {e}"))?;
         for host in &self.public_hosts {
             crate::host::normalise(host)
                 .map_err(|e| format!("[proxy] public_hosts: {host:?}: {e}"))?;

@@ -76,6 +76,8 @@ pub struct Edge {
     uploads: Arc<tokio::sync::Semaphore>,
     /// `[proxy] proxy_protocol_from`.
     pub proxy_from: crate::proxyproto::Trusted,
+    /// `[proxy] forwarded_for_from`.
+    pub forwarded_from: crate::proxyproto::Trusted,
 }
 
 /// Where a request goes.
@@ -197,6 +199,8 @@ impl Edge {
         // Checked with the settings before anything starts.
         let proxy_from =
             crate::proxyproto::Trusted::parse(&settings.proxy_protocol_from).unwrap_or_default();
+        let forwarded_from =
+            crate::proxyproto::Trusted::parse(&settings.forwarded_for_from).unwrap_or_default();
         Self {
             routes,
             upstreams,
@@ -216,6 +220,7 @@ impl Edge {
             request_ids: RequestIds::new(),
             uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)),
             proxy_from,
+            forwarded_from,
         }
     }
 

@@ -32,21 +32,29 @@ const READ_SIZE: usize = 8 * 1024;
 /// An idle connection's buffers shrink back to this.
 const IDLE_CAPACITY: usize = 4 * 1024;
 
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The client itself (its address, or the one a PROXY header gave).
+    Client(Option<IpAddr>),
+    /// A balancer of `[proxy] forwarded_for_from`, whose requests each name their client as
+    /// the last address of their `X-Forwarded-For`.
+    Balancer(Option<IpAddr>),
+}
+
 /// Serves one client connection until it closes, misbehaves or the proxy stops.
-pub async fn serve<S>(
-    edge: Arc<Edge>,
-    io: S,
-    https: bool,
-    ip: Option<IpAddr>,
-    shutdown: ShutdownWatch,
-) where
+pub async fn serve<S>(edge: Arc<Edge>, io: S, https: bool, peer: Peer, shutdown: ShutdownWatch)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut client = Client {
         edge: &edge,
         io,
         https,
-        ip,
+        peer,
+        ip: match peer {
+            Peer::Client(ip) | Peer::Balancer(ip) => ip,
+        },
         buf: Vec::with_capacity(IDLE_CAPACITY),
         headers: Vec::with_capacity(32),
         up: Vec::new(),
@@ -61,6 +69,8 @@ struct Client<'a, S> {
     edge: &'a Edge,
     io: S,
     https: bool,
+    peer: Peer,
+    /// The current request's client.
     ip: Option<IpAddr>,
     /// Bytes received and not yet consumed: the current request first.
     buf: Vec<u8>,
@@ -177,6 +187,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     /// goes on, `None` when it must close.
     async fn request(&mut self, head: &RequestHead, closing: bool) -> Option<usize> {
         let edge = self.edge;
+        if let Peer::Balancer(balancer) = self.peer {
+            let forwarded_for = self
+                .headers
+                .iter()
+                .rev()
+                .find(|h| h.name(&self.buf).eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|h| h.value(&self.buf));
+            self.ip = last_forwarded_for(forwarded_for).or(balancer);
+        }
         let (json, request_id, host) = {
             let buf = &self.buf;
             let target = head.target(buf);
@@ -466,4 +485,31 @@ fn refusal(e: HeadError) -> Page {
 /// The path of a request target, without its query.
 fn path_of(target: &str) -> &str {
     target.split_once('?').map_or(target, |(p, _)| p)
+}
+
+/// The last address of an `X-Forwarded-For` value (`client, proxy1, proxy2`): the one the
+/// balancer that sent it added. None when there is none, or it is no address.
+fn last_forwarded_for(value: Option<&[u8]>) -> Option<IpAddr> {
+    let value = std::str::from_utf8(value?).ok()?;
+    value.rsplit(',').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_last_forwarded_for_address() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(last_forwarded_for(Some(b"127.0.0.5")), ip("127.0.0.5"));
+        // What the client said itself comes first and is not believed.
+        assert_eq!(
+            last_forwarded_for(Some(b"6.6.6.6, 10.0.0.9 ,  2001:db8::7")),
+            ip("2001:db8::7")
+        );
+        for bad in [&b""[..], b"unknown", b"1.2.3.4, ", b"\xff"] {
+            assert_eq!(last_forwarded_for(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(last_forwarded_for(None), None);
+    }
 }

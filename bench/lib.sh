@@ -1,6 +1,7 @@
-# Shared by the benchmarks that run whole systems (compare/run.sh, density.sh, import.sh):
-# progress lines, timing, a free loopback port, the books' check, stopping the processes a run
-# started (by PID, from PIDS), and the PIDs of process trees. Sourced, not run.
+# Shared by the benchmarks that run whole systems (compare/run.sh, density.sh, import.sh,
+# multihost.sh): progress lines, timing, a free loopback port, the books' check, stopping the
+# processes a run started (by PID, from PIDS), the PIDs of process trees and what they use.
+# Sourced, not run.
 # shellcheck shell=bash
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -30,4 +31,25 @@ tree() {
       changed = 1; while (changed) { changed = 0
         for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
       for (p in keep) print p }'
+}
+# A system = the process trees under some root PIDs.
+HZ=$(getconf CLK_TCK)
+# CPU seconds used so far by the trees (own time of every live process + children it reaped)
+ticks() {
+  local p total=0
+  for p in $(tree "$@"); do
+    total=$(awk -v t="$total" '{ sub(/^.*\) /, ""); print t + $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo "$total")
+  done
+  awk -v t="$total" -v hz="$HZ" 'BEGIN { printf "%.3f", t / hz }'
+}
+# "rss_mib pss_mib processes" of the trees
+memory() {
+  local p rss=0 pss=0 n=0 r s
+  for p in $(tree "$@"); do
+    r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+    s=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+    [[ -n $r && -n $s ]] || continue
+    rss=$((rss + r)); pss=$((pss + s)); n=$((n + 1))
+  done
+  awk -v r="$rss" -v s="$pss" -v n="$n" 'BEGIN { printf "%.1f %.1f %d", r / 1024, s / 1024, n }'
 }

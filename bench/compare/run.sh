@@ -59,7 +59,6 @@ fi
 BUILDS=(apotheca ${VARIANT:+variant})
 SERVING=
 PSQL=$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
-HZ=$(getconf CLK_TCK)
 
 STATE=
 PIDS=()
@@ -84,26 +83,6 @@ apo_env() {
 }
 apo() { apo_env; "${APO_ENV[@]}" "$A" "$@"; }
 
-# ---- process accounting: a system = the process trees under some root PIDs ----
-# CPU seconds used so far by the trees (own time of every live process + children it reaped)
-ticks() {
-  local p total=0
-  for p in $(tree "$@"); do
-    total=$(awk -v t="$total" '{ sub(/^.*\) /, ""); print t + $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo "$total")
-  done
-  awk -v t="$total" -v hz="$HZ" 'BEGIN { printf "%.3f", t / hz }'
-}
-# "rss_mib pss_mib processes" of the trees
-memory() {
-  local p rss=0 pss=0 n=0 r s
-  for p in $(tree "$@"); do
-    r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-    s=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
-    [[ -n $r && -n $s ]] || continue
-    rss=$((rss + r)); pss=$((pss + s)); n=$((n + 1))
-  done
-  awk -v r="$rss" -v s="$pss" -v n="$n" 'BEGIN { printf "%.1f %.1f %d", r / 1024, s / 1024, n }'
-}
 pg_root() { head -1 "$1/postmaster.pid"; }
 
 # ---- the peer ----

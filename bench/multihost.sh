@@ -3,9 +3,9 @@
 # host cost, and how long a pharmacy takes to move when its host dies.
 #
 #   one      wrk → apotheca-proxy (host-a) → its workers → PostgreSQL
-#   hop      wrk → HAProxy (deploy/multi-host/haproxy.cfg: hash on the Host header, PROXY
-#            protocol v2) → host-a's apotheca-proxy → its workers → PostgreSQL; host-b is not
-#            running, so HAProxy sends everything to host-a: the cost of the hop alone
+#   hop      wrk → HAProxy (deploy/multi-host/haproxy.cfg: hash on the Host header, the client
+#            in X-Forwarded-For) → host-a's apotheca-proxy → its workers → PostgreSQL; host-b
+#            is not running, so HAProxy sends everything to host-a: the cost of the hop alone
 #   two      the same with host-b up too: each pharmacy on the host its hash picks
 #
 # Both hosts run on this box, so `two` shows the cost of the extra hop and of a second host's
@@ -68,8 +68,9 @@ A_HTTP=$(free_port) A_ADMIN=$(free_port) B_HTTP=$(free_port) B_ADMIN=$(free_port
 NO_TLS=$(free_port) # the hosts' HTTPS in haproxy.cfg: nothing listens there, nothing asks
 TOKEN=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 43)
 
-# start_host NAME HTTP_PORT ADMIN_PORT TRUST(0|1): its daemon and proxy; TRUST: the proxy reads
-# the PROXY protocol from 127.0.0.1 (behind HAProxy). Sets HOST_PIDS.
+# start_host NAME HTTP_PORT ADMIN_PORT TRUST(0|1): its daemon and proxy, once its proxy is
+# ready (/ready: control answers too); TRUST: the proxy believes what 127.0.0.1 (HAProxy) says
+# of its clients (X-Forwarded-For, the PROXY protocol). Sets HOST_PIDS.
 start_host() {
   local name=$1 port=$2 admin=$3 trust=$4 home=$STATE/$1
   mkdir -p "$home"
@@ -94,6 +95,7 @@ control_socket = "$home/apotheca.sock"
 upgrade_sock = "$home/upgrade.sock"
 $( ((trust)) && printf '%s\n' 'proxy_protocol_from = ["127.0.0.1"]' 'forwarded_for_from = ["127.0.0.1"]')
 EOF
+  rm -f "$home/apotheca.sock" # a killed daemon's, from an earlier round
   "${DB_ENV[@]}" RUST_LOG=warn "$A" --config "$home/apotheca.toml" serve >>"$home/serve.log" 2>&1 &
   local daemon=$!
   PIDS+=("$daemon")
@@ -102,8 +104,8 @@ EOF
   "${DB_ENV[@]}" DATABASE_URL="$(apo db url)" RUST_LOG=warn "$PROXY" --config "$home/apotheca.toml" >>"$home/proxy.log" 2>&1 &
   local proxy=$!
   PIDS+=("$proxy")
-  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$admin/health" && break; sleep 0.1; done
-  curl -sf -o /dev/null "http://127.0.0.1:$admin/health" || die "$name: the proxy did not start: $(tail -5 "$home/proxy.log")"
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" && break; sleep 0.1; done
+  curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" || die "$name: the proxy did not start: $(tail -5 "$home/proxy.log")"
   HOST_PIDS="$daemon $proxy"
 }
 
@@ -117,7 +119,9 @@ start_haproxy() {  # how many hosts are to be up
     "$HAPROXY" -db -f "$ROOT/deploy/multi-host/haproxy.cfg" >>"$STATE/haproxy.log" 2>&1 &
   HAPROXY_PID=$!
   PIDS+=("$HAPROXY_PID")
-  # Up once the servers passed their checks (rise 2, a second apart).
+  # HAProxy counts its servers up from the start: its first checks (a second apart, down
+  # after two failures) have had their say after 2.5 s.
+  sleep 2.5
   local i
   for i in $(seq 1 100); do
     [[ $(haproxy_up) == "$1" ]] && return 0

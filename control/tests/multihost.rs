@@ -1,8 +1,8 @@
 //! Two Apotheca hosts on one database behind HAProxy configured by
 //! `deploy/multi-host/haproxy.cfg` itself: while both are up each pharmacy is served by one
 //! host only, its HTTP (hashed on the Host header) and its HTTPS (on SNI, TLS passed through to
-//! the host's proxy) by the same one; the client's address reaches Apotheca
-//! through the PROXY protocol; and when a host's proxy and control stop, its pharmacies move to
+//! the host's proxy) by the same one; the client's address reaches Apotheca (in
+//! X-Forwarded-For on HTTP, a forged one not believed; in a PROXY header on HTTPS); and when a host's proxy and control stop, its pharmacies move to
 //! the other (after two failed health checks, a second apart); so do those of a host whose
 //! control alone died (its proxy's `/ready` says so). Two hosts creating pharmacies
 //! from one pool of spare schemas and migrating at once do each thing once. Sales posted all

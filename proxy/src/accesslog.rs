@@ -22,7 +22,8 @@ pub struct Entry<'a> {
     pub latency: Duration,
     pub worker: &'a str,
     pub request_id: &'a str,
-    /// The client's address (a balancer's client, by the PROXY protocol).
+    /// The client's address (a balancer's client, by the PROXY protocol or its
+    /// `X-Forwarded-For`).
     pub client: Option<std::net::IpAddr>,
     pub error: Option<String>,
 }

@@ -109,6 +109,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
         let max_head = s.max_header_bytes;
         let mut fresh = Some(self.edge.fresh.enter());
         loop {
+            // A balancer's connection serves many clients: until a request names its own,
+            // what is logged of it (a refused head) is the balancer's.
+            if let Peer::Balancer(balancer) = self.peer {
+                self.ip = balancer;
+            }
             if self.buf.is_empty() {
                 self.shrink();
                 if !self.next_request(&mut shutdown, fresh.is_none()).await {
@@ -187,14 +192,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
     /// goes on, `None` when it must close.
     async fn request(&mut self, head: &RequestHead, closing: bool) -> Option<usize> {
         let edge = self.edge;
-        if let Peer::Balancer(balancer) = self.peer {
+        let mut unnamed = false;
+        if let Peer::Balancer(_) = self.peer {
             let forwarded_for = self
                 .headers
                 .iter()
                 .rev()
                 .find(|h| h.name(&self.buf).eq_ignore_ascii_case("x-forwarded-for"))
                 .map(|h| h.value(&self.buf));
-            self.ip = last_forwarded_for(forwarded_for).or(balancer);
+            match last_forwarded_for(forwarded_for) {
+                Some(client) => self.ip = Some(client),
+                None => unnamed = true,
+            }
         }
         let (json, request_id, host) = {
             let buf = &self.buf;
@@ -226,6 +235,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<'_, S> {
             error: None,
             admitted: false,
         };
+        if unnamed {
+            // Counted as the balancer's, every such client would share one set of limits.
+            r.error =
+                Some("a balancer's request without a client address in X-Forwarded-For".into());
+            return self.own_and_log(Page::BadRequest, &mut r, head).await;
+        }
         let Some(Ok(host)) = host else {
             return self.own_and_log(Page::BadHost, &mut r, head).await;
         };
@@ -488,10 +503,12 @@ fn path_of(target: &str) -> &str {
 }
 
 /// The last address of an `X-Forwarded-For` value (`client, proxy1, proxy2`): the one the
-/// balancer that sent it added. None when there is none, or it is no address.
+/// balancer that sent it added (an IPv4 address written as IPv6, `::ffff:a.b.c.d`, as IPv4).
+/// None when there is none, or it is no address.
 fn last_forwarded_for(value: Option<&[u8]>) -> Option<IpAddr> {
     let value = std::str::from_utf8(value?).ok()?;
-    value.rsplit(',').next()?.trim().parse().ok()
+    let ip: IpAddr = value.rsplit(',').next()?.trim().parse().ok()?;
+    Some(ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -511,5 +528,6 @@ mod tests {
             assert_eq!(last_forwarded_for(Some(bad)), None, "{bad:?}");
         }
         assert_eq!(last_forwarded_for(None), None);
+        assert_eq!(last_forwarded_for(Some(b"::ffff:10.1.2.3")), ip("10.1.2.3"));
     }
 }

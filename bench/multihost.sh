@@ -22,7 +22,7 @@
 # (default target/multihost/multihost-<utc>.jsonl).
 #
 # Knobs: N (20), CONNS ("16"), DURATION (10 s), SCENARIOS ("list sale"), REPEAT (2),
-# SKIP_BUILD=1. Everything runs in a mktemp folder (its own private cluster), stopped and
+# SKIP_BUILD=1, KEEP=1 (keep the folder, with the hosts' logs), LOG (the daemons' RUST_LOG, warn). Everything runs in a mktemp folder (its own private cluster), stopped and
 # removed at the end; every process started here is stopped by its PID.
 set -euo pipefail
 export LC_ALL=C
@@ -59,7 +59,7 @@ apo() { "${DB_ENV[@]}" "$A" "$@"; }
 cleanup() {
   stop_pids
   apo db stop >/dev/null 2>&1 || true
-  rm -rf "$STATE"
+  if [[ -n ${KEEP:-} ]]; then log "kept $STATE (the hosts' logs)"; else rm -rf "$STATE"; fi
 }
 trap cleanup EXIT
 
@@ -96,7 +96,7 @@ upgrade_sock = "$home/upgrade.sock"
 $( ((trust)) && printf '%s\n' 'proxy_protocol_from = ["127.0.0.1"]' 'forwarded_for_from = ["127.0.0.1"]')
 EOF
   rm -f "$home/apotheca.sock" # a killed daemon's, from an earlier round
-  "${DB_ENV[@]}" RUST_LOG=warn "$A" --config "$home/apotheca.toml" serve >>"$home/serve.log" 2>&1 &
+  "${DB_ENV[@]}" RUST_LOG="${LOG:-warn}" "$A" --config "$home/apotheca.toml" serve >>"$home/serve.log" 2>&1 &
   local daemon=$!
   PIDS+=("$daemon")
   for _ in $(seq 1 100); do [[ -S $home/apotheca.sock ]] && break; sleep 0.1; done
@@ -233,6 +233,15 @@ move() {  # round
     '{step: "move", round: $round, schema: $schema, seconds: $took,
       note: "host-b killed (proxy, control and workers, SIGKILL) until its pharmacy answered 200 through HAProxy: checks every 1 s, down after 2 failures, then a cold wake on host-a"}'
   log "moved $schema in $took s"
+  # Until host-a has marked host-b gone (host_gone_secs), host-b's row still lists its
+  # pharmacies, and host-a's workers for them keep no caches: the next setup waits for it.
+  local i
+  for i in $(seq 1 60); do
+    "${DB_ENV[@]}" "$A" --config "$STATE/host-a/apotheca.toml" status --cluster --json |
+      jq -e '.[] | select(.name == "host-b" and .state == "gone")' >/dev/null && return 0
+    sleep 0.5
+  done
+  die "host-b was never marked gone"
 }
 
 record -n --arg cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" --argjson cores "$(nproc)" \

@@ -376,16 +376,26 @@ impl Supervisor {
                 }
             }
             Msg::Shared { schema, hosts } => {
+                // Said only of tenants with workers here: the others' tenants are known so
+                // that a worker started here for one of them keeps no caches from the start.
+                let here = self
+                    .tenants
+                    .get(&schema)
+                    .is_some_and(|t| !t.workers.is_empty());
                 if hosts.is_empty() {
                     if self.shared.remove(&schema).is_some() {
-                        tracing::info!(%schema, "no other host serves this tenant: caches back on");
+                        if here {
+                            tracing::info!(%schema, "no other host serves this tenant: caches back on");
+                        }
                         if self.may_cache(&schema) {
                             self.relay(&schema, Notice::Listening);
                         }
                     }
                 } else {
                     if !self.shared.contains_key(&schema) {
-                        tracing::info!(%schema, ?hosts, "another host serves this tenant too: its workers here keep no caches");
+                        if here {
+                            tracing::info!(%schema, ?hosts, "another host serves this tenant too: its workers here keep no caches");
+                        }
                         self.relay(&schema, Notice::Deaf);
                     }
                     self.shared.insert(schema, hosts);

@@ -65,33 +65,29 @@ impl Control {
     /// Control's own figures as Prometheus text (`GET /metrics`: workers and their memory,
     /// per tenant and in all), for the admin listener to pass on.
     pub async fn metrics(&self, timeout: Duration) -> Result<String, String> {
-        let answer = self
-            .client
-            .clone()
-            .with_timeout(timeout)
-            .call(Method::GET, "/metrics", None, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        if answer.status != StatusCode::OK {
-            return Err(format!("control answered {}", answer.status));
-        }
-        Ok(String::from_utf8_lossy(&answer.body).into_owned())
+        let body = self.get("/metrics", timeout).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Whether control answers at all within `timeout` (`GET /v1/endpoints`: from its
     /// memory, no database), for the admin listener's `/ready`.
     pub async fn answers(&self, timeout: Duration) -> Result<(), String> {
+        self.get("/v1/endpoints", timeout).await.map(|_| ())
+    }
+
+    /// A GET of `path` answered 200 within `timeout`: its body.
+    async fn get(&self, path: &str, timeout: Duration) -> Result<hyper::body::Bytes, String> {
         let answer = self
             .client
             .clone()
             .with_timeout(timeout)
-            .call(Method::GET, "/v1/endpoints", None, None)
+            .call(Method::GET, path, None, None)
             .await
             .map_err(|e| e.to_string())?;
         if answer.status != StatusCode::OK {
             return Err(format!("control answered {}", answer.status));
         }
-        Ok(())
+        Ok(answer.body)
     }
 
     /// Follows the endpoint feed until the process ends, reconnecting with backoff; while

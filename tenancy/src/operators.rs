@@ -279,14 +279,13 @@ pub struct Failures {
 /// Records a login attempt as a failure of `username` (lowercased, 1 to 150 characters) from
 /// `address` (`public.operator_login_failures`, so every host counts it) before its password
 /// is checked, then counts the failures before it within `window`: recorded first, so that
-/// parallel guesses count each other. The address is cut to 200 characters.
+/// parallel guesses count each other. `address` is 1 to 200 characters (the table's check).
 pub async fn failed_attempt(
     client: &impl GenericClient,
     username: &str,
     address: &str,
     window: Duration,
 ) -> Result<Failures> {
-    let address: String = address.chars().take(200).collect();
     let id: i64 = client
         .query_one(
             "INSERT INTO public.operator_login_failures (username, address) VALUES ($1, $2)
@@ -348,7 +347,6 @@ pub async fn forget_failures(
     username: &str,
     address: &str,
 ) -> Result<()> {
-    let address: String = address.chars().take(200).collect();
     client
         .execute(
             "DELETE FROM public.operator_login_failures WHERE username = $1 AND address = $2",

@@ -75,25 +75,25 @@ async fn login(
     if username.is_empty() || username.len() > 150 || body.password.len() > accounts::MAX_PASSWORD {
         return Err(wrong());
     }
-    let verdict = {
-        // Given back before any delay: a held connection per guess would be the guesser's
-        // to exhaust.
-        let client = api.signup.db.connect().await.map_err(ApiError::database)?;
-        let failures = operators::failed_attempt(&client, &username, &address, FAILURE_WINDOW)
-            .await
-            .map_err(ApiError::database)?;
-        let verdict = verdict(&failures);
-        if verdict.is_err() {
+    let connect = || async { api.signup.db.connect().await.map_err(ApiError::database) };
+    let client = connect().await?;
+    let failures = operators::failed_attempt(&client, &username, &address, FAILURE_WINDOW)
+        .await
+        .map_err(ApiError::database)?;
+    let client = match verdict(&failures) {
+        Ok(Duration::ZERO) => client,
+        Ok(delay) => {
+            // Given back for the delay: a held connection per guess would be the guesser's
+            // to exhaust.
+            drop(client);
+            tokio::time::sleep(delay).await;
+            connect().await?
+        }
+        Err(wait) => {
             // A refused attempt is not a failure: the window ends as the earlier ones age out.
             operators::forget_attempt(&client, failures.id)
                 .await
                 .map_err(ApiError::database)?;
-        }
-        verdict
-    };
-    match verdict {
-        Ok(delay) => tokio::time::sleep(delay).await,
-        Err(wait) => {
             tracing::warn!(%username, %address, "operator login refused: too many failures");
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -106,8 +106,7 @@ async fn login(
             e.retry_after = Some(wait.as_secs().max(1));
             return Err(e);
         }
-    }
-    let client = api.signup.db.connect().await.map_err(ApiError::database)?;
+    };
     let found = operators::credentials(&client, &username)
         .await
         .map_err(ApiError::database)?;

@@ -378,10 +378,7 @@ impl Supervisor {
             Msg::Shared { schema, hosts } => {
                 // Said only of tenants with workers here: the others' tenants are known so
                 // that a worker started here for one of them keeps no caches from the start.
-                let here = self
-                    .tenants
-                    .get(&schema)
-                    .is_some_and(|t| !t.workers.is_empty());
+                let here = self.running_here.contains(&schema);
                 if hosts.is_empty() {
                     if self.shared.remove(&schema).is_some() {
                         if here {

@@ -23,6 +23,7 @@ use apotheca_testkit::system::proxy::{request_from, Proxy, Reply};
 use apotheca_testkit::system::tls::{https_get, make_cert};
 use apotheca_testkit::system::Apotheca;
 use hyper::Method;
+use serde_json::json;
 
 const PHARMACIES: usize = 12;
 /// The client, as HAProxy sees it and passes it on.
@@ -601,6 +602,8 @@ async fn a_host_whose_control_died_is_taken_out_and_its_pharmacies_move() {
             .map(|r| r.status)
     };
     assert_eq!(ready(proxy_a.admin).await, Ok(200));
+    let (status, said) = host_a.call(Method::GET, "/v1/ready").await;
+    assert_eq!((status, &said["ready"]), (200, &json!(true)), "{said}");
 
     // Host A's control dies; its proxy runs on, but says it is not ready, and HAProxy sends
     // its pharmacies to host B.

@@ -1,5 +1,5 @@
 //! The proxy's side of control's API (HTTP/1.1 + JSON on its Unix socket): wake a tenant and
-//! learn its endpoints, fetch control's metrics, see whether control answers, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
+//! learn its endpoints, fetch control's metrics, see whether control serves, and follow the endpoint feed (`GET /v1/endpoints/watch`: a snapshot,
 //! then one line per tenant whose ready workers changed) into [`Upstreams`].
 
 use std::path::{Path, PathBuf};
@@ -69,10 +69,10 @@ impl Control {
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// Whether control answers at all within `timeout` (`GET /v1/endpoints`: from its
-    /// memory, no database), for the admin listener's `/ready`.
-    pub async fn answers(&self, timeout: Duration) -> Result<(), String> {
-        self.get("/v1/endpoints", timeout).await.map(|_| ())
+    /// Whether control serves (`GET /v1/ready`: ready once and not stopping), answered within
+    /// `timeout`, for the admin listener's `/ready`.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), String> {
+        self.get("/v1/ready", timeout).await.map(|_| ())
     }
 
     /// A GET of `path` answered 200 within `timeout`: its body.

@@ -184,7 +184,7 @@ impl Metrics {
 
 /// The admin listener's answers; `/metrics` adds control's figures (each tenant's workers and
 /// their memory) to the proxy's own; `/health` says the proxy runs, `/ready` that its control
-/// answers too.
+/// serves too.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub control: Arc<Control>,
@@ -209,13 +209,14 @@ impl ServeHttp for Admin {
                 (StatusCode::OK, body)
             }
             "/health" => (StatusCode::OK, "ok\n".to_owned()),
-            // What a balancer checks: this host can serve only while its control answers
-            // (it wakes the workers, and they end soon after it does).
-            "/ready" => match self.control.answers(Duration::from_secs(1)).await {
+            // What a balancer checks: this host can serve only while its control does (it
+            // wakes the workers, and they end soon after it does; it stops serving when it
+            // starts to drain).
+            "/ready" => match self.control.ready(Duration::from_secs(1)).await {
                 Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
                 Err(e) => (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("control does not answer: {e}\n"),
+                    format!("control is not serving: {e}\n"),
                 ),
             },
             _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),

@@ -8,6 +8,7 @@
 //! | `POST /v1/restart[?timeout_ms=N]` | the same for every tenant and the public site: `[{schema, replaced, pids}]` |
 //! | `GET /v1/status`, `GET /v1/tenants/{schema}` | workers (pid, state, uptime, in flight, served, RSS), restarts, last exit, policy; the status also `totals`: tenants, live tenants, workers, their RSS, the database's connections |
 //! | `GET /metrics` | the status as Prometheus text: totals, and per tenant its workers and their RSS (the proxy's admin `/metrics` passes it on) |
+//! | `GET /v1/ready` | 200 `{ready, status}` while the daemon serves (ready once, not stopping), else 503 with the status line: what the proxy's `/ready` asks |
 //! | `GET /v1/endpoints` | `{schema: [endpoint]}` for every tenant with a ready worker |
 //! | `GET /v1/endpoints/watch` | a stream of JSON lines: first `{"snapshot": {...}}`, then `{"schema", "endpoints"}` per change |
 //! | `POST /v1/tenants` `{name, subdomain, admin_user, admin_password}` | the public sign-up ([`super::signup`]): 201 `{schema, domain, login_url}`; 409 subdomain taken, 422 invalid, each with the `field` at fault |
@@ -42,13 +43,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::catalog::Catalog;
 use super::console;
 use super::imports::{self, Imports};
 use super::operator_api;
+use super::readiness::Readiness;
 use super::signup::{self, NewTenant, Signup};
 use super::status::WakeError;
 use super::supervisor::{Endpoints, Msg};
@@ -64,6 +66,8 @@ pub struct Api {
     pub signup: Arc<Signup>,
     /// How long an operator console session lasts.
     pub session_lifetime: Duration,
+    /// Whether the daemon serves (`GET /v1/ready`).
+    pub readiness: watch::Receiver<Readiness>,
     /// The connection the status's database figures are asked on, kept between calls (a
     /// scrape of `/metrics` every few seconds would otherwise start a backend each time).
     pub figures_db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
@@ -81,6 +85,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/tenants/{schema}/restart", post(restart))
         .route("/v1/restart", post(restart_all))
         .route("/v1/endpoints", get(endpoints))
+        .route("/v1/ready", get(ready))
         .route("/v1/endpoints/watch", get(watch_endpoints))
         .merge(operator_api::router())
         .merge(console::router())
@@ -433,6 +438,19 @@ async fn restart_all(
         }
     }
     Ok(Json(done))
+}
+
+/// 200 while the daemon serves (ready once, not stopping), else 503; its status line either way.
+async fn ready(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    let now = api.readiness.borrow().clone();
+    if now.serving_now() {
+        return Ok(Json(json!({ "ready": true, "status": now.status_line() })));
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        now.status_line(),
+    ))
 }
 
 async fn endpoints(State(api): State<Api>) -> Json<BTreeMap<String, Vec<String>>> {

@@ -208,8 +208,9 @@ pub async fn run(
     .with_feed(feed::Feed::start(catalog.db.clone(), to.clone()));
     let (cluster_tx, cluster_rx) = mpsc::unbounded_channel();
     let supervisor = supervisor.with_cluster(cluster_tx);
+    let readiness = supervisor.readiness();
     let notifier = tokio::spawn(systemd::run(
-        supervisor.readiness(),
+        readiness.clone(),
         Duration::from_millis(serve.report_interval_ms),
     ));
     let mut supervised = tokio::spawn(supervisor.run(inbox));
@@ -232,6 +233,7 @@ pub async fn run(
         restart_timeout: RESTART_TIMEOUT,
         signup,
         session_lifetime: Duration::from_secs(settings.control.operator_session_hours * 3600),
+        readiness,
         figures_db: Arc::default(),
         imports: Arc::new(imports::Imports {
             dir: settings.control.state_dir.join("imports"),

@@ -73,6 +73,12 @@ impl Readiness {
         self.synced && self.waiting.is_empty()
     }
 
+    /// Serving now: ready once, and not draining to stop (`GET /v1/ready`, which a balancer
+    /// checks through the proxy's `/ready`).
+    pub fn serving_now(&self) -> bool {
+        !self.stopping && (self.serving || self.ready())
+    }
+
     /// The service manager's one-line status (`systemctl status`).
     pub fn status_line(&self) -> String {
         let mut line = if self.stopping {

@@ -73,6 +73,10 @@ pub struct DatabaseSettings {
     /// Admin connection URL. Empty: use the private cluster of `[private_db]`.
     /// `--database-url` and `DATABASE_URL` take precedence over it.
     pub url: Option<String>,
+    /// Whether the database is a Citus coordinator's (tenant schemas distributed over its
+    /// worker nodes). Unset: detected (the `citus` extension in the database); `true` or
+    /// `false`: checked, and a database that is not so is refused.
+    pub citus: Option<bool>,
 }
 
 impl DatabaseSettings {
@@ -108,6 +112,10 @@ pub struct PrivateDbSettings {
     pub unsafe_fast: bool,
     /// Folder of `initdb`, `postgres` and `pg_ctl`; found under /usr/lib/postgresql when unset.
     pub bin_dir: Option<PathBuf>,
+    /// Make a new cluster a Citus coordinator with this many worker nodes (0: plain
+    /// PostgreSQL). Read only when the cluster is created: an existing one keeps what it was
+    /// created as (recorded in `run_dir`). Needs the Citus extension installed.
+    pub citus_nodes: u32,
 }
 
 impl Default for PrivateDbSettings {
@@ -121,6 +129,7 @@ impl Default for PrivateDbSettings {
             shared_buffers: "256MB".to_owned(),
             unsafe_fast: false,
             bin_dir: None,
+            citus_nodes: 0,
         }
     }
 }
@@ -183,6 +192,7 @@ mod tests {
     fn database_url_precedence() {
         let file = DatabaseSettings {
             url: Some("postgres://file".into()),
+            ..DatabaseSettings::default()
         };
         assert_eq!(
             file.resolve(Some("postgres://cli")).as_deref(),
@@ -192,7 +202,8 @@ mod tests {
         assert_eq!(DatabaseSettings::default().resolve(None), None);
         assert_eq!(
             DatabaseSettings {
-                url: Some(" ".into())
+                url: Some(" ".into()),
+                ..DatabaseSettings::default()
             }
             .resolve(None),
             None

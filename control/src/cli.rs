@@ -81,6 +81,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// On Citus: the worker nodes that hold tenants, and how many each holds.
+    ListNodes {
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On Citus: move a tenant's schema with its data to another worker node while the
+    /// pharmacy keeps serving (its writes wait only for the final switch).
+    MoveTenant {
+        #[arg(long, value_name = "SCHEMA")]
+        schema: SchemaName,
+        /// The node, `name:port` as `apotheca list-nodes` shows it.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+    },
+    /// On Citus: spread the tenants evenly over the worker nodes (by count), one move at a
+    /// time, each as `move-tenant` does it.
+    RebalanceTenants {
+        /// Only print the moves.
+        #[arg(long)]
+        dry_run: bool,
+        /// The moves as one JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Route another domain to a tenant.
     AddDomain {
         #[arg(long, value_name = "SCHEMA")]
@@ -270,7 +295,13 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Create (first time) and start the private cluster; waits until it accepts connections.
-    Start,
+    Start {
+        /// Create it as a Citus coordinator with this many worker nodes of its own (each with
+        /// its own data folder, socket folder and port; Citus must be installed). Only when
+        /// the cluster is created: an existing cluster starts as it was made.
+        #[arg(long, value_name = "N")]
+        citus_nodes: Option<u32>,
+    },
     /// Stop the private cluster.
     Stop,
     /// Whether the private cluster is running, and where.

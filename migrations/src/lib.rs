@@ -1,12 +1,17 @@
 //! The migration files and their identity: `NNNN_name.sql` parsed into a [`Migration`]
 //! (version, name, SHA-256 checksum, SQL), grouped into a [`MigrationSet`] for the public
 //! schema (`shared/`) and for every tenant schema (`tenant/`). The set is embedded into the
-//! binaries at build time; tests may load one from a folder instead. Applying them is control's job.
+//! binaries at build time; tests may load one from a folder instead. Applying them is control's job;
+//! [`statements`] cuts a file into its statements for a server that needs them one by one (Citus).
 
 use std::borrow::Cow;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+
+mod statements;
+
+pub use statements::{statements, SplitError};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));

@@ -99,6 +99,9 @@ pub struct TenantStatus {
     /// meanwhile).
     #[serde(default)]
     pub shared_with: Vec<String>,
+    /// On Citus, the worker node its schema lives on (`name:port`, as `pg_dist_node` names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -43,6 +43,22 @@ impl Database {
         private_db: &PrivateDbSettings,
         cli_url: Option<&str>,
     ) -> Result<Self> {
+        let db = Self::open_unchecked(database, private_db, cli_url).await?;
+        if database.citus.is_some() {
+            let client = db.connect().await?;
+            crate::citus::check_setting(&client, database.citus).await?;
+            if let Ok(mut probe) = db.probe.lock() {
+                *probe = Some(client);
+            }
+        }
+        Ok(db)
+    }
+
+    async fn open_unchecked(
+        database: &DatabaseSettings,
+        private_db: &PrivateDbSettings,
+        cli_url: Option<&str>,
+    ) -> Result<Self> {
         match database.resolve(cli_url) {
             Some(url) => Self::from_url(url, None),
             None => {

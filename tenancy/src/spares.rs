@@ -74,6 +74,7 @@ async fn fill_locked(client: &mut Client, set: &MigrationSet, target: usize) -> 
         let tx = client.transaction().await?;
         migrate::ensure_database_access(&tx).await?;
         let database: String = tx.query_one("SELECT current_database()", &[]).await?.get(0);
+        crate::citus::prepare(&tx).await?;
         // The spare's dormant role takes the schema name: both are renamed at claim.
         let mut ddl = format!("CREATE SCHEMA {};\n", quote_ident(&name));
         ddl.push_str(&roles::create_dormant_role_sql(&name, &database));

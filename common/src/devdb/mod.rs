@@ -6,8 +6,10 @@
 //! an unprivileged user, since PostgreSQL refuses to run as root.
 //!
 //! This module owns the cluster's life cycle; `files` has the file-system helpers (server
-//! programs, reachability, private files, the launcher lock) and `urls` the connection URLs.
+//! programs, reachability, private files, the launcher lock), `urls` the connection URLs and
+//! `citus` what makes the cluster a Citus coordinator with worker nodes of its own.
 
+mod citus;
 mod files;
 mod urls;
 
@@ -68,6 +70,15 @@ pub enum DevDbError {
     SocketPathTooLong(String),
     #[error("the cluster at {0} has no password file {1}; it was not created by Apotheca (remove the folder to start afresh)")]
     NoPassword(PathBuf, PathBuf),
+    #[error("the Citus extension is not installed for this PostgreSQL (no {0}); build it with ../shared/citus/install.sh (tests) or install Citus's packages, or set [private_db] citus_nodes = 0")]
+    CitusMissing(PathBuf),
+    #[error("the private cluster at {data} was created {was}; it cannot become {wanted} (set [private_db] citus_nodes / --citus-nodes to match, or remove {data} and {run} to start afresh)")]
+    CitusMismatch {
+        data: PathBuf,
+        run: PathBuf,
+        was: String,
+        wanted: String,
+    },
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
     #[error("the launcher task failed: {0}")]
@@ -105,6 +116,8 @@ pub struct PrivateCluster {
     settings: PrivateDbSettings,
     bin_dir: PathBuf,
     run_as: Option<RunAs>,
+    /// What this server is in a Citus cluster; none for plain PostgreSQL.
+    citus: Option<citus::Part>,
 }
 
 impl PrivateCluster {
@@ -144,18 +157,34 @@ impl PrivateCluster {
             }
         }
         let port = settings.tcp_port.unwrap_or(5432);
-        let socket = run_dir.join(format!(".s.PGSQL.{port}"));
-        if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(DevDbError::SocketPathTooLong(socket.display().to_string()));
-        }
-        Ok(Self {
+        check_socket_path(&run_dir, port)?;
+        let mut cluster = Self {
             data_dir,
             run_dir,
             port,
             settings: settings.clone(),
             bin_dir,
             run_as,
-        })
+            citus: None,
+        };
+        let nodes = citus::node_count(&cluster)?;
+        if nodes > 0 {
+            cluster.citus = Some(citus::Part::Coordinator(citus::nodes(&cluster, nodes)?));
+        }
+        Ok(cluster)
+    }
+
+    /// The Citus worker nodes of this coordinator (none for a plain cluster).
+    pub fn citus_nodes(&self) -> &[PrivateCluster] {
+        match &self.citus {
+            Some(citus::Part::Coordinator(nodes)) => nodes,
+            _ => &[],
+        }
+    }
+
+    /// The port in the socket's name (and on 127.0.0.1 when `tcp_port` is set).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -226,34 +255,52 @@ impl PrivateCluster {
     /// processes at once: they serialise on a lock file.
     pub async fn start(&self) -> Result<Started, DevDbError> {
         let this = self.clone();
-        let (lock, started) = tokio::task::spawn_blocking(move || this.start_blocking()).await??;
-        self.ensure_database().await?;
+        let (lock, started) = tokio::task::spawn_blocking(move || {
+            // The coordinator first: its nodes are made with its superuser password.
+            let started = this.start_blocking()?;
+            for node in this.citus_nodes() {
+                node.start_blocking()?;
+            }
+            Ok::<_, DevDbError>(started)
+        })
+        .await??;
+        if !matches!(self.citus, Some(citus::Part::Node)) {
+            self.ensure_database().await?;
+        }
         drop(lock);
         Ok(started)
     }
 
-    /// Stops the server (fast shutdown: sessions are ended). Returns whether it was running.
+    /// Stops the server (fast shutdown: sessions are ended), and a Citus coordinator's nodes
+    /// after it. Returns whether any was running.
     pub async fn stop(&self) -> Result<bool, DevDbError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            if !this.data_dir.join("PG_VERSION").is_file() {
-                return Ok(false);
+            let mut was = false;
+            for server in std::iter::once(&this).chain(this.citus_nodes()) {
+                if !server.data_dir.join("PG_VERSION").is_file() {
+                    continue;
+                }
+                // Not while another process is starting it.
+                let _lock = server.lock()?;
+                if server.is_running() {
+                    server.stop_blocking()?;
+                    was = true;
+                }
             }
-            // Not while another process is starting it.
-            let _lock = this.lock()?;
-            if !this.is_running() {
-                return Ok(false);
-            }
-            let out = this
-                .pg_command("pg_ctl")
-                .args(["stop", "-m", "fast", "-w", "-t", "60", "-D"])
-                .arg(&this.data_dir)
-                .output()
-                .map_err(io("running pg_ctl stop"))?;
-            check("pg_ctl stop", &out)?;
-            Ok(true)
+            Ok(was)
         })
         .await?
+    }
+
+    fn stop_blocking(&self) -> Result<(), DevDbError> {
+        let out = self
+            .pg_command("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-t", "60", "-D"])
+            .arg(&self.data_dir)
+            .output()
+            .map_err(io("running pg_ctl stop"))?;
+        check("pg_ctl stop", &out)
     }
 
     fn start_blocking(&self) -> Result<(Flock<File>, Started), DevDbError> {
@@ -263,10 +310,14 @@ impl PrivateCluster {
             initialised: false,
             already_running: false,
         };
+        if self.citus.is_some() {
+            citus::check_installed(&self.bin_dir)?;
+        }
         if !self.data_dir.join("PG_VERSION").is_file() {
             self.initdb()?;
             started.initialised = true;
         }
+        citus::record(self)?;
         self.write_conf()?;
         if self.is_running() {
             started.already_running = true;
@@ -324,7 +375,11 @@ impl PrivateCluster {
         if not_empty {
             return Err(DevDbError::NotACluster(self.data_dir.clone()));
         }
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        // A Citus node shares its coordinator's superuser password (each connects to the others).
+        let password = match &self.citus {
+            Some(citus::Part::Node) => citus::coordinator_password(self)?,
+            _ => Alphanumeric.sample_string(&mut rand::rng(), 32),
+        };
         // Kept for us (0600, our user) and handed to initdb through a file only it can read.
         write_private(&self.password_file(), &password, None)?;
         let pwfile = self.run_dir.join("initdb.pw");
@@ -384,6 +439,9 @@ impl PrivateCluster {
         if s.unsafe_fast {
             conf.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         }
+        if self.citus.is_some() {
+            conf.push_str(&citus::conf(&self.run_dir));
+        }
         write_private(
             &self.data_dir.join("apotheca.conf"),
             &conf,
@@ -434,7 +492,15 @@ impl PrivateCluster {
             .await?;
         drop(client);
         let _ = conn.await;
-        Ok(())
+        self.prepare_database(DATABASE).await
+    }
+
+    /// Makes `database` (which must exist on the coordinator) a Citus database: the same
+    /// database on every worker node, the extension everywhere, the superuser's credentials
+    /// for the connections between servers, and the nodes registered. Idempotent; nothing for
+    /// a plain cluster.
+    pub async fn prepare_database(&self, database: &str) -> Result<(), DevDbError> {
+        citus::prepare_database(self, database).await
     }
 
     /// A server program, run as the cluster's OS user when we are root.
@@ -456,6 +522,15 @@ impl PrivateCluster {
         }
         cmd
     }
+}
+
+/// The socket of `port` in `run_dir` must fit in a socket address.
+fn check_socket_path(run_dir: &Path, port: u16) -> Result<(), DevDbError> {
+    let socket = run_dir.join(format!(".s.PGSQL.{port}"));
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(DevDbError::SocketPathTooLong(socket.display().to_string()));
+    }
+    Ok(())
 }
 
 fn check(tool: &str, out: &Output) -> Result<(), DevDbError> {

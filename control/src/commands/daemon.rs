@@ -179,6 +179,9 @@ fn print_tenant(t: &TenantStatus) {
         p.idle_timeout_secs,
         p.max_in_flight
     );
+    if let Some(node) = &t.node {
+        line.push_str(&format!(", on node {node}"));
+    }
     if let Some(ms) = t.restart_in_ms {
         line.push_str(&format!(", restarting in {ms} ms"));
     }

@@ -14,6 +14,10 @@ use apotheca_tenancy::roles;
 use apotheca_tenancy::tenants;
 
 fn private_cluster(ctx: &Context) -> Result<PrivateCluster> {
+    private_cluster_with(ctx, ctx.settings.private_db.citus_nodes)
+}
+
+fn private_cluster_with(ctx: &Context, citus_nodes: u32) -> Result<PrivateCluster> {
     if ctx
         .settings
         .database
@@ -24,24 +28,52 @@ fn private_cluster(ctx: &Context) -> Result<PrivateCluster> {
             "a database is configured (--database-url, DATABASE_URL or [database] url); `apotheca db start|stop|status` manage only the private cluster",
         ));
     }
-    Ok(PrivateCluster::new(&ctx.settings.private_db)?)
+    let mut settings = ctx.settings.private_db.clone();
+    settings.citus_nodes = citus_nodes;
+    Ok(PrivateCluster::new(&settings)?)
+}
+
+/// One line per Citus worker node of `cluster`: where it is, as `pg_dist_node` names it.
+fn print_nodes(cluster: &PrivateCluster) {
+    for node in cluster.citus_nodes() {
+        println!(
+            "  Citus node {}:{} (data {}{})",
+            node.socket_dir().display(),
+            node.port(),
+            node.data_dir().display(),
+            if node.is_running() {
+                ""
+            } else {
+                ", not running"
+            }
+        );
+    }
 }
 
 pub(super) async fn db_command(ctx: &Context, cmd: DbCommand) -> Result<()> {
     match cmd {
-        DbCommand::Start => {
-            let cluster = private_cluster(ctx)?;
+        DbCommand::Start { citus_nodes } => {
+            let cluster = private_cluster_with(
+                ctx,
+                citus_nodes.unwrap_or(ctx.settings.private_db.citus_nodes),
+            )?;
             let started = cluster.start().await?;
             let what = match (started.initialised, started.already_running) {
                 (true, _) => "created and started",
                 (false, true) => "already running",
                 (false, false) => "started",
             };
+            let kind = if cluster.citus_nodes().is_empty() {
+                "PostgreSQL"
+            } else {
+                "PostgreSQL (Citus coordinator)"
+            };
             println!(
-                "private PostgreSQL {what}: data {}, socket in {}",
+                "private {kind} {what}: data {}, socket in {}",
                 cluster.data_dir().display(),
                 cluster.socket_dir().display()
             );
+            print_nodes(&cluster);
             Ok(())
         }
         DbCommand::Stop => {
@@ -62,6 +94,7 @@ pub(super) async fn db_command(ctx: &Context, cmd: DbCommand) -> Result<()> {
                     cluster.socket_dir().display(),
                     cluster.log_file().display()
                 );
+                print_nodes(&cluster);
                 Ok(())
             } else {
                 println!(

@@ -4,8 +4,9 @@
 //! This module owns the dispatch, the [`Context`] every command works from, `migrate-schemas`
 //! and the printing shared by several commands; `db` has the `apotheca db ...` subcommands,
 //! `tenant` the per-tenant commands, `operator` the operator commands, `daemon` the daemon and the commands that talk to it,
-//! and `up` the one-shot local set-up.
+//! `citus` the worker-node commands of a Citus cluster, and `up` the one-shot local set-up.
 
+mod citus;
 mod daemon;
 mod db;
 mod import;
@@ -163,6 +164,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             seed_tenant(&ctx, &db, &client, &schema, clear).await
         }
         Command::ListTenants { json } => list_tenants(&ctx, json).await,
+        Command::ListNodes { json } => citus::list_nodes(&ctx, json).await,
+        Command::MoveTenant { schema, to } => citus::move_tenant(&ctx, &schema, &to).await,
+        Command::RebalanceTenants { dry_run, json } => citus::rebalance(&ctx, dry_run, json).await,
         Command::AddDomain {
             schema,
             domain,
@@ -361,10 +365,12 @@ fn print_tenants(list: &[TenantInfo]) {
         println!("no tenants yet; create one with `apotheca create-tenant`");
         return;
     }
-    let rows: Vec<[String; 6]> = list
+    let citus = list.iter().any(|t| t.node.is_some());
+    let rows: Vec<[String; 7]> = list
         .iter()
         .map(|t| {
             [
+                t.node.clone().unwrap_or_else(|| "-".into()),
                 t.schema.clone(),
                 t.name.clone(),
                 t.status.clone(),
@@ -376,6 +382,7 @@ fn print_tenants(list: &[TenantInfo]) {
         })
         .collect();
     let header = [
+        "NODE",
         "SCHEMA",
         "NAME",
         "STATUS",
@@ -389,10 +396,13 @@ fn print_tenants(list: &[TenantInfo]) {
             *w = (*w).max(cell.chars().count());
         }
     }
+    // The node column only on Citus.
+    let skip = usize::from(!citus);
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths)
+            .skip(skip)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         println!("{}", padded.join("  ").trim_end());

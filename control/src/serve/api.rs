@@ -264,7 +264,30 @@ async fn full_status(api: &Api) -> Result<StatusReport, ApiError> {
             }
             Err(_) => None,
         };
+    add_nodes(api, &mut report.tenants).await;
     Ok(report)
+}
+
+/// On Citus, the node each tenant's schema lives on (left out when the database does not
+/// answer within a second).
+async fn add_nodes(api: &Api, tenants: &mut [TenantStatus]) {
+    let placements = async {
+        let mut kept = api.figures_db.lock().await;
+        let client = match &mut *kept {
+            Some(c) if !c.is_closed() => c,
+            slot => slot.insert(api.signup.db.connect().await?),
+        };
+        Ok::<_, crate::error::ControlError>(apotheca_tenancy::citus::placements(&*client).await?)
+    };
+    match tokio::time::timeout(Duration::from_secs(1), placements).await {
+        Ok(Ok(nodes)) => {
+            for t in tenants {
+                t.node = nodes.get(&t.schema).map(ToString::to_string);
+            }
+        }
+        Ok(Err(e)) => tracing::debug!(error = %e, "status: no node placements from the database"),
+        Err(_) => {}
+    }
 }
 
 async fn database_use(api: &Api) -> crate::error::Result<DatabaseUse> {
@@ -311,8 +334,14 @@ async fn tenant_status(
     let report: StatusReport = ask(&api, |reply| Msg::Status { reply })
         .await
         .ok_or_else(ApiError::gone)?;
-    let tenant = report.tenants.into_iter().find(|t| t.schema == schema);
+    let mut tenant: Vec<TenantStatus> = report
+        .tenants
+        .into_iter()
+        .filter(|t| t.schema == schema)
+        .collect();
+    add_nodes(&api, &mut tenant).await;
     tenant
+        .pop()
         .map(Json)
         .ok_or_else(|| ApiError::from(&WakeError::Unknown))
 }

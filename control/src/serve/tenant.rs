@@ -372,6 +372,8 @@ impl Tenant {
             last_request_at_unix_ms: self.last_request.map(unix_ms),
             // The supervisor knows this (the other hosts).
             shared_with: Vec::new(),
+            // The API adds this (the database knows it).
+            node: None,
         }
     }
 

@@ -161,6 +161,7 @@ pub async fn run(
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
             ensure_database_access(&tx).await?;
+            crate::citus::configure_database(&*tx).await?;
             tx.commit().await?;
         }
         if failed || *target == Target::Shared {
@@ -450,15 +451,28 @@ pub(crate) async fn apply(
 ) -> Result<Vec<Applied>> {
     tx.batch_execute(&format!("SET LOCAL search_path TO {}", quote_ident(schema)))
         .await?;
+    // Citus sends some DDL on to its nodes as the text it came in: one statement at a time.
+    let citus = schema != "public" && crate::citus::prepare(tx).await?;
     let mut applied = Vec::with_capacity(todo.len());
     for m in todo {
         let started = Instant::now();
-        tx.batch_execute(&m.sql)
-            .await
-            .map_err(|e| Error::Migration {
-                file: m.file_name(),
-                message: db_message(&e),
-            })?;
+        let failed = |message: String| Error::Migration {
+            file: m.file_name(),
+            message,
+        };
+        if citus {
+            let statements =
+                apotheca_migrations::statements(&m.sql).map_err(|e| failed(e.to_string()))?;
+            for statement in statements {
+                tx.batch_execute(statement)
+                    .await
+                    .map_err(|e| failed(db_message(&e)))?;
+            }
+        } else {
+            tx.batch_execute(&m.sql)
+                .await
+                .map_err(|e| failed(db_message(&e)))?;
+        }
         let duration_ms = started.elapsed().as_millis() as i64;
         tx.execute(
             "INSERT INTO public.apotheca_migrations (schema_name, version, name, checksum, duration_ms)

@@ -74,6 +74,8 @@ pub struct TenantInfo {
     pub migration_version: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub policy: Policy,
+    /// On Citus, the worker node its schema lives on (`name:port`); none on plain PostgreSQL.
+    pub node: Option<String>,
 }
 
 /// A tenant's worker policy.
@@ -171,6 +173,7 @@ impl Provisioner<'_> {
         // A spare brings its schema, migrated, and its dormant role, already granted; else
         // both are built here, the role first so its default privileges cover every table.
         if !spares::claim(tx, self.migrations, schema.as_str(), &role).await? {
+            crate::citus::prepare(tx).await?;
             let mut ddl = format!("CREATE SCHEMA {};\n", schema.quoted());
             ddl.push_str(&roles::create_dormant_role_sql(&role, database));
             ddl.push_str(&roles::default_privileges_sql(&role, schema.as_str()));
@@ -186,6 +189,7 @@ impl Provisioner<'_> {
             self.role_limits,
         ))
         .await?;
+        crate::citus::store_credentials(tx, &role, &password).await?;
         let row = tx
             .query_one(
                 "INSERT INTO public.tenants (schema_name, name, db_role) VALUES ($1, $2, $3) RETURNING id",
@@ -254,6 +258,7 @@ fn tenant_from_row(row: &tokio_postgres::Row) -> TenantInfo {
             max_inflight_per_worker: row.get(10),
             queue_length: row.get(11),
         },
+        node: None,
     }
 }
 
@@ -261,7 +266,15 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<TenantInfo>> {
     let rows = client
         .query(&format!("{SELECT_TENANTS} ORDER BY t.schema_name"), &[])
         .await?;
-    Ok(rows.iter().map(tenant_from_row).collect())
+    let placements = crate::citus::placements(client).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut t = tenant_from_row(row);
+            t.node = placements.get(&t.schema).map(ToString::to_string);
+            t
+        })
+        .collect())
 }
 
 /// One tenant, or the "unknown schema" error (exit status 2).
@@ -441,6 +454,7 @@ pub async fn delete(
         tx.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
             .await?;
     }
+    crate::citus::forget_credentials(&tx, &info.role).await?;
     tx.execute(
         "DELETE FROM public.apotheca_migrations WHERE schema_name = $1",
         &[&schema],

@@ -92,6 +92,9 @@ pub async fn sync(
                 &role, &password, &name, database, limits,
             ));
             done.tenants += 1;
+            tx.batch_execute(&sql).await?;
+            crate::citus::store_credentials(&tx, &role, &password).await?;
+            continue;
         }
         tx.batch_execute(&sql).await?;
     }

@@ -35,9 +35,20 @@ async fn lifecycle_from_fresh_database_to_delete() {
     assert_eq!(list[0]["status"], "active");
     assert_eq!(list[0]["migration_version"], built());
     assert_eq!(list[0]["policy"]["max_workers"], 4);
+    // On Citus each tenant's node is listed (first), and its schema is a distributed one.
+    assert_eq!(
+        list[0]["node"].is_string(),
+        apotheca_testkit::citus(),
+        "{list:?}"
+    );
     let plain = a.ok(&["list-tenants"]).await;
+    let first = if apotheca_testkit::citus() {
+        "NODE"
+    } else {
+        "SCHEMA"
+    };
     assert!(
-        plain.lines().next().unwrap().starts_with("SCHEMA") && plain.contains("bravo.localhost"),
+        plain.lines().next().unwrap().starts_with(first) && plain.contains("bravo.localhost"),
         "{plain}"
     );
 

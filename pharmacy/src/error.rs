@@ -32,7 +32,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The answer to a transaction PostgreSQL ended to let another go on (a deadlock, a
+/// serialization failure, a lock or statement timeout): nothing of it was kept.
+const BUSY: &str = "busy; try again";
+
 impl Error {
+    /// Whether this is [`BUSY`]: the transaction was ended for another's sake and may simply
+    /// be run again.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Unavailable(m) if m == BUSY)
+    }
+
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.to_owned(),
@@ -135,12 +145,17 @@ impl From<tokio_postgres::Error> for Error {
             || *code == SqlState::LOCK_NOT_AVAILABLE
         {
             tracing::warn!(error = %e, "transaction could not complete");
-            return Self::Unavailable("busy; try again".into());
+            return Self::Unavailable(BUSY.into());
         }
-        // Class 08 (connection exception) and 57 (operator intervention: the server shutting
-        // down or restarting, e.g. 57P01 on a fast shutdown): the database is going or coming
-        // back, not the request's fault nor ours.
-        if code.code().starts_with("08") || code.code().starts_with("57") {
+        // Class 08 (connection exception), 57 (operator intervention: the server shutting
+        // down or restarting, e.g. 57P01 on a fast shutdown) and 58 (system error: an I/O
+        // failure, or Citus's copy to a node that went away, 58030): the database is going or
+        // coming back, not the request's fault nor ours.
+        if code.code().starts_with("08")
+            || code.code().starts_with("57")
+            || code.code().starts_with("58")
+            || lost_citus_node(code, e.as_db_error().map_or("", |d| d.message()))
+        {
             tracing::warn!(error = %e, "the database went away");
             return Self::Unavailable("the database is unavailable; try again".into());
         }
@@ -152,6 +167,15 @@ impl From<tokio_postgres::Error> for Error {
         tracing::error!(error = ?e.as_db_error().map(|d| d.message()), code = code.code(), "database error");
         Self::Internal
     }
+}
+
+/// Citus's coordinator reports a worker node that went away in the middle of a query as an
+/// internal error (XX000) carrying libpq's words for it: the tenant's node is down, the
+/// request is not at fault. Only those words count; any other internal error stays one.
+fn lost_citus_node(code: &SqlState, message: &str) -> bool {
+    *code == SqlState::INTERNAL_ERROR
+        && (message.contains("server closed the connection unexpectedly")
+            || message.starts_with("connection to the remote node"))
 }
 
 impl From<deadpool_postgres::PoolError> for Error {

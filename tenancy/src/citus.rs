@@ -66,7 +66,8 @@ pub async fn prepare(tx: &impl GenericClient) -> Result<bool> {
 
 /// On Citus, makes schema-based sharding the database's default, so a schema any later
 /// session creates (a restore through `psql`, an operator's) is distributed like those
-/// Apotheca creates. Nothing on plain PostgreSQL, or when already so.
+/// Apotheca creates. Nothing on plain PostgreSQL, or when already so. In a transaction (it
+/// takes the migration lock until its end); ALTER DATABASE … SET replaces an older value.
 pub async fn configure_database(client: &impl GenericClient) -> Result<()> {
     if !enabled(client).await? {
         return Ok(());
@@ -82,6 +83,13 @@ pub async fn configure_database(client: &impl GenericClient) -> Result<()> {
         .await?;
     let (database, set): (String, bool) = (row.get(0), row.get(1));
     if !set {
+        // Two first runs at once would both add the setting.
+        client
+            .execute(
+                "SELECT pg_advisory_xact_lock($1, 0)",
+                &[&crate::migrate::LOCK_NAMESPACE],
+            )
+            .await?;
         client
             .batch_execute(&format!(
                 "ALTER DATABASE {} SET citus.enable_schema_based_sharding = on",

@@ -7,6 +7,10 @@
 //! The README's test command wipes the cluster before the run and stops it afterwards; a plain
 //! `cargo test` starts it on first use and leaves it running for the next run. A test that
 //! stops or restarts PostgreSQL gets a cluster of its own instead ([`OwnCluster`]).
+//!
+//! With `APOTHECA_TEST_CITUS=1` ([`CITUS_ENV`]) every cluster is a Citus coordinator with two
+//! worker nodes of its own, and every test database is made a Citus database (the extension,
+//! the nodes) on all three: the same tests then run with each tenant schema distributed.
 
 mod binaries;
 pub mod system;
@@ -30,13 +34,43 @@ pub use binaries::{binary, workspace_root};
 
 /// Overrides where the test cluster lives (data in `$DIR/pg`, socket in `$DIR/run`).
 pub const DIR_ENV: &str = "APOTHECA_TEST_PG_DIR";
+/// Set (to anything but `0` or nothing): the clusters are Citus coordinators with
+/// [`CITUS_TEST_NODES`] worker nodes.
+pub const CITUS_ENV: &str = "APOTHECA_TEST_CITUS";
+/// The worker nodes of a Citus test cluster.
+pub const CITUS_TEST_NODES: u32 = 2;
+
+/// Whether this run's clusters are Citus clusters ([`CITUS_ENV`]).
+pub fn citus() -> bool {
+    std::env::var(CITUS_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The worker nodes a test cluster gets.
+fn citus_nodes() -> u32 {
+    if citus() {
+        CITUS_TEST_NODES
+    } else {
+        0
+    }
+}
 
 static CLUSTER: OnceCell<Arc<PrivateCluster>> = OnceCell::const_new();
 
 /// The folder of this checkout's test cluster: `$APOTHECA_TEST_PG_DIR`, else a folder in the
 /// temp dir named after the checkout's `target` (short socket paths, reachable by PostgreSQL's
-/// user when tests run as root, and one per checkout).
+/// user when tests run as root, and one per checkout); with a `-citus` suffix for a Citus
+/// run, so that both kinds of cluster can be kept.
 pub fn test_dir() -> PathBuf {
+    let dir = plain_test_dir();
+    if citus() {
+        let mut dir = dir.into_os_string();
+        dir.push("-citus");
+        return PathBuf::from(dir);
+    }
+    dir
+}
+
+fn plain_test_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(DIR_ENV) {
         return PathBuf::from(dir);
     }
@@ -61,6 +95,7 @@ pub async fn cluster() -> Arc<PrivateCluster> {
                 max_connections: 400,
                 shared_buffers: "128MB".into(),
                 unsafe_fast: true,
+                citus_nodes: citus_nodes(),
                 ..PrivateDbSettings::default()
             };
             let cluster =
@@ -135,7 +170,13 @@ impl TestDb {
             .batch_execute(&sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        Self { name, cluster }
+        let db = Self { name, cluster };
+        // Dropped (on every server) if this fails.
+        db.cluster
+            .prepare_database(&db.name)
+            .await
+            .unwrap_or_else(|e| panic!("making {} a Citus database: {e}", db.name));
+        db
     }
 
     /// The superuser URL of this database.
@@ -173,18 +214,22 @@ impl Drop for TestDb {
                         .unwrap_or_default(),
                     Err(_) => vec![],
                 };
-                let admin = connect(&cluster, "postgres").await;
-                admin
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_ident(&name)
-                    ))
-                    .await?;
+                // The coordinator first, then each Citus node (roles are per server; dropped
+                // from the maintenance database, Citus does not pass the drop on).
                 let own = [roles::public_role(&name), roles::group_role(&name)];
-                for role in tenant_roles.iter().chain(&own) {
+                for server in std::iter::once(&*cluster).chain(cluster.citus_nodes()) {
+                    let admin = connect(server, "postgres").await;
                     admin
-                        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            quote_ident(&name)
+                        ))
                         .await?;
+                    for role in tenant_roles.iter().chain(&own) {
+                        admin
+                            .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
+                            .await?;
+                    }
                 }
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
@@ -208,7 +253,17 @@ pub struct OwnCluster {
 }
 
 impl OwnCluster {
+    /// A cluster of this run's kind (plain, or Citus with [`CITUS_ENV`]).
     pub async fn start(max_connections: u32) -> Self {
+        Self::start_with(max_connections, citus_nodes()).await
+    }
+
+    /// A Citus coordinator with `nodes` worker nodes of its own, whatever the run's kind.
+    pub async fn start_citus(max_connections: u32, nodes: u32) -> Self {
+        Self::start_with(max_connections, nodes).await
+    }
+
+    async fn start_with(max_connections: u32, citus_nodes: u32) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "apotheca-own-{}",
             Alphanumeric
@@ -221,6 +276,7 @@ impl OwnCluster {
             max_connections,
             shared_buffers: "32MB".into(),
             unsafe_fast: true,
+            citus_nodes,
             ..PrivateDbSettings::default()
         };
         let cluster = PrivateCluster::new(&settings).unwrap_or_else(|e| panic!("own cluster: {e}"));

@@ -4,8 +4,11 @@
 //! for the batch. An idle counter's sale is posted at once (a batch of one); a busy one's
 //! sales share the statements and the disk flush instead of queueing for them one by one.
 //!
-//! A batch whose transaction fails before its commit is posted again one sale at a time, so
-//! one sale's failure never becomes another's (unless the database itself is unavailable:
+//! A transaction the database ended for another's sake (a deadlock, a serialization failure:
+//! nothing of it was kept) is run again, up to [`BUSY_RETRIES`] times, before anyone is
+//! answered: on Citus a tenant moved to another node ends a sale or two that way at the switch.
+//! A batch whose transaction fails otherwise before its commit is posted again one sale at a
+//! time, so one sale's failure never becomes another's (unless the database itself is unavailable:
 //! then every sale of the batch gets that answer at once). A failure at the commit itself is answered as
 //! it is: whether those sales were kept is then unknown, and retrying could sell twice.
 
@@ -16,11 +19,13 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::changes;
 use crate::state::{AppState, Inner};
-use apotheca_pharmacy::sale::{self, Failed, Frame, Pending, Posted};
+use apotheca_pharmacy::sale::{self, Failed, Frame, Pending, Posted, Writes};
 use apotheca_pharmacy::{Error, Result};
 
 /// The most sales in one batch.
 const MAX_BATCH: usize = 64;
+/// How many times a transaction ended for another's sake is run again (after 20, 40, 80 ms).
+const BUSY_RETRIES: u32 = 3;
 
 struct Job {
     sale: Pending,
@@ -142,9 +147,28 @@ enum Outcome {
     CommitFailed(Error),
 }
 
+/// [`attempt_once`], again after a pause while the database ended it for another's sake.
+async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
+    let mut retries = 0;
+    loop {
+        match attempt_once(state, sales).await {
+            Outcome::RolledBack(e) if e.is_busy() && retries < BUSY_RETRIES => {
+                retries += 1;
+                tracing::info!(
+                    retries,
+                    sales = sales.len(),
+                    "a sale transaction was ended for another's sake; running it again"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10 << retries)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// One transaction for `sales`, on a connection of its own: two round trips (the BEGIN with
 /// the reads, the write with the COMMIT).
-async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
+async fn attempt_once(state: &AppState, sales: &[Pending]) -> Outcome {
     let db = match state.db().await {
         Ok(db) => db,
         Err(e) => return Outcome::RolledBack(e),
@@ -154,7 +178,12 @@ async fn attempt(state: &AppState, sales: &[Pending]) -> Outcome {
     // the connection is closed instead.
     let guard = Discard(Some(db));
     let db = guard.0.as_ref().expect("held");
-    let (outcome, ended) = match sale::post_batch(db, sales, Frame::Own).await {
+    let writes = if state.settings.citus {
+        Writes::PerTable
+    } else {
+        Writes::Together
+    };
+    let (outcome, ended) = match sale::post_batch(db, sales, Frame::Own, writes).await {
         Ok(answers) => (Outcome::Posted(answers), true),
         // A failed read leaves the transaction open and aborted; a failed write's COMMIT
         // already ended it (then this ROLLBACK only draws a warning).

@@ -4,7 +4,7 @@
 
 mod support;
 
-use apotheca_pharmacy::sale::{post_batch, Frame, Pending, Posted, SaleRequest};
+use apotheca_pharmacy::sale::{post_batch, Frame, Pending, Posted, SaleRequest, Writes};
 use apotheca_pharmacy::Error;
 use apotheca_testkit::TestTenant;
 use apotheca_worker::settings::WorkerSettings;
@@ -82,8 +82,28 @@ async fn read_back(app: &TestApp, s: &Session, id: i64) -> Value {
         .await
 }
 
+/// How the worker writes on this run's cluster (one statement per table on Citus).
+fn writes() -> Writes {
+    if apotheca_testkit::citus() {
+        Writes::PerTable
+    } else {
+        Writes::Together
+    }
+}
+
 #[tokio::test]
-async fn each_sale_of_a_batch_is_judged_alone_in_order() {
+async fn each_sale_of_a_batch_is_judged_alone_in_order_written_together() {
+    judged_alone_in_order(Writes::Together).await;
+}
+
+/// The same batch written one statement per table (Citus's shape, and seed-data's) makes the
+/// same invoices, numbers, stock and ledger.
+#[tokio::test]
+async fn each_sale_of_a_batch_is_judged_alone_in_order_written_per_table() {
+    judged_alone_in_order(Writes::PerTable).await;
+}
+
+async fn judged_alone_in_order(writes: Writes) {
     let app = TestApp::new("acme").await;
     let boss = app.login("pharmacist").await;
     let a = medicine(&app, "Amoxicillin 250", "3.10", 5).await;
@@ -104,7 +124,7 @@ async fn each_sale_of_a_batch_is_judged_alone_in_order() {
     ];
     let mut db = app.db().await;
     let tx = db.transaction().await.unwrap();
-    let answers = post_batch(&tx, &sales, Frame::Caller)
+    let answers = post_batch(&tx, &sales, Frame::Caller, writes)
         .await
         .expect("the batch posts");
     tx.commit().await.unwrap();
@@ -259,7 +279,7 @@ async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
         .map(|q| Pending::new(staff, "staff", &request(&[(a, *q)], None), None).unwrap())
         .collect();
     let db = app.db().await;
-    let answers = post_batch(&db, &sales, Frame::Own)
+    let answers = post_batch(&db, &sales, Frame::Own, writes())
         .await
         .expect("the batch posts");
     assert!(matches!(answers[0], Ok(Posted::New(_))));
@@ -292,7 +312,7 @@ async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
     // Nothing to write (every sale refused): the transaction is still ended, its locks with it.
     let refused = [Pending::new(staff, "staff", &request(&[(a, 99)], None), None).unwrap()];
     let db = app.db().await;
-    let answers = post_batch(&db, &refused, Frame::Own)
+    let answers = post_batch(&db, &refused, Frame::Own, writes())
         .await
         .expect("the batch is judged");
     assert_eq!(

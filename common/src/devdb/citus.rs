@@ -131,11 +131,13 @@ pub(super) fn coordinator_password(node: &PrivateCluster) -> Result<String, DevD
         )))
 }
 
-/// The server settings every Citus server of the cluster gets.
+/// The server settings every Citus server of the cluster gets. Citus runs a maintenance
+/// process per database (background workers, 8 by default in all): room for many databases.
 pub(super) fn conf(run_dir: &Path) -> String {
     format!(
         "shared_preload_libraries = 'citus'\n\
          wal_level = logical\n\
+         max_worker_processes = 64\n\
          citus.local_hostname = '{}'\n",
         run_dir.display().to_string().replace('\'', "''")
     )
@@ -175,6 +177,11 @@ pub(super) async fn prepare_database(
     let Some(Part::Coordinator(nodes)) = &coordinator.citus else {
         return Ok(());
     };
+    // One database at a time (test processes make theirs at once): adding a node copies the
+    // cluster's roles to it, and two such copies at once collide ("tuple concurrently
+    // updated").
+    let path = coordinator.run_dir.join("citus.lock");
+    let _lock = tokio::task::spawn_blocking(move || super::files::lock(&path)).await??;
     let authinfo = format!("password={}", conninfo_value(&coordinator.password()?));
     for node in nodes {
         let admin = connect(&node.url_for("postgres")?).await?;

@@ -79,10 +79,18 @@ pub enum DevDbError {
         was: String,
         wanted: String,
     },
-    #[error("database: {0}")]
+    #[error("database: {}", db_error_text(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("the launcher task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+}
+
+/// The server's message for an error it sent (tokio-postgres shows only "db error").
+fn db_error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevDbError {

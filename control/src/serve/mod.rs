@@ -140,11 +140,18 @@ pub async fn run(
             program.display()
         )));
     }
+    // On a Citus coordinator the workers are told so (`[worker] citus`).
+    let mut env = vec![];
+    if apotheca_tenancy::citus::enabled(&db.connect().await?).await? {
+        tracing::info!("the database is a Citus coordinator's: tenant schemas live on its nodes");
+        env.push(("APOTHECA_WORKER__CITUS".to_owned(), "true".to_owned()));
+    }
     let command = WorkerCommand {
         program,
         config: config_file.map(absolute).transpose()?,
         report_interval: Duration::from_millis(serve.report_interval_ms),
         control_socket: socket.clone(),
+        env,
     };
     let signup = Arc::new(signup::Signup {
         db: db.clone(),

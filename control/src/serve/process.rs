@@ -30,6 +30,9 @@ pub struct WorkerCommand {
     /// The daemon's API socket, given to the public site's workers (its sign-up asks
     /// control to provision pharmacies).
     pub control_socket: PathBuf,
+    /// Settings for the workers in their environment (`APOTHECA_WORKER__…`), over the file's:
+    /// what the daemon knows of the database (`citus`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A worker just started.
@@ -75,6 +78,7 @@ impl WorkerCommand {
         for name in super::systemd::ENV {
             cmd.env_remove(name);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         // The URL holds the role's password: in the environment, never in argv (`ps`).
         cmd.env("DATABASE_URL", db_url)
             .stdin(Stdio::null())

@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use tokio_postgres::types::ToSql;
 
-use super::write::write;
+use super::write::{write, Writes};
 use super::{key_reused, Payment, Pending};
 use crate::cents;
 use crate::invoices::Invoice;
@@ -108,13 +108,14 @@ impl From<tokio_postgres::Error> for Failed {
     }
 }
 
-/// Posts `sales` in `frame`. The outer error means the batch failed as a whole (a duplicate
-/// idempotency key committed by another transaction meanwhile surfaces as
-/// `idempotency_race`); otherwise each sale has its own outcome, in order.
+/// Posts `sales` in `frame`, its rows written as `writes` says. The outer error means the
+/// batch failed as a whole (a duplicate idempotency key committed by another transaction
+/// meanwhile surfaces as `idempotency_race`); otherwise each sale has its own outcome, in order.
 pub async fn post_batch(
     db: &impl GenericClient,
     sales: &[Pending],
     frame: Frame,
+    writes: Writes,
 ) -> Result<Vec<Result<Posted>>, Failed> {
     let mut reads = read(db, sales, frame).await?;
     let (judged, accepted) = judge_all(sales, &mut reads);
@@ -125,7 +126,16 @@ pub async fn post_batch(
         }
         Vec::new()
     } else {
-        write(db, sales, &accepted, &reads.stock, reads.tax_rate, frame).await?
+        write(
+            db,
+            sales,
+            &accepted,
+            &reads.stock,
+            reads.tax_rate,
+            frame,
+            writes,
+        )
+        .await?
     };
     outcomes(judged, &accepted, made)
 }
@@ -183,7 +193,9 @@ async fn read(db: &impl GenericClient, sales: &[Pending], frame: Frame) -> Resul
         )
         .await?;
     let by_medicine: [&(dyn ToSql + Sync); 1] = [&medicine_ids];
-    let (_, medicines, settings, customers, locked, earlier) = tokio::try_join!(
+    // All awaited, then the errors taken in statement order: after the first failure every
+    // later statement fails with "current transaction is aborted", which says nothing.
+    let (begun, medicines, settings, customers, locked, earlier) = tokio::join!(
         async {
             match frame {
                 Frame::Own => db.batch_execute("BEGIN").await,
@@ -207,7 +219,10 @@ async fn read(db: &impl GenericClient, sales: &[Pending], frame: Frame) -> Resul
                 db.query(&q_keys, &[&keys]).await
             }
         },
-    )?;
+    );
+    begun?;
+    let (medicines, settings, customers, locked, earlier) =
+        (medicines?, settings?, customers?, locked?, earlier?);
     let mut stock: Vec<Stock> = locked
         .iter()
         .map(|r| Stock {

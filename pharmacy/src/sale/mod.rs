@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use batch::{post_batch, Failed, Frame, Posted};
+pub use write::Writes;
 
 use crate::values::{self, Money, Quantity};
 use crate::{Error, Result};
@@ -144,7 +145,9 @@ impl Pending {
 }
 
 /// Posts one sale in the caller's transaction (`apotheca seed-data`); returns the invoice id
-/// and whether it was made now (false: the earlier sale with the same key).
+/// and whether it was made now (false: the earlier sale with the same key). Written one
+/// statement per table ([`Writes::PerTable`]), which works on plain PostgreSQL and on Citus
+/// alike (a seed is not worth the round trip the other saves).
 pub async fn post(
     tx: &Transaction<'_>,
     user_id: i64,
@@ -152,11 +155,16 @@ pub async fn post(
     key: Option<&str>,
 ) -> Result<(i64, bool)> {
     let pending = Pending::new(user_id, "", req, key)?;
-    let posted = post_batch(tx, std::slice::from_ref(&pending), Frame::Caller)
-        .await
-        .map_err(|(Failed::Before(e) | Failed::Commit(e))| e)?
-        .pop()
-        .ok_or_else(Error::internal)??;
+    let posted = post_batch(
+        tx,
+        std::slice::from_ref(&pending),
+        Frame::Caller,
+        Writes::PerTable,
+    )
+    .await
+    .map_err(|(Failed::Before(e) | Failed::Commit(e))| e)?
+    .pop()
+    .ok_or_else(Error::internal)??;
     Ok(match posted {
         Posted::New(invoice) => (invoice.id, true),
         Posted::Earlier(id) => (id, false),

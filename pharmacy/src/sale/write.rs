@@ -1,6 +1,7 @@
 //! The write half of a batch of sales: every row of the accepted sales (invoices, lines,
 //! allocations, ledger, stock, numbers) in one statement — followed in the same round trip by
-//! the `COMMIT` of a transaction of its own — and their invoices built from what was written.
+//! the `COMMIT` of a transaction of its own — or, on Citus, one statement per table
+//! ([`Writes`]); and their invoices built from what was written.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -13,6 +14,19 @@ use super::{duplicate_key, Pending};
 use crate::invoices::{Allocation, Invoice, Line};
 use crate::money;
 
+/// How a batch's rows reach the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Every row in one statement ([`WRITE_SALES`]), whose parts feed each other: one round
+    /// trip, with the COMMIT.
+    Together,
+    /// One statement per table ([`PER_TABLE`]), for Citus: there a statement whose parts feed
+    /// each other has the parts' results sent to every worker node, so every tenant's sale
+    /// would fail while any node was down. Each of these reaches the tenant's node alone; two
+    /// round trips (ids and number, then the rows with the COMMIT).
+    PerTable,
+}
+
 /// Writes the accepted sales, numbers them (and commits, in [`Frame::Own`]), and builds their
 /// invoices.
 pub(super) async fn write(
@@ -22,14 +36,50 @@ pub(super) async fn write(
     stock: &[Stock],
     tax_rate: Decimal,
     frame: Frame,
+    writes: Writes,
 ) -> Result<Vec<Invoice>, Failed> {
+    let columns = columns(sales, accepted, stock);
+    let written = match writes {
+        Writes::Together => together(db, &columns, tax_rate, frame).await?,
+        Writes::PerTable => per_table(db, &columns, tax_rate, frame).await?,
+    };
+    Ok(invoices(sales, accepted, stock, tax_rate, &written))
+}
+
+/// The COMMIT of a transaction of its own, pipelined behind the write: the COMMIT of a failed
+/// write ends the aborted transaction (PostgreSQL answers it with ROLLBACK), so both are
+/// awaited and the write's error is the one reported.
+async fn commit(db: &impl GenericClient, frame: Frame) -> Result<(), tokio_postgres::Error> {
+    match frame {
+        Frame::Own => db.batch_execute("COMMIT").await,
+        Frame::Caller => Ok(()),
+    }
+}
+
+/// A failed write: a duplicate idempotency key (committed by another transaction meanwhile)
+/// is the batch's race; anything else is as it came.
+fn write_failed(e: tokio_postgres::Error, inv: &InvoiceColumns) -> Failed {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && inv.key.iter().any(Option::is_some) {
+        Failed::Before(duplicate_key())
+    } else {
+        e.into()
+    }
+}
+
+/// [`Writes::Together`].
+async fn together(
+    db: &impl GenericClient,
+    c: &Columns<'_>,
+    tax_rate: Decimal,
+    frame: Frame,
+) -> Result<Written, Failed> {
     let Columns {
         inv,
         ln,
         al,
         taken_batch,
         taken_quantity,
-    } = columns(sales, accepted, stock);
+    } = c;
     let stmt = db.prepare_cached(WRITE_SALES).await?;
     let params: [&(dyn ToSql + Sync); 27] = [
         &inv.customer_id,
@@ -57,35 +107,127 @@ pub(super) async fn write(
         &al.batch,
         &al.quantity,
         &al.user,
-        &taken_batch,
-        &taken_quantity,
+        taken_batch,
+        taken_quantity,
     ];
-    // Pipelined: the COMMIT of a failed write ends the aborted transaction (PostgreSQL answers
-    // it with ROLLBACK), so both are awaited and the write's error is the one reported.
-    let (row, commit) = tokio::join!(db.query_one(&stmt, &params), async {
-        match frame {
-            Frame::Own => db.batch_execute("COMMIT").await,
-            Frame::Caller => Ok(()),
-        }
-    });
-    let row = match row {
-        Ok(row) => row,
-        Err(e)
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                && inv.key.iter().any(Option::is_some) =>
-        {
-            return Err(Failed::Before(duplicate_key()))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    commit.map_err(|e| Failed::Commit(e.into()))?;
-    let written = Written {
+    let (row, committed) = tokio::join!(db.query_one(&stmt, &params), commit(db, frame));
+    let row = row.map_err(|e| write_failed(e, inv))?;
+    committed.map_err(|e| Failed::Commit(e.into()))?;
+    Ok(Written {
         first: row.get(0),
         invoice_ids: row.get(1),
         line_ids: row.get(2),
         created_at: row.get(3),
+    })
+}
+
+/// [`Writes::PerTable`]: the ids and the counter first (no table, then the counter row), then
+/// every table's rows and the COMMIT, pipelined.
+async fn per_table(
+    db: &impl GenericClient,
+    c: &Columns<'_>,
+    tax_rate: Decimal,
+    frame: Frame,
+) -> Result<Written, Failed> {
+    let Columns {
+        inv,
+        ln,
+        al,
+        taken_batch,
+        taken_quantity,
+    } = c;
+    let invoices = i32::try_from(inv.billed_by.len()).unwrap_or(i32::MAX);
+    let lines = i32::try_from(ln.line_no.len()).unwrap_or(i32::MAX);
+    let [ids, counter, s_inv, s_lines, s_alloc, s_ledger, s_stock] = PER_TABLE;
+    let (ids, counter) = tokio::try_join!(db.prepare_cached(ids), db.prepare_cached(counter))?;
+    let (p_ids, p_counter): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 1]) =
+        ([&invoices, &lines], [&invoices]);
+    // Errors in statement order (see `rows` below).
+    let (ids, counter) = tokio::join!(
+        db.query_one(&ids, &p_ids),
+        db.query_one(&counter, &p_counter)
+    );
+    let (ids, counter) = (ids?, counter?);
+    let (invoice_ids, line_ids, created_at): (Vec<i64>, Vec<i64>, DateTime<Utc>) =
+        (ids.get(0), ids.get(1), ids.get(2));
+    let base: i64 = counter.get(0);
+    let (s_inv, s_lines, s_alloc, s_ledger, s_stock) = tokio::try_join!(
+        db.prepare_cached(s_inv),
+        db.prepare_cached(s_lines),
+        db.prepare_cached(s_alloc),
+        db.prepare_cached(s_ledger),
+        db.prepare_cached(s_stock)
+    )?;
+    let p_inv: [&(dyn ToSql + Sync); 17] = [
+        &inv.customer_id,
+        &inv.customer_name,
+        &inv.customer_phone,
+        &inv.billed_by,
+        &inv.payment,
+        &inv.subtotal,
+        &inv.discount,
+        &tax_rate,
+        &inv.tax,
+        &inv.total,
+        &inv.received,
+        &inv.change,
+        &inv.key,
+        &inv.hash,
+        &invoice_ids,
+        &base,
+        &created_at,
+    ];
+    let p_lines: [&(dyn ToSql + Sync); 9] = [
+        &ln.invoice,
+        &ln.line_no,
+        &ln.medicine_id,
+        &ln.name,
+        &ln.quantity,
+        &ln.price,
+        &ln.total,
+        &line_ids,
+        &invoice_ids,
+    ];
+    let p_alloc: [&(dyn ToSql + Sync); 7] = [
+        &al.line,
+        &al.batch,
+        &al.quantity,
+        &line_ids,
+        &invoice_ids,
+        &ln.invoice,
+        &ln.medicine_id,
+    ];
+    let p_ledger: [&(dyn ToSql + Sync); 7] = [
+        &al.line,
+        &al.batch,
+        &al.quantity,
+        &al.user,
+        &base,
+        &ln.invoice,
+        &created_at,
+    ];
+    let p_stock: [&(dyn ToSql + Sync); 2] = [taken_batch, taken_quantity];
+    // All awaited, then the first error in statement order: after it, every later statement
+    // fails with "current transaction is aborted", which says nothing.
+    let rows = async {
+        let (a, b, c, d, e) = tokio::join!(
+            db.execute(&s_inv, &p_inv),
+            db.execute(&s_lines, &p_lines),
+            db.execute(&s_alloc, &p_alloc),
+            db.execute(&s_ledger, &p_ledger),
+            db.execute(&s_stock, &p_stock),
+        );
+        a.and(b).and(c).and(d).and(e)
     };
-    Ok(invoices(sales, accepted, stock, tax_rate, &written))
+    let (rows, committed) = tokio::join!(rows, commit(db, frame));
+    rows.map_err(|e| write_failed(e, inv))?;
+    committed.map_err(|e| Failed::Commit(e.into()))?;
+    Ok(Written {
+        first: base + 1,
+        invoice_ids,
+        line_ids,
+        created_at,
+    })
 }
 
 /// The rows of a batch of sales, as the statement's parameter arrays.
@@ -347,3 +489,49 @@ WITH ids AS MATERIALIZED (
     WHERE id = ANY($26::bigint[])
 )
 SELECT (SELECT base + 1 FROM n), (SELECT inv FROM ids), (SELECT line FROM ids), now()";
+
+/// [`WRITE_SALES`] one table at a time, for Citus ([`Writes::PerTable`]), in order: the ids
+/// (no table: on the coordinator) and the counter (the tenant's node), then the invoices
+/// ($15 their ids, $16 the number before the first, $17 the time), the lines ($8 their ids,
+/// $9 the invoices'), the allocations ($4 the lines' ids, $5 the invoices', $6 each line's
+/// invoice position, $7 its medicine), the ledger ($5 the number before the first, $6 each
+/// line's invoice position, $7 the time) and the stock, each from its parameters alone. The
+/// time is the coordinator's transaction's, written explicitly: a default's `now()` could be
+/// a node's.
+const PER_TABLE: [&str; 7] = [
+    "SELECT ARRAY(SELECT nextval('invoices_id_seq') FROM generate_series(1, $1::int)),
+            ARRAY(SELECT nextval('invoice_lines_id_seq') FROM generate_series(1, $2::int)),
+            now()",
+    "UPDATE invoice_counter SET last_number = last_number + $1::int
+     RETURNING last_number - $1::int",
+    "INSERT INTO invoices (id, number, customer_id, customer_name, customer_phone, billed_by,
+                           payment_method, subtotal, discount, tax_rate, tax, total,
+                           amount_received, change_due, idempotency_key, request_hash,
+                           created_at)
+     SELECT ($15::bigint[])[t.ord], $16::bigint + t.ord, t.customer_id, t.customer_name,
+            t.customer_phone, t.billed_by, t.payment, t.subtotal, t.discount, $8, t.tax,
+            t.total, t.received, t.change, t.key, t.hash, $17::timestamptz
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::numeric[],
+                 $7::numeric[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[],
+                 $13::text[], $14::bytea[])
+          WITH ORDINALITY AS t(customer_id, customer_name, customer_phone, billed_by, payment,
+                               subtotal, discount, tax, total, received, change, key, hash, ord)",
+    "INSERT INTO invoice_lines (id, invoice_id, line_no, medicine_id, medicine_name, quantity,
+                                unit_price, line_total)
+     SELECT ($8::bigint[])[t.ord], ($9::bigint[])[t.invoice], t.line_no, t.medicine_id, t.name,
+            t.quantity, t.price, t.total
+     FROM unnest($1::int[], $2::int[], $3::bigint[], $4::text[], $5::int[], $6::numeric[],
+                 $7::numeric[])
+          WITH ORDINALITY AS t(invoice, line_no, medicine_id, name, quantity, price, total, ord)",
+    "INSERT INTO invoice_line_batches (invoice_line_id, batch_id, invoice_id, medicine_id, quantity)
+     SELECT ($4::bigint[])[a.line], a.batch, ($5::bigint[])[($6::int[])[a.line]],
+            ($7::bigint[])[a.line], a.quantity
+     FROM unnest($1::int[], $2::bigint[], $3::int[]) AS a(line, batch, quantity)",
+    "INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id, at)
+     SELECT a.batch, -a.quantity, 'sale', 'INV-' || ($5::bigint + ($6::int[])[a.line]), a.user_id,
+            $7::timestamptz
+     FROM unnest($1::int[], $2::bigint[], $3::int[], $4::bigint[]) AS a(line, batch, quantity, user_id)",
+    "UPDATE batches
+     SET quantity_on_hand = quantity_on_hand - ($2::int[])[array_position($1::bigint[], id)]
+     WHERE id = ANY($1::bigint[])",
+];

@@ -274,6 +274,27 @@ impl Sales {
             .count()
     }
 
+    /// How many sales were tried so far, answered or not.
+    pub fn tried(&self) -> usize {
+        self.attempts.lock().unwrap().len()
+    }
+
+    /// Waits until `n` more sales failed (not posted: another status, or no answer), at most
+    /// [`PATIENCE`].
+    pub async fn wait_failed(&self, n: usize) {
+        let failed = |s: &Self| s.tried() - s.posted();
+        let from = failed(self);
+        let started = Instant::now();
+        while failed(self) < from + n {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "not {n} more failed sales in {PATIENCE:?}: {}",
+                summary(&self.attempts.lock().unwrap())
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits until `n` more sales were posted (at most [`PATIENCE`]).
     pub async fn wait_more(&self, n: usize) {
         let from = self.posted();

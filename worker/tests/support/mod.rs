@@ -47,7 +47,12 @@ impl TestApp {
         Self::with_settings(tenant, settings).await
     }
 
+    /// On the Citus pass the worker is told so, as the daemon tells it (`[worker] citus`).
     pub async fn with_settings(tenant: TestTenant, settings: WorkerSettings) -> Self {
+        let settings = WorkerSettings {
+            citus: apotheca_testkit::citus(),
+            ..settings
+        };
         let state =
             AppState::new(&tenant.schema, &tenant.role_url, settings).expect("worker state");
         Self::with_state(tenant, state).await
@@ -60,7 +65,10 @@ impl TestApp {
         let state = AppState::with_marker(
             &tenant.schema,
             &tenant.role_url,
-            WorkerSettings::default(),
+            WorkerSettings {
+                citus: apotheca_testkit::citus(),
+                ..WorkerSettings::default()
+            },
             Some(marker),
         )
         .expect("worker state");

@@ -112,11 +112,7 @@ impl From<tokio_postgres::Error> for Error {
             tracing::error!(error = %e, "database connection failed");
             return Self::Unavailable("the database is unavailable; try again".into());
         };
-        let constraint = e
-            .as_db_error()
-            .and_then(|d| d.constraint())
-            .unwrap_or_default()
-            .to_owned();
+        let constraint = shard_less(e.as_db_error().map_or("", constraint_of)).to_owned();
         if *code == SqlState::UNIQUE_VIOLATION {
             return Self::conflict(
                 "duplicate",
@@ -169,6 +165,33 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
+/// The constraint `e` says was violated, as the schema names it (on Citus too), if any.
+pub fn violated_constraint(e: &tokio_postgres::Error) -> Option<&str> {
+    let name = shard_less(constraint_of(e.as_db_error()?));
+    (!name.is_empty()).then_some(name)
+}
+
+/// The constraint an error names: its field, else (Citus passes a node's error on without
+/// it) the quoted name in its message (`... violates unique constraint "customers_phone_key"`).
+fn constraint_of(db: &tokio_postgres::error::DbError) -> &str {
+    if let Some(c) = db.constraint() {
+        return c;
+    }
+    db.message()
+        .split_once("constraint \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(name, _)| name)
+}
+
+/// A constraint's name as the schema has it: on Citus the error comes from a shard, whose
+/// constraints carry the shard's id (`customers_phone_key_102018`).
+fn shard_less(constraint: &str) -> &str {
+    match constraint.rsplit_once('_') {
+        Some((name, id)) if id.len() >= 6 && id.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => constraint,
+    }
+}
+
 /// Citus's coordinator reports a worker node that went away in the middle of a query as an
 /// internal error (XX000) carrying libpq's words for it: the tenant's node is down, the
 /// request is not at fault. Only those words count; any other internal error stays one.
@@ -200,4 +223,41 @@ fn field_of(constraint: &str) -> String {
 
 fn readable(constraint: &str) -> String {
     constraint.replace('_', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_ids_leave_constraint_names() {
+        assert_eq!(
+            shard_less("customers_phone_key_102018"),
+            "customers_phone_key"
+        );
+        assert_eq!(shard_less("customers_phone_key"), "customers_phone_key");
+        assert_eq!(shard_less("batches_check_1"), "batches_check_1");
+        assert_eq!(shard_less(""), "");
+    }
+
+    #[test]
+    fn a_lost_node_is_told_from_other_internal_errors() {
+        let internal = SqlState::INTERNAL_ERROR;
+        assert!(lost_citus_node(
+            &internal,
+            "server closed the connection unexpectedly\n\tThis probably means..."
+        ));
+        assert!(lost_citus_node(
+            &internal,
+            "connection to the remote node t_x@/run/node1:5433 failed"
+        ));
+        assert!(!lost_citus_node(
+            &internal,
+            "could not create distributed plan"
+        ));
+        assert!(!lost_citus_node(
+            &SqlState::UNIQUE_VIOLATION,
+            "server closed the connection unexpectedly"
+        ));
+    }
 }

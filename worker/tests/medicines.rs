@@ -248,10 +248,12 @@ async fn medicines_create_list_search_filter_edit() {
     assert_eq!(r.status.as_u16(), 422);
 
     // Detail: all batches with the expired flag and supplier, and the ledger.
+    // (Citus takes no subquery in INSERT ... VALUES: the user is looked up first.)
+    let pharmacist = app.user_id("pharmacist").await;
     db.execute(
         "INSERT INTO stock_movements (batch_id, quantity, reason, reference, user_id)
-         VALUES ($1, 3, 'receipt', 'GRN-1', (SELECT id FROM users WHERE username = 'pharmacist'))",
-        &[&near],
+         VALUES ($1, 3, 'receipt', 'GRN-1', $2)",
+        &[&near, &pharmacist],
     )
     .await
     .unwrap();
@@ -557,14 +559,15 @@ async fn customers_and_purchase_history() {
         (2, "admin", 2, "250.00"),
         (3, "staff", 1, "40.50"),
     ] {
+        // (Citus takes no subquery in INSERT ... VALUES: the user is looked up first.)
+        let billed_by = app.user_id(user).await;
         db.execute(
             "INSERT INTO invoices (number, created_at, customer_id, customer_name, billed_by,
                                    payment_method, subtotal, discount, tax_rate, tax, total,
                                    amount_received, change_due)
-             VALUES ($1, now() - make_interval(days => $2), $3, 'Ram Shrestha',
-                     (SELECT id FROM users WHERE username = $4), 'cash',
+             VALUES ($1, now() - make_interval(days => $2), $3, 'Ram Shrestha', $4, 'cash',
                      $5::text::numeric, 0, 0, 0, $5::text::numeric, $5::text::numeric, 0)",
-            &[&number, &days_ago, &ram_id, &user, &total],
+            &[&number, &days_ago, &ram_id, &billed_by, &total],
         )
         .await
         .unwrap();

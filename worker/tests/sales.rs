@@ -220,18 +220,25 @@ async fn one_sale_failing_in_the_database_never_fails_the_others() {
     let good = medicine(&app, "Good medicine", "1.00", 1000).await;
     let bad = medicine(&app, "Cursed medicine", "1.00", 1000).await;
     // A failure only the database knows about: a trigger the worker cannot foresee.
-    app.tenant
-        .db
-        .client()
-        .await
-        .batch_execute(&format!(
-            "CREATE FUNCTION acme.refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN RAISE EXCEPTION 'cursed'; END $$;
-             CREATE TRIGGER refuse_cursed BEFORE INSERT ON acme.invoice_lines
-             FOR EACH ROW WHEN (NEW.medicine_id = {bad}) EXECUTE FUNCTION acme.refuse_cursed();"
-        ))
-        .await
-        .unwrap();
+    // One statement at a time, and on Citus with its leave for triggers (as migrations run).
+    let admin = app.tenant.db.client().await;
+    if apotheca_testkit::citus() {
+        admin
+            .batch_execute("SET citus.enable_unsafe_triggers = on")
+            .await
+            .unwrap();
+    }
+    for sql in [
+        "CREATE FUNCTION acme.refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'cursed'; END $$"
+            .to_owned(),
+        format!(
+            "CREATE TRIGGER refuse_cursed BEFORE INSERT ON acme.invoice_lines
+             FOR EACH ROW WHEN (NEW.medicine_id = {bad}) EXECUTE FUNCTION acme.refuse_cursed()"
+        ),
+    ] {
+        admin.batch_execute(&sql).await.unwrap();
+    }
     let cashier = app.login("staff").await;
     // Sent all at once, so the sale queue batches them together.
     let tasks: Vec<_> = (0..40)
@@ -335,6 +342,19 @@ async fn a_batch_in_its_own_transaction_is_committed_with_its_write() {
 #[tokio::test]
 async fn a_sale_failing_in_its_reads_leaves_its_connection_clean() {
     let tenant = TestTenant::new("acme").await;
+    // The role's own lock timeout, before the worker connects: on Citus a session's SET stays
+    // on the coordinator, while the lock is waited for on the node (a role's settings reach
+    // both).
+    tenant
+        .db
+        .client()
+        .await
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I SET lock_timeout = ''200ms''',
+                 (SELECT db_role FROM public.tenants WHERE schema_name = 'acme')); END $$",
+        )
+        .await
+        .unwrap();
     let settings = WorkerSettings {
         pool_size: 1,
         sale_writers: 1,
@@ -345,11 +365,6 @@ async fn a_sale_failing_in_its_reads_leaves_its_connection_clean() {
     let app = TestApp::with_settings(tenant, settings).await;
     let cashier = app.login("staff").await;
     let a = medicine(&app, "Amoxicillin 250", "3.10", 10).await;
-    app.db()
-        .await
-        .batch_execute("SET lock_timeout = '200ms'")
-        .await
-        .unwrap();
     let locker = apotheca_testkit::connect_url(&app.tenant.role_url)
         .await
         .unwrap();

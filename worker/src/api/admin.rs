@@ -100,14 +100,16 @@ pub(crate) async fn save_company(
     let pan = values::opt_text("pan", body.pan.as_deref(), 30)?;
     let vat_no = values::opt_text("vat_no", body.vat_no.as_deref(), 30)?;
     let licence_no = values::opt_text("licence_no", body.licence_no.as_deref(), 50)?;
+    // The time comes through EXCLUDED: Citus takes only immutable functions in DO UPDATE SET.
     let row = db
         .query_one(
             &format!(
-                "INSERT INTO company (id, name, address, phone, email, pan, vat_no, licence_no)
-                 VALUES (true, $1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO company (id, name, address, phone, email, pan, vat_no, licence_no, updated_at)
+                 VALUES (true, $1, $2, $3, $4, $5, $6, $7, now())
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, address = EXCLUDED.address,
                      phone = EXCLUDED.phone, email = EXCLUDED.email, pan = EXCLUDED.pan,
-                     vat_no = EXCLUDED.vat_no, licence_no = EXCLUDED.licence_no, updated_at = now()
+                     vat_no = EXCLUDED.vat_no, licence_no = EXCLUDED.licence_no,
+                     updated_at = EXCLUDED.updated_at
                  RETURNING {COMPANY_COLUMNS}"
             ),
             &[&name, &address, &phone, &email, &pan, &vat_no, &licence_no],
@@ -230,19 +232,20 @@ pub(crate) async fn save_settings(
         }
         c => c.map(str::to_owned),
     };
-    // An upsert, so that a tenant whose settings row went missing heals itself.
+    // An upsert, so that a tenant whose settings row went missing heals itself. The time comes
+    // through EXCLUDED: Citus takes only immutable functions in DO UPDATE SET.
     let row = db
         .query_one(
             &format!(
-                "INSERT INTO settings (id, low_stock_threshold, near_expiry_days, tax_rate, currency)
+                "INSERT INTO settings (id, low_stock_threshold, near_expiry_days, tax_rate, currency, updated_at)
                  VALUES (true, coalesce($1::int, 30), coalesce($2::int, 90), coalesce($3::numeric, 0),
-                         coalesce($4::text, 'NPR'))
+                         coalesce($4::text, 'NPR'), now())
                  ON CONFLICT (id) DO UPDATE SET
                      low_stock_threshold = coalesce($1::int, settings.low_stock_threshold),
                      near_expiry_days = coalesce($2::int, settings.near_expiry_days),
                      tax_rate = coalesce($3::numeric, settings.tax_rate),
                      currency = coalesce($4::text, settings.currency),
-                     updated_at = now()
+                     updated_at = EXCLUDED.updated_at
                  RETURNING {SETTINGS_COLUMNS}"
             ),
             &[&low, &near, &tax_rate, &currency],

@@ -55,7 +55,7 @@ fn from_row(r: &tokio_postgres::Row) -> Customer {
 /// A duplicate phone is the one conflict a customer can have: answer it by name.
 fn phone_taken(e: tokio_postgres::Error) -> ApiError {
     let duplicate_phone = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-        && e.as_db_error().and_then(|d| d.constraint()) == Some("customers_phone_key");
+        && apotheca_pharmacy::error::violated_constraint(&e) == Some("customers_phone_key");
     if duplicate_phone {
         ApiError::conflict("duplicate", "another customer has this phone number")
             .with_field("phone")

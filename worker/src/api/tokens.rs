@@ -103,14 +103,26 @@ async fn revoke_token(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let db = state.db().await?;
+    // Revoked once: a token revoked already keeps its time. (Not `coalesce(revoked_at, now())`:
+    // Citus refuses a non-immutable function inside COALESCE in an UPDATE.)
     let n = db
         .execute(
-            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND user_id = $2",
+            "UPDATE api_tokens SET revoked_at = now()
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
             &[&id, &auth.user_id],
         )
         .await?;
     if n == 0 {
-        return Err(ApiError::not_found("token"));
+        let exists = db
+            .query_opt(
+                "SELECT 1 FROM api_tokens WHERE id = $1 AND user_id = $2",
+                &[&id, &auth.user_id],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            return Err(ApiError::not_found("token"));
+        }
     }
     announce_auth_change(&state, &**db).await?;
     Ok(StatusCode::NO_CONTENT)

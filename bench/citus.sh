@@ -21,7 +21,8 @@
 # Needs Citus installed (../shared/citus/install.sh, or APOTHECA_CITUS_DIR).
 #
 # Knobs: N (20), CONNS ("16 64"), DURATION (10), SCENARIOS ("list detail sale mix"), REPEAT (1),
-# MOVE_SECS (20: the sales load during the move), SKIP_BUILD=1.
+# MOVE_SECS (20: the sales load during the move), READ_CACHE_SECS (both systems' workers'
+# `[worker] read_cache_secs`; 0: every list and detail reaches the database), SKIP_BUILD=1.
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -80,9 +81,11 @@ start() {  # system: its cluster, the shared schema, the daemon and the proxy
   STATE[$sys]=$dir
   PORT[$sys]=$(free_port)
   apo "$sys" migrate-schemas >/dev/null 2>&1
+  # The workers inherit the daemon's environment, READ_CACHE_SECS with it.
   (cd "$dir" && exec env -u DATABASE_URL -u APOTHECA_CONFIG APOTHECA_PRIVATE_DB__DATA_DIR="$dir/pg" \
     APOTHECA_PRIVATE_DB__RUN_DIR="$dir/run" APOTHECA_CONTROL__STATE_DIR="$dir" \
-    APOTHECA_CONTROL__SPARE_SCHEMAS=0 "$A" serve >>"$dir/serve.log" 2>&1) &
+    APOTHECA_CONTROL__SPARE_SCHEMAS=0 ${READ_CACHE_SECS:+APOTHECA_WORKER__READ_CACHE_SECS=$READ_CACHE_SECS} \
+    "$A" serve >>"$dir/serve.log" 2>&1) &
   local control=$!
   PIDS+=("$control")
   for _ in $(seq 1 100); do [[ -S $dir/var/run/apotheca.sock ]] && break; sleep 0.1; done
@@ -150,7 +153,7 @@ other_node() { apo citus list-nodes --json | jq -r --arg n "$1" '.[] | "\(.name)
 moves() {  # t1 to the other node idle, then back under its own sales; the rebalance after
   local from to size t0 took out
   from=$(node_of t1); to=$(other_node "$from")
-  size=$("$PSQL" -X -At -d "$(apo citus db url)" -c "SELECT schema_size FROM citus_schemas WHERE schema_name = 't1'")
+  size=$("$PSQL" -X -At -d "$(apo citus db url)" -c "SELECT schema_size FROM citus_schemas WHERE schema_name = 't1'::regnamespace")
   t0=$(now); apo citus move-tenant --schema t1 --to "$to" >/dev/null; took=$(since "$t0")
   record -n --arg size "$size" --argjson took "$took" --arg from "$from" --arg to "$to" \
     '{system: "citus", step: "move_idle", schema: "t1", schema_size: $size, seconds: $took, from: $from, to: $to}'
@@ -192,7 +195,8 @@ books() {  # system: batches and lines that disagree with the ledger, over every
 
 record -n --arg cpu "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" --argjson cores "$(nproc)" \
   --arg utc "$(date -u +%FT%TZ)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD)" --argjson d "$DURATION" \
-  '{step: "machine", utc: $utc, cpu: $cpu, cores: $cores, commit: $commit, duration_s: $d}'
+  --arg rc "${READ_CACHE_SECS:-default}" \
+  '{step: "machine", utc: $utc, cpu: $cpu, cores: $cores, commit: $commit, duration_s: $d, read_cache_secs: $rc}'
 for sys in "${SYSTEMS[@]}"; do
   log "$sys: cluster, daemon, proxy"
   start "$sys"

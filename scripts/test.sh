@@ -47,10 +47,11 @@ if [[ -z $CITUS_DIR ]]; then
 elif ! "$CITUS_DIR/install.sh"; then
   echo "Citus pass skipped: $CITUS_DIR/install.sh could not build Citus (see above)" >&2
 else
-  APOTHECA_TEST_CITUS=1 cargo test "$@" \
+  APOTHECA_TEST_CITUS=1 cargo test \
     -p apotheca-control --test citus --test tenancy --test isolation --test signup \
-      --test seed --test serve --test input --test resilience_db \
-    -p apotheca-worker --test sales --test access --test accounts --test rules
+      --test seed --test serve --test input --test resilience_db --test deploy_backup \
+    -p apotheca-worker --test sales --test access --test accounts --test rules \
+      --test medicines --test admin_reports --test pages_forms --test caches "$@"
 fi
 
 # The whole system in a real browser: Debian's Chromium (installed when missing; skipped,

@@ -1,6 +1,8 @@
-//! Splitting a migration file into its statements, as `psql` does: at each `;` outside
-//! quoted text ('…', E'…' with backslash escapes, "…"), dollar-quoted bodies ($$…$$,
-//! $tag$…$tag$) and comments (-- to the end of the line, /* … */ nested).
+//! Splitting a migration file into its statements: at each `;` outside quoted text ('…', E'…'
+//! with backslash escapes, "…"), dollar-quoted bodies ($$…$$, $tag$…$tag$) and comments (-- to
+//! the end of the line, /* … */ nested), as `psql` does for everything but a `;` inside
+//! parentheses (`CREATE RULE … DO (a; b)`), which is split here: write such rules one action
+//! each.
 //!
 //! Citus propagates some DDL (CREATE INDEX among it) to its nodes as the text of the query it
 //! came in, so a file sent as one multi-statement query fails there ("cannot insert multiple

@@ -33,8 +33,11 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The answer to a transaction PostgreSQL ended to let another go on (a deadlock, a
-/// serialization failure, a lock or statement timeout): nothing of it was kept.
+/// serialization failure): nothing of it was kept, and it may simply run again.
 const BUSY: &str = "busy; try again";
+/// The answer to a statement or lock wait that timed out: running it again would wait as
+/// long again.
+const TIMED_OUT: &str = "the database took too long; try again";
 
 impl Error {
     /// Whether this is [`BUSY`]: the transaction was ended for another's sake and may simply
@@ -135,13 +138,14 @@ impl From<tokio_postgres::Error> for Error {
                 ),
             );
         }
-        if *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::QUERY_CANCELED
-            || *code == SqlState::LOCK_NOT_AVAILABLE
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
         {
             tracing::warn!(error = %e, "transaction could not complete");
             return Self::Unavailable(BUSY.into());
+        }
+        if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE {
+            tracing::warn!(error = %e, "a statement or lock timed out");
+            return Self::Unavailable(TIMED_OUT.into());
         }
         // Class 08 (connection exception), 57 (operator intervention: the server shutting
         // down or restarting, e.g. 57P01 on a fast shutdown) and 58 (system error: an I/O

@@ -106,15 +106,20 @@ pub(super) fn check_installed(bin_dir: &Path) -> Result<(), DevDbError> {
     }
 }
 
-/// Records a coordinator's node count beside its password (nothing for other servers).
+/// Records what a new cluster is made as, beside its password: a coordinator's node count, or
+/// (a plain cluster) no record, so that one left by an earlier cluster in the folder is not
+/// believed. Nothing for a node.
 pub(super) fn record(cluster: &PrivateCluster) -> Result<(), DevDbError> {
+    let path = cluster.run_dir.join(RECORD);
     match &cluster.citus {
-        Some(Part::Coordinator(nodes)) => write_private(
-            &cluster.run_dir.join(RECORD),
-            &format!("{}\n", nodes.len()),
-            None,
-        ),
-        _ => Ok(()),
+        Some(Part::Coordinator(nodes)) => write_private(&path, &format!("{}\n", nodes.len()), None),
+        Some(Part::Node) => Ok(()),
+        None => match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io(format!("removing {}", path.display()))(e))
+            }
+            _ => Ok(()),
+        },
     }
 }
 

@@ -285,18 +285,28 @@ impl PrivateCluster {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut was = false;
+            let mut failed = None;
+            // Every server is stopped even when one fails; the first failure is reported.
             for server in std::iter::once(&this).chain(this.citus_nodes()) {
                 if !server.data_dir.join("PG_VERSION").is_file() {
                     continue;
                 }
                 // Not while another process is starting it.
-                let _lock = server.lock()?;
-                if server.is_running() {
-                    server.stop_blocking()?;
-                    was = true;
+                let stopped = server.lock().and_then(|_lock| {
+                    let running = server.is_running();
+                    if running {
+                        server.stop_blocking()?;
+                    }
+                    Ok(running)
+                });
+                match stopped {
+                    Ok(running) => was |= running,
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
                 }
             }
-            Ok(was)
+            failed.map_or(Ok(was), Err)
         })
         .await?
     }
@@ -322,10 +332,11 @@ impl PrivateCluster {
             citus::check_installed(&self.bin_dir)?;
         }
         if !self.data_dir.join("PG_VERSION").is_file() {
+            // Recorded first: a cluster is never there without what it was made as.
+            citus::record(self)?;
             self.initdb()?;
             started.initialised = true;
         }
-        citus::record(self)?;
         self.write_conf()?;
         if self.is_running() {
             started.already_running = true;

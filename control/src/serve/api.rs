@@ -71,6 +71,8 @@ pub struct Api {
     /// The connection the status's database figures are asked on, kept between calls (a
     /// scrape of `/metrics` every few seconds would otherwise start a backend each time).
     pub figures_db: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    /// The database is a Citus coordinator's (the status then says where each tenant lives).
+    pub citus: bool,
     /// The console's import uploads.
     pub imports: Arc<Imports>,
 }
@@ -271,6 +273,9 @@ async fn full_status(api: &Api) -> Result<StatusReport, ApiError> {
 /// On Citus, the node each tenant's schema lives on (left out when the database does not
 /// answer within a second).
 async fn add_nodes(api: &Api, tenants: &mut [TenantStatus]) {
+    if !api.citus {
+        return;
+    }
     let placements = async {
         let mut kept = api.figures_db.lock().await;
         let client = match &mut *kept {
@@ -341,7 +346,8 @@ async fn tenant_status(
         .collect();
     add_nodes(&api, &mut tenant).await;
     tenant
-        .pop()
+        .into_iter()
+        .next()
         .map(Json)
         .ok_or_else(|| ApiError::from(&WakeError::Unknown))
 }

@@ -142,7 +142,8 @@ pub async fn run(
     }
     // On a Citus coordinator the workers are told so (`[worker] citus`).
     let mut env = vec![];
-    if apotheca_tenancy::citus::enabled(&db.connect().await?).await? {
+    let citus = apotheca_tenancy::citus::enabled(&db.connect().await?).await?;
+    if citus {
         tracing::info!("the database is a Citus coordinator's: tenant schemas live on its nodes");
         env.push(("APOTHECA_WORKER__CITUS".to_owned(), "true".to_owned()));
     }
@@ -242,6 +243,7 @@ pub async fn run(
         session_lifetime: Duration::from_secs(settings.control.operator_session_hours * 3600),
         readiness,
         figures_db: Arc::default(),
+        citus,
         imports: Arc::new(imports::Imports {
             dir: settings.control.state_dir.join("imports"),
             max_bytes: settings.control.import_max_bytes,

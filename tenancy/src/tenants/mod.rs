@@ -74,7 +74,9 @@ pub struct TenantInfo {
     pub migration_version: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub policy: Policy,
-    /// On Citus, the worker node its schema lives on (`name:port`); none on plain PostgreSQL.
+    /// On Citus, the worker node its schema lives on (`name:port`); left out on plain
+    /// PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
 }
 

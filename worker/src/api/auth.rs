@@ -285,43 +285,19 @@ pub(crate) async fn send_reset_link(
     login: &str,
 ) -> ApiResult<()> {
     let login = login.trim().to_lowercase();
-    let mut db = state.db().await?;
+    let db = state.db().await?;
     let user = db
         .query_opt(
             "SELECT id, email, username FROM users WHERE active AND (lower(username) = $1 OR lower(email) = $1) LIMIT 1",
             &[&login],
         )
         .await?;
+    drop(db);
     if let Some(user) = user {
         let id: i64 = user.get(0);
         let email: Option<String> = user.get(1);
         let (token, hash) = accounts::new_token();
         let address: Option<std::net::IpAddr> = client_address(headers).parse().ok();
-        // At most three open links per user: requests beyond that are answered alike but
-        // neither stored nor mailed, so nobody can flood a user's mailbox or the table. The
-        // user's row is locked while counting, so requests at once count one after another.
-        // (Counted apart from the INSERT: Citus takes no subquery in an INSERT.)
-        let tx = db.transaction().await?;
-        tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&id])
-            .await?;
-        let open: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM password_resets
-                 WHERE user_id = $1 AND used_at IS NULL AND expires_at > now()",
-                &[&id],
-            )
-            .await?
-            .get(0);
-        if open >= 3 {
-            return Ok(());
-        }
-        tx.execute(
-            "INSERT INTO password_resets (user_id, token_hash, expires_at, requested_ip)
-             VALUES ($1, $2, now() + interval '1 hour', $3)",
-            &[&id, &hash, &address],
-        )
-        .await?;
-        tx.commit().await?;
         // Only Host: the proxy routes a request here only when its Host is one of this
         // tenant's domains, whereas X-Forwarded-Host could be anything a client sent.
         let host = headers
@@ -332,13 +308,59 @@ pub(crate) async fn send_reset_link(
             "{}?token={token}",
             state.settings.reset_url.replace("{host}", host)
         );
-        // Sent in the background: how long SMTP takes must not tell who has an account.
-        let (settings, username) = (state.settings.clone(), user.get::<_, String>(2));
+        // Stored and sent in the background: how long that takes must not tell who has an
+        // account.
+        let (state, username) = (state.clone(), user.get::<_, String>(2));
         tokio::spawn(async move {
-            crate::mail::send_reset(&settings, email.as_deref(), &username, &link).await;
+            match store_reset(&state, id, &hash, address).await {
+                Ok(true) => {
+                    crate::mail::send_reset(&state.settings, email.as_deref(), &username, &link)
+                        .await
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "a password reset link was not stored"),
+            }
         });
     }
     Ok(())
+}
+
+/// Stores a reset link's token for user `id` unless three are open already (then false):
+/// nobody can flood a user's mailbox or the table. The user's row is locked while counting, so
+/// requests at once count one after another. (Counted apart from the INSERT: Citus takes no
+/// subquery in an INSERT.)
+async fn store_reset(
+    state: &AppState,
+    id: i64,
+    hash: &[u8],
+    address: Option<std::net::IpAddr>,
+) -> apotheca_pharmacy::Result<bool> {
+    let mut db = state.db().await?;
+    let tx = db.transaction().await?;
+    tx.execute(
+        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        &[&id],
+    )
+    .await?;
+    let open: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM password_resets
+             WHERE user_id = $1 AND used_at IS NULL AND expires_at > now()",
+            &[&id],
+        )
+        .await?
+        .get(0);
+    if open >= 3 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO password_resets (user_id, token_hash, expires_at, requested_ip)
+         VALUES ($1, $2, now() + interval '1 hour', $3)",
+        &[&id, &hash, &address],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{check_socket_path, io, write_private, DevDbError, PrivateCluster, DATABASE};
-use crate::names::quote_ident;
 
 /// What one server is in a Citus cluster.
 #[derive(Debug, Clone)]
@@ -190,23 +189,7 @@ pub(super) async fn prepare_database(
     let authinfo = format!("password={}", conninfo_value(&coordinator.password()?));
     for node in nodes {
         let admin = connect(&node.url_for("postgres")?).await?;
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-            .await?
-            .is_some();
-        if !exists {
-            admin
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(database)))
-                .await?;
-        }
-        if database == DATABASE {
-            admin
-                .batch_execute(
-                    "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
-                     REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
-                )
-                .await?;
-        }
+        super::create_database(&admin, database, database == DATABASE).await?;
         let db = connect(&node.url_for(database)?).await?;
         db.batch_execute("CREATE EXTENSION IF NOT EXISTS citus")
             .await?;

@@ -489,26 +489,7 @@ impl PrivateCluster {
         let (client, conn) =
             tokio_postgres::connect(&self.url_for("postgres")?, tokio_postgres::NoTls).await?;
         let conn = tokio::spawn(conn);
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
-            .await?
-            .is_some();
-        if !exists {
-            client
-                .batch_execute(&format!(
-                    "CREATE DATABASE {}",
-                    crate::names::quote_ident(DATABASE)
-                ))
-                .await?;
-        }
-        // Only the superuser (and, per database, what control grants) may connect: tenant
-        // roles must not reach the maintenance databases.
-        client
-            .batch_execute(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
-                 REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
-            )
-            .await?;
+        create_database(&client, DATABASE, true).await?;
         drop(client);
         let _ = conn.await;
         self.prepare_database(DATABASE).await
@@ -541,6 +522,38 @@ impl PrivateCluster {
         }
         cmd
     }
+}
+
+/// Creates `database` through `admin` (a connection to a maintenance database) unless it
+/// exists. With `apotheca_db` (Apotheca's own database is being made): only the superuser
+/// (and, per database, what control grants) may connect, so tenant roles are kept out of the
+/// maintenance databases.
+async fn create_database(
+    admin: &tokio_postgres::Client,
+    database: &str,
+    apotheca_db: bool,
+) -> Result<(), DevDbError> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {}",
+                crate::names::quote_ident(database)
+            ))
+            .await?;
+    }
+    if apotheca_db {
+        admin
+            .batch_execute(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
+                 REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// The socket of `port` in `run_dir` must fit in a socket address.

@@ -81,35 +81,16 @@ async fn together(
         taken_quantity,
     } = c;
     let stmt = db.prepare_cached(WRITE_SALES).await?;
-    let params: [&(dyn ToSql + Sync); 27] = [
-        &inv.customer_id,
-        &inv.customer_name,
-        &inv.customer_phone,
-        &inv.billed_by,
-        &inv.payment,
-        &inv.subtotal,
-        &inv.discount,
-        &tax_rate,
-        &inv.tax,
-        &inv.total,
-        &inv.received,
-        &inv.change,
-        &inv.key,
-        &inv.hash,
-        &ln.invoice,
-        &ln.line_no,
-        &ln.medicine_id,
-        &ln.name,
-        &ln.quantity,
-        &ln.price,
-        &ln.total,
+    let mut params = inv.params(&tax_rate);
+    params.extend(ln.params());
+    params.extend::<[&(dyn ToSql + Sync); 6]>([
         &al.line,
         &al.batch,
         &al.quantity,
         &al.user,
         taken_batch,
         taken_quantity,
-    ];
+    ]);
     let (row, committed) = tokio::join!(db.query_one(&stmt, &params), commit(db, frame));
     let row = row.map_err(|e| write_failed(e, inv))?;
     committed.map_err(|e| Failed::Commit(e.into()))?;
@@ -158,36 +139,10 @@ async fn per_table(
         db.prepare_cached(s_ledger),
         db.prepare_cached(s_stock)
     )?;
-    let p_inv: [&(dyn ToSql + Sync); 17] = [
-        &inv.customer_id,
-        &inv.customer_name,
-        &inv.customer_phone,
-        &inv.billed_by,
-        &inv.payment,
-        &inv.subtotal,
-        &inv.discount,
-        &tax_rate,
-        &inv.tax,
-        &inv.total,
-        &inv.received,
-        &inv.change,
-        &inv.key,
-        &inv.hash,
-        &invoice_ids,
-        &base,
-        &created_at,
-    ];
-    let p_lines: [&(dyn ToSql + Sync); 9] = [
-        &ln.invoice,
-        &ln.line_no,
-        &ln.medicine_id,
-        &ln.name,
-        &ln.quantity,
-        &ln.price,
-        &ln.total,
-        &line_ids,
-        &invoice_ids,
-    ];
+    let mut p_inv = inv.params(&tax_rate);
+    p_inv.extend::<[&(dyn ToSql + Sync); 3]>([&invoice_ids, &base, &created_at]);
+    let mut p_lines = ln.params();
+    p_lines.extend::<[&(dyn ToSql + Sync); 2]>([&line_ids, &invoice_ids]);
     let p_alloc: [&(dyn ToSql + Sync); 7] = [
         &al.line,
         &al.batch,
@@ -405,6 +360,28 @@ struct InvoiceColumns<'a> {
     hash: Vec<Option<&'a [u8]>>,
 }
 
+impl InvoiceColumns<'_> {
+    /// The invoices' parameters of both statements, $1–$14 ($8: the tax rate).
+    fn params<'p>(&'p self, tax_rate: &'p Decimal) -> Vec<&'p (dyn ToSql + Sync)> {
+        vec![
+            &self.customer_id,
+            &self.customer_name,
+            &self.customer_phone,
+            &self.billed_by,
+            &self.payment,
+            &self.subtotal,
+            &self.discount,
+            tax_rate,
+            &self.tax,
+            &self.total,
+            &self.received,
+            &self.change,
+            &self.key,
+            &self.hash,
+        ]
+    }
+}
+
 #[derive(Default)]
 struct LineColumns<'a> {
     /// 1-based position of the line's invoice.
@@ -415,6 +392,21 @@ struct LineColumns<'a> {
     quantity: Vec<i32>,
     price: Vec<Decimal>,
     total: Vec<Decimal>,
+}
+
+impl LineColumns<'_> {
+    /// The lines' parameters, in the order both statements take them (7 of them).
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.invoice,
+            &self.line_no,
+            &self.medicine_id,
+            &self.name,
+            &self.quantity,
+            &self.price,
+            &self.total,
+        ]
+    }
 }
 
 #[derive(Default)]

@@ -100,13 +100,10 @@ pub async fn configure_database(client: &impl GenericClient) -> Result<()> {
     Ok(())
 }
 
-/// On Citus, the password the coordinator gives when it connects to the nodes as `role`
-/// (for each query of that role's sessions): stored in `pg_dist_authinfo`, which only
-/// superusers read. Nothing on plain PostgreSQL.
+/// The password the coordinator gives when it connects to the nodes as `role` (for each query
+/// of that role's sessions): stored in `pg_dist_authinfo`, which only superusers read. On
+/// Citus only (the caller knows: [`prepare`], [`enabled`]).
 pub async fn store_credentials(tx: &impl GenericClient, role: &str, password: &str) -> Result<()> {
-    if !enabled(tx).await? {
-        return Ok(());
-    }
     let authinfo = format!(
         "password='{}'",
         password.replace('\\', "\\\\").replace('\'', "\\'")
@@ -120,11 +117,8 @@ pub async fn store_credentials(tx: &impl GenericClient, role: &str, password: &s
     Ok(())
 }
 
-/// On Citus, forgets a dropped role's credentials. Nothing on plain PostgreSQL.
+/// Forgets a dropped role's credentials. On Citus only.
 pub async fn forget_credentials(tx: &impl GenericClient, role: &str) -> Result<()> {
-    if !enabled(tx).await? {
-        return Ok(());
-    }
     tx.execute(
         "DELETE FROM pg_catalog.pg_dist_authinfo WHERE rolename = $1",
         &[&role],
@@ -179,12 +173,9 @@ pub struct NodeLoad {
     pub schemas: i64,
 }
 
-/// The worker nodes that may hold shards, and how many distributed schemas each holds.
-/// Empty on plain PostgreSQL.
+/// The worker nodes that may hold shards, and how many distributed schemas each holds. On
+/// Citus only.
 pub async fn nodes(client: &impl GenericClient) -> Result<Vec<NodeLoad>> {
-    if !enabled(client).await? {
-        return Ok(vec![]);
-    }
     let rows = client
         .query(
             &format!(
@@ -221,11 +212,8 @@ const PLACEMENTS: &str =
                           JOIN pg_dist_placement pl ON pl.shardid = sh.shardid
                           ORDER BY s.schemaid, sh.shardid";
 
-/// The node each distributed schema lives on. Empty on plain PostgreSQL.
+/// The node each distributed schema lives on. On Citus only.
 pub async fn placements(client: &impl GenericClient) -> Result<BTreeMap<String, Node>> {
-    if !enabled(client).await? {
-        return Ok(BTreeMap::new());
-    }
     let rows = client
         .query(
             &format!(
@@ -253,17 +241,12 @@ pub async fn placements(client: &impl GenericClient) -> Result<BTreeMap<String, 
 /// Moves a tenant's schema, tables and data, to `to` with Citus's schema move: the tables are
 /// copied and then kept up to date by logical replication while the pharmacy goes on
 /// selling; writes wait only for the last catch-up and the switch. Returns the node it was
-/// on (`None`: it already was on `to`, nothing moved).
+/// on (`None`: it already was on `to`, nothing moved). On Citus only.
 pub async fn move_schema(
     client: &impl GenericClient,
     schema: &str,
     to: &Node,
 ) -> Result<Option<Node>> {
-    if !enabled(client).await? {
-        return Err(Error::invalid(
-            "moving a tenant needs Citus: this database is plain PostgreSQL, where every tenant is on the one server",
-        ));
-    }
     let known = nodes(client).await?;
     if !known.iter().any(|n| &n.node == to && n.active) {
         let list: Vec<String> = known.iter().map(|n| n.node.to_string()).collect();

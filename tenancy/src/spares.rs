@@ -74,14 +74,14 @@ async fn fill_locked(client: &mut Client, set: &MigrationSet, target: usize) -> 
         let tx = client.transaction().await?;
         migrate::ensure_database_access(&tx).await?;
         let database: String = tx.query_one("SELECT current_database()", &[]).await?.get(0);
-        crate::citus::prepare(&tx).await?;
+        let citus = crate::citus::prepare(&tx).await?;
         // The spare's dormant role takes the schema name: both are renamed at claim.
         let mut ddl = format!("CREATE SCHEMA {};\n", quote_ident(&name));
         ddl.push_str(&roles::create_dormant_role_sql(&name, &database));
         ddl.push_str(&roles::default_privileges_sql(&name, &name));
         tx.batch_execute(&ddl).await?;
         let all: Vec<_> = set.tenant.iter().collect();
-        migrate::apply(&tx, &name, &all).await?;
+        migrate::apply(&tx, &name, &all, citus).await?;
         tx.execute(
             "INSERT INTO public.spare_schemas (schema_name, db_role) VALUES ($1, $1)",
             &[&name],

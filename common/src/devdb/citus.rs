@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{check_socket_path, io, write_private, DevDbError, PrivateCluster, DATABASE};
+use super::{check_socket_path, connect, io, write_private, DevDbError, PrivateCluster, DATABASE};
 
 /// What one server is in a Citus cluster.
 #[derive(Debug, Clone)]
@@ -150,14 +150,6 @@ pub(super) fn conf(run_dir: &Path) -> String {
 /// A libpq connection-string value, quoted.
 fn conninfo_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client, DevDbError> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
 }
 
 /// Puts the superuser's credentials for connections between servers in `client`'s database.

@@ -486,12 +486,7 @@ impl PrivateCluster {
     }
 
     async fn ensure_database(&self) -> Result<(), DevDbError> {
-        let (client, conn) =
-            tokio_postgres::connect(&self.url_for("postgres")?, tokio_postgres::NoTls).await?;
-        let conn = tokio::spawn(conn);
-        create_database(&client, DATABASE, true).await?;
-        drop(client);
-        let _ = conn.await;
+        create_database(&connect(&self.url_for("postgres")?).await?, DATABASE, true).await?;
         self.prepare_database(DATABASE).await
     }
 
@@ -522,6 +517,15 @@ impl PrivateCluster {
         }
         cmd
     }
+}
+
+/// A superuser connection to `url`, its driver spawned (it ends with the client).
+async fn connect(url: &str) -> Result<tokio_postgres::Client, DevDbError> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
 
 /// Creates `database` through `admin` (a connection to a maintenance database) unless it

@@ -142,7 +142,9 @@ pub async fn run(
     }
     // On a Citus coordinator the workers are told so (`[worker] citus`).
     let mut env = vec![];
-    let citus = apotheca_tenancy::citus::enabled(&db.connect().await?).await?;
+    // One connection for what the start asks of the database (Citus, then the host's row).
+    let admin = db.connect().await?;
+    let citus = apotheca_tenancy::citus::enabled(&admin).await?;
     if citus {
         tracing::info!("the database is a Citus coordinator's: tenant schemas live on its nodes");
         env.push(("APOTHECA_WORKER__CITUS".to_owned(), "true".to_owned()));
@@ -169,7 +171,8 @@ pub async fn run(
         every: Duration::from_secs(serve.heartbeat_secs),
         gone_after: Duration::from_secs(serve.host_gone_secs),
     };
-    hosts::register(&db.connect().await?, &host).await?;
+    hosts::register(&admin, &host).await?;
+    drop(admin);
     let catalog = Catalog::new(db, secret);
     let public_url = catalog
         .public_role_url(&settings.control.tenant_role)

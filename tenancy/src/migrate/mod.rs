@@ -369,7 +369,8 @@ async fn migrate_locked(
             )));
         }
     }
-    let applied = apply(tx, &state.name, &todo).await?;
+    let citus = state.kind != Kind::Public && crate::citus::prepare(tx).await?;
+    let applied = apply(tx, &state.name, &todo, citus).await?;
     // New tables are granted to the tenant's role by the default privileges of the admin who
     // created the schema; only another admin's migrations need the (catalog-scanning) grant.
     if state.kind != Kind::Public {
@@ -443,16 +444,17 @@ async fn load_applied(tx: &impl GenericClient, schema: &str) -> Result<BTreeMap<
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Runs `todo` in `schema` inside the caller's transaction and records each.
+/// Runs `todo` in `schema` inside the caller's transaction and records each. `citus`: the
+/// caller's [`crate::citus::prepare`] found Citus, which sends some DDL on to its nodes as the
+/// text it came in, so each statement goes alone.
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     schema: &str,
     todo: &[&Migration],
+    citus: bool,
 ) -> Result<Vec<Applied>> {
     tx.batch_execute(&format!("SET LOCAL search_path TO {}", quote_ident(schema)))
         .await?;
-    // Citus sends some DDL on to its nodes as the text it came in: one statement at a time.
-    let citus = schema != "public" && crate::citus::prepare(tx).await?;
     let mut applied = Vec::with_capacity(todo.len());
     for m in todo {
         let started = Instant::now();

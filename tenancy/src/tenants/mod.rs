@@ -174,14 +174,15 @@ impl Provisioner<'_> {
         domains::ensure_free(tx, domain).await?;
         // A spare brings its schema, migrated, and its dormant role, already granted; else
         // both are built here, the role first so its default privileges cover every table.
+        // On Citus: a built schema is distributed, and the role needs node credentials.
+        let citus = crate::citus::prepare(tx).await?;
         if !spares::claim(tx, self.migrations, schema.as_str(), &role).await? {
-            crate::citus::prepare(tx).await?;
             let mut ddl = format!("CREATE SCHEMA {};\n", schema.quoted());
             ddl.push_str(&roles::create_dormant_role_sql(&role, database));
             ddl.push_str(&roles::default_privileges_sql(&role, schema.as_str()));
             tx.batch_execute(&ddl).await.map_err(map_conflict)?;
             let all: Vec<_> = self.migrations.tenant.iter().collect();
-            migrate::apply(tx, schema.as_str(), &all).await?;
+            migrate::apply(tx, schema.as_str(), &all, citus).await?;
         }
         tx.batch_execute(&roles::activate_role_sql(
             &role,
@@ -191,7 +192,9 @@ impl Provisioner<'_> {
             self.role_limits,
         ))
         .await?;
-        crate::citus::store_credentials(tx, &role, &password).await?;
+        if citus {
+            crate::citus::store_credentials(tx, &role, &password).await?;
+        }
         let row = tx
             .query_one(
                 "INSERT INTO public.tenants (schema_name, name, db_role) VALUES ($1, $2, $3) RETURNING id",
@@ -268,7 +271,11 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<TenantInfo>> {
     let rows = client
         .query(&format!("{SELECT_TENANTS} ORDER BY t.schema_name"), &[])
         .await?;
-    let placements = crate::citus::placements(client).await?;
+    let placements = if crate::citus::enabled(client).await? {
+        crate::citus::placements(client).await?
+    } else {
+        Default::default()
+    };
     Ok(rows
         .iter()
         .map(|row| {
@@ -456,7 +463,9 @@ pub async fn delete(
         tx.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
             .await?;
     }
-    crate::citus::forget_credentials(&tx, &info.role).await?;
+    if crate::citus::enabled(&tx).await? {
+        crate::citus::forget_credentials(&tx, &info.role).await?;
+    }
     tx.execute(
         "DELETE FROM public.apotheca_migrations WHERE schema_name = $1",
         &[&schema],

@@ -38,6 +38,8 @@ pub async fn sync(
     migrate::ensure_database_access(&tx).await?;
     tx.batch_execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         .await?;
+    // On Citus every tenant role's node credentials too.
+    let citus = crate::citus::enabled(&tx).await?;
     let rows = tx
         .query(
             "SELECT t.schema_name, t.db_role, false AS spare FROM public.tenants t
@@ -93,7 +95,9 @@ pub async fn sync(
             ));
             done.tenants += 1;
             tx.batch_execute(&sql).await?;
-            crate::citus::store_credentials(&tx, &role, &password).await?;
+            if citus {
+                crate::citus::store_credentials(&tx, &role, &password).await?;
+            }
             continue;
         }
         tx.batch_execute(&sql).await?;
